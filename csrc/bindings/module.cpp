@@ -1,0 +1,174 @@
+// The only file that includes pybind11. Each binding checks shapes (stating what it got),
+// allocates outputs while holding the GIL, then releases the GIL around the kernel call.
+// Input validation with user-facing messages lives in pydetect/_validation.py; the checks
+// here are the last line of defence for callers of the private module.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "boxes/box_ops.h"
+#include "boxes/nms.h"
+#include "common/parallel.h"
+
+namespace py = pybind11;
+
+namespace {
+
+template <class T>
+using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+std::string shape_of(const py::array& a) {
+  std::ostringstream s;
+  s << "(";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) s << (d ? ", " : "") << a.shape(d);
+  s << (a.ndim() == 1 ? ",)" : ")");
+  return s.str();
+}
+
+int64_t num_boxes(const py::array& a, const char* name) {
+  if (a.ndim() != 2 || a.shape(1) != 4) {
+    throw py::value_error(std::string(name) + " must have shape (N, 4), got " + shape_of(a));
+  }
+  return a.shape(0);
+}
+
+void check_length(const py::array& a, int64_t n, const char* name) {
+  if (a.ndim() != 1 || a.shape(0) != n) {
+    throw py::value_error(std::string(name) + " must have shape (" + std::to_string(n) +
+                          ",), got " + shape_of(a));
+  }
+}
+
+template <class T>
+py::array_t<T> to_array(const std::vector<T>& values) {
+  py::array_t<T> out(static_cast<py::ssize_t>(values.size()));
+  std::copy(values.begin(), values.end(), out.mutable_data());
+  return out;
+}
+
+// ----------------------------------------------------------------------------- boxes
+template <class T>
+void bind_boxes(py::module_& m) {
+  m.def("box_area", [](const CArray<T>& boxes) {
+    const int64_t n = num_boxes(boxes, "boxes");
+    py::array_t<T> out(n);
+    const T* in = boxes.data();
+    T* o = out.mutable_data();
+    py::gil_scoped_release release;
+    pydetect::box_area(in, n, o);
+    return out;
+  }, py::arg("boxes"), "Areas (x2 - x1) * (y2 - y1) of (N, 4) boxes.");
+
+  m.def("box_iou", [](const CArray<T>& a, const CArray<T>& b) {
+    const int64_t n = num_boxes(a, "boxes1"), k = num_boxes(b, "boxes2");
+    py::array_t<T> out({n, k});
+    const T *pa = a.data(), *pb = b.data();
+    T* o = out.mutable_data();
+    py::gil_scoped_release release;
+    pydetect::box_iou(pa, n, pb, k, o);
+    return out;
+  }, py::arg("boxes1"), py::arg("boxes2"), "Pairwise IoU, (N, 4) x (M, 4) -> (N, M).");
+
+  m.def("box_convert", [](const CArray<T>& boxes, int from, int to) {
+    const int64_t n = num_boxes(boxes, "boxes");
+    if (from < 0 || from > 2 || to < 0 || to > 2) throw py::value_error("unknown box format code");
+    py::array_t<T> out({n, int64_t(4)});
+    const T* in = boxes.data();
+    T* o = out.mutable_data();
+    py::gil_scoped_release release;
+    pydetect::box_convert(in, n, pydetect::BoxFormat(from), pydetect::BoxFormat(to), o);
+    return out;
+  }, py::arg("boxes"), py::arg("in_fmt"), py::arg("out_fmt"),
+     "Converts boxes between formats 0 = xyxy, 1 = xywh, 2 = cxcywh.");
+
+  m.def("clip_boxes", [](const CArray<T>& boxes, double height, double width) {
+    const int64_t n = num_boxes(boxes, "boxes");
+    py::array_t<T> out({n, int64_t(4)});
+    const T* in = boxes.data();
+    T* o = out.mutable_data();
+    py::gil_scoped_release release;
+    pydetect::clip_boxes(in, n, T(height), T(width), o);
+    return out;
+  }, py::arg("boxes"), py::arg("height"), py::arg("width"),
+     "Clamps x to [0, width] and y to [0, height].");
+
+  m.def("remove_small_boxes", [](const CArray<T>& boxes, double min_size) {
+    const int64_t n = num_boxes(boxes, "boxes");
+    const T* in = boxes.data();
+    std::vector<int64_t> keep;
+    {
+      py::gil_scoped_release release;
+      keep = pydetect::remove_small_boxes(in, n, T(min_size));
+    }
+    return to_array(keep);
+  }, py::arg("boxes"), py::arg("min_size"),
+     "Indices of boxes with width and height >= min_size.");
+
+  m.def("nms", [](const CArray<T>& boxes, const CArray<T>& scores, double iou_threshold) {
+    const int64_t n = num_boxes(boxes, "boxes");
+    check_length(scores, n, "scores");
+    const T *pb = boxes.data(), *ps = scores.data();
+    std::vector<int64_t> keep;
+    {
+      py::gil_scoped_release release;
+      keep = pydetect::nms(pb, ps, n, iou_threshold);
+    }
+    return to_array(keep);
+  }, py::arg("boxes"), py::arg("scores"), py::arg("iou_threshold"),
+     "Greedy NMS; kept indices by decreasing score (torchvision's result).");
+
+  m.def("batched_nms", [](const CArray<T>& boxes, const CArray<T>& scores,
+                          const CArray<int64_t>& labels, double iou_threshold) {
+    const int64_t n = num_boxes(boxes, "boxes");
+    check_length(scores, n, "scores");
+    check_length(labels, n, "labels");
+    const T *pb = boxes.data(), *ps = scores.data();
+    const int64_t* pl = labels.data();
+    std::vector<int64_t> keep;
+    {
+      py::gil_scoped_release release;
+      keep = pydetect::batched_nms(pb, ps, pl, n, iou_threshold);
+    }
+    return to_array(keep);
+  }, py::arg("boxes"), py::arg("scores"), py::arg("labels"), py::arg("iou_threshold"),
+     "NMS per label; kept indices by decreasing score.");
+
+  m.def("soft_nms", [](const CArray<T>& boxes, const CArray<T>& scores, double iou_threshold,
+                       double sigma, double score_threshold, int method) {
+    const int64_t n = num_boxes(boxes, "boxes");
+    check_length(scores, n, "scores");
+    if (method != 0 && method != 1) throw py::value_error("method must be 0 (linear) or 1 (gaussian)");
+    if (!(sigma > 0)) throw py::value_error("sigma must be > 0");
+    const T *pb = boxes.data(), *ps = scores.data();
+    std::vector<int64_t> keep;
+    std::vector<T> kept_scores;
+    {
+      py::gil_scoped_release release;
+      pydetect::soft_nms(pb, ps, n, iou_threshold, sigma, score_threshold,
+                         pydetect::SoftNmsMethod(method), &keep, &kept_scores);
+    }
+    return py::make_tuple(to_array(keep), to_array(kept_scores));
+  }, py::arg("boxes"), py::arg("scores"), py::arg("iou_threshold"), py::arg("sigma"),
+     py::arg("score_threshold"), py::arg("method"),
+     "Soft-NMS (method 0 = linear, 1 = gaussian) -> (kept indices, scores at selection).");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "pydetect's private C++ kernels. Use the validated wrappers in pydetect.ops.";
+
+  m.def("get_num_threads", &pydetect::get_num_threads,
+        "Number of threads the kernels use.");
+  m.def("set_num_threads", &pydetect::set_num_threads, py::arg("n"),
+        "Sets the number of threads the kernels use (n <= 0: all hardware threads).");
+
+  // float32 first, then float64: an exact-dtype contiguous array (what the Python
+  // wrappers pass) matches its overload in pybind11's first, no-conversion pass.
+  bind_boxes<float>(m);
+  bind_boxes<double>(m);
+}

@@ -1,0 +1,172 @@
+#include "boxes/nms.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "boxes/box_math.h"
+#include "common/parallel.h"
+
+namespace pydetect {
+namespace {
+
+// Remaining candidates as structure-of-arrays, so the IoU pass over them vectorises.
+template <class T>
+struct Candidates {
+  std::vector<T> x1, y1, x2, y2, area;
+  std::vector<int64_t> index;
+
+  Candidates(const T* boxes, const int64_t* order, int64_t count)
+      : x1(count), y1(count), x2(count), y2(count), area(count), index(order, order + count) {
+    for (int64_t k = 0; k < count; ++k) {
+      const T* b = boxes + 4 * order[k];
+      x1[k] = b[0], y1[k] = b[1], x2[k] = b[2], y2[k] = b[3];
+      area[k] = box_area(b[0], b[1], b[2], b[3]);
+    }
+  }
+
+  void move(int64_t from, int64_t to) {
+    x1[to] = x1[from], y1[to] = y1[from], x2[to] = x2[from], y2[to] = y2[from];
+    area[to] = area[from], index[to] = index[from];
+  }
+
+  // IoU of candidate k with every candidate in [begin, end), written to iou[begin, end).
+  void iou_with(int64_t k, int64_t begin, int64_t end, T* iou) const {
+    const T kx1 = x1[k], ky1 = y1[k], kx2 = x2[k], ky2 = y2[k], karea = area[k];
+    for (int64_t j = begin; j < end; ++j) {
+      const T inter = intersection_area(kx1, ky1, kx2, ky2, x1[j], y1[j], x2[j], y2[j]);
+      iou[j] = iou_from_areas(inter, karea, area[j]);
+    }
+  }
+};
+
+// Greedy NMS over candidates already in visiting order (decreasing score).
+// The front candidate is kept, the rest are filtered against it and compacted, so every
+// kept box only looks at the boxes that are still alive: the cost is the sum over kept
+// boxes of the survivors, not kept x n as in a scan over suppression flags.
+template <class T>
+std::vector<int64_t> nms_in_order(const T* boxes, const int64_t* order, int64_t count,
+                                  double iou_threshold) {
+  std::vector<int64_t> keep;
+  if (count == 0) return keep;
+  Candidates<T> c(boxes, order, count);
+  std::vector<T> iou(count);
+  const T threshold = threshold_in<T>(iou_threshold);
+  while (count > 0) {
+    keep.push_back(c.index[0]);
+    c.iou_with(0, 1, count, iou.data());
+    int64_t alive = 0;
+    for (int64_t j = 1; j < count; ++j) {
+      if (!(iou[j] > threshold)) c.move(j, alive++);
+    }
+    count = alive;
+  }
+  return keep;
+}
+
+template <class T>
+std::vector<int64_t> order_by_decreasing_score(const T* scores, int64_t n) {
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), int64_t(0));
+  std::stable_sort(order.begin(), order.end(),
+                   [scores](int64_t a, int64_t b) { return scores[a] > scores[b]; });
+  return order;
+}
+
+}  // namespace
+
+template <class T>
+std::vector<int64_t> nms(const T* boxes, const T* scores, int64_t n, double iou_threshold) {
+  const std::vector<int64_t> order = order_by_decreasing_score(scores, n);
+  return nms_in_order(boxes, order.data(), n, iou_threshold);
+}
+
+template <class T>
+std::vector<int64_t> batched_nms(const T* boxes, const T* scores, const int64_t* labels, int64_t n,
+                                 double iou_threshold) {
+  // One sort groups the labels and orders each group by decreasing score, lower index first.
+  std::vector<int64_t> order = order_by_decreasing_score(scores, n);
+  std::stable_sort(order.begin(), order.end(),
+                   [labels](int64_t a, int64_t b) { return labels[a] < labels[b]; });
+  std::vector<int64_t> group_start;
+  for (int64_t k = 0; k < n; ++k) {
+    if (k == 0 || labels[order[k]] != labels[order[k - 1]]) group_start.push_back(k);
+  }
+  group_start.push_back(n);
+  const int64_t num_groups = static_cast<int64_t>(group_start.size()) - 1;
+
+  std::vector<std::vector<int64_t>> kept(std::max<int64_t>(num_groups, 0));
+  parallel_for(0, num_groups, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t g = lo; g < hi; ++g) {
+      kept[g] = nms_in_order(boxes, order.data() + group_start[g],
+                             group_start[g + 1] - group_start[g], iou_threshold);
+    }
+  });
+
+  std::vector<int64_t> keep;
+  for (const auto& group : kept) keep.insert(keep.end(), group.begin(), group.end());
+  std::sort(keep.begin(), keep.end(), [scores](int64_t a, int64_t b) {
+    return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+  });
+  return keep;
+}
+
+template <class T>
+void soft_nms(const T* boxes, const T* scores, int64_t n, double iou_threshold, double sigma,
+              double score_threshold, SoftNmsMethod method, std::vector<int64_t>* keep,
+              std::vector<T>* kept_scores) {
+  keep->clear();
+  kept_scores->clear();
+  // Candidates stay in index order, so the first maximum found is the lowest index.
+  std::vector<int64_t> alive_index;
+  for (int64_t i = 0; i < n; ++i) {
+    if (scores[i] >= score_threshold) alive_index.push_back(i);
+  }
+  int64_t count = static_cast<int64_t>(alive_index.size());
+  if (count == 0) return;
+  Candidates<T> c(boxes, alive_index.data(), count);
+  std::vector<T> score(count), iou(count);
+  for (int64_t k = 0; k < count; ++k) score[k] = scores[c.index[k]];
+  const T linear_threshold = threshold_in<T>(iou_threshold);
+  const T inv_sigma = T(1) / static_cast<T>(sigma);
+
+  int64_t best = std::max_element(score.begin(), score.begin() + count) - score.begin();
+  while (count > 0) {
+    keep->push_back(c.index[best]);
+    kept_scores->push_back(score[best]);
+    c.iou_with(best, 0, count, iou.data());
+    // Decay, drop and compact in one pass, finding the next maximum on the way.
+    int64_t alive = 0, next_best = -1;
+    for (int64_t j = 0; j < count; ++j) {
+      if (j == best) continue;
+      T s = score[j];
+      const T overlap = iou[j];
+      if (overlap > T(0)) {  // also false for NaN (two zero-area boxes): no decay
+        if (method == SoftNmsMethod::Gaussian) {
+          s *= std::exp(-(overlap * overlap) * inv_sigma);
+        } else if (overlap > linear_threshold) {
+          s *= T(1) - overlap;
+        }
+      }
+      if (!(s >= score_threshold)) continue;
+      c.move(j, alive);
+      score[alive] = s;
+      if (next_best < 0 || s > score[next_best]) next_best = alive;
+      ++alive;
+    }
+    count = alive;
+    best = next_best;
+  }
+}
+
+#define PD_INSTANTIATE(T)                                                                     \
+  template std::vector<int64_t> nms<T>(const T*, const T*, int64_t, double);                  \
+  template std::vector<int64_t> batched_nms<T>(const T*, const T*, const int64_t*, int64_t,   \
+                                               double);                                       \
+  template void soft_nms<T>(const T*, const T*, int64_t, double, double, double, SoftNmsMethod, \
+                            std::vector<int64_t>*, std::vector<T>*);
+PD_INSTANTIATE(float)
+PD_INSTANTIATE(double)
+#undef PD_INSTANTIATE
+
+}  // namespace pydetect

@@ -1,0 +1,33 @@
+// Non-maximum suppression: greedy (torchvision's result), class-batched, and soft (Bodla et al.).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace pydetect {
+
+// Greedy NMS. Boxes are visited by decreasing score (equal scores: lower index first);
+// a box is dropped when its IoU with an already kept box is > iou_threshold.
+// Returns the kept indices in that visiting order.
+template <class T>
+std::vector<int64_t> nms(const T* boxes, const T* scores, int64_t n, double iou_threshold);
+
+// NMS run independently per label; the union of the kept indices sorted by decreasing
+// score (equal scores: lower index first). Labels are processed in parallel.
+template <class T>
+std::vector<int64_t> batched_nms(const T* boxes, const T* scores, const int64_t* labels, int64_t n,
+                                 double iou_threshold);
+
+enum class SoftNmsMethod { Linear = 0, Gaussian = 1 };
+
+// Soft-NMS (Bodla et al., ICCV 2017). Repeatedly selects the highest current score
+// (equal scores: lower index first) and decays the others: gaussian by exp(-iou^2 / sigma),
+// linear by (1 - iou) when iou > iou_threshold. A box whose score is below
+// score_threshold (initially or after a decay) is dropped. Fills the selected indices in
+// selection order and their scores at selection.
+template <class T>
+void soft_nms(const T* boxes, const T* scores, int64_t n, double iou_threshold, double sigma,
+              double score_threshold, SoftNmsMethod method, std::vector<int64_t>* keep,
+              std::vector<T>* kept_scores);
+
+}  // namespace pydetect

@@ -1,0 +1,32 @@
+"""pydetect: classical and CNN object detection side by side, on a fast C++ core.
+
+Boxes everywhere are float ``(x1, y1, x2, y2)`` in absolute pixels, ``x2 - x1`` being the
+width (no +1), as in torchvision and pycocotools.
+"""
+
+__version__ = "0.1.0"
+
+from pydetect import _C
+from pydetect._validation import check_int as _check_int
+from pydetect.structures import Detections
+from pydetect import ops
+
+
+def set_num_threads(n: int) -> None:
+    """Sets how many threads pydetect's C++ kernels use (default: all cores).
+
+    Parameters
+    ----------
+    n : int
+        Number of threads, >= 1. It applies process-wide to every kernel; torch's own
+        thread count (``torch.set_num_threads``) is separate.
+    """
+    _C.set_num_threads(_check_int(n, "n", minimum=1))
+
+
+def get_num_threads() -> int:
+    """Returns how many threads pydetect's C++ kernels use."""
+    return _C.get_num_threads()
+
+
+__all__ = ["Detections", "ops", "set_num_threads", "get_num_threads", "__version__"]

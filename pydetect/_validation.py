@@ -1,0 +1,158 @@
+"""Input checks and conversions shared by every public wrapper.
+
+Every public function converts its inputs here, so that bad input raises one kind of
+error with one style of message: ``TypeError`` for a wrong type or dtype, ``ValueError``
+for a wrong shape or value, each naming the argument and what was expected.
+
+Arrays may be numpy arrays, CPU torch tensors or nested sequences. Functions return the
+same kind they were given (:func:`to_numpy` records it, :func:`like` restores it), so the
+C++ kernels only ever see C-contiguous numpy arrays of an exact dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "to_numpy",
+    "like",
+    "as_float_array",
+    "as_boxes",
+    "as_vector",
+    "as_labels",
+    "check_fraction",
+    "check_positive",
+    "check_int",
+    "check_choice",
+]
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _is_torch_tensor(x) -> bool:
+    # Avoid importing torch (slow) unless the object came from it.
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def to_numpy(x, name: str):
+    """Returns ``(array, kind)`` with kind ``"torch"`` for a tensor, else ``"numpy"``."""
+    if _is_torch_tensor(x):
+        if x.device.type != "cpu":
+            raise ValueError(f"{name} must be a CPU tensor, got a tensor on {x.device}")
+        return x.detach().numpy(), "torch"
+    if isinstance(x, np.ndarray):
+        return x, "numpy"
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be an array, got {type(x).__name__}")
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name} must be an array-like of numbers ({exc})") from None
+    return arr, "numpy"
+
+
+def like(arr: np.ndarray, kind: str):
+    """Returns ``arr`` as the kind :func:`to_numpy` reported (numpy or torch)."""
+    if kind == "torch":
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(arr))
+    return arr
+
+
+def _float_dtype(arr: np.ndarray, name: str, dtype=None) -> np.dtype:
+    if arr.dtype.kind not in "biuf" or arr.dtype.kind == "b":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if dtype is not None:
+        return np.dtype(dtype)
+    # float32 and float64 are kept; integers and float16 compute in float32.
+    return arr.dtype if arr.dtype in FLOAT_DTYPES else np.dtype(np.float32)
+
+
+def as_float_array(x, name: str, *, dtype=None, finite: bool = True):
+    """Converts to a C-contiguous float32/float64 array; returns ``(array, kind)``."""
+    arr, kind = to_numpy(x, name)
+    arr = np.ascontiguousarray(arr, dtype=_float_dtype(arr, name, dtype))
+    if finite and arr.size and not np.isfinite(arr).all():
+        bad = "NaN" if np.isnan(arr).any() else "infinite"
+        raise ValueError(f"{name} must be finite, got {bad} values")
+    return arr, kind
+
+
+def as_boxes(x, name: str = "boxes", *, dtype=None):
+    """(N, 4) float boxes; an empty input of any shape with 0 elements gives (0, 4)."""
+    arr, kind = as_float_array(x, name, dtype=dtype)
+    if arr.size == 0 and arr.ndim <= 2 and (arr.ndim < 2 or arr.shape[-1] in (0, 4)):
+        arr = arr.reshape(0, 4)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (N, 4), got {tuple(arr.shape)}")
+    return arr, kind
+
+
+def as_vector(x, n: int, name: str, *, dtype=None, finite: bool = True):
+    """(n,) float vector matching n boxes."""
+    arr, kind = as_float_array(x, name, dtype=dtype, finite=finite)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) to match the boxes, got {tuple(arr.shape)}")
+    return arr, kind
+
+
+def as_labels(x, n: int, name: str = "labels"):
+    """(n,) int64 labels."""
+    arr, _ = to_numpy(x, name)
+    if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and arr.size == 0):
+        raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) to match the boxes, got {tuple(arr.shape)}")
+    return arr
+
+
+def _as_real(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if _is_torch_tensor(value) and value.numel() == 1:
+            value = value.item()
+        elif isinstance(value, np.ndarray) and value.shape == ():
+            value = value.item()
+        else:
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def check_fraction(value, name: str) -> float:
+    """A real number in [0, 1]."""
+    value = _as_real(value, name)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return value
+
+
+def check_positive(value, name: str, *, strict: bool = True) -> float:
+    """A real number > 0 (``strict``) or >= 0."""
+    value = _as_real(value, name)
+    if value < 0 or (strict and value == 0):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} 0, got {value}")
+    return value
+
+
+def check_int(value, name: str, *, minimum: int | None = None) -> int:
+    """An integer (bools are refused), optionally >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_choice(value, name: str, choices) -> str:
+    """One of the strings in ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value

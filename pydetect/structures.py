@@ -1,0 +1,134 @@
+"""Detections: the result type every detector returns.
+
+A :class:`Detections` holds equal-length fields for the N detections of one image —
+``boxes`` (N, 4) float32 xyxy, ``scores`` (N,) float32, ``labels`` (N,) int64 — plus any
+extra per-detection fields a detector adds (a cascade's reject levels, an ISM's masks).
+Indexing filters every field at once, as detectron2's ``Instances`` does::
+
+    confident = dets[dets.scores > 0.5]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pydetect._validation import as_boxes, as_labels, as_vector, to_numpy
+
+__all__ = ["Detections"]
+
+_CORE = ("boxes", "scores", "labels")
+
+
+class Detections:
+    """Boxes, scores and labels of the detections in one image.
+
+    Parameters
+    ----------
+    boxes : array or Tensor, shape (N, 4)
+        ``(x1, y1, x2, y2)`` in pixels; stored as float32.
+    scores : array or Tensor, shape (N,), optional
+        Stored as float32. Default: ones.
+    labels : integer array or Tensor, shape (N,), optional
+        Class indices (0-based, into the dataset's ``class_names``). Default: zeros.
+    **fields : arrays with first dimension N
+        Extra per-detection data, available as attributes and filtered with the rest.
+
+    Examples
+    --------
+    >>> d = Detections([[0, 0, 10, 10], [5, 5, 20, 20]], scores=[0.9, 0.3], labels=[1, 0])
+    >>> len(d[d.scores > 0.5])
+    1
+    """
+
+    def __init__(self, boxes=None, scores=None, labels=None, **fields):
+        boxes = np.zeros((0, 4), np.float32) if boxes is None else boxes
+        b, _ = as_boxes(boxes, "boxes", dtype=np.float32)
+        n = b.shape[0]
+        s = np.ones(n, np.float32) if scores is None else as_vector(scores, n, "scores", dtype=np.float32)[0]
+        lab = np.zeros(n, np.int64) if labels is None else as_labels(labels, n, "labels")
+        extra = {}
+        for name, value in fields.items():
+            if name in _CORE or name.startswith("_"):
+                raise ValueError(f"field name {name!r} is reserved")
+            arr, _ = to_numpy(value, name)
+            if arr.ndim == 0 or arr.shape[0] != n:
+                raise ValueError(f"field {name!r} must have first dimension {n}, got shape {arr.shape}")
+            extra[name] = arr
+        object.__setattr__(self, "_fields", {"boxes": b, "scores": s, "labels": lab, **extra})
+
+    # Field access -------------------------------------------------------------------
+    def __getattr__(self, name):
+        fields = self.__dict__.get("_fields")
+        if fields is not None and name in fields:
+            return fields[name]
+        raise AttributeError(f"Detections has no field {name!r}")
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Detections is immutable: build a new one (Detections(**d.fields(), ...))")
+
+    def fields(self) -> dict:
+        """All fields as a dict of arrays (a shallow copy of the mapping)."""
+        return dict(self._fields)
+
+    @property
+    def extra_fields(self) -> tuple:
+        """Names of the fields beyond boxes, scores and labels."""
+        return tuple(k for k in self._fields if k not in _CORE)
+
+    def __len__(self) -> int:
+        return self._fields["boxes"].shape[0]
+
+    def __getitem__(self, key) -> "Detections":
+        """Filters every field: an int, a slice, a boolean mask or an index array."""
+        if isinstance(key, (int, np.integer)):
+            key = slice(int(key), int(key) + 1 if int(key) != -1 else None)
+        else:
+            key, _ = to_numpy(key, "index") if not isinstance(key, slice) else (key, None)
+            if isinstance(key, np.ndarray) and key.dtype == bool and key.shape != (len(self),):
+                raise IndexError(f"boolean index must have shape ({len(self)},), got {key.shape}")
+        return Detections._from_fields({k: v[key] for k, v in self._fields.items()})
+
+    @classmethod
+    def _from_fields(cls, fields: dict) -> "Detections":
+        out = cls.__new__(cls)
+        object.__setattr__(out, "_fields", fields)
+        return out
+
+    def __repr__(self) -> str:
+        extra = f", extra={list(self.extra_fields)}" if self.extra_fields else ""
+        return f"Detections(n={len(self)}{extra})"
+
+    # Conversions --------------------------------------------------------------------
+    def sorted(self) -> "Detections":
+        """The detections by decreasing score (stable: equal scores keep their order)."""
+        return self[np.argsort(-self.scores, kind="stable")]
+
+    @classmethod
+    def concat(cls, parts) -> "Detections":
+        """Concatenates Detections that have the same fields."""
+        parts = list(parts)
+        if not parts:
+            return cls()
+        names = list(parts[0]._fields)
+        for p in parts[1:]:
+            if list(p._fields) != names:
+                raise ValueError(f"cannot concatenate Detections with fields {names} and {list(p._fields)}")
+        return cls._from_fields({k: np.concatenate([p._fields[k] for p in parts]) for k in names})
+
+    def to_coco(self, image_id, category_ids=None) -> list:
+        """COCO results entries ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``.
+
+        Parameters
+        ----------
+        image_id : int
+        category_ids : sequence or dict, optional
+            Maps a label to its COCO category id; default: the label itself.
+        """
+        b = self.boxes.astype(np.float64)
+        xywh = np.column_stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]])
+        out = []
+        for box, score, label in zip(xywh.tolist(), self.scores.tolist(), self.labels.tolist()):
+            cat = label if category_ids is None else category_ids[label]
+            out.append({"image_id": image_id, "category_id": int(cat),
+                        "bbox": [round(v, 3) for v in box], "score": float(score)})
+        return out
