@@ -156,3 +156,33 @@ def check_choice(value, name: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return value
+
+
+def as_image(x, name: str = "image") -> np.ndarray:
+    """An image as a C-contiguous uint8 array, (H, W) grey or (H, W, 3) RGB.
+
+    uint8 is taken as is. Float images must lie in [0, 1] and are scaled by 255 and
+    rounded; other integer types must lie in [0, 255]. A (H, W, 1) image becomes (H, W).
+    """
+    arr, _ = to_numpy(x, name)
+    if arr.dtype.kind not in "uif" or arr.dtype == np.bool_:
+        raise TypeError(f"{name} must be a uint8 or float image, got dtype {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
+        raise ValueError(f"{name} must have shape (H, W) or (H, W, 3), got {tuple(arr.shape)}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(arr.shape)}")
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} must be finite")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(f"a float {name} must lie in [0, 1], got values in [{lo:g}, {hi:g}]")
+        return np.ascontiguousarray(np.rint(arr * 255.0).astype(np.uint8))
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi > 255:
+        raise ValueError(f"an integer {name} must lie in [0, 255], got values in [{lo}, {hi}]")
+    return np.ascontiguousarray(arr.astype(np.uint8))
