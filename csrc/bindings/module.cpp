@@ -7,12 +7,14 @@
 #include <pybind11/stl.h>
 
 #include <sstream>
+#include <type_traits>
 #include <string>
 #include <vector>
 
 #include "boxes/box_ops.h"
 #include "boxes/nms.h"
 #include "common/parallel.h"
+#include "integral/integral.h"
 
 namespace py = pybind11;
 
@@ -157,6 +159,47 @@ void bind_boxes(py::module_& m) {
      "Soft-NMS (method 0 = linear, 1 = gaussian) -> (kept indices, scores at selection).");
 }
 
+// ----------------------------------------------------------------------------- integral
+// integral_image(img (H, W), squared, tilted, float64_sum) -> (sum, sqsum or None, tilted or None),
+// each (H + 1, W + 1). uint8 input: sum/tilted int32 (float64 if float64_sum); float input
+// (passed as float32 or float64): all float64. sqsum is float64.
+template <class In>
+void bind_integral_for(py::module_& m) {
+  m.def("integral_image", [](const CArray<In>& img, bool squared, bool tilted, bool float64_sum) {
+    if (img.ndim() != 2) {
+      throw py::value_error("image must have shape (H, W), got " + shape_of(img));
+    }
+    const int64_t h = img.shape(0), w = img.shape(1);
+    const In* src = img.data();
+    py::array_t<double> sq;
+    if (squared) sq = py::array_t<double>({h + 1, w + 1});
+    double* psq = squared ? sq.mutable_data() : nullptr;
+    auto run = [&](auto tag) -> py::tuple {
+      using S = decltype(tag);
+      py::array_t<S> sum({h + 1, w + 1});
+      py::array_t<S> tl;
+      if (tilted) tl = py::array_t<S>({h + 1, w + 1});
+      S* ps = sum.mutable_data();
+      S* pt = tilted ? tl.mutable_data() : nullptr;
+      {
+        py::gil_scoped_release release;
+        pydetect::integral_image<In, S, double>(src, h, w, w, ps, psq, pt, w + 1);
+      }
+      return py::make_tuple(sum, squared ? py::object(sq) : py::object(py::none()),
+                            tilted ? py::object(tl) : py::object(py::none()));
+    };
+    if (std::is_same<In, uint8_t>::value && !float64_sum) return run(int32_t{});
+    return run(double{});
+  }, py::arg("image"), py::arg("squared"), py::arg("tilted"), py::arg("float64_sum"),
+     "OpenCV-layout integral images (sum, squared sum or None, tilted sum or None).");
+}
+
+void bind_integral(py::module_& m) {
+  bind_integral_for<uint8_t>(m);
+  bind_integral_for<float>(m);
+  bind_integral_for<double>(m);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -171,4 +214,5 @@ PYBIND11_MODULE(_C, m) {
   // wrappers pass) matches its overload in pybind11's first, no-conversion pass.
   bind_boxes<float>(m);
   bind_boxes<double>(m);
+  bind_integral(m);
 }
