@@ -57,6 +57,22 @@ def try_import(name):
         return None
 
 
+def crossover(args):
+    """Times both exact NMS algorithms on the same clustered boxes (one thread)."""
+    from pydetect import _C
+
+    set_threads(1)
+    table = Table("NMS algorithm crossover (compaction vs grid, same result)")
+    for n in (100, 200, 400, 600, 800, 1000, 2000, 10000, 50000):
+        boxes, scores, _ = clustered(n, seed=n)
+        assert np.array_equal(_C.nms(boxes, scores, 0.5, 1), _C.nms(boxes, scores, 0.5, 2))
+        t = time_alternating({"grid": lambda: _C.nms(boxes, scores, 0.5, 2),
+                              "compaction": lambda: _C.nms(boxes, scores, 0.5, 1)}, args.repeats, min_time=0.2)
+        table.add(f"nms {n:,} boxes: grid vs compaction", 1, t["grid"], "compaction", t["compaction"])
+    if args.record:
+        table.record("NMS algorithm crossover (bench_ops.py --crossover)", args.note)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -64,7 +80,11 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     parser.add_argument("--record", action="store_true", help="write the table to benchmarks/RESULTS.md")
     parser.add_argument("--note", default="", help="a remark recorded with the table (e.g. machine load)")
+    parser.add_argument("--crossover", action="store_true",
+                        help="time NMS by compaction vs by grid to choose the size where Auto switches")
     args = parser.parse_args()
+    if args.crossover:
+        return crossover(args)
 
     torch = try_import("torch")
     tv = try_import("torchvision.ops") if torch is not None else None

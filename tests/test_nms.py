@@ -197,3 +197,35 @@ def test_parity_with_torchvision_nms(dtype):
         labels = r.integers(0, 10, len(boxes))
         np.testing.assert_array_equal(ops.batched_nms(boxes, scores, labels, 0.5),
                                       tv.batched_nms(tb, ts, torch.from_numpy(labels), 0.5).numpy())
+
+
+# Both exact algorithms behind ops.nms (compaction scan and grid) against the reference ----
+def _grid_edge_cases(rng, dtype):
+    boxes, scores = ref.clustered_boxes(rng, 300, dtype, num_clusters=10)
+    extra = np.array([
+        [0, 0, 1000, 1000],        # covers every cell: goes to the large-box list
+        [-5e5, -5e5, -4e5, -4e5],  # far outlier: the grid is bounded, cells grow
+        [300, 300, 300, 300],      # empty boxes never interact
+        [310, 310, 305, 320],      # inverted box
+        [0, 0, 1000, 1000],
+    ], dtype)
+    return np.concatenate([boxes, extra]), np.concatenate([scores, np.array([0.99, 0.5, 0.95, 0.97, 0.3], dtype)])
+
+
+@pytest.mark.parametrize("algorithm", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("thr", [0.0, 0.5, 0.9, 1.0])
+def test_nms_algorithms_equal_reference(rng, algorithm, dtype, thr):
+    from pydetect import _C
+
+    boxes, scores = _grid_edge_cases(rng, dtype)
+    np.testing.assert_array_equal(_C.nms(boxes, scores, thr, algorithm), ref.nms(boxes, scores, thr))
+    tied = np.round(scores * 4).astype(dtype)
+    np.testing.assert_array_equal(_C.nms(boxes, tied, thr, algorithm), ref.nms(boxes, tied, thr))
+
+
+def test_nms_grid_only_empty_boxes():
+    from pydetect import _C
+
+    boxes = np.array([[1, 1, 1, 1], [2, 2, 2, 5]], np.float32)
+    np.testing.assert_array_equal(_C.nms(boxes, np.array([0.1, 0.9], np.float32), 0.0, 2), [1, 0])
