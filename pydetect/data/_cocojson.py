@@ -99,6 +99,7 @@ def parse_gt(source) -> dict:
         "image_id": np.zeros(n, np.int64), "category_id": np.zeros(n, np.int64),
         "bbox": np.zeros((n, 4), np.float64), "area": np.zeros(n, np.float64),
         "iscrowd": np.zeros(n, bool), "id": np.zeros(n, np.int64),
+        "difficult": np.zeros(n, bool),  # not COCO: a VOC flag save_coco writes when set
     }
     ids = set()
     for i, a in enumerate(anns):
@@ -134,6 +135,7 @@ def parse_gt(source) -> dict:
         out["area"][i] = area
         out["iscrowd"][i] = bool(crowd)
         out["id"][i] = a["id"]
+        out["difficult"][i] = bool(a.get("difficult", 0))
     out["images"] = img_out
     out["categories"] = cat_out
     return out
