@@ -100,8 +100,24 @@ struct Stump {
   int32_t node;  // index of the node (subset lookup for LBP)
 };
 
+// A Haar stump with its feature compiled inline, in evaluation order: the scan reads
+// the stumps of a stage sequentially. Offsets are int32 (the buffer size is checked).
+// leaf[1] is taken when the value is below the threshold (branch-free selection).
+struct HaarStump {
+  int32_t ofs[3][4];
+  float weight[3];
+  float threshold;
+  float leaf[2];  // {right, left}
+};
+
+HOST_DEVICE int32_t sum4(const int32_t* p, const int32_t* o) {
+  return static_cast<int32_t>(uint32_t(p[o[0]]) - uint32_t(p[o[1]]) - uint32_t(p[o[2]]) +
+                              uint32_t(p[o[3]]));
+}
+
 // The model rearranged for the scan, with features compiled for one buffer stride.
 struct Engine {
+  std::vector<HaarStump> haar_stump;      // Haar cascades of stumps
   const Model* model = nullptr;
   bool stumps = false;
   std::vector<float> stage_threshold;
@@ -127,6 +143,7 @@ Engine make_engine(const Model& m, int64_t stride, int64_t tilted_offset, int64_
   const int nf = m.num_features();
   if (m.feature_type == kHaar) {
     e.haar.resize(nf);
+    e.haar_stump.reserve(e.stump.size());
     for (int f = 0; f < nf; ++f) {
       for (int k = 0; k < 3; ++k) {
         const int32_t* r = &m.rects[(static_cast<size_t>(f) * 3 + k) * 4];
@@ -139,6 +156,24 @@ Engine make_engine(const Model& m, int64_t stride, int64_t tilted_offset, int64_
         e.haar[f].rect[k] = o;
         e.haar[f].weight[k] = m.weights[static_cast<size_t>(f) * 3 + k];
       }
+    }
+    for (const Stump& st : e.stump) {
+      const CompiledHaar& f = e.haar[st.feature];
+      HaarStump h{};
+      for (int k = 0; k < 3; ++k) {
+        // A missing third rectangle keeps zero offsets: its sum is 0 and its weight 0, so
+        // v + 0 * 0 == v and the value is OpenCV's (which skips the term).
+        const bool used = f.weight[k] != 0.0f || k < 2;
+        h.ofs[k][0] = used ? static_cast<int32_t>(f.rect[k].o0) : 0;
+        h.ofs[k][1] = used ? static_cast<int32_t>(f.rect[k].o1) : 0;
+        h.ofs[k][2] = used ? static_cast<int32_t>(f.rect[k].o2) : 0;
+        h.ofs[k][3] = used ? static_cast<int32_t>(f.rect[k].o3) : 0;
+        h.weight[k] = f.weight[k];
+      }
+      h.threshold = st.threshold;
+      h.leaf[0] = st.right;
+      h.leaf[1] = st.left;
+      e.haar_stump.push_back(h);
     }
     e.norm = upright_rect_offsets(1, 1, m.window_width - 2, m.window_height - 2, stride);
     e.norm_area = double(m.window_width - 2) * double(m.window_height - 2);
@@ -188,6 +223,31 @@ inline int run_stumps(const Engine& e, const Value& value, double* sum) {
   return 1;
 }
 
+// The hot loop for Haar stump cascades (most shipped cascades). Same arithmetic as
+// haar_value: (w0 * s0 + w1 * s1) + w2 * s2, times the normalisation factor, in float.
+inline int run_haar_stumps(const Engine& e, const int32_t* p, float vnf, double* sum) {
+  const size_t n_stages = e.stage_threshold.size();
+  const HaarStump* s = e.haar_stump.data();
+  const int32_t* n_weak = e.model->stage_num_weak.data();
+  double tmp = 0;
+  for (size_t si = 0; si < n_stages; ++si) {
+    tmp = 0;
+    const HaarStump* end = s + n_weak[si];
+    for (; s != end; ++s) {
+      float v = s->weight[0] * static_cast<float>(sum4(p, s->ofs[0])) +
+                s->weight[1] * static_cast<float>(sum4(p, s->ofs[1]));
+      v += s->weight[2] * static_cast<float>(sum4(p, s->ofs[2]));
+      tmp += s->leaf[(v * vnf) < s->threshold];
+    }
+    if (tmp < e.stage_threshold[si]) {
+      *sum = tmp;
+      return -static_cast<int>(si);
+    }
+  }
+  *sum = tmp;
+  return 1;
+}
+
 template <class GoLeft>
 inline int run_trees(const Engine& e, const GoLeft& go_left, double* out_sum) {
   const Model& m = *e.model;
@@ -224,11 +284,7 @@ inline int run_window(const Engine& e, const int32_t* p, double* sum) {
     const float vnf = haar_norm_factor(e, p);
     if (vnf == 0.f) return -1;
     const CompiledHaar* haar = e.haar.data();
-    if (e.stumps) {
-      return run_stumps(e, [&](const Stump& s) {
-        return haar_value(haar[s.feature], p) * vnf < s.threshold;
-      }, sum);
-    }
+    if (e.stumps) return run_haar_stumps(e, p, vnf, sum);
     return run_trees(e, [&](int node) {
       return haar_value(haar[m.node_feature[node]], p) * vnf < m.node_threshold[node];
     }, sum);
