@@ -110,6 +110,22 @@ struct HaarStump {
   float leaf[2];  // {right, left}
 };
 
+// A Haar tree node with its feature inline; child[1] is taken below the threshold,
+// a child <= 0 is the tree's leaf -child.
+struct HaarNode {
+  int32_t ofs[3][4];
+  float weight[3];
+  float threshold;
+  int32_t child[2];  // {right, left}
+};
+
+// An LBP stump with its feature's 16 corners and category subset inline.
+struct LbpStump {
+  CompiledLbp feature;
+  int32_t subset[8];
+  float leaf[2];  // {right, left}: left when bit `code` of the subset is set
+};
+
 HOST_DEVICE int32_t sum4(const int32_t* p, const int32_t* o) {
   return static_cast<int32_t>(uint32_t(p[o[0]]) - uint32_t(p[o[1]]) - uint32_t(p[o[2]]) +
                               uint32_t(p[o[3]]));
@@ -118,6 +134,8 @@ HOST_DEVICE int32_t sum4(const int32_t* p, const int32_t* o) {
 // The model rearranged for the scan, with features compiled for one buffer stride.
 struct Engine {
   std::vector<HaarStump> haar_stump;      // Haar cascades of stumps
+  std::vector<LbpStump> lbp_stump;        // LBP cascades of stumps
+  std::vector<HaarNode> haar_node;        // Haar cascades of trees, all nodes in order
   const Model* model = nullptr;
   bool stumps = false;
   std::vector<float> stage_threshold;
@@ -157,6 +175,26 @@ Engine make_engine(const Model& m, int64_t stride, int64_t tilted_offset, int64_
         e.haar[f].weight[k] = m.weights[static_cast<size_t>(f) * 3 + k];
       }
     }
+    auto fill = [&](const CompiledHaar& f, int32_t (*ofs)[4], float* weight) {
+      for (int k = 0; k < 3; ++k) {
+        const bool used = f.weight[k] != 0.0f || k < 2;
+        ofs[k][0] = used ? static_cast<int32_t>(f.rect[k].o0) : 0;
+        ofs[k][1] = used ? static_cast<int32_t>(f.rect[k].o1) : 0;
+        ofs[k][2] = used ? static_cast<int32_t>(f.rect[k].o2) : 0;
+        ofs[k][3] = used ? static_cast<int32_t>(f.rect[k].o3) : 0;
+        weight[k] = f.weight[k];
+      }
+    };
+    if (!e.stumps) {
+      for (size_t i = 0; i < m.node_feature.size(); ++i) {
+        HaarNode h{};
+        fill(e.haar[m.node_feature[i]], h.ofs, h.weight);
+        h.threshold = m.node_threshold[i];
+        h.child[0] = m.node_right[i];
+        h.child[1] = m.node_left[i];
+        e.haar_node.push_back(h);
+      }
+    }
     for (const Stump& st : e.stump) {
       const CompiledHaar& f = e.haar[st.feature];
       HaarStump h{};
@@ -186,6 +224,14 @@ Engine make_engine(const Model& m, int64_t stride, int64_t tilted_offset, int64_
         for (int j = 0; j < 4; ++j)
           e.lbp[f].corner[i * 4 + j] =
               static_cast<int32_t>((r[0] + j * r[2]) + stride * (r[1] + i * r[3]));
+    }
+    for (const Stump& st : e.stump) {
+      LbpStump l{};
+      l.feature = e.lbp[st.feature];
+      for (int k = 0; k < 8; ++k) l.subset[k] = m.node_subset[static_cast<size_t>(st.node) * 8 + k];
+      l.leaf[0] = st.right;
+      l.leaf[1] = st.left;
+      e.lbp_stump.push_back(l);
     }
   }
   return e;
@@ -248,6 +294,59 @@ inline int run_haar_stumps(const Engine& e, const int32_t* p, float vnf, double*
   return 1;
 }
 
+inline int run_haar_trees(const Engine& e, const int32_t* p, float vnf, double* out_sum) {
+  const Model& m = *e.model;
+  const size_t n_stages = e.stage_threshold.size();
+  const HaarNode* nodes = e.haar_node.data();
+  const float* leaves = m.leaves.data();
+  const int32_t* n_nodes = m.weak_num_nodes.data();
+  double sum = 0;
+  for (size_t si = 0; si < n_stages; ++si) {
+    sum = 0;
+    const int nw = m.stage_num_weak[si];
+    for (int w = 0; w < nw; ++w, ++n_nodes) {
+      int idx = 0;
+      do {
+        const HaarNode& n = nodes[idx];
+        float v = n.weight[0] * static_cast<float>(sum4(p, n.ofs[0])) +
+                  n.weight[1] * static_cast<float>(sum4(p, n.ofs[1]));
+        v += n.weight[2] * static_cast<float>(sum4(p, n.ofs[2]));
+        idx = n.child[(v * vnf) < n.threshold];
+      } while (idx > 0);
+      sum += leaves[-idx];
+      nodes += *n_nodes;
+      leaves += *n_nodes + 1;
+    }
+    if (sum < e.stage_threshold[si]) {
+      *out_sum = sum;
+      return -static_cast<int>(si);
+    }
+  }
+  *out_sum = sum;
+  return 1;
+}
+
+inline int run_lbp_stumps(const Engine& e, const int32_t* p, double* sum) {
+  const size_t n_stages = e.stage_threshold.size();
+  const LbpStump* s = e.lbp_stump.data();
+  const int32_t* n_weak = e.model->stage_num_weak.data();
+  double tmp = 0;
+  for (size_t si = 0; si < n_stages; ++si) {
+    tmp = 0;
+    const LbpStump* end = s + n_weak[si];
+    for (; s != end; ++s) {
+      const int c = lbp_code(s->feature, p);
+      tmp += s->leaf[(s->subset[c >> 5] >> (c & 31)) & 1];
+    }
+    if (tmp < e.stage_threshold[si]) {
+      *sum = tmp;
+      return -static_cast<int>(si);
+    }
+  }
+  *sum = tmp;
+  return 1;
+}
+
 template <class GoLeft>
 inline int run_trees(const Engine& e, const GoLeft& go_left, double* out_sum) {
   const Model& m = *e.model;
@@ -285,20 +384,15 @@ inline int run_window(const Engine& e, const int32_t* p, double* sum) {
     if (vnf == 0.f) return -1;
     const CompiledHaar* haar = e.haar.data();
     if (e.stumps) return run_haar_stumps(e, p, vnf, sum);
-    return run_trees(e, [&](int node) {
-      return haar_value(haar[m.node_feature[node]], p) * vnf < m.node_threshold[node];
-    }, sum);
+    (void)haar;
+    return run_haar_trees(e, p, vnf, sum);
   }
   const CompiledLbp* lbp = e.lbp.data();
   const int32_t* subsets = m.node_subset.data();
   auto in_subset = [&](int node, int c) {
     return (subsets[node * 8 + (c >> 5)] & (1 << (c & 31))) != 0;
   };
-  if (e.stumps) {
-    return run_stumps(e, [&](const Stump& s) {
-      return in_subset(s.node, lbp_code(lbp[s.feature], p));
-    }, sum);
-  }
+  if (e.stumps) return run_lbp_stumps(e, p, sum);
   return run_trees(e, [&](int node) {
     return in_subset(node, lbp_code(lbp[m.node_feature[node]], p));
   }, sum);
