@@ -238,3 +238,19 @@ def test_bad_input_and_edge_cases():
     assert len(small) == 0 and small.boxes.shape == (0, 4)
     flat = det.detect(np.full((100, 100), 77, np.uint8), min_neighbors=0)
     assert len(flat) == 0  # flat windows are rejected by the variance test
+
+
+def test_example_script_writes_annotated_png(tmp_path):
+    import importlib.util
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        "detect_faces", os.path.join(root, "examples", "detect_faces.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "faces.png"
+    assert mod.main(["astronaut", "-o", str(out)]) == 0
+    img = cv2.imread(str(out))
+    assert img.shape == (512, 512, 3)
+    # the face box (177, 66)-(272, 161) is drawn in green
+    assert tuple(img[100, 177]) == (0, 255, 0)
