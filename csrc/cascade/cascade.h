@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "common/host_device.h"
@@ -19,6 +21,15 @@ namespace pydetect {
 namespace cascade {
 
 enum FeatureType { kHaar = 0, kLbp = 1 };
+
+// Integral-table buffer kept between calls (allocating and faulting in tens of MB per
+// image costs as much as scanning it). One caller at a time uses it; a concurrent
+// caller allocates its own.
+struct Workspace {
+  std::mutex mutex;
+  std::unique_ptr<int32_t[]> data;
+  size_t size = 0;
+};
 
 // Everything the file holds, as flat arrays (the bindings copy them in).
 struct Model {
@@ -36,6 +47,7 @@ struct Model {
   std::vector<int32_t> rects;    // (F, 3, 4)
   std::vector<float> weights;    // (F, 3)
   std::vector<uint8_t> tilted;   // (F,)
+  std::shared_ptr<Workspace> workspace = std::make_shared<Workspace>();
 
   int num_features() const { return static_cast<int>(tilted.size()); }
   int max_nodes_per_tree() const;

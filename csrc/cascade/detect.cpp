@@ -423,7 +423,27 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
   PD_CHECK(table * n_tables < std::numeric_limits<int32_t>::max(),
            "image too large for the cascade's int32 offsets: ", table * n_tables,
            " integral elements");
-  std::vector<int32_t> buf(static_cast<size_t>(table * n_tables));
+  // Every element a window reads is written below, so the buffer needs no zeroing.
+  const size_t needed = static_cast<size_t>(table * n_tables);
+  std::unique_lock<std::mutex> lock(m.workspace->mutex, std::try_to_lock);
+  std::unique_ptr<int32_t[]> own;
+  int32_t* buf_data;
+  if (lock.owns_lock()) {
+    Workspace& ws = *m.workspace;
+    if (ws.size < needed) {
+      ws.data.reset();
+      ws.data.reset(new int32_t[needed]);
+      ws.size = needed;
+    }
+    buf_data = ws.data.get();
+  } else {
+    own.reset(new int32_t[needed]);
+    buf_data = own.get();
+  }
+  struct {
+    int32_t* p;
+    int32_t* data() const { return p; }
+  } buf{buf_data};
   const int64_t tofs = tilted ? table : 0;
   const int64_t sqofs = haar ? (tilted ? 2 * table : table) : 0;
 
