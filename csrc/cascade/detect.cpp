@@ -107,7 +107,7 @@ struct HaarStump {
   int32_t ofs[3][4];
   float weight[3];
   float threshold;
-  float leaf[2];  // {right, left}
+  double leaf[2];  // {right, left}, widened once here (exact) instead of per window
 };
 
 // A Haar tree node with its feature inline; child[1] is taken below the threshold,
