@@ -409,14 +409,29 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
   if (levels.empty()) return out;
   const bool haar = m.feature_type == kHaar;
   const bool tilted = haar && m.has_tilted();
-  // One buffer: [sum tables of all levels | tilted tables | squared tables], common stride.
+  // One buffer: [sum tables of all levels | tilted tables | squared tables], common row
+  // stride. Levels are packed side by side in bands as wide as the largest level (as
+  // OpenCV packs its layers), which halves the memory of a stack of full-width rows.
   int64_t stride = 0, rows = 0;
-  std::vector<int64_t> level_row(levels.size());
-  for (size_t i = 0; i < levels.size(); ++i) {
-    PD_CHECK(levels[i].width >= 0 && levels[i].height >= 0, "negative level size");
-    stride = std::max<int64_t>(stride, levels[i].width + 1);
-    level_row[i] = rows;
-    rows += levels[i].height + 1;
+  for (const Level& L : levels) {
+    PD_CHECK(L.width >= 0 && L.height >= 0, "negative level size");
+    stride = std::max<int64_t>(stride, L.width + 1);
+  }
+  std::vector<int64_t> level_origin(levels.size());  // element offset of each level's (0, 0)
+  {
+    int64_t band_top = 0, band_height = 0, x = 0;
+    for (size_t i = 0; i < levels.size(); ++i) {
+      const int64_t w = levels[i].width + 1, h = levels[i].height + 1;
+      if (x + w > stride) {  // start a new band
+        band_top += band_height;
+        band_height = 0;
+        x = 0;
+      }
+      level_origin[i] = band_top * stride + x;
+      band_height = std::max(band_height, h);
+      x += w;
+    }
+    rows = band_top + band_height;
   }
   const int64_t table = stride * rows;
   const int64_t n_tables = haar ? (tilted ? 3 : 2) : 1;
@@ -450,7 +465,7 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
   parallel_for(0, static_cast<int64_t>(levels.size()), 1, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       const Level& L = levels[i];
-      int32_t* sum = buf.data() + level_row[i] * stride;
+      int32_t* sum = buf.data() + level_origin[i];
       uint32_t* sq = haar ? reinterpret_cast<uint32_t*>(sum + sqofs) : nullptr;
       int32_t* tl = tilted ? sum + tofs : nullptr;
       integral_image<uint8_t, int32_t, uint32_t>(L.pixels, L.height, L.width, L.stride, sum, sq,
@@ -487,7 +502,7 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
       const int work_w = std::max(L.width + 1 - ww, 0);
       const int win_w = round_half_even(float(ww) * scale);
       const int win_h = round_half_even(float(wh) * scale);
-      const int32_t* base = buf.data() + level_row[task.level] * stride;
+      const int32_t* base = buf.data() + level_origin[task.level];
       for (int y = task.y0; y < task.y1; y += step) {
         const int32_t* row = base + int64_t(y) * stride;
         for (int x = 0; x < work_w; x += step) {
