@@ -271,12 +271,13 @@ inline int run_stumps(const Engine& e, const Value& value, double* sum) {
 
 // The hot loop for Haar stump cascades (most shipped cascades). Same arithmetic as
 // haar_value: (w0 * s0 + w1 * s1) + w2 * s2, times the normalisation factor, in float.
-inline int run_haar_stumps(const Engine& e, const int32_t* p, float vnf, double* sum) {
+inline int run_haar_stumps(const Engine& e, const int32_t* p, float vnf, double* sum,
+                           size_t first_stage = 0, double first_sum = 0) {
   const size_t n_stages = e.stage_threshold.size();
-  const HaarStump* s = e.haar_stump.data();
   const int32_t* n_weak = e.model->stage_num_weak.data();
-  double tmp = 0;
-  for (size_t si = 0; si < n_stages; ++si) {
+  const HaarStump* s = e.haar_stump.data() + (first_stage ? n_weak[0] : 0);
+  double tmp = first_sum;
+  for (size_t si = first_stage; si < n_stages; ++si) {
     tmp = 0;
     const HaarStump* end = s + n_weak[si];
     for (; s != end; ++s) {
@@ -345,6 +346,115 @@ inline int run_lbp_stumps(const Engine& e, const int32_t* p, double* sum) {
   }
   *sum = tmp;
   return 1;
+}
+
+// ---- stage 0 of four windows at once (GCC/Clang vector extensions, SSE2 or NEON) ----
+// Lanes are the windows x, x + step, x + 2 step, x + 3 step of one row: for step 1 a
+// corner's four values are one unaligned load, for step 2 the even elements of two.
+// Every lane does the scalar path's exact operations (int32 wrap-around sums, float
+// products and sums, the float comparison, double accumulation of the leaves in stump
+// order), so the results are bit-identical. Lanes past the row end read neighbouring
+// buffer elements (kBatchPad spare ones at the end) and are ignored.
+typedef uint32_t v4u __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef float v2f __attribute__((vector_size(8)));
+typedef double v2d __attribute__((vector_size(16)));
+constexpr int kLanes = 4;
+constexpr int64_t kBatchPad = 16;
+
+inline v4u load4(const int32_t* p) {
+  v4u v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <int Step>
+inline v4u lanes(const int32_t* p) {
+  if (Step == 1) return load4(p);
+  const v4u a = load4(p), b = load4(p + 4);
+  return __builtin_shufflevector(a, b, 0, 2, 4, 6);
+}
+
+template <int Step>
+inline v4f rect4(const int32_t* p, const int32_t* o) {
+  const v4u s = lanes<Step>(p + o[0]) - lanes<Step>(p + o[1]) - lanes<Step>(p + o[2]) +
+                lanes<Step>(p + o[3]);
+  return __builtin_convertvector(reinterpret_cast<const v4i&>(s), v4f);
+}
+
+// vnf[k] = 0 for a rejected (flat) window; acc[k] = its stage-0 sum.
+template <int Step>
+inline void haar_stage0_x4(const Engine& e, const int32_t* p0, float* vnf, double* acc) {
+  {
+    int32_t s[kLanes];
+    uint32_t q[kLanes];
+    const int32_t o[4] = {static_cast<int32_t>(e.norm.o0), static_cast<int32_t>(e.norm.o1),
+                          static_cast<int32_t>(e.norm.o2), static_cast<int32_t>(e.norm.o3)};
+    const v4u sv = lanes<Step>(p0 + o[0]) - lanes<Step>(p0 + o[1]) - lanes<Step>(p0 + o[2]) +
+                   lanes<Step>(p0 + o[3]);
+    const int32_t* pq = p0 + e.sq_offset;
+    const v4u qv = lanes<Step>(pq + o[0]) - lanes<Step>(pq + o[1]) - lanes<Step>(pq + o[2]) +
+                   lanes<Step>(pq + o[3]);
+    std::memcpy(s, &sv, sizeof(s));
+    std::memcpy(q, &qv, sizeof(q));
+    for (int k = 0; k < kLanes; ++k) {
+      double nf = e.norm_area * double(q[k]) - double(s[k]) * double(s[k]);
+      float f = 0.f;
+      if (nf > 0.) {
+        nf = std::sqrt(nf);
+        f = static_cast<float>(1. / nf);
+        if (!(e.norm_area * f < 1e-1)) f = 0.f;
+      }
+      vnf[k] = f;
+    }
+  }
+  v4f scale;
+  std::memcpy(&scale, vnf, sizeof(scale));
+  v2d lo = {0., 0.}, hi = {0., 0.};
+  const HaarStump* st = e.haar_stump.data();
+  const HaarStump* end = st + e.model->stage_num_weak[0];
+  for (; st != end; ++st) {
+    v4f v = st->weight[0] * rect4<Step>(p0, st->ofs[0]) + st->weight[1] * rect4<Step>(p0, st->ofs[1]);
+    v += st->weight[2] * rect4<Step>(p0, st->ofs[2]);
+    const v4i left = (v * scale) < st->threshold;  // -1 where the scalar path takes leaf[1]
+    // leaves are floats widened to double: blend their float bit patterns, widen after
+    const float l = static_cast<float>(st->leaf[1]), r = static_cast<float>(st->leaf[0]);
+    int32_t lb, rb;
+    std::memcpy(&lb, &l, sizeof(lb));
+    std::memcpy(&rb, &r, sizeof(rb));
+    const v4i bits = (left & lb) | (~left & rb);
+    v4f leaf;
+    std::memcpy(&leaf, &bits, sizeof(leaf));
+    lo += __builtin_convertvector(__builtin_shufflevector(leaf, leaf, 0, 1), v2d);
+    hi += __builtin_convertvector(__builtin_shufflevector(leaf, leaf, 2, 3), v2d);
+  }
+  acc[0] = lo[0], acc[1] = lo[1], acc[2] = hi[0], acc[3] = hi[1];
+}
+
+template <int Step, class Emit>
+inline void scan_row_x4(const Engine& e, const int32_t* row, int work_w, const Emit& emit) {
+  int x = 0;
+  while (x < work_w) {
+    float vnf[kLanes];
+    double acc[kLanes];
+    haar_stage0_x4<Step>(e, row + x, vnf, acc);
+    const int n = std::min(kLanes, (work_w - x + Step - 1) / Step);
+    int k = 0;
+    while (k < n) {
+      if (vnf[k] == 0.f) {
+        k += 1;  // flat window (-1): next position
+      } else if (acc[k] < e.stage_threshold[0]) {
+        k += 2;  // rejected by stage 0 (0): OpenCV skips one position
+      } else {
+        const int xx = x + k * Step;
+        double sum = 0;
+        if (run_haar_stumps(e, row + xx, vnf[k], &sum, 1, acc[k]) == 1) emit(xx, sum);
+        k += 1;
+      }
+    }
+    x += k * Step;
+  }
 }
 
 template <class GoLeft>
@@ -439,7 +549,7 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
            "image too large for the cascade's int32 offsets: ", table * n_tables,
            " integral elements");
   // Every element a window reads is written below, so the buffer needs no zeroing.
-  const size_t needed = static_cast<size_t>(table * n_tables);
+  const size_t needed = static_cast<size_t>(table * n_tables + kBatchPad);
   std::unique_lock<std::mutex> lock(m.workspace->mutex, std::try_to_lock);
   std::unique_ptr<int32_t[]> own;
   int32_t* buf_data;
@@ -447,12 +557,12 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
     Workspace& ws = *m.workspace;
     if (ws.size < needed) {
       ws.data.reset();
-      ws.data.reset(new int32_t[needed]);
+      ws.data.reset(new int32_t[needed]());  // zeroed once: lanes past a row read defined data
       ws.size = needed;
     }
     buf_data = ws.data.get();
   } else {
-    own.reset(new int32_t[needed]);
+    own.reset(new int32_t[needed]());
     buf_data = own.get();
   }
   struct {
@@ -493,6 +603,7 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
       tasks.push_back({static_cast<int>(i), y, std::min(y + rows_per_task, work_h)});
   }
   std::vector<std::vector<Candidate>> found(tasks.size());
+  const bool batched = m.feature_type == kHaar && e.stumps;
   parallel_for(0, static_cast<int64_t>(tasks.size()), 4, [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; ++t) {
       const Task& task = tasks[t];
@@ -505,6 +616,16 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
       const int32_t* base = buf.data() + level_origin[task.level];
       for (int y = task.y0; y < task.y1; y += step) {
         const int32_t* row = base + int64_t(y) * stride;
+        if (batched) {
+          auto emit = [&](int x, double sum) {
+            found[t].push_back({round_half_even(float(x) * scale),
+                                round_half_even(float(y) * scale), win_w, win_h,
+                                static_cast<int>(m.stage_threshold.size()), sum});
+          };
+          if (step == 1) scan_row_x4<1>(e, row, work_w, emit);
+          else scan_row_x4<2>(e, row, work_w, emit);
+          continue;
+        }
         for (int x = 0; x < work_w; x += step) {
           double sum = 0;
           const int result = run_window(e, row + x, &sum);
