@@ -58,8 +58,12 @@ def main():
     sk = SkCascade(lbp_src)
     for (w, h) in sizes:
         img = test_image(w, h)
-        for name, ours_path, cv_path in [("haar frontalface_default", haar, haar),
-                                         ("lbp frontalface", lbp_src, lbp_fixed)]:
+        cases = [("haar frontalface_default", haar, haar), ("lbp frontalface", lbp_src, lbp_fixed)]
+        if w == 640:  # tree cascades (2- and 3-node trees, tilted features), smaller image only
+            for extra in ("haarcascade_frontalface_alt2.xml", "haarcascade_eye_tree_eyeglasses.xml"):
+                p = os.path.join(cv2.data.haarcascades, extra)
+                cases.append(("haar " + extra[len("haarcascade_"):-4] + " (trees)", p, p))
+        for name, ours_path, cv_path in cases:
             det = CascadeDetector(ours_path)
             cc = cv2.CascadeClassifier(cv_path)
             for t in args.threads:
@@ -91,7 +95,7 @@ def main():
             "min_neighbors 3, same thread count for pydetect and cv2 (cv2.setNumThreads); "
             "`same=True`: identical boxes. skimage's Cascade has no thread setting and scans "
             "differently (window scaled, not the image). Machine shared with other jobs "
-            "while measured (2 cores, loaded; give the load average): ratios are more reliable "
+            "while measured (2 cores, load average about 7), so 2 threads gain little and ratios are more reliable "
             "than absolute times."))
 
 
