@@ -13,6 +13,7 @@
 #include "boxes/box_ops.h"
 #include "boxes/nms.h"
 #include "common/parallel.h"
+#include "ism/ism.h"
 
 namespace py = pybind11;
 
@@ -157,6 +158,79 @@ void bind_boxes(py::module_& m) {
      "Soft-NMS (method 0 = linear, 1 = gaussian) -> (kept indices, scores at selection).");
 }
 
+
+// ----------------------------------------------------------------------------- ism
+// Implicit Shape Model: Hough vote accumulation and balloon mean-shift (csrc/ism/).
+template <class T>
+void bind_ism(py::module_& m) {
+  m.def("ism_accumulate_votes", [](const CArray<T>& features, const CArray<int64_t>& match_ptr,
+                                   const CArray<int64_t>& match_entry, const CArray<T>& match_weight,
+                                   const CArray<int64_t>& occ_ptr, const CArray<T>& occ,
+                                   const CArray<T>& occ_weight) {
+    if (features.ndim() != 2 || features.shape(1) != 3)
+      throw py::value_error("features must have shape (F, 3), got " + shape_of(features));
+    const int64_t nf = features.shape(0);
+    check_length(match_ptr, nf + 1, "match_ptr");
+    if (match_entry.ndim() != 1) throw py::value_error("match_entry must be 1-D, got " + shape_of(match_entry));
+    const int64_t nm = match_entry.shape(0);
+    check_length(match_weight, nm, "match_weight");
+    if (occ.ndim() != 2 || occ.shape(1) != 3)
+      throw py::value_error("occurrences must have shape (O, 3), got " + shape_of(occ));
+    const int64_t no = occ.shape(0);
+    check_length(occ_weight, no, "occ_weight");
+    if (occ_ptr.ndim() != 1 || occ_ptr.shape(0) < 1)
+      throw py::value_error("occ_ptr must have shape (E + 1,), got " + shape_of(occ_ptr));
+    const int64_t ne = occ_ptr.shape(0) - 1;
+    std::vector<T> votes, weights;
+    std::vector<int64_t> vf, vo;
+    {
+      py::gil_scoped_release release;
+      pydetect::ism::accumulate_votes(features.data(), nf, match_ptr.data(), match_entry.data(),
+                                      match_weight.data(), nm, occ_ptr.data(), ne, occ.data(),
+                                      occ_weight.data(), no, &votes, &weights, &vf, &vo);
+    }
+    py::array_t<T> v = to_array(votes);
+    return py::make_tuple(v.reshape({static_cast<py::ssize_t>(weights.size()), py::ssize_t(3)}),
+                          to_array(weights), to_array(vf), to_array(vo));
+  }, py::arg("features"), py::arg("match_ptr"), py::arg("match_entry"), py::arg("match_weight"),
+     py::arg("occ_ptr"), py::arg("occurrences"), py::arg("occ_weight"),
+     "Probabilistic Hough votes (x, y, scale) of matched features -> (votes (V, 3), weights, "
+     "feature index, occurrence index).");
+
+  m.def("ism_mean_shift", [](const CArray<T>& votes, const CArray<T>& weights, const CArray<T>& seeds,
+                             double bandwidth_xy, double bandwidth_scale, bool adaptive, int kernel,
+                             int max_iter, double tol, double merge, double min_score) {
+    if (votes.ndim() != 2 || votes.shape(1) != 3)
+      throw py::value_error("votes must have shape (V, 3), got " + shape_of(votes));
+    if (seeds.ndim() != 2 || seeds.shape(1) != 3)
+      throw py::value_error("seeds must have shape (S, 3), got " + shape_of(seeds));
+    const int64_t nv = votes.shape(0), ns = seeds.shape(0);
+    check_length(weights, nv, "weights");
+    pydetect::ism::MeanShiftParams p;
+    p.bandwidth_xy = bandwidth_xy;
+    p.bandwidth_scale = bandwidth_scale;
+    p.adaptive = adaptive;
+    p.kernel = kernel;
+    p.max_iter = max_iter;
+    p.tol = tol;
+    p.merge = merge;
+    p.min_score = min_score;
+    std::vector<T> modes, scores;
+    std::vector<int64_t> counts;
+    {
+      py::gil_scoped_release release;
+      pydetect::ism::mean_shift(votes.data(), weights.data(), nv, seeds.data(), ns, p, &modes, &scores,
+                                &counts);
+    }
+    py::array_t<T> mo = to_array(modes);
+    return py::make_tuple(mo.reshape({static_cast<py::ssize_t>(scores.size()), py::ssize_t(3)}),
+                          to_array(scores), to_array(counts));
+  }, py::arg("votes"), py::arg("weights"), py::arg("seeds"), py::arg("bandwidth_xy"),
+     py::arg("bandwidth_scale"), py::arg("adaptive"), py::arg("kernel"), py::arg("max_iter"),
+     py::arg("tol"), py::arg("merge"), py::arg("min_score"),
+     "Balloon mean-shift over weighted (x, y, scale) votes -> (modes (K, 3), scores, seed counts).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -171,4 +245,6 @@ PYBIND11_MODULE(_C, m) {
   // wrappers pass) matches its overload in pybind11's first, no-conversion pass.
   bind_boxes<float>(m);
   bind_boxes<double>(m);
+  bind_ism<float>(m);  // ism
+  bind_ism<double>(m);
 }
