@@ -1,0 +1,5 @@
+"""Detection metrics: COCO AP/AR (identical to pycocotools), PASCAL VOC AP, proposal recall."""
+
+from pydetect.eval.coco import COCO_STAT_NAMES, coco_evaluate
+
+__all__ = ["coco_evaluate", "COCO_STAT_NAMES"]
