@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "common/check.h"
+#include "common/host_device.h"
 #include "common/parallel.h"
 #include "ism/ism_math.h"
 
@@ -75,51 +76,63 @@ void accumulate_votes(const T* features, int64_t num_features, const int64_t* ma
 
 namespace {
 
-// A uniform 2-D grid over the (x, y) of the votes, cells in CSR layout, so that a window
-// visits only the votes of the cells it overlaps.
+// A uniform 3-D grid over the votes, cells in CSR layout, so that a window visits only
+// the votes of the cells it overlaps. Axes: x, y and u = log(s) (adaptive windows span a
+// fixed range of log-scale) or u = s (fixed windows).
 struct Grid {
-  double x0 = 0, y0 = 0, cell = 1;
-  int64_t nx = 1, ny = 1;
-  std::vector<int64_t> start;  // (nx * ny + 1)
+  double lo[3] = {0, 0, 0}, cell[3] = {1, 1, 1};
+  int64_t n[3] = {1, 1, 1};
+  std::vector<int64_t> start;  // (nx * ny * nu + 1)
   std::vector<int64_t> index;  // vote indices grouped by cell
 
-  int64_t cx(double x) const {
-    return std::min<int64_t>(nx - 1, std::max<int64_t>(0, int64_t(std::floor((x - x0) / cell))));
-  }
-  int64_t cy(double y) const {
-    return std::min<int64_t>(ny - 1, std::max<int64_t>(0, int64_t(std::floor((y - y0) / cell))));
+  int64_t at(int d, double v) const {
+    const double c = std::floor((v - lo[d]) / cell[d]);
+    if (!(c > 0)) return 0;  // also NaN / -inf (log of a non-positive scale)
+    return std::min<int64_t>(n[d] - 1, int64_t(std::min(c, 1e15)));
   }
 };
 
+HOST_DEVICE double grid_u(bool adaptive, double s) { return adaptive ? std::log(s) : s; }
+
 template <class T>
-Grid build_grid(const T* votes, int64_t n, double cell_hint) {
+Grid build_grid(const T* votes, int64_t num, double cell_xy, double cell_u, bool adaptive) {
   Grid g;
-  double x1 = 0, y1 = 0;
-  if (n > 0) {
-    g.x0 = x1 = votes[0];
-    g.y0 = y1 = votes[1];
+  double hi[3] = {0, 0, 0};
+  for (int64_t i = 0; i < num; ++i) {
+    const double v[3] = {double(votes[3 * i]), double(votes[3 * i + 1]), grid_u(adaptive, votes[3 * i + 2])};
+    for (int d = 0; d < 3; ++d) {
+      if (i == 0 || v[d] < g.lo[d]) g.lo[d] = v[d];
+      if (i == 0 || v[d] > hi[d]) hi[d] = v[d];
+    }
   }
-  for (int64_t i = 1; i < n; ++i) {
-    g.x0 = std::min<double>(g.x0, votes[3 * i]);
-    x1 = std::max<double>(x1, votes[3 * i]);
-    g.y0 = std::min<double>(g.y0, votes[3 * i + 1]);
-    y1 = std::max<double>(y1, votes[3 * i + 1]);
+  // At most 1024 cells along x and y and 64 along u; cells no smaller than the hints.
+  const double extent_xy = std::max(hi[0] - g.lo[0], hi[1] - g.lo[1]);
+  g.cell[0] = g.cell[1] = std::max({cell_xy, extent_xy / 1024.0, 1e-12});
+  g.cell[2] = std::max({cell_u, (hi[2] - g.lo[2]) / 64.0, 1e-12});
+  int64_t total = 1;
+  for (int d = 0; d < 3; ++d) {
+    g.n[d] = int64_t(std::floor((hi[d] - g.lo[d]) / g.cell[d])) + 1;
+    total *= g.n[d];
   }
-  const double extent = std::max(x1 - g.x0, y1 - g.y0);
-  constexpr double kMaxCellsPerSide = 1024.0;
-  g.cell = std::max({cell_hint, extent / kMaxCellsPerSide, 1e-12});
-  g.nx = int64_t(std::floor((x1 - g.x0) / g.cell)) + 1;
-  g.ny = int64_t(std::floor((y1 - g.y0) / g.cell)) + 1;
-  g.start.assign(static_cast<size_t>(g.nx * g.ny + 1), 0);
-  std::vector<int64_t> cell_of(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    cell_of[i] = g.cy(votes[3 * i + 1]) * g.nx + g.cx(votes[3 * i]);
+  // Keep the cell table no larger than ~4M entries (coarser u first, then x/y).
+  while (total > (int64_t(1) << 22)) {
+    for (int d = 0; d < 3; ++d) {
+      g.cell[d] *= 2;
+      g.n[d] = int64_t(std::floor((hi[d] - g.lo[d]) / g.cell[d])) + 1;
+    }
+    total = g.n[0] * g.n[1] * g.n[2];
+  }
+  g.start.assign(static_cast<size_t>(total + 1), 0);
+  std::vector<int64_t> cell_of(static_cast<size_t>(num));
+  for (int64_t i = 0; i < num; ++i) {
+    cell_of[i] = (g.at(2, grid_u(adaptive, votes[3 * i + 2])) * g.n[1] + g.at(1, votes[3 * i + 1])) * g.n[0] +
+                 g.at(0, votes[3 * i]);
     ++g.start[cell_of[i] + 1];
   }
   std::partial_sum(g.start.begin(), g.start.end(), g.start.begin());
-  g.index.resize(static_cast<size_t>(n));
+  g.index.resize(static_cast<size_t>(num));
   std::vector<int64_t> fill(g.start.begin(), g.start.end() - 1);
-  for (int64_t i = 0; i < n; ++i) g.index[fill[cell_of[i]]++] = i;
+  for (int64_t i = 0; i < num; ++i) g.index[fill[cell_of[i]]++] = i;
   return g;
 }
 
@@ -129,14 +142,15 @@ template <class T>
 double window_sums(const T* votes, const T* weights, const Grid& g, const MeanShiftParams& p,
                    const double m[3], double mean[3], double* flat_mass) {
   const Window w = window_at(m[2], p.bandwidth_xy, p.bandwidth_scale, p.adaptive);
-  const double r = 1.0 / w.inv_hxy;
-  const int64_t ax = g.cx(m[0] - r), bx = g.cx(m[0] + r);
-  const int64_t ay = g.cy(m[1] - r), by = g.cy(m[1] + r);
+  const double r = 1.0 / w.inv_hxy, rs = 1.0 / w.inv_hs;
+  const int64_t ax = g.at(0, m[0] - r), bx = g.at(0, m[0] + r);
+  const int64_t ay = g.at(1, m[1] - r), by = g.at(1, m[1] + r);
+  const int64_t au = g.at(2, grid_u(p.adaptive, m[2] - rs)), bu = g.at(2, grid_u(p.adaptive, m[2] + rs));
   double sx = 0, sy = 0, ss = 0, sw = 0, score = 0;
-  for (int64_t cy = ay; cy <= by; ++cy) {
-    for (int64_t cx = ax; cx <= bx; ++cx) {
-      const int64_t c = cy * g.nx + cx;
-      for (int64_t k = g.start[c]; k < g.start[c + 1]; ++k) {
+  for (int64_t cu = au; cu <= bu; ++cu) {
+    for (int64_t cy = ay; cy <= by; ++cy) {
+      const int64_t row = (cu * g.n[1] + cy) * g.n[0];
+      for (int64_t k = g.start[row + ax]; k < g.start[row + bx + 1]; ++k) {
         const int64_t i = g.index[k];
         const double x = votes[3 * i], y = votes[3 * i + 1], s = votes[3 * i + 2];
         const double d2 = window_distance2(w, m[0], m[1], m[2], x, y, s);
@@ -187,15 +201,17 @@ void mean_shift(const T* votes, const T* weights, int64_t num_votes, const T* se
   counts->clear();
   if (num_votes == 0 || num_seeds == 0) return;
 
-  // Cell size: the window half-width at the median vote scale (the typical query).
-  double cell_hint = p.bandwidth_xy;
+  // Cell sizes: the window half-width at the median vote scale (the typical query), and
+  // the window's log-scale (adaptive) or scale extent.
+  double cell_xy = p.bandwidth_xy, cell_u = p.bandwidth_scale;
   if (p.adaptive) {
     std::vector<double> s(static_cast<size_t>(num_votes));
     for (int64_t i = 0; i < num_votes; ++i) s[i] = votes[3 * i + 2];
     std::nth_element(s.begin(), s.begin() + num_votes / 2, s.end());
-    cell_hint = p.bandwidth_xy * s[num_votes / 2];
+    cell_xy = p.bandwidth_xy * s[num_votes / 2];
+    cell_u = std::log1p(p.bandwidth_scale);
   }
-  const Grid grid = build_grid(votes, num_votes, cell_hint);
+  const Grid grid = build_grid(votes, num_votes, cell_xy, cell_u, p.adaptive);
 
   // Converge every seed independently.
   std::vector<double> conv(static_cast<size_t>(num_seeds) * 3);

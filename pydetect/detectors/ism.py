@@ -116,6 +116,9 @@ class ImplicitShapeModel(BaseDetector):
         Balloon mean-shift half-widths, relative to the hypothesis scale.
     min_score : float
         Hypotheses with less vote mass are dropped.
+    max_seeds : int
+        Mean-shift starts from the weighted means of the ``max_seeds`` heaviest
+        window-sized bins of votes.
     nms_iou : float
         IoU above which the weaker of two detections is suppressed.
     max_detections : int
@@ -142,7 +145,7 @@ class ImplicitShapeModel(BaseDetector):
                  dense_scales=(3.0, 4.5, 6.75, 10.0), dense_step=1.0, min_contrast=4.0,
                  upscale=1.0, cluster_threshold=0.7, activation_threshold=None, max_matches=5,
                  max_agglomerative=3000, max_train_features=20000, discriminative=True,
-                 bandwidth_xy=0.2, bandwidth_scale=0.3, min_score=1.0, nms_iou=0.3,
+                 bandwidth_xy=0.2, bandwidth_scale=0.3, min_score=0.05, max_seeds=400, nms_iou=0.3,
                  max_detections=50, segment=False, random_state=0):
         self.detector = detector
         self.descriptor = descriptor
@@ -161,6 +164,7 @@ class ImplicitShapeModel(BaseDetector):
         self.bandwidth_xy = bandwidth_xy
         self.bandwidth_scale = bandwidth_scale
         self.min_score = min_score
+        self.max_seeds = max_seeds
         self.nms_iou = nms_iou
         self.max_detections = max_detections
         self.segment = segment
@@ -188,6 +192,7 @@ class ImplicitShapeModel(BaseDetector):
         check_positive(self.bandwidth_xy, "bandwidth_xy")
         check_positive(self.bandwidth_scale, "bandwidth_scale")
         check_positive(self.min_score, "min_score", strict=False)
+        check_int(self.max_seeds, "max_seeds", minimum=1)
         check_fraction(self.nms_iou, "nms_iou")
         check_int(self.max_detections, "max_detections", minimum=1)
         check_int(self.random_state, "random_state", minimum=0)
@@ -343,7 +348,7 @@ class ImplicitShapeModel(BaseDetector):
         if not len(votes):
             return np.zeros((0, 3)), np.zeros(0)
         seeds = bin_seeds(votes, weights, bandwidth_xy=self.bandwidth_xy, bandwidth_scale=self.bandwidth_scale,
-                          min_mass=self.min_score / 4.0)
+                          min_mass=self.min_score / 4.0)[:self.max_seeds]
         modes, scores, _ = mean_shift(votes, weights, seeds, bandwidth_xy=self.bandwidth_xy,
                                       bandwidth_scale=self.bandwidth_scale, min_score=self.min_score)
         return modes, scores

@@ -202,7 +202,12 @@ def bin_seeds(votes, weights=None, *, bandwidth_xy=0.1, bandwidth_scale=0.3, ada
         sb = np.floor(v[:, 2] / bandwidth_scale)
         h = np.full(v.shape[0], bandwidth_xy)
     key = np.column_stack([np.floor(v[:, 0] / h), np.floor(v[:, 1] / h), sb]).astype(np.int64)
-    _, inverse = np.unique(key, axis=0, return_inverse=True)
+    key -= key.min(0)
+    dims = key.max(0) + 1
+    if float(np.prod(dims.astype(np.float64))) < 2.0**62:
+        _, inverse = np.unique(np.ravel_multi_index(key.T, dims), return_inverse=True)
+    else:
+        _, inverse = np.unique(key, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     n = inverse.max() + 1
     mass = np.bincount(inverse, weights=w, minlength=n)
