@@ -169,3 +169,13 @@ def test_equal_iou_ties_go_to_the_last_ground_truth():
            {"image_id": 1, "category_id": 1, "bbox": [12, 10, 10, 10], "score": 0.8}]
     ours, _ = _assert_same(gt, res)
     assert ours["AP50"] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_parity_many_random_problems():
+    for seed in range(120):
+        rng = np.random.default_rng(1000 + seed)
+        gt, results = ref.random_coco_problem(
+            rng, n_images=int(rng.integers(1, 40)), n_cats=int(rng.integers(1, 6)), max_gt=int(rng.integers(0, 15)),
+            crowd_p=float(rng.uniform(0, 0.5)), tie_decimals=int(rng.integers(1, 4)), many_dets=bool(rng.random() < 0.2))
+        _assert_same(gt, results)

@@ -109,18 +109,21 @@ void bind_boxes(py::module_& m) {
   }, py::arg("boxes"), py::arg("min_size"),
      "Indices of boxes with width and height >= min_size.");
 
-  m.def("nms", [](const CArray<T>& boxes, const CArray<T>& scores, double iou_threshold) {
+  m.def("nms", [](const CArray<T>& boxes, const CArray<T>& scores, double iou_threshold,
+                  int algorithm) {
     const int64_t n = num_boxes(boxes, "boxes");
     check_length(scores, n, "scores");
+    if (algorithm < 0 || algorithm > 2) throw py::value_error("algorithm must be 0, 1 or 2");
     const T *pb = boxes.data(), *ps = scores.data();
     std::vector<int64_t> keep;
     {
       py::gil_scoped_release release;
-      keep = pydetect::nms(pb, ps, n, iou_threshold);
+      keep = pydetect::nms(pb, ps, n, iou_threshold, pydetect::NmsAlgorithm(algorithm));
     }
     return to_array(keep);
-  }, py::arg("boxes"), py::arg("scores"), py::arg("iou_threshold"),
-     "Greedy NMS; kept indices by decreasing score (torchvision's result).");
+  }, py::arg("boxes"), py::arg("scores"), py::arg("iou_threshold"), py::arg("algorithm") = 0,
+     "Greedy NMS; kept indices by decreasing score (torchvision's result). algorithm: "
+     "0 = auto, 1 = compaction, 2 = grid (same result; for tests and benchmarks).");
 
   m.def("batched_nms", [](const CArray<T>& boxes, const CArray<T>& scores,
                           const CArray<int64_t>& labels, double iou_threshold) {
