@@ -175,3 +175,23 @@ def test_codebook_average_link_cutoff(rng):
     # k-means fallback gives the same grouping.
     c2, s2 = build_codebook(desc, threshold=0.7, max_agglomerative=30)
     assert sorted(s2.tolist()) == [20, 20, 20]
+
+
+def test_polarity_invariant_patches(rng):
+    img = rng.uniform(0, 255, (48, 48)).astype(np.uint8)
+    pts = np.array([[20.0, 24.0, 3.0], [30.0, 18.0, 2.0]])
+    _, a = ft.describe(img, pts, polarity_invariant=True)
+    _, b = ft.describe(255 - img, pts, polarity_invariant=True)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    _, c = ft.describe(img, pts)
+    _, d = ft.describe(255 - img, pts)
+    np.testing.assert_allclose(c, -d, atol=1e-5)
+
+
+def test_box_figure_ground_hand_worked():
+    # Patch of half-size 2.5 * 2 = 5 around (10, 10) sampled 4x4 at offsets -3.75, -1.25,
+    # 1.25, 3.75: the box [10, 0, 20, 20] covers the two right columns.
+    fg = ft.box_figure_ground([[10.0, 10.0, 2.0]], [10, 0, 20, 20], size=4)
+    expected = np.zeros((4, 4), np.uint8)
+    expected[:, 2:] = 1
+    np.testing.assert_array_equal(fg[0], expected)

@@ -166,8 +166,27 @@ def extract_sift(gray, points, *, patch_factor=2.5):
     return out
 
 
-def describe(gray, points, *, descriptor="patch", patch_size=15, patch_factor=2.5, min_contrast=0.0):
+def canonical_polarity(desc, patch_size):
+    """Flips each zero-mean patch so that its centre is brighter than its surround.
+
+    The sign is that of the patch's correlation with a centred Gaussian blob (sigma a
+    quarter of the side): dark-on-light and light-on-dark versions of a shape map to the
+    same descriptor. Patches almost orthogonal to the blob may flip either way.
+    """
+    p = int(patch_size)
+    g = np.exp(-((np.arange(p) - (p - 1) / 2) ** 2) / (2 * (p / 4.0) ** 2))
+    blob = np.outer(g, g).ravel()
+    blob -= blob.mean()
+    sign = np.where(desc @ blob.astype(desc.dtype) < 0, -1.0, 1.0).astype(desc.dtype)
+    return desc * sign[:, None]
+
+
+def describe(gray, points, *, descriptor="patch", patch_size=15, patch_factor=2.5, min_contrast=0.0,
+             polarity_invariant=False):
     """Descriptors of the points, dropping low-contrast patches.
+
+    With ``polarity_invariant`` (patches only) each patch is flipped by
+    :func:`canonical_polarity`.
 
     Returns
     -------
@@ -183,7 +202,10 @@ def describe(gray, points, *, descriptor="patch", patch_size=15, patch_factor=2.
         desc = extract_sift(gray, points, patch_factor=patch_factor)
         ok = np.abs(desc).sum(1) > 0
         return points[ok], desc[ok]
-    return points, desc[keep]
+    desc = desc[keep]
+    if polarity_invariant:
+        desc = canonical_polarity(desc, patch_size)
+    return points, desc
 
 
 def box_figure_ground(points, box, *, size=8, patch_factor=2.5):

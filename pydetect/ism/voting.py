@@ -102,9 +102,9 @@ def accumulate_votes(features, match_ptr, match_entry, match_weight, occ_ptr, oc
         raise ValueError(f"occ_weight must have shape ({occ.shape[0]},), got {ow.shape}")
     mp = _as_ptr(match_ptr, feats.shape[0], "match_ptr", me.shape[0])
     op, _ = to_numpy(occ_ptr, "occ_ptr")
-    n_entries = max(int(np.asarray(op).shape[0]) - 1, 0) if np.ndim(op) == 1 else -1
-    if n_entries < 0 or np.asarray(op).shape[0] < 1:
-        raise ValueError(f"occ_ptr must have shape (E + 1,), got {tuple(np.shape(op))}")
+    if op.ndim != 1 or op.shape[0] < 1:
+        raise ValueError(f"occ_ptr must have shape (E + 1,), got {tuple(op.shape)}")
+    n_entries = op.shape[0] - 1
     op = _as_ptr(op, n_entries, "occ_ptr", occ.shape[0])
     if me.size and (me.min() < 0 or me.max() >= n_entries):
         raise ValueError(f"match_entry must index the {n_entries} entries, got values in "
