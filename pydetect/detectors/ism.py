@@ -70,7 +70,8 @@ def _target_arrays(target, i):
     labels = np.asarray(target["labels"], np.int64).reshape(-1)
     if len(boxes) != len(labels):
         raise ValueError(f"target {i}: {len(boxes)} boxes but {len(labels)} labels")
-    ignore = np.zeros(len(boxes), bool)
+    # Degenerate boxes (no area) cannot give an object scale: they are ignored.
+    ignore = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
     for key in ("iscrowd", "difficult"):
         if key in target:
             ignore |= np.asarray(target[key], bool).reshape(-1)
@@ -264,7 +265,6 @@ class ImplicitShapeModel(BaseDetector):
         rng = np.random.default_rng(self.random_state)
         pos = {}   # label -> list of (points, desc, boxes-per-feature)
         neg_desc = []
-        n_neg = 0
         for i in tqdm(range(len(dataset)), desc="ISM features", leave=False, disable=len(dataset) < 20):
             image, target = dataset[i]
             image = as_image(image, f"dataset image {i}")
@@ -281,13 +281,13 @@ class ImplicitShapeModel(BaseDetector):
             if len(nb) > 200:
                 nb = rng.choice(nb, 200, replace=False)
             neg_desc.append(desc[nb])
-            n_neg += len(nb)
             for k in range(len(boxes)):
                 if ignore[k] or (wanted is not None and labels[k] not in wanted):
                     continue
                 sel = np.flatnonzero(inside[:, k])
                 if len(sel):
-                    pos.setdefault(int(labels[k]), []).append((pts[sel], desc[sel], np.repeat(boxes[k:k + 1], len(sel), 0)))
+                    box_of = np.repeat(boxes[k:k + 1], len(sel), 0)
+                    pos.setdefault(int(labels[k]), []).append((pts[sel], desc[sel], box_of))
         if not pos:
             raise ValueError("no training object yielded features: check the boxes and the feature parameters")
         neg = np.concatenate(neg_desc) if neg_desc else np.zeros((0, 1), np.float32)
