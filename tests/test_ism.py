@@ -97,7 +97,8 @@ def test_save_load_gives_identical_detections(cross_model, tmp_path):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
 
 
-@pytest.mark.parametrize("params", [dict(descriptor="sift"), dict(detector="dense", dense_scales=(3.0, 5.0))])
+@pytest.mark.parametrize("params", [dict(descriptor="sift"), dict(detector="harris-laplace"),
+                                    dict(detector="dense", dense_scales=(3.0, 5.0))])
 def test_options_learn_too(params):
     train = cross_dataset(8, seed=0, scale_range=(30, 40))
     model = ImplicitShapeModel(**params).fit(train)
@@ -195,3 +196,18 @@ def test_box_figure_ground_hand_worked():
     expected = np.zeros((4, 4), np.uint8)
     expected[:, 2:] = 1
     np.testing.assert_array_equal(fg[0], expected)
+
+
+def test_harris_laplace_finds_the_corners_of_a_square():
+    img = np.zeros((80, 80), np.uint8)
+    img[20:60, 25:55] = 255
+    pts = ft.harris_laplace(img)
+    corners = np.array([[25, 20], [55, 20], [25, 60], [55, 60]], np.float64)
+    d = np.linalg.norm(pts[:, None, :2] - corners[None], axis=2)
+    # Every point is a corner response (within 1.5 of its scale: corners drift inwards at
+    # coarse scales) and every corner is found.
+    assert len(pts) >= 4
+    assert np.all(d.min(1) <= 1.5 * pts[:, 2])
+    assert set(d.argmin(1).tolist()) == {0, 1, 2, 3}
+    # A flat image has no interest point.
+    assert len(ft.harris_laplace(np.full((40, 40), 90, np.uint8))) == 0

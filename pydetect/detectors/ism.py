@@ -83,9 +83,10 @@ class ImplicitShapeModel(BaseDetector):
 
     Parameters
     ----------
-    detector : {"dog", "dense"}
-        Interest points: Difference-of-Gaussians (``cv2.SIFT`` keypoints) or a dense
-        multi-scale grid (``dense_scales``, spacing ``dense_step * scale``).
+    detector : {"dog", "harris-laplace", "dense"}
+        Interest points: Difference-of-Gaussians (``cv2.SIFT`` keypoints), Harris-Laplace
+        (:func:`pydetect.ism.features.harris_laplace`) or a dense multi-scale grid
+        (``dense_scales``, spacing ``dense_step * scale``).
     descriptor : {"patch", "sift"}
         Zero-mean unit-norm grey patches compared by NGC, or SIFT compared by Euclidean
         distance.
@@ -182,7 +183,7 @@ class ImplicitShapeModel(BaseDetector):
 
     # Parameters ---------------------------------------------------------------------
     def _validate_params(self):
-        check_choice(self.detector, "detector", ("dog", "dense"))
+        check_choice(self.detector, "detector", ("dog", "harris-laplace", "dense"))
         check_choice(self.descriptor, "descriptor", ("patch", "sift"))
         check_int(self.patch_size, "patch_size", minimum=3)
         check_positive(self.patch_factor, "patch_factor")

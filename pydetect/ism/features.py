@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["to_gray", "detect_keypoints", "extract_patches", "extract_sift", "describe"]
+__all__ = ["to_gray", "detect_keypoints", "harris_laplace", "extract_patches", "extract_sift", "describe"]
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -36,10 +36,10 @@ def detect_keypoints(gray, *, detector="dog", scales=(3.0, 4.5, 6.75, 10.0), ste
     Parameters
     ----------
     gray : uint8 ndarray, shape (H, W)
-    detector : {"dog", "dense"}
+    detector : {"dog", "harris-laplace", "dense"}
         ``"dog"``: Difference-of-Gaussians extrema found by ``cv2.SIFT`` (scale = keypoint
-        size / 2). ``"dense"``: a grid at each of ``scales`` with spacing
-        ``step * scale``.
+        size / 2). ``"harris-laplace"``: :func:`harris_laplace`. ``"dense"``: a grid at
+        each of ``scales`` with spacing ``step * scale``.
     scales : sequence of float
         Dense grid scales in pixels.
     step : float
@@ -68,6 +68,9 @@ def detect_keypoints(gray, *, detector="dog", scales=(3.0, 4.5, 6.75, 10.0), ste
             gx, gy = np.meshgrid(xs, ys)
             out.append(np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, float(s))]))
         return np.concatenate(out) if out else np.zeros((0, 3))
+    if detector == "harris-laplace":
+        pts = harris_laplace(gray, max_features=max_features)
+        return pts[pts[:, 2] >= min_scale]
     sift = cv2.SIFT_create(nfeatures=int(max_features), contrastThreshold=float(contrast_threshold))
     kps = sift.detect(gray, None)
     if not kps:
@@ -76,6 +79,53 @@ def detect_keypoints(gray, *, detector="dog", scales=(3.0, 4.5, 6.75, 10.0), ste
     pts = pts[pts[:, 2] >= min_scale]
     # SIFT reports one keypoint per dominant orientation: keep distinct (x, y, scale).
     return np.unique(np.round(pts, 3), axis=0)
+
+
+def harris_laplace(gray, *, sigma0=1.5, n_scales=8, step=1.4, alpha=0.06, threshold=1e-6,
+                   max_features=3000):
+    """Harris-Laplace interest points (Mikolajczyk & Schmid, IJCV 2004), simplified.
+
+    At integration scales ``sigma_n = sigma0 * step^n`` (differentiation scale 0.7 sigma_n),
+    points are the 8-neighbourhood maxima of the scale-normalised Harris measure
+    ``det(M) - alpha trace(M)^2`` above ``threshold`` (image in [0, 1]); a point is kept
+    when the scale-normalised Laplacian ``|sigma^2 (Lxx + Lyy)|`` at its position peaks
+    at its scale over the neighbouring scales (one pass, no iterative refinement).
+
+    Returns
+    -------
+    ndarray, shape (F, 3), float64
+        ``(x, y, sigma_n)``, by decreasing Harris response, at most ``max_features``.
+    """
+    import cv2
+
+    img = gray.astype(np.float32) / 255.0
+    sigmas = [sigma0 * step**n for n in range(n_scales + 2)]  # one extra scale each side
+    lap, harris = [], []
+    for i, sigma in enumerate(sigmas):
+        sd = 0.7 * sigma
+        smooth = cv2.GaussianBlur(img, (0, 0), sd)
+        lx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3) / 8.0
+        ly = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3) / 8.0
+        lxx = cv2.Sobel(smooth, cv2.CV_32F, 2, 0, ksize=3) / 4.0
+        lyy = cv2.Sobel(smooth, cv2.CV_32F, 0, 2, ksize=3) / 4.0
+        lap.append(np.abs(sd**2 * (lxx + lyy)))
+        if 0 < i <= n_scales:
+            a = cv2.GaussianBlur(lx * lx, (0, 0), sigma) * sd**2
+            b = cv2.GaussianBlur(lx * ly, (0, 0), sigma) * sd**2
+            c = cv2.GaussianBlur(ly * ly, (0, 0), sigma) * sd**2
+            harris.append(a * c - b * b - alpha * (a + c) ** 2)
+        else:
+            harris.append(None)
+    out = []
+    for i in range(1, n_scales + 1):
+        r = harris[i]
+        peak = (r >= cv2.dilate(r, np.ones((3, 3), np.uint8))) & (r > threshold)
+        peak &= (lap[i] >= lap[i - 1]) & (lap[i] >= lap[i + 1])
+        ys, xs = np.nonzero(peak)
+        out.append(np.column_stack([xs, ys, np.full(len(xs), sigmas[i]), r[ys, xs]]))
+    pts = np.concatenate(out) if out else np.zeros((0, 4))
+    pts = pts[np.argsort(-pts[:, 3], kind="stable")][:max_features]
+    return np.ascontiguousarray(pts[:, :3], dtype=np.float64)
 
 
 def extract_patches(gray, points, *, patch_size=15, patch_factor=2.5):
