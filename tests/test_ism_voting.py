@@ -132,3 +132,21 @@ def test_mean_shift_empty_one_and_bad_input():
         mean_shift(np.ones((2, 3)), bandwidth_xy=0)
     with pytest.raises(ValueError, match="kernel"):
         mean_shift(np.ones((2, 3)), kernel="gauss")
+
+
+def test_mean_shift_and_votes_independent_of_thread_count(rng):
+    import pydetect
+
+    args = _random_codebook(rng, n_feat=400, n_entries=20)
+    votes = _clusters(rng, [[20, 30, 10], [80, 40, 20], [50, 90, 5]], n=300, clutter=200)
+    before = pydetect.get_num_threads()
+    try:
+        out = []
+        for n in (1, 2, 3):
+            pydetect.set_num_threads(n)
+            out.append((accumulate_votes(*args), mean_shift(votes, bandwidth_xy=0.25, bandwidth_scale=0.3)))
+    finally:
+        pydetect.set_num_threads(before)
+    for (v, m) in out[1:]:
+        for a, b in zip(v + m, out[0][0] + out[0][1]):
+            np.testing.assert_array_equal(a, b)
