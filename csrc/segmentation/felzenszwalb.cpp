@@ -1,0 +1,195 @@
+#include "segmentation/felzenszwalb.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include "common/check.h"
+
+namespace pydetect {
+namespace {
+
+// scipy.ndimage "reflect": half-sample symmetric, periodic with period 2n.
+inline int64_t reflect_index(int64_t i, int64_t n) {
+  if (n == 1) return 0;
+  const int64_t period = 2 * n;
+  i %= period;
+  if (i < 0) i += period;
+  return i < n ? i : period - 1 - i;
+}
+
+std::vector<double> gaussian_kernel(double sigma) {
+  const int64_t radius = static_cast<int64_t>(4.0 * sigma + 0.5);
+  std::vector<double> k(static_cast<size_t>(2 * radius + 1));
+  double sum = 0.0;
+  for (int64_t x = -radius; x <= radius; ++x) {
+    const double v = std::exp(-0.5 * double(x * x) / (sigma * sigma));
+    k[static_cast<size_t>(x + radius)] = v;
+    sum += v;
+  }
+  for (double& v : k) v /= sum;
+  return k;
+}
+
+// Sorts 64-bit keys ascending: LSD radix sort on 16-bit digits, skipping constant digits.
+void radix_sort(std::vector<uint64_t>& keys) {
+  std::vector<uint64_t> tmp(keys.size());
+  std::vector<uint32_t> count(65536);
+  for (int shift = 0; shift < 64; shift += 16) {
+    std::fill(count.begin(), count.end(), 0u);
+    for (uint64_t k : keys) ++count[(k >> shift) & 0xFFFF];
+    if (count[(keys[0] >> shift) & 0xFFFF] == keys.size()) continue;  // digit constant
+    uint32_t total = 0;
+    for (auto& c : count) {
+      const uint32_t c0 = c;
+      c = total;
+      total += c0;
+    }
+    for (uint64_t k : keys) tmp[count[(k >> shift) & 0xFFFF]++] = k;
+    keys.swap(tmp);
+  }
+}
+
+struct DisjointSets {
+  std::vector<int32_t> parent, size;
+  std::vector<float> internal;  // Int(C): largest weight of the component's MST
+  explicit DisjointSets(int64_t n)
+      : parent(static_cast<size_t>(n)), size(static_cast<size_t>(n), 1), internal(static_cast<size_t>(n), 0.f) {
+    std::iota(parent.begin(), parent.end(), 0);
+  }
+  int32_t find(int32_t x) {
+    while (parent[x] != x) {
+      parent[x] = parent[parent[x]];  // path halving
+      x = parent[x];
+    }
+    return x;
+  }
+  int32_t join(int32_t a, int32_t b) {  // a, b roots
+    if (size[a] < size[b]) std::swap(a, b);
+    parent[b] = a;
+    size[a] += size[b];
+    return a;
+  }
+};
+
+}  // namespace
+
+void gaussian_smooth(const float* in, int64_t h, int64_t w, int64_t c, double sigma, float* out) {
+  const int64_t n = h * w * c;
+  if (!(sigma > 0)) {
+    std::memcpy(out, in, sizeof(float) * static_cast<size_t>(n));
+    return;
+  }
+  const std::vector<double> k = gaussian_kernel(sigma);
+  const int64_t r = static_cast<int64_t>(k.size() / 2);
+  std::vector<float> tmp(static_cast<size_t>(n));
+  // Along rows (x), then along columns (y); scipy filters axis 0 first but the separable
+  // result differs only by rounding.
+  std::vector<int64_t> xi(static_cast<size_t>(w + 2 * r));
+  for (int64_t x = -r; x < w + r; ++x) xi[static_cast<size_t>(x + r)] = reflect_index(x, w);
+  for (int64_t y = 0; y < h; ++y) {
+    const float* row = in + y * w * c;
+    float* orow = tmp.data() + y * w * c;
+    for (int64_t x = 0; x < w; ++x) {
+      for (int64_t ch = 0; ch < c; ++ch) {
+        double acc = 0.0;
+        for (int64_t t = -r; t <= r; ++t) acc += k[static_cast<size_t>(t + r)] * row[xi[static_cast<size_t>(x + t + r)] * c + ch];
+        orow[x * c + ch] = static_cast<float>(acc);
+      }
+    }
+  }
+  std::vector<double> acc(static_cast<size_t>(w * c));
+  for (int64_t y = 0; y < h; ++y) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t t = -r; t <= r; ++t) {
+      const float* row = tmp.data() + reflect_index(y + t, h) * w * c;
+      const double kt = k[static_cast<size_t>(t + r)];
+      for (int64_t i = 0; i < w * c; ++i) acc[static_cast<size_t>(i)] += kt * row[i];
+    }
+    float* orow = out + y * w * c;
+    for (int64_t i = 0; i < w * c; ++i) orow[i] = static_cast<float>(acc[static_cast<size_t>(i)]);
+  }
+}
+
+int32_t felzenszwalb(const float* image, int64_t h, int64_t w, int64_t c, double scale, double sigma,
+                     int64_t min_size, int32_t* labels) {
+  PD_CHECK(h > 0 && w > 0 && c > 0, "felzenszwalb: image must not be empty, got ", h, "x", w, "x", c);
+  const int64_t hw = h * w;
+  PD_CHECK(4 * hw < (int64_t(1) << 32), "felzenszwalb: image too large (", h, "x", w, ")");
+  std::vector<float> smooth(static_cast<size_t>(hw * c));
+  gaussian_smooth(image, h, w, c, sigma, smooth.data());
+
+  // Edge e = type * hw + p joins pixel p with p + offset[type]; type 0 right, 1 down,
+  // 2 down-right, 3 up-right (p is the upper pixel (y, x + 1), its partner (y + 1, x)).
+  const int64_t offset[4] = {1, w, w + 1, w - 1};
+  std::vector<uint64_t> keys;
+  keys.reserve(static_cast<size_t>(4 * hw));
+  auto add = [&](int64_t type, int64_t p) {
+    const float* a = smooth.data() + p * c;
+    const float* b = smooth.data() + (p + offset[type]) * c;
+    float d2 = 0.f;
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const float d = a[ch] - b[ch];
+      d2 += d * d;
+    }
+    float cost = std::sqrt(d2);
+    uint32_t bits;
+    std::memcpy(&bits, &cost, sizeof bits);  // non-negative floats sort as their bits
+    keys.push_back((uint64_t(bits) << 32) | uint64_t(type * hw + p));
+  };
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x + 1 < w; ++x) add(0, y * w + x);
+  for (int64_t y = 0; y + 1 < h; ++y)
+    for (int64_t x = 0; x < w; ++x) add(1, y * w + x);
+  for (int64_t y = 0; y + 1 < h; ++y)
+    for (int64_t x = 0; x + 1 < w; ++x) add(2, y * w + x);
+  for (int64_t y = 0; y + 1 < h; ++y)
+    for (int64_t x = 1; x < w; ++x) add(3, y * w + x);
+  if (!keys.empty()) radix_sort(keys);
+
+  auto endpoints = [&](uint64_t key, int32_t* a, int32_t* b) {
+    const int64_t e = static_cast<int64_t>(key & 0xFFFFFFFFu);
+    const int64_t type = e / hw, p = e % hw;
+    *a = static_cast<int32_t>(p);
+    *b = static_cast<int32_t>(p + offset[type]);
+  };
+  const double k = scale / 255.0;
+  DisjointSets sets(hw);
+  for (uint64_t key : keys) {
+    int32_t a, b;
+    endpoints(key, &a, &b);
+    a = sets.find(a);
+    b = sets.find(b);
+    if (a == b) continue;
+    uint32_t bits = static_cast<uint32_t>(key >> 32);
+    float cost;
+    std::memcpy(&cost, &bits, sizeof cost);
+    const double ta = double(sets.internal[a]) + k / sets.size[a];
+    const double tb = double(sets.internal[b]) + k / sets.size[b];
+    if (cost < std::min(ta, tb)) {
+      const int32_t r = sets.join(a, b);
+      sets.internal[r] = cost;
+    }
+  }
+  if (min_size > 1) {
+    for (uint64_t key : keys) {
+      int32_t a, b;
+      endpoints(key, &a, &b);
+      a = sets.find(a);
+      b = sets.find(b);
+      if (a != b && (sets.size[a] < min_size || sets.size[b] < min_size)) sets.join(a, b);
+    }
+  }
+  std::vector<int32_t> label_of_root(static_cast<size_t>(hw), -1);
+  int32_t n = 0;
+  for (int64_t p = 0; p < hw; ++p) {
+    const int32_t r = sets.find(static_cast<int32_t>(p));
+    if (label_of_root[r] < 0) label_of_root[r] = n++;
+    labels[p] = label_of_root[r];
+  }
+  return n;
+}
+
+}  // namespace pydetect
