@@ -2,6 +2,7 @@
 // from 8-bit RGB to channels on the [0, 1] scale. Written once, used by every loop.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -17,7 +18,7 @@ HOST_DEVICE int color_space_channels(ColorSpace cs) {
 
 // HSV with hue / 360, saturation and value in [0, 1] (skimage.color.rgb2hsv).
 HOST_DEVICE void rgb_to_hsv(float r, float g, float b, float* hsv) {
-  const float mx = std::fmax(r, std::fmax(g, b)), mn = std::fmin(r, std::fmin(g, b));
+  const float mx = std::max(r, std::max(g, b)), mn = std::min(r, std::min(g, b));
   const float delta = mx - mn;
   float h = 0.f;
   if (delta > 0.f) {
@@ -42,10 +43,7 @@ HOST_DEVICE float lab_f(float t) {
 
 // CIE L*a*b* (D65), as skimage.color.rgb2lab, then L / 100 and (a + 128) / 255,
 // (b + 128) / 255 so that every channel lies on the [0, 1] scale.
-HOST_DEVICE void rgb_to_lab01(float r, float g, float b, float* lab) {
-  r = srgb_to_linear(r);
-  g = srgb_to_linear(g);
-  b = srgb_to_linear(b);
+HOST_DEVICE void linear_rgb_to_lab01(float r, float g, float b, float* lab) {
   const float x = (0.412453f * r + 0.357580f * g + 0.180423f * b) / 0.95047f;
   const float y = (0.212671f * r + 0.715160f * g + 0.072169f * b);
   const float z = (0.019334f * r + 0.119193f * g + 0.950227f * b) / 1.08883f;
@@ -54,6 +52,10 @@ HOST_DEVICE void rgb_to_lab01(float r, float g, float b, float* lab) {
   lab[0] = L / 100.f;
   lab[1] = (500.f * (fx - fy) + 128.f) / 255.f;
   lab[2] = (200.f * (fy - fz) + 128.f) / 255.f;
+}
+
+HOST_DEVICE void rgb_to_lab01(float r, float g, float b, float* lab) {
+  linear_rgb_to_lab01(srgb_to_linear(r), srgb_to_linear(g), srgb_to_linear(b), lab);
 }
 
 // Converts one 8-bit RGB pixel; writes color_space_channels(cs) values clamped to [0, 1].
@@ -74,7 +76,7 @@ HOST_DEVICE void convert_pixel(const uint8_t* rgb, ColorSpace cs, float* out) {
     case ColorSpace::H: rgb_to_hsv(r, g, b, v); n = 1; break;
     case ColorSpace::I: v[0] = (r + g + b) / 3.f; n = 1; break;
   }
-  for (int i = 0; i < n; ++i) out[i] = std::fmin(1.f, std::fmax(0.f, v[i]));
+  for (int i = 0; i < n; ++i) out[i] = std::min(1.f, std::max(0.f, v[i]));
 }
 
 }  // namespace pydetect

@@ -20,44 +20,50 @@ inline int64_t reflect_index(int64_t i, int64_t n) {
   return i < n ? i : period - 1 - i;
 }
 
-// Correlates one (H, W) plane with kernel kx along x and ky along y ("reflect" border).
-void separable_filter(const float* in, int64_t h, int64_t w, const std::vector<double>& kx,
-                      const std::vector<double>& ky, float* out) {
-  const int64_t rx = static_cast<int64_t>(kx.size() / 2), ry = static_cast<int64_t>(ky.size() / 2);
-  std::vector<float> tmp(static_cast<size_t>(h * w));
-  std::vector<int64_t> xi(static_cast<size_t>(w + 2 * rx));
-  for (int64_t x = -rx; x < w + rx; ++x) xi[static_cast<size_t>(x + rx)] = reflect_index(x, w);
+// Correlates every row of an (H, W) plane with kernel k ("reflect" border).
+void filter_rows(const float* in, int64_t h, int64_t w, const std::vector<float>& k, float* out) {
+  const int64_t r = static_cast<int64_t>(k.size() / 2);
+  std::vector<float> pad(static_cast<size_t>(w + 2 * r));
   for (int64_t y = 0; y < h; ++y) {
     const float* row = in + y * w;
-    for (int64_t x = 0; x < w; ++x) {
-      double acc = 0.0;
-      for (int64_t t = -rx; t <= rx; ++t) acc += kx[static_cast<size_t>(t + rx)] * row[xi[static_cast<size_t>(x + t + rx)]];
-      tmp[static_cast<size_t>(y * w + x)] = static_cast<float>(acc);
+    for (int64_t x = -r; x < w + r; ++x) pad[static_cast<size_t>(x + r)] = row[reflect_index(x, w)];
+    float* orow = out + y * w;
+    std::fill(orow, orow + w, 0.f);
+    for (int64_t t = 0; t <= 2 * r; ++t) {
+      const float kt = k[static_cast<size_t>(t)];
+      const float* src = pad.data() + t;
+      for (int64_t x = 0; x < w; ++x) orow[x] += kt * src[x];
     }
   }
-  std::vector<double> acc(static_cast<size_t>(w));
+}
+
+// Correlates every column of an (H, W) plane with kernel k ("reflect" border).
+void filter_cols(const float* in, int64_t h, int64_t w, const std::vector<float>& k, float* out) {
+  const int64_t r = static_cast<int64_t>(k.size() / 2);
   for (int64_t y = 0; y < h; ++y) {
-    std::fill(acc.begin(), acc.end(), 0.0);
-    for (int64_t t = -ry; t <= ry; ++t) {
-      const float* row = tmp.data() + reflect_index(y + t, h) * w;
-      const double k = ky[static_cast<size_t>(t + ry)];
-      for (int64_t x = 0; x < w; ++x) acc[static_cast<size_t>(x)] += k * row[x];
+    float* orow = out + y * w;
+    std::fill(orow, orow + w, 0.f);
+    for (int64_t t = -r; t <= r; ++t) {
+      const float kt = k[static_cast<size_t>(t + r)];
+      const float* row = in + reflect_index(y + t, h) * w;
+      for (int64_t x = 0; x < w; ++x) orow[x] += kt * row[x];
     }
-    for (int64_t x = 0; x < w; ++x) out[y * w + x] = static_cast<float>(acc[static_cast<size_t>(x)]);
   }
 }
 
 // Gaussian G(t) and its derivative kernel D(t) = t / sigma^2 G(t), for correlation:
 // correlating a ramp f(x) = x with D gives ~1.
-void gaussian_kernels(double sigma, std::vector<double>* g, std::vector<double>* d) {
+void gaussian_kernels(double sigma, std::vector<float>* g, std::vector<float>* d) {
   const int64_t r = static_cast<int64_t>(4.0 * sigma + 0.5);
-  g->assign(static_cast<size_t>(2 * r + 1), 0.0);
-  d->assign(static_cast<size_t>(2 * r + 1), 0.0);
+  std::vector<double> gd(static_cast<size_t>(2 * r + 1));
   double sum = 0.0;
-  for (int64_t t = -r; t <= r; ++t) sum += ((*g)[static_cast<size_t>(t + r)] = std::exp(-0.5 * double(t * t) / (sigma * sigma)));
+  for (int64_t t = -r; t <= r; ++t) sum += (gd[static_cast<size_t>(t + r)] = std::exp(-0.5 * double(t * t) / (sigma * sigma)));
+  g->resize(gd.size());
+  d->resize(gd.size());
   for (int64_t t = -r; t <= r; ++t) {
-    (*g)[static_cast<size_t>(t + r)] /= sum;
-    (*d)[static_cast<size_t>(t + r)] = double(t) / (sigma * sigma) * (*g)[static_cast<size_t>(t + r)];
+    const double gt = gd[static_cast<size_t>(t + r)] / sum;
+    (*g)[static_cast<size_t>(t + r)] = static_cast<float>(gt);
+    (*d)[static_cast<size_t>(t + r)] = static_cast<float>(double(t) / (sigma * sigma) * gt);
   }
 }
 
@@ -94,6 +100,17 @@ struct SplitMix64 {
 }  // namespace
 
 void convert_color(const uint8_t* rgb, int64_t n_pixels, ColorSpace cs, float* out) {
+  if (cs == ColorSpace::Lab) {  // same formula, with the sRGB linearisation tabulated per byte
+    float linear[256];
+    for (int i = 0; i < 256; ++i) linear[i] = srgb_to_linear(i / 255.f);
+    for (int64_t p = 0; p < n_pixels; ++p) {
+      const uint8_t* px = rgb + 3 * p;
+      float* o = out + 3 * p;
+      linear_rgb_to_lab01(linear[px[0]], linear[px[1]], linear[px[2]], o);
+      for (int i = 0; i < 3; ++i) o[i] = std::min(1.f, std::max(0.f, o[i]));
+    }
+    return;
+  }
   const int c = color_space_channels(cs);
   for (int64_t p = 0; p < n_pixels; ++p) convert_pixel(rgb + 3 * p, cs, out + c * p);
 }
@@ -106,9 +123,10 @@ PixelBins compute_pixel_bins(const float* image, int64_t h, int64_t w, int chann
   bins.texture.resize(static_cast<size_t>(hw * channels * kOrientations));
   for (int64_t i = 0; i < hw * channels; ++i)
     bins.color[static_cast<size_t>(i)] = static_cast<uint8_t>(std::min<int>(kColorBins - 1, int(image[i] * kColorBins)));
-  std::vector<double> g, d;
+  std::vector<float> g, d;
   gaussian_kernels(kTextureSigma, &g, &d);
-  std::vector<float> plane(static_cast<size_t>(hw)), gx(static_cast<size_t>(hw)), gy(static_cast<size_t>(hw));
+  std::vector<float> plane(static_cast<size_t>(hw)), gx(static_cast<size_t>(hw)), gy(static_cast<size_t>(hw)),
+      rg(static_cast<size_t>(hw)), rd(static_cast<size_t>(hw));
   float cs[kOrientations], sn[kOrientations];
   for (int o = 0; o < kOrientations; ++o) {
     cs[o] = static_cast<float>(std::cos(o * M_PI / 4));
@@ -116,16 +134,19 @@ PixelBins compute_pixel_bins(const float* image, int64_t h, int64_t w, int chann
   }
   for (int c = 0; c < channels; ++c) {
     for (int64_t p = 0; p < hw; ++p) plane[static_cast<size_t>(p)] = image[p * channels + c];
-    separable_filter(plane.data(), h, w, d, g, gx.data());
-    separable_filter(plane.data(), h, w, g, d, gy.data());
+    filter_rows(plane.data(), h, w, d, rd.data());  // d/dx along rows
+    filter_rows(plane.data(), h, w, g, rg.data());  // smoothing along rows
+    filter_cols(rd.data(), h, w, g, gx.data());
+    filter_cols(rg.data(), h, w, d, gy.data());
     float mx = 0.f;
     for (int64_t p = 0; p < hw; ++p) mx = std::max(mx, std::sqrt(gx[p] * gx[p] + gy[p] * gy[p]));
     const float scale = mx > 0.f ? kTextureBins / mx : 0.f;
-    for (int64_t p = 0; p < hw; ++p) {
-      uint8_t* out = bins.texture.data() + (p * channels + c) * kOrientations;
-      for (int o = 0; o < kOrientations; ++o) {
-        const float v = std::max(0.f, gx[p] * cs[o] + gy[p] * sn[o]);
-        out[o] = static_cast<uint8_t>(std::min<int>(kTextureBins - 1, int(v * scale)));
+    for (int o = 0; o < kOrientations; ++o) {
+      uint8_t* out = bins.texture.data() + (c * kOrientations + o) * hw;
+      const float co = cs[o] * scale, so = sn[o] * scale;
+      for (int64_t p = 0; p < hw; ++p) {
+        const float v = std::min(float(kTextureBins - 1), std::max(0.f, gx[p] * co + gy[p] * so));
+        out[p] = static_cast<uint8_t>(v);
       }
     }
   }
@@ -147,7 +168,7 @@ RegionSet build_regions(const PixelBins& bins, const int32_t* labels, int64_t n,
   }
   std::vector<uint32_t> ccount(static_cast<size_t>(n * dc), 0), tcount(static_cast<size_t>(n * dt), 0);
   r.neighbours.assign(static_cast<size_t>(n), {});
-  std::vector<int32_t> stamp(static_cast<size_t>(n), -1);
+  const int64_t hw = h * w;
   for (int64_t y = 0; y < h; ++y) {
     for (int64_t x = 0; x < w; ++x) {
       const int64_t p = y * w + x;
@@ -160,8 +181,8 @@ RegionSet build_regions(const PixelBins& bins, const int32_t* labels, int64_t n,
       b[2] = std::max<int32_t>(b[2], int32_t(x));
       b[3] = std::max<int32_t>(b[3], int32_t(y));
       for (int c = 0; c < C; ++c) ++ccount[static_cast<size_t>(l * dc + c * kColorBins + bins.color[p * C + c])];
-      const uint8_t* tb = bins.texture.data() + p * C * kOrientations;
-      for (int co = 0; co < C * kOrientations; ++co) ++tcount[static_cast<size_t>(l * dt + co * kTextureBins + tb[co])];
+      uint32_t* tc = &tcount[static_cast<size_t>(l * dt)];
+      for (int co = 0; co < C * kOrientations; ++co) ++tc[co * kTextureBins + bins.texture[co * hw + p]];
     }
   }
   // Adjacency over the 8-neighbourhood (right, down, down-right, down-left pairs).
@@ -321,28 +342,39 @@ std::vector<float> selective_search(const uint8_t* rgb, int64_t h, int64_t w, co
   const int64_t hw = ph * pw;
   const int64_t ns = static_cast<int64_t>(spaces.size()), nk = static_cast<int64_t>(ks.size()),
                 nt = static_cast<int64_t>(strategies.size());
-  // 1. Colour conversion and per-pixel bins, one colour space per task.
+  // 1. Colour conversion, one colour space per task.
   std::vector<std::vector<float>> converted(static_cast<size_t>(ns));
-  std::vector<PixelBins> bins(static_cast<size_t>(ns));
   parallel_for(0, ns, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t s = lo; s < hi; ++s) {
-      const int c = color_space_channels(spaces[s]);
-      converted[s].resize(static_cast<size_t>(hw * c));
+      converted[s].resize(static_cast<size_t>(hw * color_space_channels(spaces[s])));
       convert_color(img, hw, spaces[s], converted[s].data());
-      bins[s] = compute_pixel_bins(converted[s].data(), ph, pw, c);
     }
   });
-  // 2. One segmentation per (colour space, k).
+  // 2. Independent tasks: per-pixel bins of each colour space, and one segmentation per
+  // (colour space, k).
+  std::vector<PixelBins> bins(static_cast<size_t>(ns));
+  std::vector<std::vector<int32_t>> labels(static_cast<size_t>(ns * nk));
+  std::vector<int32_t> n_labels(static_cast<size_t>(ns * nk));
+  parallel_for(0, ns + ns * nk, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t task = lo; task < hi; ++task) {
+      if (task < ns) {
+        bins[task] = compute_pixel_bins(converted[task].data(), ph, pw, color_space_channels(spaces[task]));
+        continue;
+      }
+      const int64_t i = task - ns, s = i / nk;
+      const double k = ks[i % nk];
+      const int64_t ms = min_size > 0 ? min_size : std::max<int64_t>(1, std::llround(k));
+      labels[i].resize(static_cast<size_t>(hw));
+      n_labels[i] = felzenszwalb(converted[s].data(), ph, pw, color_space_channels(spaces[s]), k, sigma, ms,
+                                 labels[i].data());
+    }
+  });
+  // Regions and their features per (colour space, k).
   std::vector<RegionSet> regions(static_cast<size_t>(ns * nk));
   parallel_for(0, ns * nk, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<int32_t> labels(static_cast<size_t>(hw));
     for (int64_t i = lo; i < hi; ++i) {
-      const int64_t s = i / nk;
-      const double k = ks[i % nk];
-      const int c = color_space_channels(spaces[s]);
-      const int64_t ms = min_size > 0 ? min_size : std::max<int64_t>(1, std::llround(k));
-      const int32_t n = felzenszwalb(converted[s].data(), ph, pw, c, k, sigma, ms, labels.data());
-      regions[i] = build_regions(bins[s], labels.data(), n, ph, pw);
+      regions[i] = build_regions(bins[i / nk], labels[i].data(), n_labels[i], ph, pw);
+      std::vector<int32_t>().swap(labels[i]);
     }
   });
   // 3. One hierarchy per (colour space, k, similarity strategy).
