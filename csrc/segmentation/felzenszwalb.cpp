@@ -56,25 +56,32 @@ void radix_sort(std::vector<uint64_t>& keys, int first_bit) {
   }
 }
 
+// Union-find over pixels; a node's fields share one cache line (the sorted edges visit
+// pixels in random order, so this loop is bound by memory latency).
 struct DisjointSets {
-  std::vector<int32_t> parent, size;
-  std::vector<double> threshold;  // Int(C) + tau(C), Int(C) the largest weight of C's MST
-  DisjointSets(int64_t n, double k)
-      : parent(static_cast<size_t>(n)), size(static_cast<size_t>(n), 1), threshold(static_cast<size_t>(n), k) {
-    std::iota(parent.begin(), parent.end(), 0);
+  struct Node {
+    int32_t parent, size;
+    float threshold;  // Int(C) + tau(C), Int(C) the largest weight of C's MST (float, as skimage)
+  };
+  std::vector<Node> nodes;
+  DisjointSets(int64_t n, float k) : nodes(static_cast<size_t>(n)) {
+    for (int64_t i = 0; i < n; ++i) nodes[static_cast<size_t>(i)] = {static_cast<int32_t>(i), 1, k};
   }
   int32_t find(int32_t x) {
-    while (parent[x] != x) {
-      parent[x] = parent[parent[x]];  // path halving
-      x = parent[x];
+    while (nodes[x].parent != x) {
+      nodes[x].parent = nodes[nodes[x].parent].parent;  // path halving
+      x = nodes[x].parent;
     }
     return x;
   }
   int32_t join(int32_t a, int32_t b) {  // a, b roots
-    if (size[a] < size[b]) std::swap(a, b);
-    parent[b] = a;
-    size[a] += size[b];
+    if (nodes[a].size < nodes[b].size) std::swap(a, b);
+    nodes[b].parent = a;
+    nodes[a].size += nodes[b].size;
     return a;
+  }
+  void flatten() {  // every node points at its root
+    for (size_t i = 0; i < nodes.size(); ++i) nodes[i].parent = nodes[nodes[i].parent].parent;
   }
 };
 
@@ -163,8 +170,17 @@ int32_t felzenszwalb(const float* image, int64_t h, int64_t w, int64_t c, double
     *b = static_cast<int32_t>(p + offset[type]);
   };
   const double k = scale / 255.0;
-  DisjointSets sets(hw, k);
-  for (uint64_t key : keys) {
+  DisjointSets sets(hw, static_cast<float>(k));
+  const size_t n_edges = keys.size();
+  constexpr size_t kAhead = 16;  // prefetch distance: the loop is bound by memory latency
+  for (size_t i = 0; i < n_edges; ++i) {
+    if (i + kAhead < n_edges) {
+      int32_t pa, pb;
+      endpoints(keys[i + kAhead], &pa, &pb);
+      __builtin_prefetch(&sets.nodes[pa]);
+      __builtin_prefetch(&sets.nodes[pb]);
+    }
+    const uint64_t key = keys[i];
     int32_t a, b;
     endpoints(key, &a, &b);
     a = sets.find(a);
@@ -173,18 +189,26 @@ int32_t felzenszwalb(const float* image, int64_t h, int64_t w, int64_t c, double
     uint32_t bits = static_cast<uint32_t>(key >> 32);
     float cost;
     std::memcpy(&cost, &bits, sizeof cost);
-    if (cost < std::min(sets.threshold[a], sets.threshold[b])) {
+    if (cost < std::min(sets.nodes[a].threshold, sets.nodes[b].threshold)) {
       const int32_t r = sets.join(a, b);
-      sets.threshold[r] = double(cost) + k / sets.size[r];
+      sets.nodes[r].threshold = static_cast<float>(double(cost) + k / sets.nodes[r].size);
     }
   }
   if (min_size > 1) {
-    for (uint64_t key : keys) {
+    // One sweep of pointer jumping shortens the paths; find() completes what is left.
+    sets.flatten();
+    for (size_t i = 0; i < n_edges; ++i) {
+      if (i + kAhead < n_edges) {
+        int32_t pa, pb;
+        endpoints(keys[i + kAhead], &pa, &pb);
+        __builtin_prefetch(&sets.nodes[pa]);
+        __builtin_prefetch(&sets.nodes[pb]);
+      }
       int32_t a, b;
-      endpoints(key, &a, &b);
+      endpoints(keys[i], &a, &b);
       a = sets.find(a);
       b = sets.find(b);
-      if (a != b && (sets.size[a] < min_size || sets.size[b] < min_size)) sets.join(a, b);
+      if (a != b && (sets.nodes[a].size < min_size || sets.nodes[b].size < min_size)) sets.join(a, b);
     }
   }
   std::vector<int32_t> label_of_root(static_cast<size_t>(hw), -1);

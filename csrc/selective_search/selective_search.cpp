@@ -187,8 +187,11 @@ RegionSet build_regions(const PixelBins& bins, const int32_t* labels, int64_t n,
   }
   // Adjacency over the 8-neighbourhood (right, down, down-right, down-left pairs).
   std::vector<std::pair<int32_t, int32_t>> pairs;
+  std::pair<int32_t, int32_t> last{-1, -1};  // boundaries repeat the same pair along a row
   auto link = [&](int32_t a, int32_t b) {
-    if (a != b) pairs.emplace_back(std::min(a, b), std::max(a, b));
+    if (a == b) return;
+    const std::pair<int32_t, int32_t> pr{std::min(a, b), std::max(a, b)};
+    if (pr != last) pairs.push_back(last = pr);
   };
   for (int64_t y = 0; y < h; ++y) {
     for (int64_t x = 0; x < w; ++x) {
