@@ -222,7 +222,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, nargs="+", default=[2])
     ap.add_argument("--modes", nargs="+", default=list(MODES))
-    ap.add_argument("--cache", default=os.path.join(os.path.dirname(__file__), ".cache_proposals"))
+    ap.add_argument("--cache", default=os.path.join(os.path.dirname(__file__), "out", "proposals_cache"))
     ap.add_argument("--skip-timing", action="store_true")
     ap.add_argument("--skip-recall", action="store_true")
     args = ap.parse_args()
