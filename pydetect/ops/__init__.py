@@ -16,3 +16,6 @@ __all__ = [
     "batched_nms",
     "soft_nms",
 ]
+from pydetect.ops.segmentation import felzenszwalb, selective_search  # noqa: E402
+
+__all__ += ["felzenszwalb", "selective_search"]
