@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <sstream>
 #include <type_traits>
 #include <string>
@@ -16,6 +17,9 @@
 #include "common/parallel.h"
 #include "integral/integral.h"
 #include "cascade/cascade.h"
+#include "segmentation/felzenszwalb.h"
+#include "selective_search/selective_search.h"
+#include "ism/ism.h"
 
 namespace py = pybind11;
 
@@ -321,6 +325,204 @@ void bind_cascade(py::module_& m) {
      py::arg("eps"), "cv::groupRectangles on (N, 4) int32 xywh rectangles.");
 }
 
+// ----------------------------------------------------------------------------- segmentation
+// Felzenszwalb segmentation and selective search (csrc/segmentation, csrc/selective_search).
+void bind_segmentation(py::module_& m) {
+  // (H, W) or (H, W, C) -> sizes; C is 1 for a 2-D array.
+  auto image_dims = [](const py::array& a, const char* name, int64_t* h, int64_t* w, int64_t* c) {
+    if (a.ndim() != 2 && a.ndim() != 3) {
+      throw py::value_error(std::string(name) + " must have shape (H, W) or (H, W, C), got " + shape_of(a));
+    }
+    *h = a.shape(0);
+    *w = a.shape(1);
+    *c = a.ndim() == 3 ? a.shape(2) : 1;
+    if (*h == 0 || *w == 0 || *c == 0) throw py::value_error(std::string(name) + " must not be empty, got " + shape_of(a));
+  };
+  auto labels_of = [](const CArray<int32_t>& labels, int64_t h, int64_t w) {
+    if (labels.ndim() != 2 || labels.shape(0) != h || labels.shape(1) != w) {
+      throw py::value_error("labels must have shape (" + std::to_string(h) + ", " + std::to_string(w) + "), got " +
+                            shape_of(labels));
+    }
+    int32_t n = 0;
+    for (py::ssize_t i = 0; i < labels.size(); ++i) {
+      if (labels.data()[i] < 0) throw py::value_error("labels must be >= 0");
+      n = std::max(n, labels.data()[i] + 1);
+    }
+    return n;
+  };
+
+  m.def("felzenszwalb", [image_dims](const CArray<float>& image, double scale, double sigma, int64_t min_size) {
+    int64_t h, w, c;
+    image_dims(image, "image", &h, &w, &c);
+    py::array_t<int32_t> labels({h, w});
+    const float* in = image.data();
+    int32_t* out = labels.mutable_data();
+    py::gil_scoped_release release;
+    pydetect::felzenszwalb(in, h, w, c, scale, sigma, min_size, out);
+    return labels;
+  }, py::arg("image"), py::arg("scale"), py::arg("sigma"), py::arg("min_size"),
+     "Felzenszwalb-Huttenlocher segmentation of a float (H, W[, C]) image on the [0, 1] scale "
+     "-> (H, W) int32 labels 0..n-1 numbered in raster order of first appearance.");
+
+  m.def("ss_convert_color", [](const CArray<uint8_t>& rgb, int space) {
+    if (rgb.ndim() != 3 || rgb.shape(2) != 3) throw py::value_error("image must have shape (H, W, 3), got " + shape_of(rgb));
+    if (space < 0 || space > 4) throw py::value_error("unknown colour space code");
+    const auto cs = pydetect::ColorSpace(space);
+    const int64_t h = rgb.shape(0), w = rgb.shape(1), c = pydetect::color_space_channels(cs);
+    py::array_t<float> out({h, w, c});
+    const uint8_t* in = rgb.data();
+    float* o = out.mutable_data();
+    py::gil_scoped_release release;
+    pydetect::convert_color(in, h * w, cs, o);
+    return out;
+  }, py::arg("image"), py::arg("space"),
+     "RGB uint8 (H, W, 3) -> (H, W, C) float32 on [0, 1]; space 0 HSV, 1 Lab, 2 rgI, 3 H, 4 I.");
+
+  m.def("ss_region_features", [image_dims, labels_of](const CArray<float>& image, const CArray<int32_t>& labels) {
+    int64_t h, w, c;
+    image_dims(image, "image", &h, &w, &c);
+    const int32_t n = labels_of(labels, h, w);
+    pydetect::RegionSet r;
+    {
+      py::gil_scoped_release release;
+      const pydetect::PixelBins bins = pydetect::compute_pixel_bins(image.data(), h, w, int(c));
+      r = pydetect::build_regions(bins, labels.data(), n, h, w);
+    }
+    py::array_t<float> color({int64_t(n), int64_t(pydetect::kColorBins * c)});
+    py::array_t<float> texture({int64_t(n), int64_t(pydetect::kTextureBins * pydetect::kOrientations * c)});
+    py::array_t<int32_t> boxes({int64_t(n), int64_t(4)});
+    std::copy(r.color.begin(), r.color.end(), color.mutable_data());
+    std::copy(r.texture.begin(), r.texture.end(), texture.mutable_data());
+    std::copy(r.box.begin(), r.box.end(), boxes.mutable_data());
+    py::list neighbours;
+    for (const auto& nb : r.neighbours) {
+      std::vector<int32_t> sorted(nb);
+      std::sort(sorted.begin(), sorted.end());
+      neighbours.append(to_array(sorted));
+    }
+    return py::make_tuple(to_array(r.size), boxes, color, texture, neighbours);
+  }, py::arg("image"), py::arg("labels"),
+     "Selective-search region features of a converted (H, W, C) image and its (H, W) labels -> "
+     "(sizes, inclusive boxes, colour histograms, texture histograms, neighbour lists).");
+
+  m.def("ss_hierarchy", [image_dims, labels_of](const CArray<float>& image, const CArray<int32_t>& labels, int terms) {
+    int64_t h, w, c;
+    image_dims(image, "image", &h, &w, &c);
+    const int32_t n = labels_of(labels, h, w);
+    if (terms <= 0 || terms > 15) throw py::value_error("terms must be a non-empty mask of 1|2|4|8");
+    pydetect::Hierarchy hier;
+    {
+      py::gil_scoped_release release;
+      const pydetect::PixelBins bins = pydetect::compute_pixel_bins(image.data(), h, w, int(c));
+      hier = pydetect::group_regions(pydetect::build_regions(bins, labels.data(), n, h, w), terms);
+    }
+    const int64_t steps = int64_t(hier.similarity.size()), count = int64_t(hier.boxes.size() / 4);
+    py::array_t<int32_t> merges({steps, int64_t(2)});
+    py::array_t<int32_t> boxes({count, int64_t(4)});
+    std::copy(hier.merges.begin(), hier.merges.end(), merges.mutable_data());
+    std::copy(hier.boxes.begin(), hier.boxes.end(), boxes.mutable_data());
+    return py::make_tuple(merges, to_array(hier.similarity), boxes);
+  }, py::arg("image"), py::arg("labels"), py::arg("terms"),
+     "Hierarchical grouping -> (merges (S, 2), similarities (S,), inclusive boxes of all regions).");
+
+  m.def("selective_search", [](const CArray<uint8_t>& rgb, const std::vector<int>& spaces, const std::vector<double>& ks,
+                               const std::vector<int>& strategies, int64_t min_size, double sigma, uint64_t seed,
+                               int64_t max_size, int64_t max_boxes) {
+    if (rgb.ndim() != 3 || rgb.shape(2) != 3) throw py::value_error("image must have shape (H, W, 3), got " + shape_of(rgb));
+    std::vector<pydetect::ColorSpace> cs;
+    for (int s : spaces) {
+      if (s < 0 || s > 4) throw py::value_error("unknown colour space code");
+      cs.push_back(pydetect::ColorSpace(s));
+    }
+    for (int t : strategies)
+      if (t <= 0 || t > 15) throw py::value_error("strategy must be a non-empty mask of 1|2|4|8");
+    const uint8_t* in = rgb.data();
+    const int64_t h = rgb.shape(0), w = rgb.shape(1);
+    std::vector<float> boxes;
+    {
+      py::gil_scoped_release release;
+      boxes = pydetect::selective_search(in, h, w, cs, ks, strategies, min_size, sigma, seed, max_size, max_boxes);
+    }
+    py::array_t<float> out({int64_t(boxes.size() / 4), int64_t(4)});
+    std::copy(boxes.begin(), boxes.end(), out.mutable_data());
+    return out;
+  }, py::arg("image"), py::arg("spaces"), py::arg("ks"), py::arg("strategies"), py::arg("min_size"),
+     py::arg("sigma"), py::arg("seed"), py::arg("max_size"), py::arg("max_boxes"),
+     "Selective search on an RGB uint8 (H, W, 3) image -> (N, 4) float32 xyxy boxes, best-ranked first.");
+}
+
+// ----------------------------------------------------------------------------- ism
+// Implicit Shape Model: Hough vote accumulation and balloon mean-shift (csrc/ism/).
+template <class T>
+void bind_ism(py::module_& m) {
+  m.def("ism_accumulate_votes", [](const CArray<T>& features, const CArray<int64_t>& match_ptr,
+                                   const CArray<int64_t>& match_entry, const CArray<T>& match_weight,
+                                   const CArray<int64_t>& occ_ptr, const CArray<T>& occ,
+                                   const CArray<T>& occ_weight) {
+    if (features.ndim() != 2 || features.shape(1) != 3)
+      throw py::value_error("features must have shape (F, 3), got " + shape_of(features));
+    const int64_t nf = features.shape(0);
+    check_length(match_ptr, nf + 1, "match_ptr");
+    if (match_entry.ndim() != 1) throw py::value_error("match_entry must be 1-D, got " + shape_of(match_entry));
+    const int64_t nm = match_entry.shape(0);
+    check_length(match_weight, nm, "match_weight");
+    if (occ.ndim() != 2 || occ.shape(1) != 3)
+      throw py::value_error("occurrences must have shape (O, 3), got " + shape_of(occ));
+    const int64_t no = occ.shape(0);
+    check_length(occ_weight, no, "occ_weight");
+    if (occ_ptr.ndim() != 1 || occ_ptr.shape(0) < 1)
+      throw py::value_error("occ_ptr must have shape (E + 1,), got " + shape_of(occ_ptr));
+    const int64_t ne = occ_ptr.shape(0) - 1;
+    std::vector<T> votes, weights;
+    std::vector<int64_t> vf, vo;
+    {
+      py::gil_scoped_release release;
+      pydetect::ism::accumulate_votes(features.data(), nf, match_ptr.data(), match_entry.data(),
+                                      match_weight.data(), nm, occ_ptr.data(), ne, occ.data(),
+                                      occ_weight.data(), no, &votes, &weights, &vf, &vo);
+    }
+    py::array_t<T> v = to_array(votes);
+    return py::make_tuple(v.reshape({static_cast<py::ssize_t>(weights.size()), py::ssize_t(3)}),
+                          to_array(weights), to_array(vf), to_array(vo));
+  }, py::arg("features"), py::arg("match_ptr"), py::arg("match_entry"), py::arg("match_weight"),
+     py::arg("occ_ptr"), py::arg("occurrences"), py::arg("occ_weight"),
+     "Probabilistic Hough votes (x, y, scale) of matched features -> (votes (V, 3), weights, "
+     "feature index, occurrence index).");
+
+  m.def("ism_mean_shift", [](const CArray<T>& votes, const CArray<T>& weights, const CArray<T>& seeds,
+                             double bandwidth_xy, double bandwidth_scale, bool adaptive, int kernel,
+                             int max_iter, double tol, double merge, double min_score) {
+    if (votes.ndim() != 2 || votes.shape(1) != 3)
+      throw py::value_error("votes must have shape (V, 3), got " + shape_of(votes));
+    if (seeds.ndim() != 2 || seeds.shape(1) != 3)
+      throw py::value_error("seeds must have shape (S, 3), got " + shape_of(seeds));
+    const int64_t nv = votes.shape(0), ns = seeds.shape(0);
+    check_length(weights, nv, "weights");
+    pydetect::ism::MeanShiftParams p;
+    p.bandwidth_xy = bandwidth_xy;
+    p.bandwidth_scale = bandwidth_scale;
+    p.adaptive = adaptive;
+    p.kernel = kernel;
+    p.max_iter = max_iter;
+    p.tol = tol;
+    p.merge = merge;
+    p.min_score = min_score;
+    std::vector<T> modes, scores;
+    std::vector<int64_t> counts;
+    {
+      py::gil_scoped_release release;
+      pydetect::ism::mean_shift(votes.data(), weights.data(), nv, seeds.data(), ns, p, &modes, &scores,
+                                &counts);
+    }
+    py::array_t<T> mo = to_array(modes);
+    return py::make_tuple(mo.reshape({static_cast<py::ssize_t>(scores.size()), py::ssize_t(3)}),
+                          to_array(scores), to_array(counts));
+  }, py::arg("votes"), py::arg("weights"), py::arg("seeds"), py::arg("bandwidth_xy"),
+     py::arg("bandwidth_scale"), py::arg("adaptive"), py::arg("kernel"), py::arg("max_iter"),
+     py::arg("tol"), py::arg("merge"), py::arg("min_score"),
+     "Balloon mean-shift over weighted (x, y, scale) votes -> (modes (K, 3), scores, seed counts).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -337,4 +539,7 @@ PYBIND11_MODULE(_C, m) {
   bind_boxes<double>(m);
   bind_integral(m);
   bind_cascade(m);
+  bind_segmentation(m);
+  bind_ism<float>(m);  // ism
+  bind_ism<double>(m);
 }

@@ -1,5 +1,6 @@
 """Detectors with one estimator API: ``Detector(**params).fit(dataset).predict(image)``."""
 
 from pydetect.detectors.base import BaseDetector, NotFittedError
+from pydetect.detectors.ism import ImplicitShapeModel
 
-__all__ = ["BaseDetector", "NotFittedError"]
+__all__ = ["BaseDetector", "NotFittedError", "ImplicitShapeModel"]

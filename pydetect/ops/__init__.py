@@ -19,3 +19,6 @@ __all__ = [
 from pydetect.ops.integral import integral_image  # noqa: E402  (issue 4)
 
 __all__.append("integral_image")
+from pydetect.ops.segmentation import felzenszwalb, selective_search  # noqa: E402
+
+__all__ += ["felzenszwalb", "selective_search"]
