@@ -199,8 +199,9 @@ Engine make_engine(const Model& m, int64_t stride, int64_t tilted_offset, int64_
       const CompiledHaar& f = e.haar[st.feature];
       HaarStump h{};
       for (int k = 0; k < 3; ++k) {
-        // A missing third rectangle keeps zero offsets: its sum is 0 and its weight 0, so
-        // v + 0 * 0 == v and the value is OpenCV's (which skips the term).
+        // A missing third rectangle keeps zero offsets and weight 0; the loops skip the
+        // term when the weight is 0, as OpenCV does (skipping measured faster than adding
+        // a zero term: most features have two rectangles).
         const bool used = f.weight[k] != 0.0f || k < 2;
         h.ofs[k][0] = used ? static_cast<int32_t>(f.rect[k].o0) : 0;
         h.ofs[k][1] = used ? static_cast<int32_t>(f.rect[k].o1) : 0;
@@ -270,7 +271,8 @@ inline int run_stumps(const Engine& e, const Value& value, double* sum) {
 }
 
 // The hot loop for Haar stump cascades (most shipped cascades). Same arithmetic as
-// haar_value: (w0 * s0 + w1 * s1) + w2 * s2, times the normalisation factor, in float.
+// haar_value: (w0 * s0 + w1 * s1) [+ w2 * s2 when w2 != 0], times the normalisation
+// factor, in float.
 inline int run_haar_stumps(const Engine& e, const int32_t* p, float vnf, double* sum,
                            size_t first_stage = 0, double first_sum = 0) {
   const size_t n_stages = e.stage_threshold.size();
@@ -283,7 +285,7 @@ inline int run_haar_stumps(const Engine& e, const int32_t* p, float vnf, double*
     for (; s != end; ++s) {
       float v = s->weight[0] * static_cast<float>(sum4(p, s->ofs[0])) +
                 s->weight[1] * static_cast<float>(sum4(p, s->ofs[1]));
-      v += s->weight[2] * static_cast<float>(sum4(p, s->ofs[2]));
+      if (s->weight[2] != 0.0f) v += s->weight[2] * static_cast<float>(sum4(p, s->ofs[2]));
       tmp += s->leaf[(v * vnf) < s->threshold];
     }
     if (tmp < e.stage_threshold[si]) {
@@ -311,7 +313,7 @@ inline int run_haar_trees(const Engine& e, const int32_t* p, float vnf, double* 
         const HaarNode& n = nodes[idx];
         float v = n.weight[0] * static_cast<float>(sum4(p, n.ofs[0])) +
                   n.weight[1] * static_cast<float>(sum4(p, n.ofs[1]));
-        v += n.weight[2] * static_cast<float>(sum4(p, n.ofs[2]));
+        if (n.weight[2] != 0.0f) v += n.weight[2] * static_cast<float>(sum4(p, n.ofs[2]));
         idx = n.child[(v * vnf) < n.threshold];
       } while (idx > 0);
       sum += leaves[-idx];
@@ -416,7 +418,7 @@ inline void haar_stage0_x4(const Engine& e, const int32_t* p0, float* vnf, doubl
   const HaarStump* end = st + e.model->stage_num_weak[0];
   for (; st != end; ++st) {
     v4f v = st->weight[0] * rect4<Step>(p0, st->ofs[0]) + st->weight[1] * rect4<Step>(p0, st->ofs[1]);
-    v += st->weight[2] * rect4<Step>(p0, st->ofs[2]);
+    if (st->weight[2] != 0.0f) v += st->weight[2] * rect4<Step>(p0, st->ofs[2]);
     const v4i left = (v * scale) < st->threshold;  // -1 where the scalar path takes leaf[1]
     // leaves are floats widened to double: blend their float bit patterns, widen after
     const float l = static_cast<float>(st->leaf[1]), r = static_cast<float>(st->leaf[0]);
