@@ -95,8 +95,8 @@ def main():
             "min_neighbors 3, same thread count for pydetect and cv2 (cv2.setNumThreads); "
             "`same=True`: identical boxes. skimage's Cascade has no thread setting and scans "
             "differently (window scaled, not the image). Machine shared with other jobs "
-            "while measured (2 cores, load average about 7), so 2 threads gain little and ratios are more reliable "
-            "than absolute times."))
+            "while measured (2 cores, load average about 7), so 2 threads gain little and "
+            "ratios are more reliable than absolute times."))
 
 
 if __name__ == "__main__":
