@@ -251,25 +251,6 @@ inline float haar_norm_factor(const Engine& e, const int32_t* p) {
   return e.norm_area * vnf < 1e-1 ? vnf : 0.f;
 }
 
-template <class Value>
-inline int run_stumps(const Engine& e, const Value& value, double* sum) {
-  const size_t n_stages = e.stage_threshold.size();
-  const Stump* s = e.stump.data();
-  const int32_t* n_weak = e.model->stage_num_weak.data();
-  double tmp = 0;
-  for (size_t si = 0; si < n_stages; ++si) {
-    tmp = 0;
-    const int nw = n_weak[si];
-    for (int i = 0; i < nw; ++i, ++s) tmp += value(*s) ? s->left : s->right;
-    if (tmp < e.stage_threshold[si]) {
-      *sum = tmp;
-      return -static_cast<int>(si);
-    }
-  }
-  *sum = tmp;
-  return 1;
-}
-
 // The hot loop for Haar stump cascades (most shipped cascades). Same arithmetic as
 // haar_value: (w0 * s0 + w1 * s1) [+ w2 * s2 when w2 != 0], times the normalisation
 // factor, in float.
@@ -494,10 +475,7 @@ inline int run_window(const Engine& e, const int32_t* p, double* sum) {
   if (m.feature_type == kHaar) {
     const float vnf = haar_norm_factor(e, p);
     if (vnf == 0.f) return -1;
-    const CompiledHaar* haar = e.haar.data();
-    if (e.stumps) return run_haar_stumps(e, p, vnf, sum);
-    (void)haar;
-    return run_haar_trees(e, p, vnf, sum);
+    return e.stumps ? run_haar_stumps(e, p, vnf, sum) : run_haar_trees(e, p, vnf, sum);
   }
   const CompiledLbp* lbp = e.lbp.data();
   const int32_t* subsets = m.node_subset.data();
