@@ -109,11 +109,12 @@ def _leaf_loss(algo, wp, wn):
     return w - (wp - wn) * (wp - wn) / w if w > 0 else 0.0
 
 
-def _leaf_value(algo, wp, wn):
+def _leaf_value(algo, wp, wn, n):
     if algo == "discrete":
         return 1.0 if wp >= wn else -1.0
     if algo == "real":
-        return 0.5 * math.log((wp + 1e-5) / (wn + 1e-5))
+        eps = 0.5 / n
+        return 0.5 * math.log((wp + eps) / (wn + eps))
     return (wp - wn) / (wp + wn) if wp + wn > 0 else 0.0
 
 
@@ -187,7 +188,7 @@ def adaboost(X, y, n_rounds, algo="gentle", max_depth=1, trim_rate=0.95):
                         leaf[side == s] = nxt + (X[side == s, child[1]] >= child[2])
                         nxt += 2
         values = np.array([_leaf_value(algo, _seqsum(w[keep & (leaf == l) & (y > 0)]),
-                                       _seqsum(w[keep & (leaf == l) & (y < 0)]))
+                                       _seqsum(w[keep & (leaf == l) & (y < 0)]), n)
                            for l in range(leaf.max() + 1)])
         h = values[leaf]
         if algo == "discrete":

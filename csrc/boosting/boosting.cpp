@@ -29,14 +29,13 @@ inline double leaf_loss(Algorithm a, double wp, double wn) {
   }
 }
 
-constexpr double kRealEps = 1e-5;  // smoothing of Real AdaBoost's half log-odds
-
-// Leaf output before the Discrete scaling: +-1 (Discrete), half log-odds (Real), weighted mean
-// of y (Gentle).
-inline double leaf_value(Algorithm a, double wp, double wn) {
+// Leaf output before the Discrete scaling: +-1 (Discrete), half log-odds (Real) smoothed by
+// eps (Schapire & Singer 1999, sec. 4.2, advise eps of the order of 1/N), weighted mean of y
+// (Gentle).
+inline double leaf_value(Algorithm a, double wp, double wn, double eps) {
   switch (a) {
     case Algorithm::Discrete: return wp >= wn ? 1.0 : -1.0;
-    case Algorithm::Real: return 0.5 * std::log((wp + kRealEps) / (wn + kRealEps));
+    case Algorithm::Real: return 0.5 * std::log((wp + eps) / (wn + eps));
     default: {
       const double w = wp + wn;
       return w > 0 ? (wp - wn) / w : 0.0;
@@ -246,7 +245,7 @@ Tree Booster::add_tree() {
   std::vector<double> wp(num_leaves, 0.0), wn(num_leaves, 0.0);
   for (int64_t i = 0; i < n_; ++i)
     if (mask_[i]) (y_[i] > 0 ? wp : wn)[leaf_of[i]] += weights_[i];
-  for (size_t l = 0; l < num_leaves; ++l) tree.leaves[l] = leaf_value(algo, wp[l], wn[l]);
+  for (size_t l = 0; l < num_leaves; ++l) tree.leaves[l] = leaf_value(algo, wp[l], wn[l], 0.5 / double(n_));
   if (!root.valid) tree.leaves[1] = tree.leaves[0];  // constant tree: both leaves agree
 
   // Weight update over all samples (OpenCV's CvCascadeBoost::update_weights).

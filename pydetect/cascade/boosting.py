@@ -4,8 +4,9 @@ Three variants, as opencv_traincascade's ``-bt DAB | RAB | GAB``:
 
 - ``"discrete"``: Freund & Schapire (1997). Each tree votes +-1 per leaf; the tree is scaled by
   ``c = log((1 - err) / err)`` and misclassified samples' weights by ``exp(c)``.
-- ``"real"``: Schapire & Singer (1999). Leaves output half log-odds
-  ``0.5 log((W+ + eps) / (W- + eps))`` (eps = 1e-5); splits minimise ``Z = 2 sum sqrt(W+ W-)``.
+- ``"real"``: Schapire & Singer (1999). Leaves output smoothed half log-odds
+  ``0.5 log((W+ + eps) / (W- + eps))`` with eps = 1 / (2 N) (their advice: of the order of
+  1 / N; OpenCV's 1e-5 lets a leaf's weight explode); splits minimise ``Z = 2 sum sqrt(W+ W-)``.
 - ``"gentle"`` (default, as OpenCV): Friedman, Hastie & Tibshirani (2000). Leaves output the
   weighted mean of y in {-1, +1}; splits minimise the weighted squared error.
 
@@ -218,7 +219,8 @@ class AdaBoost:
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels (N,)."""
-        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+        positive = self.decision_function(X) > 0
+        return self.classes_[positive.astype(int)]
 
     def score(self, X, y) -> float:
         """Accuracy on (X, y)."""
