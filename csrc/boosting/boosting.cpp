@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "common/check.h"
@@ -49,6 +50,14 @@ inline float midpoint(float a, float b) {
   return t > a ? t : b;
 }
 
+// Maps a float to a uint32 whose unsigned order is the float order (-0 and +0 tie).
+inline uint32_t ordered_bits(float v) {
+  if (v == 0.0f) v = 0.0f;
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
 }  // namespace
 
 Booster::Booster(const float* x, int64_t n, int64_t f, const int8_t* y, const double* w, Params p)
@@ -77,7 +86,7 @@ Booster::Booster(const float* x, int64_t n, int64_t f, const int8_t* y, const do
   constexpr int64_t kBlock = 64;
   parallel_for(0, (f + kBlock - 1) / kBlock, 1, [&](int64_t lo, int64_t hi) {
     std::vector<float> column(static_cast<size_t>(kBlock) * n);
-    std::vector<std::pair<float, uint32_t>> order(n);
+    std::vector<uint64_t> order(n);
     for (int64_t b = lo; b < hi; ++b) {
       const int64_t f0 = b * kBlock, f1 = std::min(f, f0 + kBlock);
       for (int64_t i = 0; i < n; ++i) {
@@ -86,13 +95,15 @@ Booster::Booster(const float* x, int64_t n, int64_t f, const int8_t* y, const do
       }
       for (int64_t j = f0; j < f1; ++j) {
         const float* col = column.data() + (j - f0) * n;
-        for (int64_t i = 0; i < n; ++i) order[i] = {col[i], uint32_t(i)};
+        // One integer key per sample: order-preserving float bits, then the index (ties
+        // keep index order), sorted with plain integer compares.
+        for (int64_t i = 0; i < n; ++i) order[i] = (uint64_t(ordered_bits(col[i])) << 32) | uint64_t(i);
         std::sort(order.begin(), order.end());
         float* sv = sorted_values_.data() + j * n;
         uint32_t* si = sorted_index_.data() + j * n;
         for (int64_t i = 0; i < n; ++i) {
-          sv[i] = order[i].first;
-          si[i] = order[i].second;
+          si[i] = uint32_t(order[i] & 0xffffffffu);
+          sv[i] = col[si[i]];
         }
       }
     }
@@ -120,6 +131,50 @@ void Booster::trim() {
   for (int64_t k = 0; k < n_; ++k) mask_[k] = weights_[k] >= threshold;
 }
 
+namespace {
+
+struct ScanInput {
+  const float* sorted_values;
+  const uint32_t* sorted_index;
+  int64_t n;
+  const int8_t* node_of;
+  const double *wpos, *wneg;
+  double tp, tn;
+};
+
+// Best split of feature j over the samples of node 0 (the root).
+template <Algorithm A>
+Booster::Split scan_root(const ScanInput& in, int64_t j) {
+  const float* sv = in.sorted_values + j * in.n;
+  const uint32_t* si = in.sorted_index + j * in.n;
+  double lp = 0, ln = 0, best_loss = 0;
+  float prev = 0, best_prev = 0, best_next = 0;
+  bool seen = false, found = false;
+  for (int64_t k = 0; k < in.n; ++k) {
+    const uint32_t i = si[k];
+    if (in.node_of[i] < 0) continue;
+    const float v = sv[k];
+    if (seen && v > prev) {
+      const double loss = leaf_loss(A, lp, ln) + leaf_loss(A, in.tp - lp, in.tn - ln);
+      if (!found || loss < best_loss) {
+        found = true;
+        best_loss = loss;
+        best_prev = prev;
+        best_next = v;
+      }
+    }
+    lp += in.wpos[i];
+    ln += in.wneg[i];
+    prev = v;
+    seen = true;
+  }
+  Booster::Split out;
+  if (found) out = Booster::Split{true, int32_t(j), midpoint(best_prev, best_next), best_loss};
+  return out;
+}
+
+}  // namespace
+
 std::vector<Booster::Split> Booster::best_splits(const std::vector<int8_t>& node_of,
                                                   int num_nodes) const {
   const Algorithm algo = params_.algorithm;
@@ -132,39 +187,61 @@ std::vector<Booster::Split> Booster::best_splits(const std::vector<int8_t>& node
   }
   // Per-feature best, then a deterministic reduction in feature order.
   std::vector<Split> per_feature(static_cast<size_t>(f_) * num_nodes);
-  parallel_for(0, f_, 256, [&](int64_t lo, int64_t hi) {
-    std::vector<double> lp(num_nodes), ln(num_nodes);
-    std::vector<float> prev(num_nodes);
-    std::vector<uint8_t> seen(num_nodes);
-    for (int64_t j = lo; j < hi; ++j) {
-      std::fill(lp.begin(), lp.end(), 0.0);
-      std::fill(ln.begin(), ln.end(), 0.0);
-      std::fill(seen.begin(), seen.end(), 0);
-      Split* best = per_feature.data() + j * num_nodes;
-      const float* sv = sorted_values_.data() + j * n_;
-      const uint32_t* si = sorted_index_.data() + j * n_;
-      for (int64_t k = 0; k < n_; ++k) {
-        const uint32_t i = si[k];
-        const int node = node_of[i];
-        if (node < 0) continue;
-        const float v = sv[k];
-        if (seen[node] && v > prev[node]) {
-          const double loss = leaf_loss(algo, lp[node], ln[node]) +
-                              leaf_loss(algo, tp[node] - lp[node], tn[node] - ln[node]);
-          Split& b = best[node];
-          if (!b.valid || loss < b.loss) {
-            b.valid = true;
-            b.loss = loss;
-            b.feature = int32_t(j);
-            b.threshold = midpoint(prev[node], v);
-          }
+  // Per-sample positive / negative weight (0 for the other class) and node.
+  std::vector<double> wpos(n_), wneg(n_);
+  for (int64_t i = 0; i < n_; ++i) {
+    wpos[i] = y_[i] > 0 ? weights_[i] : 0.0;
+    wneg[i] = y_[i] > 0 ? 0.0 : weights_[i];
+  }
+  if (num_nodes == 1) {
+    // Root: one node, everything in registers, the loss inlined per algorithm.
+    const ScanInput in{sorted_values_.data(), sorted_index_.data(), n_, node_of.data(),
+                       wpos.data(), wneg.data(), tp[0], tn[0]};
+    parallel_for(0, f_, 256, [&](int64_t lo, int64_t hi) {
+      for (int64_t j = lo; j < hi; ++j) {
+        switch (algo) {
+          case Algorithm::Discrete: per_feature[j] = scan_root<Algorithm::Discrete>(in, j); break;
+          case Algorithm::Real: per_feature[j] = scan_root<Algorithm::Real>(in, j); break;
+          default: per_feature[j] = scan_root<Algorithm::Gentle>(in, j); break;
         }
-        (y_[i] > 0 ? lp : ln)[node] += weights_[i];
-        prev[node] = v;
-        seen[node] = 1;
       }
-    }
-  });
+    });
+  } else {
+    parallel_for(0, f_, 256, [&](int64_t lo, int64_t hi) {
+      std::vector<double> lp(num_nodes), ln(num_nodes);
+      std::vector<float> prev(num_nodes);
+      std::vector<uint8_t> seen(num_nodes);
+      for (int64_t j = lo; j < hi; ++j) {
+        std::fill(lp.begin(), lp.end(), 0.0);
+        std::fill(ln.begin(), ln.end(), 0.0);
+        std::fill(seen.begin(), seen.end(), 0);
+        Split* best = per_feature.data() + j * num_nodes;
+        const float* sv = sorted_values_.data() + j * n_;
+        const uint32_t* si = sorted_index_.data() + j * n_;
+        for (int64_t k = 0; k < n_; ++k) {
+          const uint32_t i = si[k];
+          const int node = node_of[i];
+          if (node < 0) continue;
+          const float v = sv[k];
+          if (seen[node] && v > prev[node]) {
+            const double loss = leaf_loss(algo, lp[node], ln[node]) +
+                                leaf_loss(algo, tp[node] - lp[node], tn[node] - ln[node]);
+            Split& b = best[node];
+            if (!b.valid || loss < b.loss) {
+              b.valid = true;
+              b.loss = loss;
+              b.feature = int32_t(j);
+              b.threshold = midpoint(prev[node], v);
+            }
+          }
+          lp[node] += wpos[i];
+          ln[node] += wneg[i];
+          prev[node] = v;
+          seen[node] = 1;
+        }
+      }
+    });
+  }
   std::vector<Split> out(num_nodes);
   for (int64_t j = 0; j < f_; ++j)
     for (int node = 0; node < num_nodes; ++node) {

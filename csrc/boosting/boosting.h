@@ -55,15 +55,17 @@ class Booster {
   const std::vector<double>& weights() const { return weights_; }  // current, sum 1
   const std::vector<uint8_t>& last_mask() const { return mask_; }  // samples kept by trimming
 
- private:
-  void trim();
-  // Best split of the samples with node_of[i] == node for each node in [0, num_nodes).
+ public:
   struct Split {
     bool valid = false;
     int32_t feature = -1;
     float threshold = 0.0f;
     double loss = 0.0;
   };
+
+ private:
+  void trim();
+  // Best split of the samples with node_of[i] == node for each node in [0, num_nodes).
   std::vector<Split> best_splits(const std::vector<int8_t>& node_of, int num_nodes) const;
   void feature_values(int32_t feature, std::vector<float>* out) const;
 
