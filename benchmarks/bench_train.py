@@ -73,7 +73,7 @@ def main():
         results[threads] = med / len(windows)
         print(f"pydetect features, {threads} thread(s): {med * 1e3:.1f} ms for 200 windows "
               f"({results[threads] * 1e3:.3f} ms/window)")
-    pydetect.set_num_threads(0)
+    pydetect.set_num_threads(cores)
     ours = bank.compute(windows, normalize=False)
 
     haar_like_feature(integral_image(windows[0]), 0, 0, 25, 25)  # warm-up
@@ -99,7 +99,7 @@ def main():
             med, _ = timed(lambda: AdaBoost(50, algorithm=algorithm).fit(Xtr, ytr), args.repeats)
             boost[algorithm, threads] = med
             print(f"pydetect AdaBoost {algorithm}, 50 stumps, {threads} thread(s): {med:.2f} s")
-        pydetect.set_num_threads(0)
+        pydetect.set_num_threads(cores)
         acc = AdaBoost(50, algorithm=algorithm).fit(Xtr, ytr).score(Xte, yte)
         boost[algorithm, "acc"] = acc
         print(f"  held-out accuracy {acc:.3f}")
