@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <sstream>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,8 @@
 #include "common/parallel.h"
 #include "haar/haar_features.h"
 #include "boosting/boosting.h"
+#include "integral/integral.h"
+#include "cascade/cascade.h"
 
 namespace py = pybind11;
 
@@ -325,6 +328,164 @@ void bind_boosting(py::module_& m) {
       .def_property_readonly("num_features", &Booster::num_features);
 }
 
+// ----------------------------------------------------------------------------- integral
+// integral_image(img (H, W), squared, tilted, float64_sum) -> (sum, sqsum or None, tilted or None),
+// each (H + 1, W + 1). uint8 input: sum/tilted int32 (float64 if float64_sum); float input
+// (passed as float32 or float64): all float64. sqsum is float64.
+template <class In>
+void bind_integral_for(py::module_& m) {
+  m.def("integral_image", [](const CArray<In>& img, bool squared, bool tilted, bool float64_sum) {
+    if (img.ndim() != 2) {
+      throw py::value_error("image must have shape (H, W), got " + shape_of(img));
+    }
+    const int64_t h = img.shape(0), w = img.shape(1);
+    const In* src = img.data();
+    py::array_t<double> sq;
+    if (squared) sq = py::array_t<double>({h + 1, w + 1});
+    double* psq = squared ? sq.mutable_data() : nullptr;
+    auto run = [&](auto tag) -> py::tuple {
+      using S = decltype(tag);
+      py::array_t<S> sum({h + 1, w + 1});
+      py::array_t<S> tl;
+      if (tilted) tl = py::array_t<S>({h + 1, w + 1});
+      S* ps = sum.mutable_data();
+      S* pt = tilted ? tl.mutable_data() : nullptr;
+      {
+        py::gil_scoped_release release;
+        pydetect::integral_image<In, S, double>(src, h, w, w, ps, psq, pt, w + 1);
+      }
+      return py::make_tuple(sum, squared ? py::object(sq) : py::object(py::none()),
+                            tilted ? py::object(tl) : py::object(py::none()));
+    };
+    if (std::is_same<In, uint8_t>::value && !float64_sum) return run(int32_t{});
+    return run(double{});
+  }, py::arg("image"), py::arg("squared"), py::arg("tilted"), py::arg("float64_sum"),
+     "OpenCV-layout integral images (sum, squared sum or None, tilted sum or None).");
+}
+
+void bind_integral(py::module_& m) {
+  bind_integral_for<uint8_t>(m);
+  bind_integral_for<float>(m);
+  bind_integral_for<double>(m);
+}
+
+// ----------------------------------------------------------------------------- cascade
+// CascadeModel: an opaque, validated copy of a cascade's flat arrays (pydetect.cascade
+// builds it once per detector). cascade_detect runs the scan on pyramid levels that
+// Python resized, then groups like cv2.CascadeClassifier.detectMultiScale.
+template <class T>
+std::vector<T> to_vector(const CArray<T>& a) {
+  return std::vector<T>(a.data(), a.data() + a.size());
+}
+
+void bind_cascade(py::module_& m) {
+  using pydetect::cascade::Model;
+  py::class_<Model>(m, "CascadeModel")
+      .def(py::init([](int feature_type, int window_width, int window_height,
+                       const CArray<float>& stage_threshold, const CArray<int32_t>& stage_num_weak,
+                       const CArray<int32_t>& weak_num_nodes, const CArray<int32_t>& node_left,
+                       const CArray<int32_t>& node_right, const CArray<int32_t>& node_feature,
+                       const CArray<float>& node_threshold, const CArray<int32_t>& node_subset,
+                       const CArray<float>& leaves, const CArray<int32_t>& rects,
+                       const CArray<float>& weights, const CArray<uint8_t>& tilted) {
+             Model model;
+             model.feature_type = feature_type;
+             model.window_width = window_width;
+             model.window_height = window_height;
+             model.stage_threshold = to_vector(stage_threshold);
+             model.stage_num_weak = to_vector(stage_num_weak);
+             model.weak_num_nodes = to_vector(weak_num_nodes);
+             model.node_left = to_vector(node_left);
+             model.node_right = to_vector(node_right);
+             model.node_feature = to_vector(node_feature);
+             model.node_threshold = to_vector(node_threshold);
+             model.node_subset = to_vector(node_subset);
+             model.leaves = to_vector(leaves);
+             model.rects = to_vector(rects);
+             model.weights = to_vector(weights);
+             model.tilted = to_vector(tilted);
+             model.validate();
+             return model;
+           }),
+           py::arg("feature_type"), py::arg("window_width"), py::arg("window_height"),
+           py::arg("stage_threshold"), py::arg("stage_num_weak"), py::arg("weak_num_nodes"),
+           py::arg("node_left"), py::arg("node_right"), py::arg("node_feature"),
+           py::arg("node_threshold"), py::arg("node_subset"), py::arg("leaves"),
+           py::arg("rects"), py::arg("weights"), py::arg("tilted"),
+           "A validated cascade (feature_type 0 = HAAR, 1 = LBP); see pydetect.cascade.Cascade.");
+
+  m.def("cascade_detect", [](const Model& model, const std::vector<CArray<uint8_t>>& images,
+                             const std::vector<float>& scales, int width, int height,
+                             int min_neighbors, double eps) {
+    if (images.size() != scales.size()) {
+      throw py::value_error("got " + std::to_string(images.size()) + " pyramid levels but " +
+                            std::to_string(scales.size()) + " scales");
+    }
+    std::vector<pydetect::cascade::Level> levels;
+    for (size_t i = 0; i < images.size(); ++i) {
+      if (images[i].ndim() != 2) {
+        throw py::value_error("pyramid level must have shape (H, W), got " + shape_of(images[i]));
+      }
+      levels.push_back({images[i].data(), static_cast<int>(images[i].shape(1)),
+                        static_cast<int>(images[i].shape(0)), images[i].shape(1), scales[i]});
+    }
+    std::vector<pydetect::cascade::Candidate> found;
+    std::vector<int> neighbours;
+    {
+      py::gil_scoped_release release;
+      found = pydetect::cascade::detect_candidates(model, levels);
+      pydetect::cascade::group_rectangles(&found, &neighbours, min_neighbors, eps);
+      pydetect::cascade::clip_candidates(&found, &neighbours, width, height);
+    }
+    const int64_t n = static_cast<int64_t>(found.size());
+    py::array_t<int32_t> rects({n, int64_t(4)});
+    py::array_t<int32_t> counts(n), rej(n);
+    py::array_t<double> w(n);
+    auto r = rects.mutable_unchecked<2>();
+    for (int64_t i = 0; i < n; ++i) {
+      r(i, 0) = found[i].x, r(i, 1) = found[i].y, r(i, 2) = found[i].width,
+      r(i, 3) = found[i].height;
+      counts.mutable_data()[i] = neighbours[i];
+      rej.mutable_data()[i] = found[i].level;
+      w.mutable_data()[i] = found[i].weight;
+    }
+    return py::make_tuple(rects, counts, rej, w);
+  }, py::arg("model"), py::arg("levels"), py::arg("scales"), py::arg("width"), py::arg("height"),
+     py::arg("min_neighbors"), py::arg("eps"),
+     "Scans pyramid levels (uint8 (h, w), image shrunk by 1/scale), groups and clips: "
+     "(rects (N, 4) int32 xywh, neighbours, reject levels, last stage sums).");
+
+  m.def("cascade_group", [](const CArray<int32_t>& rects, const CArray<int32_t>& levels,
+                            const CArray<double>& weights, int min_neighbors, double eps) {
+    const int64_t n = num_boxes(rects, "rects");
+    check_length(levels, n, "levels");
+    check_length(weights, n, "weights");
+    std::vector<pydetect::cascade::Candidate> c(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t* r = rects.data() + 4 * i;
+      c[i] = {r[0], r[1], r[2], r[3], levels.data()[i], weights.data()[i]};
+    }
+    std::vector<int> neighbours;
+    {
+      py::gil_scoped_release release;
+      pydetect::cascade::group_rectangles(&c, &neighbours, min_neighbors, eps);
+    }
+    const int64_t k = static_cast<int64_t>(c.size());
+    py::array_t<int32_t> out({k, int64_t(4)});
+    py::array_t<int32_t> counts(k), rej(k);
+    py::array_t<double> w(k);
+    for (int64_t i = 0; i < k; ++i) {
+      int32_t* r = out.mutable_data() + 4 * i;
+      r[0] = c[i].x, r[1] = c[i].y, r[2] = c[i].width, r[3] = c[i].height;
+      counts.mutable_data()[i] = neighbours[i];
+      rej.mutable_data()[i] = c[i].level;
+      w.mutable_data()[i] = c[i].weight;
+    }
+    return py::make_tuple(out, counts, rej, w);
+  }, py::arg("rects"), py::arg("levels"), py::arg("weights"), py::arg("min_neighbors"),
+     py::arg("eps"), "cv::groupRectangles on (N, 4) int32 xywh rectangles.");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -341,4 +502,6 @@ PYBIND11_MODULE(_C, m) {
   bind_boxes<double>(m);
   bind_haar(m);
   bind_boosting(m);
+  bind_integral(m);
+  bind_cascade(m);
 }

@@ -16,3 +16,6 @@ __all__ = [
     "batched_nms",
     "soft_nms",
 ]
+from pydetect.ops.integral import integral_image  # noqa: E402  (issue 4)
+
+__all__.append("integral_image")
