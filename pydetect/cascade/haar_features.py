@@ -113,6 +113,28 @@ class HaarFeatures:
         self.tilted = arrays["tilted"].astype(bool)
         self.types = arrays["types"]
 
+    @classmethod
+    def from_arrays(cls, window, rects, weights, tilted) -> "HaarFeatures":
+        """A bank of given features (e.g. those of a trained cascade).
+
+        Parameters
+        ----------
+        window : (int, int)
+            ``(height, width)``.
+        rects : (F, 3, 4) int array of ``(x, y, w, h)``
+        weights : (F, 3) float array (0 marks an unused rectangle)
+        tilted : (F,) bool array
+        """
+        bank = object.__new__(cls)
+        bank.window = _as_window(window)
+        bank.mode, bank.feature_types = "custom", None
+        bank.rects = np.ascontiguousarray(rects, dtype=np.int32).reshape(-1, 3, 4)
+        f = bank.rects.shape[0]
+        bank.weights = np.ascontiguousarray(weights, dtype=np.float32).reshape(f, 3)
+        bank.tilted = np.ascontiguousarray(tilted, dtype=bool).reshape(f)
+        bank.types = np.full(f, -1, np.int32)
+        return bank
+
     # ------------------------------------------------------------------------------
     def __len__(self) -> int:
         return int(self.rects.shape[0])
@@ -162,7 +184,7 @@ class HaarFeatures:
     def type_names(self, indices=None) -> list:
         """Type names of the features (all, or ``indices``)."""
         types = self.types if indices is None else self.types[self._check_indices(indices)]
-        return [FEATURE_TYPE_NAMES[t] for t in types]
+        return [FEATURE_TYPE_NAMES[t] if t >= 0 else "custom" for t in types]
 
     # ------------------------------------------------------------------------------
     def _as_windows(self, windows):
