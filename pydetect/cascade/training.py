@@ -438,6 +438,7 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
                 break
             t0 = time.perf_counter()
             rng = np.random.default_rng([random_state, s])
+            miner.rng = np.random.default_rng([random_state, 7919, s])  # resumable
             # positives the cascade still accepts
             stage_pos = pos[model.accepts(pos)]
             if len(stage_pos) == 0:
@@ -452,9 +453,13 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
                 neg, scanned, accepted = miner.hard_windows(
                     model, model.to_cascade(max_depth), num_neg, max(1, math.ceil(num_neg / 8)))
                 ratio = accepted / max(scanned, 1)
-            if len(neg) == 0:
-                stop_reason = ("the backgrounds yield no more false positives: the cascade "
-                               "rejects every background window")
+            if len(neg) < max(1, num_neg // 10):
+                # OpenCV fails here ("Train dataset for temp stage can not be filled"); the
+                # cascade so far is the result.
+                stop_reason = (f"the backgrounds yield only {len(neg)} false positives (fewer "
+                               f"than num_neg / 10 = {max(1, num_neg // 10)}): the cascade "
+                               "rejects nearly every background window; add background images "
+                               "for more stages")
                 break
             if model.stages and ratio <= acceptance_ratio_break_value:
                 stop_reason = (f"negative acceptance ratio {ratio:.3g} <= "
