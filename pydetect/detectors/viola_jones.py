@@ -215,6 +215,30 @@ class ViolaJonesDetector(BaseDetector):
         self.class_name_ = str(list(dataset.class_names)[label])
         return self
 
+    # Persistence: the Cascade holds a native (unpicklable) model; store its flat arrays.
+    _CASCADE_FIELDS = ("stage_threshold", "stage_num_weak", "weak_num_nodes", "node_left",
+                       "node_right", "node_feature", "node_threshold", "node_subset", "leaves",
+                       "rects", "weights", "tilted")
+
+    def _get_state(self) -> dict:
+        state = dict(vars(self))
+        c = state.pop("cascade_", None)
+        if c is not None:
+            state["_cascade_arrays"] = dict(
+                {k: np.array(getattr(c, k)) for k in self._CASCADE_FIELDS},
+                feature_type=c.feature_type, window_size=tuple(c.window_size),
+                max_depth=c.max_depth)
+        return state
+
+    def _set_state(self, state: dict) -> None:
+        from pydetect.cascade.model import Cascade
+
+        state = dict(state)
+        arrays = state.pop("_cascade_arrays", None)
+        vars(self).update(state)
+        if arrays is not None:
+            self.cascade_ = Cascade(**arrays)
+
     def predict(self, image) -> Detections:
         """Detects the class in one image.
 
