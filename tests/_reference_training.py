@@ -99,14 +99,25 @@ def _seqsum(values):
     return total
 
 
-def _leaf_loss(algo, wp, wn):
-    wp, wn = max(wp, 0.0), max(wn, 0.0)
+def _split_score(algo, lp, ln, tp, tn):
+    """Split quality as a fraction (num, den) to maximise; compared by cross-multiplying.
+
+    Discrete: -(weighted misclassification); Real: -Z; Gentle: sl^2/wl + sr^2/wr, which
+    maximises when the weighted squared error of the leaf means is least.
+    """
+    rp, rn = max(tp - lp, 0.0), max(tn - ln, 0.0)
     if algo == "discrete":
-        return np.minimum(wp, wn)
+        return -(min(lp, ln) + min(rp, rn)), 1.0
     if algo == "real":
-        return 2.0 * np.sqrt(wp * wn)
-    w = wp + wn
-    return w - (wp - wn) * (wp - wn) / w if w > 0 else 0.0
+        return -2.0 * (math.sqrt(lp * ln) + math.sqrt(rp * rn)), 1.0
+    sl, wl, sr, wr = lp - ln, lp + ln, rp - rn, rp + rn
+    if wl > 0 and wr > 0:
+        return sl * sl * wr + sr * sr * wl, wl * wr
+    if wl > 0:
+        return sl * sl, wl
+    if wr > 0:
+        return sr * sr, wr
+    return 0.0, 1.0
 
 
 def _leaf_value(algo, wp, wn, n):
@@ -138,11 +149,11 @@ def _best_split(X, y, w, member, algo):
         lp = ln = 0.0
         for k, i in enumerate(order):
             if k > 0 and X[i, j] > X[order[k - 1], j]:
-                loss = float(_leaf_loss(algo, lp, ln) + _leaf_loss(algo, tp - lp, tn - ln))
-                if best is None or loss < best[0]:
+                num, den = _split_score(algo, lp, ln, tp, tn)
+                if best is None or num * best[3] > best[0] * den:
                     a, b = np.float32(X[order[k - 1], j]), np.float32(X[i, j])
                     thr = np.float32((a + b) * np.float32(0.5))
-                    best = (loss, j, thr if thr > a else b)
+                    best = (num, j, thr if thr > a else b, den)
             if y[i] > 0:
                 lp += w[i]
             else:

@@ -12,22 +12,40 @@ namespace pydetect {
 namespace boosting {
 namespace {
 
-// Loss of one leaf holding positive weight wp and negative weight wn; a split minimises the
-// sum over its two leaves.
-//   Discrete: weighted misclassification min(wp, wn);
-//   Real:     Schapire & Singer's Z, 2 sqrt(wp wn);
-//   Gentle:   weighted squared error of the weighted mean of y in {-1, +1}.
-inline double leaf_loss(Algorithm a, double wp, double wn) {
-  wp = std::max(wp, 0.0);  // totals minus running sums can round below 0
-  wn = std::max(wn, 0.0);
+// Quality of a split whose left leaf holds positive / negative weight (lp, ln) out of the
+// node's (tp, tn), as a fraction num / den to maximise (den > 0):
+//   Discrete: minus the weighted misclassification, -(min(lp, ln) + min(rp, rn));
+//   Real:     minus Schapire & Singer's Z, -2 (sqrt(lp ln) + sqrt(rp rn));
+//   Gentle:   the weighted squared error of the leaf means is W - (sl^2 / wl + sr^2 / wr)
+//             (s = wp - wn, w = wp + wn), so maximise (sl^2 wr + sr^2 wl) / (wl wr). The
+//             fraction is compared by cross-multiplying: no division in the scan.
+struct Score {
+  double num, den;
+};
+
+template <Algorithm A>
+inline Score split_score(double lp, double ln, double tp, double tn) {
+  const double rp = std::max(tp - lp, 0.0), rn = std::max(tn - ln, 0.0);  // sums may round below 0
+  if (A == Algorithm::Discrete) return {-(std::min(lp, ln) + std::min(rp, rn)), 1.0};
+  if (A == Algorithm::Real) return {-2.0 * (std::sqrt(lp * ln) + std::sqrt(rp * rn)), 1.0};
+  const double sl = lp - ln, wl = lp + ln, sr = rp - rn, wr = rp + rn;
+  if (wl > 0 && wr > 0) return {sl * sl * wr + sr * sr * wl, wl * wr};
+  if (wl > 0) return {sl * sl, wl};  // an empty (zero-weight) leaf adds nothing
+  if (wr > 0) return {sr * sr, wr};
+  return {0.0, 1.0};
+}
+
+inline Score split_score(Algorithm a, double lp, double ln, double tp, double tn) {
   switch (a) {
-    case Algorithm::Discrete: return std::min(wp, wn);
-    case Algorithm::Real: return 2.0 * std::sqrt(wp * wn);
-    default: {
-      const double w = wp + wn;
-      return w > 0 ? w - (wp - wn) * (wp - wn) / w : 0.0;
-    }
+    case Algorithm::Discrete: return split_score<Algorithm::Discrete>(lp, ln, tp, tn);
+    case Algorithm::Real: return split_score<Algorithm::Real>(lp, ln, tp, tn);
+    default: return split_score<Algorithm::Gentle>(lp, ln, tp, tn);
   }
+}
+
+// a strictly better than b
+inline bool better(const Score& a, double b_num, double b_den) {
+  return a.num * b_den > b_num * a.den;
 }
 
 // Leaf output before the Discrete scaling: +-1 (Discrete), half log-odds (Real) smoothed by
@@ -147,7 +165,7 @@ template <Algorithm A>
 Booster::Split scan_root(const ScanInput& in, int64_t j) {
   const float* sv = in.sorted_values + j * in.n;
   const uint32_t* si = in.sorted_index + j * in.n;
-  double lp = 0, ln = 0, best_loss = 0;
+  double lp = 0, ln = 0, best_num = 0, best_den = 1;
   float prev = 0, best_prev = 0, best_next = 0;
   bool seen = false, found = false;
   for (int64_t k = 0; k < in.n; ++k) {
@@ -155,10 +173,11 @@ Booster::Split scan_root(const ScanInput& in, int64_t j) {
     if (in.node_of[i] < 0) continue;
     const float v = sv[k];
     if (seen && v > prev) {
-      const double loss = leaf_loss(A, lp, ln) + leaf_loss(A, in.tp - lp, in.tn - ln);
-      if (!found || loss < best_loss) {
+      const Score sc = split_score<A>(lp, ln, in.tp, in.tn);
+      if (!found || better(sc, best_num, best_den)) {
         found = true;
-        best_loss = loss;
+        best_num = sc.num;
+        best_den = sc.den;
         best_prev = prev;
         best_next = v;
       }
@@ -169,7 +188,7 @@ Booster::Split scan_root(const ScanInput& in, int64_t j) {
     seen = true;
   }
   Booster::Split out;
-  if (found) out = Booster::Split{true, int32_t(j), midpoint(best_prev, best_next), best_loss};
+  if (found) out = Booster::Split{true, int32_t(j), midpoint(best_prev, best_next), best_num, best_den};
   return out;
 }
 
@@ -224,12 +243,12 @@ std::vector<Booster::Split> Booster::best_splits(const std::vector<int8_t>& node
           if (node < 0) continue;
           const float v = sv[k];
           if (seen[node] && v > prev[node]) {
-            const double loss = leaf_loss(algo, lp[node], ln[node]) +
-                                leaf_loss(algo, tp[node] - lp[node], tn[node] - ln[node]);
+            const Score sc = split_score(algo, lp[node], ln[node], tp[node], tn[node]);
             Split& b = best[node];
-            if (!b.valid || loss < b.loss) {
+            if (!b.valid || better(sc, b.num, b.den)) {
               b.valid = true;
-              b.loss = loss;
+              b.num = sc.num;
+              b.den = sc.den;
               b.feature = int32_t(j);
               b.threshold = midpoint(prev[node], v);
             }
@@ -246,7 +265,8 @@ std::vector<Booster::Split> Booster::best_splits(const std::vector<int8_t>& node
   for (int64_t j = 0; j < f_; ++j)
     for (int node = 0; node < num_nodes; ++node) {
       const Split& s = per_feature[j * num_nodes + node];
-      if (s.valid && (!out[node].valid || s.loss < out[node].loss)) out[node] = s;
+      if (s.valid && (!out[node].valid || better(Score{s.num, s.den}, out[node].num, out[node].den)))
+        out[node] = s;
     }
   return out;
 }

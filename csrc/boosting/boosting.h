@@ -60,7 +60,7 @@ class Booster {
     bool valid = false;
     int32_t feature = -1;
     float threshold = 0.0f;
-    double loss = 0.0;
+    double num = 0.0, den = 1.0;  // split quality num / den, larger is better
   };
 
  private:
