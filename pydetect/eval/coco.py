@@ -277,12 +277,14 @@ def _accumulate(ev: dict, K: int, iou_thrs=IOU_THRS, area_rng=AREA_RNG, max_dets
         for m, max_det in enumerate(max_dets):
             sel = idx[rank_k < max_det]
             nd = sel.size
+            tp_all = np.cumsum(ev["tp"][sel], axis=0)  # (nd, A, T)
+            fp_all = np.cumsum(ev["fp"][sel], axis=0)
             for a in range(A):
                 npig = int(npig_all[k, a])
                 if npig == 0:
                     continue
-                tp_sum = np.cumsum(ev["tp"][sel, a, :].T, axis=1).astype(dtype=float)  # (T, nd)
-                fp_sum = np.cumsum(ev["fp"][sel, a, :].T, axis=1).astype(dtype=float)
+                tp_sum = tp_all[:, a, :].T.astype(dtype=float)  # (T, nd), as COCOeval's tp_sum
+                fp_sum = fp_all[:, a, :].T.astype(dtype=float)
                 rc = tp_sum / npig
                 pr = tp_sum / (fp_sum + tp_sum + spacing)
                 recall[:, k, a, m] = rc[:, -1] if nd else 0
