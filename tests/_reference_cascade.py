@@ -45,18 +45,19 @@ def run_window(cascade, level_img, x, y, trace=False):
         vnf = f32(1.0 / np.sqrt(nf))
         if not area * float(vnf) < 0.1:
             return -1, 0.0
-        masks = [_feature_mask_ref(f, ww, wh) for f in cascade.features]
+        masks = _masks_of(cascade)
+
+    features, stages = _views_of(cascade)
 
     def value(fi):
         if cascade.feature_type == "HAAR":
-            f = cascade.features[fi]
-            parts = [int((win * (m != 0)).sum()) if False else int((win * m).sum())
-                     for m in masks[fi]]
+            f = features[fi]
+            parts = [int((win * m).sum()) for m in masks[fi]]
             v = f32(f.weights[0]) * f32(parts[0]) + f32(f.weights[1]) * f32(parts[1])
             if len(parts) > 2 and f.weights[2] != 0:
                 v = f32(v + f32(f.weights[2]) * f32(parts[2]))
             return f32(f32(v) * vnf)
-        bx, by, bw, bh = cascade.features[fi].rect
+        bx, by, bw, bh = features[fi].rect
         blocks = [[int(win[by + i * bh:by + (i + 1) * bh, bx + j * bw:bx + (j + 1) * bw].sum())
                    for j in range(3)] for i in range(3)]
         c = blocks[1][1]
@@ -67,7 +68,7 @@ def run_window(cascade, level_img, x, y, trace=False):
         return code
 
     total = 0.0
-    for si, st in enumerate(cascade.stages):
+    for si, st in enumerate(stages):
         total = 0.0
         for t in st.weak:
             idx = 0
@@ -87,6 +88,25 @@ def run_window(cascade, level_img, x, y, trace=False):
     return (1, total, log) if trace else (1, total)
 
 
+_MASKS = {}
+_VIEWS = {}
+
+
+def _views_of(cascade):
+    key = id(cascade)
+    if key not in _VIEWS:
+        _VIEWS[key] = (cascade, cascade.features, cascade.stages)
+    return _VIEWS[key][1:]
+
+
+def _masks_of(cascade):
+    key = id(cascade)
+    if key not in _MASKS:
+        ww, wh = cascade.window_size
+        _MASKS[key] = (cascade, [_feature_mask_ref(f, ww, wh) for f in _views_of(cascade)[0]])
+    return _MASKS[key][1]
+
+
 def _feature_mask_ref(f, ww, wh):
     """Per-rectangle pixel masks of a Haar feature (tilted ones from the table formula)."""
     out = []
@@ -103,3 +123,59 @@ def _feature_mask_ref(f, ww, wh):
             m[y:y + h, x:x + w] = 1
             out.append(m)
     return out
+
+
+def write_old_format(cascade, path):
+    """Writes a HAAR cascade in the old ``opencv-haar-classifier`` format (trees of
+    nodes with inline leaves), the way OpenCV 1.x files look."""
+    w, h = cascade.window_size
+    feats = cascade.features
+    out = ['<?xml version="1.0"?>', "<opencv_storage>",
+           '<old_cascade type_id="opencv-haar-classifier">', f"  <size>{w} {h}</size>",
+           "  <stages>"]
+    for si, st in enumerate(cascade.stages):
+        out.append("    <_>")
+        out.append("      <trees>")
+        for t in st.weak:
+            out.append("        <_>")
+            for j in range(len(t.left)):
+                f = feats[int(t.feature[j])]
+                out.append("          <_>")
+                out.append("            <feature>")
+                out.append("              <rects>")
+                for r, wt in zip(f.rects, f.weights):
+                    out.append(f"                <_>{r[0]} {r[1]} {r[2]} {r[3]} {float(wt)!r}</_>")
+                out.append("              </rects>")
+                out.append(f"              <tilted>{int(f.tilted)}</tilted></feature>")
+                out.append(f"            <threshold>{float(t.threshold[j])!r}</threshold>")
+                for side, child in (("left", t.left[j]), ("right", t.right[j])):
+                    if child > 0:
+                        out.append(f"            <{side}_node>{int(child)}</{side}_node>")
+                    else:
+                        out.append(f"            <{side}_val>{float(t.leaves[-child])!r}</{side}_val>")
+                out.append("          </_>")
+            out.append("        </_>")
+        out.append("      </trees>")
+        out.append(f"      <stage_threshold>{float(st.threshold)!r}</stage_threshold>")
+        out.append(f"      <parent>{si - 1}</parent>")
+        out.append("      <next>-1</next></_>")
+    out += ["  </stages>", "</old_cascade>", "</opencv_storage>", ""]
+    with open(path, "w") as fh:
+        fh.write("\n".join(out))
+
+
+def lfw_collage(n_faces=24, face=60, cols=6, gap=10):
+    """LFW faces from scikit-image, upscaled and tiled on a grey background (uint8)."""
+    import cv2
+    from skimage import data
+
+    faces = data.lfw_subset()[:n_faces]
+    rows = (n_faces + cols - 1) // cols
+    cell = face + gap
+    img = np.full((rows * cell + gap, cols * cell + gap), 128, np.uint8)
+    for i, f in enumerate(faces):
+        r, c = divmod(i, cols)
+        tile = cv2.resize(np.rint(f * 255).astype(np.uint8), (face, face),
+                          interpolation=cv2.INTER_LINEAR)
+        img[gap + r * cell:gap + r * cell + face, gap + c * cell:gap + c * cell + face] = tile
+    return img
