@@ -20,7 +20,8 @@ the 200 windows, and their values are all compared) and the figure is per window
    test split, next to OpenCV's pretrained haarcascade_frontalface_default.xml (boxes ranked by
    their neighbour count, detectMultiScale2) on the same faces.
 
-Usage: PYTHONPATH=. python benchmarks/bench_train.py [--repeats 7] [--sk-repeats 3] [--detection]
+Usage: PYTHONPATH=. python benchmarks/bench_train.py [--repeats 7] [--sk-repeats 3]
+       [--boosting | --detection]
 """
 
 from __future__ import annotations
@@ -57,14 +58,13 @@ def main():
     parser.add_argument("--skimage-slices", type=int, default=8,
                         help="scikit-image runs, each on 200/slices windows")
     parser.add_argument("--detection", action="store_true", help="only part 3")
+    parser.add_argument("--boosting", action="store_true", help="only part 2")
     parser.add_argument("--digit", default="3")
     args = parser.parse_args()
     if args.detection:
         return detection(args)
 
     from skimage.data import lfw_subset
-    from skimage.feature import haar_like_feature
-    from skimage.transform import integral_image
     from sklearn.ensemble import AdaBoostClassifier
     from sklearn.model_selection import train_test_split
     from sklearn.tree import DecisionTreeClassifier
@@ -78,28 +78,10 @@ def main():
     print(f"windows {windows.shape}, {len(bank)} features")
 
     # 1. Feature matrix -----------------------------------------------------------------
-    results = {}
-    for threads in (1, cores):
-        pydetect.set_num_threads(threads)
-        med, _ = timed(lambda: bank.compute(windows, normalize=False), args.repeats)
-        results[threads] = med / len(windows)
-        print(f"pydetect features, {threads} thread(s): {med * 1e3:.1f} ms for 200 windows "
-              f"({results[threads] * 1e3:.3f} ms/window)")
-    pydetect.set_num_threads(cores)
-    ours = bank.compute(windows, normalize=False)
-
-    haar_like_feature(integral_image(windows[0]), 0, 0, 25, 25)  # warm-up
-    per_window = []
-    equal = True
-    for part in np.array_split(np.arange(len(windows)), args.skimage_slices):
-        t0 = time.perf_counter()
-        values = [haar_like_feature(integral_image(windows[i]), 0, 0, 25, 25) for i in part]
-        per_window.append((time.perf_counter() - t0) / len(part))
-        equal &= bool(np.array_equal(np.asarray(values, dtype=np.float32), ours[part]))
-    sk = statistics.median(per_window)
-    print(f"skimage haar_like_feature: {sk * 1e3:.1f} ms/window (median of {len(per_window)} runs)")
-    print(f"values equal on all 200 windows: {equal}")
-    print(f"ratio features: {sk / results[1]:.0f}x (1 thread), {sk / results[cores]:.0f}x ({cores} threads)")
+    if args.boosting:
+        ours = bank.compute(windows, normalize=False)
+    else:
+        ours = features_part(args, windows, bank, cores)
 
     # 2. Boosting -------------------------------------------------------------------------
     Xtr, Xte, ytr, yte = train_test_split(ours, labels, train_size=150, random_state=0,
@@ -136,6 +118,36 @@ def main():
               f"{sk_time / boost[algorithm, cores]:.0f}x ({cores} threads); accuracy "
               f"{boost[algorithm, 'acc']:.3f} vs {sk_acc:.3f}")
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
+
+
+def features_part(args, windows, bank, cores):
+    from skimage.feature import haar_like_feature
+    from skimage.transform import integral_image
+
+    results = {}
+    for threads in (1, cores):
+        pydetect.set_num_threads(threads)
+        med, _ = timed(lambda: bank.compute(windows, normalize=False), args.repeats)
+        results[threads] = med / len(windows)
+        print(f"pydetect features, {threads} thread(s): {med * 1e3:.1f} ms for 200 windows "
+              f"({results[threads] * 1e3:.3f} ms/window)")
+    pydetect.set_num_threads(cores)
+    ours = bank.compute(windows, normalize=False)
+
+    haar_like_feature(integral_image(windows[0]), 0, 0, 25, 25)  # warm-up
+    per_window = []
+    equal = True
+    for part in np.array_split(np.arange(len(windows)), args.skimage_slices):
+        t0 = time.perf_counter()
+        values = [haar_like_feature(integral_image(windows[i]), 0, 0, 25, 25) for i in part]
+        per_window.append((time.perf_counter() - t0) / len(part))
+        equal &= bool(np.array_equal(np.asarray(values, dtype=np.float32), ours[part]))
+    sk = statistics.median(per_window)
+    print(f"skimage haar_like_feature: {sk * 1e3:.1f} ms/window (median of {len(per_window)} runs)")
+    print(f"values equal on all 200 windows: {equal}")
+    print(f"ratio features: {sk / results[1]:.0f}x (1 thread), {sk / results[cores]:.0f}x ({cores} threads)")
+
+    return ours
 
 
 def detection(args):

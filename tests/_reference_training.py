@@ -105,19 +105,19 @@ def _split_score(algo, lp, ln, tp, tn):
     Discrete: -(weighted misclassification); Real: -Z; Gentle: sl^2/wl + sr^2/wr, which
     maximises when the weighted squared error of the leaf means is least.
     """
+    if algo == "gentle":  # the sums are (sl, wl) of y w and w, the totals (S, W)
+        sl, wl, sr, wr = lp, ln, tp - lp, tn - ln
+        if wl > 0 and wr > 0:
+            return sl * sl * wr + sr * sr * wl, wl * wr
+        if wl > 0:
+            return sl * sl, wl
+        if wr > 0:
+            return sr * sr, wr
+        return 0.0, 1.0
     rp, rn = max(tp - lp, 0.0), max(tn - ln, 0.0)
     if algo == "discrete":
         return -(min(lp, ln) + min(rp, rn)), 1.0
-    if algo == "real":
-        return -2.0 * (math.sqrt(lp * ln) + math.sqrt(rp * rn)), 1.0
-    sl, wl, sr, wr = lp - ln, lp + ln, rp - rn, rp + rn
-    if wl > 0 and wr > 0:
-        return sl * sl * wr + sr * sr * wl, wl * wr
-    if wl > 0:
-        return sl * sl, wl
-    if wr > 0:
-        return sr * sr, wr
-    return 0.0, 1.0
+    return -2.0 * (math.sqrt(lp * ln) + math.sqrt(rp * rn)), 1.0
 
 
 def _leaf_value(algo, wp, wn, n):
@@ -137,12 +137,16 @@ def _best_split(X, y, w, member, algo):
     that adds in that order: the lowest feature, then the lowest threshold.
     """
     idx = np.flatnonzero(member)
+    def parts(i):  # what the running sums add: (w+, w-), or (y w, w) for gentle
+        if algo == "gentle":
+            return float(y[i]) * w[i], w[i]
+        return (w[i], 0.0) if y[i] > 0 else (0.0, w[i])
+
     tp = tn = 0.0
     for i in idx:
-        if y[i] > 0:
-            tp += w[i]
-        else:
-            tn += w[i]
+        a, b = parts(i)
+        tp += a
+        tn += b
     best = None
     for j in range(X.shape[1]):
         order = idx[np.argsort(X[idx, j], kind="stable")]
@@ -154,10 +158,9 @@ def _best_split(X, y, w, member, algo):
                     a, b = np.float32(X[order[k - 1], j]), np.float32(X[i, j])
                     thr = np.float32((a + b) * np.float32(0.5))
                     best = (num, j, thr if thr > a else b, den)
-            if y[i] > 0:
-                lp += w[i]
-            else:
-                ln += w[i]
+            a, b = parts(i)
+            lp += a
+            ln += b
     return best
 
 

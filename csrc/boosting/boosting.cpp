@@ -17,22 +17,26 @@ namespace {
 //   Discrete: minus the weighted misclassification, -(min(lp, ln) + min(rp, rn));
 //   Real:     minus Schapire & Singer's Z, -2 (sqrt(lp ln) + sqrt(rp rn));
 //   Gentle:   the weighted squared error of the leaf means is W - (sl^2 / wl + sr^2 / wr)
-//             (s = wp - wn, w = wp + wn), so maximise (sl^2 wr + sr^2 wl) / (wl wr). The
-//             fraction is compared by cross-multiplying: no division in the scan.
+//             (s = sum of y w, w = sum of w), so maximise (sl^2 wr + sr^2 wl) / (wl wr). The
+//             fraction is compared by cross-multiplying: no division in the scan. For Gentle
+//             the running sums are (sl, wl) and the node totals (S, W) instead of (lp, ln)
+//             and (tp, tn): fewer operations per candidate.
 struct Score {
   double num, den;
 };
 
 template <Algorithm A>
 inline Score split_score(double lp, double ln, double tp, double tn) {
+  if (A == Algorithm::Gentle) {  // (lp, ln, tp, tn) hold (sl, wl, S, W)
+    const double sl = lp, wl = ln, sr = tp - lp, wr = tn - ln;
+    if (wl > 0 && wr > 0) return {sl * sl * wr + sr * sr * wl, wl * wr};
+    if (wl > 0) return {sl * sl, wl};  // an empty (zero-weight) leaf adds nothing
+    if (wr > 0) return {sr * sr, wr};
+    return {0.0, 1.0};
+  }
   const double rp = std::max(tp - lp, 0.0), rn = std::max(tn - ln, 0.0);  // sums may round below 0
   if (A == Algorithm::Discrete) return {-(std::min(lp, ln) + std::min(rp, rn)), 1.0};
-  if (A == Algorithm::Real) return {-2.0 * (std::sqrt(lp * ln) + std::sqrt(rp * rn)), 1.0};
-  const double sl = lp - ln, wl = lp + ln, sr = rp - rn, wr = rp + rn;
-  if (wl > 0 && wr > 0) return {sl * sl * wr + sr * sr * wl, wl * wr};
-  if (wl > 0) return {sl * sl, wl};  // an empty (zero-weight) leaf adds nothing
-  if (wr > 0) return {sr * sr, wr};
-  return {0.0, 1.0};
+  return {-2.0 * (std::sqrt(lp * ln) + std::sqrt(rp * rn)), 1.0};
 }
 
 inline Score split_score(Algorithm a, double lp, double ln, double tp, double tn) {
@@ -202,15 +206,25 @@ std::vector<Booster::Split> Booster::best_splits(const std::vector<int8_t>& node
   for (int64_t i = 0; i < n_; ++i) {
     const int node = node_of[i];
     if (node < 0) continue;
-    (y_[i] > 0 ? tp : tn)[node] += weights_[i];
+    if (algo == Algorithm::Gentle) {
+      tp[node] += double(y_[i]) * weights_[i];
+      tn[node] += weights_[i];
+    } else {
+      (y_[i] > 0 ? tp : tn)[node] += weights_[i];
+    }
   }
   // Per-feature best, then a deterministic reduction in feature order.
   std::vector<Split> per_feature(static_cast<size_t>(f_) * num_nodes);
   // Per-sample positive / negative weight (0 for the other class) and node.
   std::vector<double> wpos(n_), wneg(n_);
   for (int64_t i = 0; i < n_; ++i) {
-    wpos[i] = y_[i] > 0 ? weights_[i] : 0.0;
-    wneg[i] = y_[i] > 0 ? 0.0 : weights_[i];
+    if (algo == Algorithm::Gentle) {  // running (sum of y w, sum of w)
+      wpos[i] = double(y_[i]) * weights_[i];
+      wneg[i] = weights_[i];
+    } else {
+      wpos[i] = y_[i] > 0 ? weights_[i] : 0.0;
+      wneg[i] = y_[i] > 0 ? 0.0 : weights_[i];
+    }
   }
   if (num_nodes == 1) {
     // Root: one node, everything in registers, the loss inlined per algorithm.
