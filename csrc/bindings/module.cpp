@@ -15,6 +15,8 @@
 #include "boxes/box_ops.h"
 #include "boxes/nms.h"
 #include "common/parallel.h"
+#include "haar/haar_features.h"
+#include "boosting/boosting.h"
 #include "integral/integral.h"
 #include "cascade/cascade.h"
 #include "segmentation/felzenszwalb.h"
@@ -165,6 +167,172 @@ void bind_boxes(py::module_& m) {
   }, py::arg("boxes"), py::arg("scores"), py::arg("iou_threshold"), py::arg("sigma"),
      py::arg("score_threshold"), py::arg("method"),
      "Soft-NMS (method 0 = linear, 1 = gaussian) -> (kept indices, scores at selection).");
+}
+
+// ----------------------------------------------------------------------------- haar
+// Features cross the boundary as arrays: rects (F, 3, 4) int32 x y w h, weights (F, 3)
+// float32 (0 = unused slot), tilted (F,) uint8, types (F,) int32.
+py::dict haar_features_to_arrays(const std::vector<pydetect::haar::Feature>& feats) {
+  const auto f = static_cast<py::ssize_t>(feats.size());
+  py::array_t<int32_t> rects({f, py::ssize_t(3), py::ssize_t(4)});
+  py::array_t<float> weights({f, py::ssize_t(3)});
+  py::array_t<uint8_t> tilted(f);
+  py::array_t<int32_t> types(f);
+  int32_t* r = rects.mutable_data();
+  float* w = weights.mutable_data();
+  for (py::ssize_t i = 0; i < f; ++i) {
+    for (int k = 0; k < 3; ++k) {
+      const auto& q = feats[i].rect[k];
+      r[(i * 3 + k) * 4 + 0] = q.x;
+      r[(i * 3 + k) * 4 + 1] = q.y;
+      r[(i * 3 + k) * 4 + 2] = q.w;
+      r[(i * 3 + k) * 4 + 3] = q.h;
+      w[i * 3 + k] = q.weight;
+    }
+    tilted.mutable_data()[i] = feats[i].tilted;
+    types.mutable_data()[i] = feats[i].type;
+  }
+  py::dict out;
+  out["rects"] = rects;
+  out["weights"] = weights;
+  out["tilted"] = tilted;
+  out["types"] = types;
+  return out;
+}
+
+std::vector<pydetect::haar::Feature> haar_features_from_arrays(const CArray<int32_t>& rects,
+                                                               const CArray<float>& weights,
+                                                               const CArray<uint8_t>& tilted) {
+  if (rects.ndim() != 3 || rects.shape(1) != 3 || rects.shape(2) != 4)
+    throw py::value_error("rects must have shape (F, 3, 4), got " + shape_of(rects));
+  const int64_t f = rects.shape(0);
+  if (weights.ndim() != 2 || weights.shape(0) != f || weights.shape(1) != 3)
+    throw py::value_error("weights must have shape (" + std::to_string(f) + ", 3), got " + shape_of(weights));
+  check_length(tilted, f, "tilted");
+  std::vector<pydetect::haar::Feature> feats(static_cast<size_t>(f));
+  const int32_t* r = rects.data();
+  const float* w = weights.data();
+  for (int64_t i = 0; i < f; ++i) {
+    for (int k = 0; k < 3; ++k) {
+      auto& q = feats[i].rect[k];
+      q.x = r[(i * 3 + k) * 4 + 0];
+      q.y = r[(i * 3 + k) * 4 + 1];
+      q.w = r[(i * 3 + k) * 4 + 2];
+      q.h = r[(i * 3 + k) * 4 + 3];
+      q.weight = w[i * 3 + k];
+    }
+    feats[i].tilted = tilted.data()[i] != 0;
+    feats[i].type = -1;
+  }
+  return feats;
+}
+
+void bind_haar(py::module_& m) {
+  m.def("haar_enumerate_opencv", [](int width, int height, int mode) {
+    if (mode < 0 || mode > 2) throw py::value_error("mode must be 0 (BASIC), 1 (CORE) or 2 (ALL)");
+    std::vector<pydetect::haar::Feature> feats;
+    {
+      py::gil_scoped_release release;
+      feats = pydetect::haar::enumerate_opencv(width, height, pydetect::haar::OpenCVMode(mode));
+    }
+    return haar_features_to_arrays(feats);
+  }, py::arg("width"), py::arg("height"), py::arg("mode"),
+     "opencv_traincascade's Haar features (mode 0 BASIC, 1 CORE, 2 ALL) -> dict of arrays "
+     "rects (F, 3, 4) int32, weights (F, 3) float32, tilted (F,) uint8, types (F,) int32.");
+
+  m.def("haar_enumerate_skimage", [](int width, int height, unsigned type_mask) {
+    std::vector<pydetect::haar::Feature> feats;
+    {
+      py::gil_scoped_release release;
+      feats = pydetect::haar::enumerate_skimage(width, height, type_mask);
+    }
+    return haar_features_to_arrays(feats);
+  }, py::arg("width"), py::arg("height"), py::arg("type_mask"),
+     "scikit-image's Haar-like features in haar_like_feature_coord's order (bit i of type_mask "
+     "selects type i of 'type-2-x', 'type-2-y', 'type-3-x', 'type-3-y', 'type-4').");
+
+  m.def("haar_compute", [](const CArray<uint8_t>& windows, const CArray<int32_t>& rects,
+                           const CArray<float>& weights, const CArray<uint8_t>& tilted,
+                           bool normalize) {
+    if (windows.ndim() != 3)
+      throw py::value_error("windows must have shape (N, h, w), got " + shape_of(windows));
+    const auto feats = haar_features_from_arrays(rects, weights, tilted);
+    const int64_t n = windows.shape(0), f = static_cast<int64_t>(feats.size());
+    const int h = static_cast<int>(windows.shape(1)), w = static_cast<int>(windows.shape(2));
+    py::array_t<float> out({n, f});
+    const uint8_t* in = windows.data();
+    float* o = out.mutable_data();
+    py::gil_scoped_release release;
+    pydetect::haar::compute_features(in, n, h, w, feats.data(), f, normalize, o);
+    return out;
+  }, py::arg("windows"), py::arg("rects"), py::arg("weights"), py::arg("tilted"),
+     py::arg("normalize"),
+     "Feature values (N, F) float32 of uint8 windows (N, h, w); normalize divides by OpenCV's "
+     "variance-normalisation factor.");
+
+  m.def("haar_window_integrals", [](const CArray<uint8_t>& window) {
+    if (window.ndim() != 2) throw py::value_error("window must have shape (h, w), got " + shape_of(window));
+    const int h = static_cast<int>(window.shape(0)), w = static_cast<int>(window.shape(1));
+    py::array_t<int32_t> sum({h + 1, w + 1}), tilted({h + 1, w + 1});
+    const uint8_t* in = window.data();
+    int32_t *ps = sum.mutable_data(), *pt = tilted.mutable_data();
+    {
+      py::gil_scoped_release release;
+      pydetect::haar::window_integrals(in, h, w, ps, pt);
+    }
+    return py::make_tuple(sum, tilted);
+  }, py::arg("window"), "(sum, tilted) integral images of one small window (cv2.integral3 layout).");
+}
+
+// ----------------------------------------------------------------------------- boosting
+py::tuple tree_to_tuple(const pydetect::boosting::Tree& t) {
+  return py::make_tuple(to_array(t.left), to_array(t.right), to_array(t.feature),
+                        to_array(t.threshold), to_array(t.leaves));
+}
+
+void bind_boosting(py::module_& m) {
+  using pydetect::boosting::Booster;
+  py::class_<Booster>(m, "Booster",
+                      "AdaBoost state over presorted features (see csrc/boosting/boosting.h).")
+      .def(py::init([](const CArray<float>& x, const CArray<int8_t>& y, py::object w,
+                       int algorithm, int max_depth, double weight_trim_rate) {
+             if (x.ndim() != 2) throw py::value_error("X must have shape (N, F), got " + shape_of(x));
+             const int64_t n = x.shape(0), f = x.shape(1);
+             check_length(y, n, "y");
+             if (algorithm < 0 || algorithm > 2)
+               throw py::value_error("algorithm must be 0 (discrete), 1 (real) or 2 (gentle)");
+             CArray<double> wa;
+             const double* pw = nullptr;
+             if (!w.is_none()) {
+               wa = w.cast<CArray<double>>();
+               check_length(wa, n, "sample_weight");
+               pw = wa.data();
+             }
+             pydetect::boosting::Params p;
+             p.algorithm = pydetect::boosting::Algorithm(algorithm);
+             p.max_depth = max_depth;
+             p.weight_trim_rate = weight_trim_rate;
+             const float* px = x.data();
+             const int8_t* py_ = y.data();
+             py::gil_scoped_release release;
+             return new Booster(px, n, f, py_, pw, p);
+           }),
+           py::arg("X"), py::arg("y"), py::arg("sample_weight"), py::arg("algorithm"),
+           py::arg("max_depth"), py::arg("weight_trim_rate"))
+      .def("add_tree", [](Booster& b) {
+             pydetect::boosting::Tree t;
+             {
+               py::gil_scoped_release release;
+               t = b.add_tree();
+             }
+             return tree_to_tuple(t);
+           },
+           "Runs one round -> (left, right, feature, threshold, leaves) in OpenCV's tree layout.")
+      .def_property_readonly("scores", [](const Booster& b) { return to_array(b.scores()); })
+      .def_property_readonly("weights", [](const Booster& b) { return to_array(b.weights()); })
+      .def_property_readonly("last_mask", [](const Booster& b) { return to_array(b.last_mask()); })
+      .def_property_readonly("num_samples", &Booster::num_samples)
+      .def_property_readonly("num_features", &Booster::num_features);
 }
 
 // ----------------------------------------------------------------------------- integral
@@ -537,6 +705,8 @@ PYBIND11_MODULE(_C, m) {
   // wrappers pass) matches its overload in pybind11's first, no-conversion pass.
   bind_boxes<float>(m);
   bind_boxes<double>(m);
+  bind_haar(m);
+  bind_boosting(m);
   bind_integral(m);
   bind_cascade(m);
   bind_segmentation(m);
