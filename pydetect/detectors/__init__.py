@@ -2,5 +2,6 @@
 
 from pydetect.detectors.base import BaseDetector, NotFittedError
 from pydetect.detectors.ism import ImplicitShapeModel
+from pydetect.detectors.viola_jones import ViolaJonesDetector
 
-__all__ = ["BaseDetector", "NotFittedError", "ImplicitShapeModel"]
+__all__ = ["BaseDetector", "NotFittedError", "ImplicitShapeModel", "ViolaJonesDetector"]
