@@ -332,6 +332,22 @@ inline int run_lbp_stumps(const Engine& e, const int32_t* p, double* sum) {
 }
 
 // ---- stage 0 of four windows at once (GCC/Clang vector extensions, SSE2 or NEON) ----
+// Needs __builtin_shufflevector / __builtin_convertvector (GCC >= 12, Clang). Other
+// compilers build without it and scan one window at a time, with the same results.
+// (-DPD_CASCADE_BATCHED=0 forces the one-window path, to test it.)
+#ifndef PD_CASCADE_BATCHED
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector) && __has_builtin(__builtin_convertvector)
+#define PD_CASCADE_BATCHED 1
+#endif
+#endif
+#endif
+#ifndef PD_CASCADE_BATCHED
+#define PD_CASCADE_BATCHED 0
+#endif
+constexpr int64_t kBatchPad = 16;  // spare table elements read by the lanes past a row end
+
+#if PD_CASCADE_BATCHED
 // Lanes are the windows x, x + step, x + 2 step, x + 3 step of one row: for step 1 a
 // corner's four values are one unaligned load, for step 2 the even elements of two.
 // Every lane does the scalar path's exact operations (int32 wrap-around sums, float
@@ -344,7 +360,6 @@ typedef float v4f __attribute__((vector_size(16)));
 typedef float v2f __attribute__((vector_size(8)));
 typedef double v2d __attribute__((vector_size(16)));
 constexpr int kLanes = 4;
-constexpr int64_t kBatchPad = 16;
 
 inline v4u load4(const int32_t* p) {
   v4u v;
@@ -439,6 +454,7 @@ inline void scan_row_x4(const Engine& e, const int32_t* row, int work_w, const E
     x += k * Step;
   }
 }
+#endif  // PD_CASCADE_BATCHED
 
 template <class GoLeft>
 inline int run_trees(const Engine& e, const GoLeft& go_left, double* out_sum) {
@@ -583,7 +599,7 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
       tasks.push_back({static_cast<int>(i), y, std::min(y + rows_per_task, work_h)});
   }
   std::vector<std::vector<Candidate>> found(tasks.size());
-  const bool batched = m.feature_type == kHaar && e.stumps;
+  [[maybe_unused]] const bool batched = PD_CASCADE_BATCHED && m.feature_type == kHaar && e.stumps;
   parallel_for(0, static_cast<int64_t>(tasks.size()), 4, [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; ++t) {
       const Task& task = tasks[t];
@@ -596,6 +612,7 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
       const int32_t* base = buf.data() + level_origin[task.level];
       for (int y = task.y0; y < task.y1; y += step) {
         const int32_t* row = base + int64_t(y) * stride;
+#if PD_CASCADE_BATCHED
         if (batched) {
           auto emit = [&](int x, double sum) {
             found[t].push_back({round_half_even(float(x) * scale),
@@ -606,6 +623,7 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
           else scan_row_x4<2>(e, row, work_w, emit);
           continue;
         }
+#endif
         for (int x = 0; x < work_w; x += step) {
           double sum = 0;
           const int result = run_window(e, row + x, &sum);
