@@ -41,6 +41,8 @@ def test_malformed_json(tmp_path, capsys):
     assert "gt.json" in capsys.readouterr().err
 
 
-def test_python_dash_m_help():
-    done = subprocess.run([sys.executable, "-m", "pydetect", "--help"], capture_output=True, text=True)
+def test_python_dash_m_help(tmp_path):
+    # Run outside the source tree: `python -m` puts the working directory first on sys.path.
+    done = subprocess.run([sys.executable, "-m", "pydetect", "--help"], capture_output=True, text=True,
+                          cwd=tmp_path)
     assert done.returncode == 0 and "export-dataset" in done.stdout and "eval" in done.stdout
