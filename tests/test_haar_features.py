@@ -162,7 +162,8 @@ def test_subset_chunks_and_torch(rng):
 def test_thread_count_does_not_change_values(rng):
     import pydetect
 
-    windows = rng.integers(0, 256, size=(9, 12, 12), dtype=np.uint8)
+    # 37 windows and > 1024 features: several window batches and feature blocks per thread
+    windows = rng.integers(0, 256, size=(37, 12, 12), dtype=np.uint8)
     bank = HaarFeatures((12, 12), mode="all")
     before = pydetect.get_num_threads()
     try:
@@ -173,6 +174,7 @@ def test_thread_count_does_not_change_values(rng):
     finally:
         pydetect.set_num_threads(before)
     np.testing.assert_array_equal(one, three)
+    np.testing.assert_array_equal(one, np.concatenate([bank.compute(w[None]) for w in windows]))
 
 
 def test_empty_and_one_window():
