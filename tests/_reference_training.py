@@ -83,11 +83,15 @@ def feature_value(img, tilted, rects):
     return total
 
 
-def norm_factor(img):
-    """OpenCV's calcNormFactor: sqrt(A * sum(p^2) - sum(p)^2) over (1, 1, w - 2, h - 2)."""
+def vnf(img):
+    """The detector's normalisation (OpenCV's HaarEvaluator::setWindow), from the definition.
+
+    float32(1 / sqrt(A * sum(p^2) - sum(p)^2)) over the rectangle (1, 1, w - 2, h - 2) of area
+    A, or 0 when that term is not positive; a node compares float32(raw * vnf).
+    """
     inner = img[1:-1, 1:-1].astype(np.int64)
     v = float(inner.size) * float((inner ** 2).sum()) - float(inner.sum()) ** 2
-    return np.sqrt(v) if v > 0 else 0.0
+    return np.float32(1.0 / math.sqrt(v)) if v > 0 else np.float32(0.0)
 
 
 # ----------------------------------------------------------------------------- boosting

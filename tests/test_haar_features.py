@@ -85,16 +85,6 @@ def test_raw_values_match_brute_force(mode, rng):
             assert ours[k, i] == pytest.approx(ref.feature_value(windows[k], tilted, rects), abs=1e-3)
 
 
-def test_tilted_integral_matches_cv2(rng):
-    cv2 = pytest.importorskip("cv2", reason="OpenCV defines the tilted integral layout")
-    for shape in [(1, 1), (5, 9), (12, 4)]:
-        img = rng.integers(0, 256, size=shape, dtype=np.uint8)
-        s, t = _C.haar_window_integrals(img)
-        S, _, T = cv2.integral3(img)
-        np.testing.assert_array_equal(s, S)
-        np.testing.assert_array_equal(t, T)
-
-
 def test_normalized_values(rng):
     h, w = 6, 9
     windows = rng.integers(0, 256, size=(4, h, w), dtype=np.uint8)
@@ -103,14 +93,49 @@ def test_normalized_values(rng):
     raw = bank.compute(windows, normalize=False)
     norm = bank.compute(windows)
     for k in range(3):
-        nf = np.float32(ref.norm_factor(windows[k]))
-        np.testing.assert_allclose(norm[k], raw[k] / nf, rtol=1e-6, atol=1e-7)
+        # the detector's arithmetic: float32 raw value times float32(1 / sqrt(A*sq - s^2))
+        np.testing.assert_array_equal(norm[k], raw[k] * ref.vnf(windows[k]))
     assert not norm[3].any()
     # invariant to an affine change of grey levels (the point of the normalisation): the
     # weighted areas of every feature sum to 0, so an offset cancels and a gain divides out
     small = windows[:3] // 4  # 2 * small + 10 stays below 256
     np.testing.assert_allclose(bank.compute((small * 2 + 10).astype(np.uint8)), bank.compute(small),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["all", "skimage"])
+def test_normalized_values_are_what_the_detector_compares(rng, mode):
+    # One stage, one stump on feature f with its threshold at f's training value c on a
+    # window: the detector (scale 1, the image is the window) goes right (value >= c) and
+    # accepts, and rejects with the threshold one float above c. So the detector's value
+    # on that window is exactly c.
+    from pydetect.cascade import Cascade, CascadeDetector
+    from pydetect.cascade.model import HaarFeature, Stage, WeakTree
+
+    h, w = 7, 10
+    bank = HaarFeatures((h, w), mode=mode)
+    win = rng.integers(0, 256, size=(h, w), dtype=np.uint8)
+    values = bank.compute(win)[0]
+    tilted_idx = [i for i in range(len(bank)) if bank.tilted[i]]
+    pick = sorted(set(rng.choice(len(bank), 25, replace=False).tolist() + tilted_idx[::40]))
+
+    def accepts(feature, threshold):
+        tree = WeakTree(np.array([0]), np.array([-1]), np.array([0]),
+                        np.array([threshold], np.float32), np.zeros((0, 8), np.int32),
+                        np.array([-1.0, 1.0], np.float32))
+        cascade = Cascade.from_lists("HAAR", (w, h), [Stage(0.0, [tree])], [feature])
+        det = CascadeDetector(cascade).detect(win, min_neighbors=0, min_size=(w, h),
+                                              max_size=(w, h))
+        return len(det) == 1
+
+    for i in pick:
+        d = bank.to_opencv(i)
+        r = np.asarray(d["rects"])
+        feature = HaarFeature(r[:, :4].astype(np.int32), r[:, 4].astype(np.float32),
+                              bool(d["tilted"]))
+        c = np.float32(values[i])
+        assert accepts(feature, c), (i, c)
+        assert not accepts(feature, np.nextafter(c, np.float32(np.inf))), (i, c)
 
 
 def test_subset_chunks_and_torch(rng):
@@ -137,7 +162,8 @@ def test_subset_chunks_and_torch(rng):
 def test_thread_count_does_not_change_values(rng):
     import pydetect
 
-    windows = rng.integers(0, 256, size=(9, 12, 12), dtype=np.uint8)
+    # 37 windows and > 1024 features: several window batches and feature blocks per thread
+    windows = rng.integers(0, 256, size=(37, 12, 12), dtype=np.uint8)
     bank = HaarFeatures((12, 12), mode="all")
     before = pydetect.get_num_threads()
     try:
@@ -148,6 +174,7 @@ def test_thread_count_does_not_change_values(rng):
     finally:
         pydetect.set_num_threads(before)
     np.testing.assert_array_equal(one, three)
+    np.testing.assert_array_equal(one, np.concatenate([bank.compute(w[None]) for w in windows]))
 
 
 def test_empty_and_one_window():

@@ -267,21 +267,8 @@ void bind_haar(py::module_& m) {
     return out;
   }, py::arg("windows"), py::arg("rects"), py::arg("weights"), py::arg("tilted"),
      py::arg("normalize"),
-     "Feature values (N, F) float32 of uint8 windows (N, h, w); normalize divides by OpenCV's "
-     "variance-normalisation factor.");
-
-  m.def("haar_window_integrals", [](const CArray<uint8_t>& window) {
-    if (window.ndim() != 2) throw py::value_error("window must have shape (h, w), got " + shape_of(window));
-    const int h = static_cast<int>(window.shape(0)), w = static_cast<int>(window.shape(1));
-    py::array_t<int32_t> sum({h + 1, w + 1}), tilted({h + 1, w + 1});
-    const uint8_t* in = window.data();
-    int32_t *ps = sum.mutable_data(), *pt = tilted.mutable_data();
-    {
-      py::gil_scoped_release release;
-      pydetect::haar::window_integrals(in, h, w, ps, pt);
-    }
-    return py::make_tuple(sum, tilted);
-  }, py::arg("window"), "(sum, tilted) integral images of one small window (cv2.integral3 layout).");
+     "Feature values (N, F) float32 of uint8 windows (N, h, w); normalize multiplies by the "
+     "detector's variance-normalisation factor (cascade::haar_vnf).");
 }
 
 // ----------------------------------------------------------------------------- boosting

@@ -9,6 +9,7 @@
 // stride, so one compiled feature serves every level (OpenCV does the same).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -107,6 +108,22 @@ HOST_DEVICE float haar_value(const CompiledHaar& f, const int32_t* window) {
             f.weight[1] * static_cast<float>(rect_sum(window, f.rect[1]));
   if (f.weight[2] != 0.0f) v += f.weight[2] * static_cast<float>(rect_sum(window, f.rect[2]));
   return v;
+}
+
+// Variance normalisation of a Haar window (OpenCV's HaarEvaluator::setWindow), over the
+// rectangle (1, 1, w - 2, h - 2) of `area` pixels with pixel sum `sum` and sum of squares
+// `sqsum`: vnf = float(1 / sqrt(area * sqsum - sum^2)), i.e. 1 / (area * stddev), or 0 when
+// that variance term is not positive. A node compares haar_value(...) * vnf (in float)
+// with its threshold; training values are normalised by the same product.
+HOST_DEVICE float haar_vnf(double area, double sum, double sqsum) {
+  const double v = area * sqsum - sum * sum;
+  return v > 0. ? static_cast<float>(1. / std::sqrt(v)) : 0.f;
+}
+
+// The detector's flat-window rule: a window with vnf == 0 or area * vnf >= 0.1 (pixel
+// standard deviation <= 10) is rejected before the first stage.
+HOST_DEVICE bool haar_window_rejected(double area, float vnf) {
+  return !(vnf != 0.f && area * vnf < 1e-1);
 }
 
 // A multi-block LBP feature: the 4 x 4 grid of corners of its 3 x 3 blocks.

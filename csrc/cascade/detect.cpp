@@ -244,11 +244,8 @@ Engine make_engine(const Model& m, int64_t stride, int64_t tilted_offset, int64_
 inline float haar_norm_factor(const Engine& e, const int32_t* p) {
   const int32_t s = rect_sum(p, e.norm);
   const uint32_t sq = static_cast<uint32_t>(rect_sum(p + e.sq_offset, e.norm));
-  double nf = e.norm_area * double(sq) - double(s) * double(s);
-  if (!(nf > 0.)) return 0.f;
-  nf = std::sqrt(nf);
-  const float vnf = static_cast<float>(1. / nf);
-  return e.norm_area * vnf < 1e-1 ? vnf : 0.f;
+  const float vnf = haar_vnf(e.norm_area, double(s), double(sq));
+  return haar_window_rejected(e.norm_area, vnf) ? 0.f : vnf;
 }
 
 // The hot loop for Haar stump cascades (most shipped cascades). Same arithmetic as
@@ -397,14 +394,8 @@ inline void haar_stage0_x4(const Engine& e, const int32_t* p0, float* vnf, doubl
     std::memcpy(s, &sv, sizeof(s));
     std::memcpy(q, &qv, sizeof(q));
     for (int k = 0; k < kLanes; ++k) {
-      double nf = e.norm_area * double(q[k]) - double(s[k]) * double(s[k]);
-      float f = 0.f;
-      if (nf > 0.) {
-        nf = std::sqrt(nf);
-        f = static_cast<float>(1. / nf);
-        if (!(e.norm_area * f < 1e-1)) f = 0.f;
-      }
-      vnf[k] = f;
+      const float f = haar_vnf(e.norm_area, double(s[k]), double(q[k]));
+      vnf[k] = haar_window_rejected(e.norm_area, f) ? 0.f : f;
     }
   }
   v4f scale;

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 
+#include "cascade/cascade.h"
 #include "common/check.h"
+#include "integral/integral.h"
 #include "common/parallel.h"
 
 namespace pydetect {
@@ -131,67 +133,25 @@ void check_features(const Feature* features, int64_t n, int W, int H) {
   }
 }
 
-void window_integrals(const uint8_t* img, int h, int w, int32_t* sum, int32_t* tilted) {
-  const int s = w + 1;
-  for (int x = 0; x <= w; ++x) sum[x] = 0;
-  for (int y = 0; y < h; ++y) {
-    int32_t row = 0;
-    sum[(y + 1) * s] = 0;
-    for (int x = 0; x < w; ++x) {
-      row += img[y * w + x];
-      sum[(y + 1) * s + x + 1] = sum[y * s + x + 1] + row;
-    }
-  }
-  if (!tilted) return;
-  // tilted(X, Y) = sum of img(x, y) over y < Y, |x - X + 1| <= Y - 1 - y (cv2.integral3).
-  // Recurrence on a table padded by h + 1 columns on each side (the triangles widen upwards
-  // past the window's edges):
-  //   T(X, Y) = T(X-1, Y-1) + T(X+1, Y-1) - T(X, Y-2) + img(X-1, Y-1) + img(X-1, Y-2).
-  const int pad = h + 1, pw = w + 1 + 2 * pad;
-  std::vector<int32_t> t(static_cast<size_t>(pw) * (h + 1), 0);
-  auto px = [&](int x, int y) -> int32_t {
-    return (x >= 0 && x < w && y >= 0 && y < h) ? img[y * w + x] : 0;
-  };
-  for (int Y = 1; Y <= h; ++Y) {
-    for (int X = -pad + 1; X < w + 1 + pad - 1; ++X) {
-      const int c = X + pad;
-      int32_t v = t[(Y - 1) * pw + c - 1] + t[(Y - 1) * pw + c + 1] + px(X - 1, Y - 1);
-      if (Y >= 2) v += px(X - 1, Y - 2) - t[(Y - 2) * pw + c];
-      t[Y * pw + c] = v;
-    }
-  }
-  for (int Y = 0; Y <= h; ++Y)
-    for (int X = 0; X <= w; ++X) tilted[Y * s + X] = t[Y * pw + X + pad];
-}
-
 namespace {
 
-struct Compiled {
-  int32_t p[kMaxRects][4];
-  float weight[kMaxRects];
-  bool tilted;
-};
-
-Compiled compile(const Feature& f, int stride) {
-  Compiled c;
+// A feature compiled as the detector compiles it (detect.cpp's make_engine): offsets into
+// one per-window buffer holding the sum table, then the squared and tilted tables.
+cascade::CompiledHaar compile(const Feature& f, int64_t stride, int64_t tilted_offset) {
+  cascade::CompiledHaar c;
   for (int r = 0; r < kMaxRects; ++r) {
     const Rect& q = f.rect[r];
     c.weight[r] = q.weight;
-    if (q.weight == 0.0f) {
-      c.p[r][0] = c.p[r][1] = c.p[r][2] = c.p[r][3] = 0;
-    } else if (!f.tilted) {  // OpenCV's CV_SUM_OFFSETS
-      c.p[r][0] = q.x + stride * q.y;
-      c.p[r][1] = q.x + q.w + stride * q.y;
-      c.p[r][2] = q.x + stride * (q.y + q.h);
-      c.p[r][3] = q.x + q.w + stride * (q.y + q.h);
-    } else {  // OpenCV's CV_TILTED_OFFSETS
-      c.p[r][0] = q.x + stride * q.y;
-      c.p[r][1] = q.x - q.h + stride * (q.y + q.h);
-      c.p[r][2] = q.x + q.w + stride * (q.y + q.w);
-      c.p[r][3] = q.x + q.w - q.h + stride * (q.y + q.w + q.h);
+    if (q.weight == 0.0f) {  // unused slot: any coordinates, read at offset 0 (weight 0)
+      c.rect[r] = RectOffsets{0, 0, 0, 0};
+    } else if (!f.tilted) {
+      c.rect[r] = upright_rect_offsets(q.x, q.y, q.w, q.h, stride);
+    } else {
+      c.rect[r] = tilted_rect_offsets(q.x, q.y, q.w, q.h, stride);
+      c.rect[r].o0 += tilted_offset, c.rect[r].o1 += tilted_offset, c.rect[r].o2 += tilted_offset,
+          c.rect[r].o3 += tilted_offset;
     }
   }
-  c.tilted = f.tilted;
   return c;
 }
 
@@ -206,42 +166,55 @@ void compute_features(const uint8_t* windows, int64_t num_windows, int h, int w,
            w, "x", h);
   check_features(features, num_features, w, h);
   if (num_windows == 0 || num_features == 0) return;
-  const int stride = w + 1;
-  std::vector<Compiled> compiled(static_cast<size_t>(num_features));
   bool any_tilted = false;
-  for (int64_t i = 0; i < num_features; ++i) {
-    compiled[i] = compile(features[i], stride);
-    any_tilted = any_tilted || features[i].tilted;
-  }
-  const size_t table = static_cast<size_t>(h + 1) * stride;
-  parallel_for(0, num_windows, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<int32_t> sum(table), tilted(any_tilted ? table : 0);
-    for (int64_t n = lo; n < hi; ++n) {
-      const uint8_t* img = windows + n * static_cast<int64_t>(h) * w;
-      window_integrals(img, h, w, sum.data(), any_tilted ? tilted.data() : nullptr);
-      float nf = 1.0f;
-      if (normalize) {
-        int64_t s = 0, q = 0;
-        for (int y = 1; y < h - 1; ++y)
-          for (int x = 1; x < w - 1; ++x) {
-            const int64_t v = img[y * w + x];
-            s += v;
-            q += v * v;
-          }
-        nf = norm_factor(s, q, static_cast<int64_t>(h - 2) * (w - 2));
+  for (int64_t i = 0; i < num_features; ++i) any_tilted = any_tilted || features[i].tilted;
+  // Per-window buffer: sum | sqsum (when normalising) | tilted (when any feature is), each
+  // (h + 1) x (w + 1) int32 in OpenCV's layout, as the detector lays out a pyramid level.
+  const int64_t stride = w + 1, table = (h + 1) * stride;
+  const int64_t sq_offset = table, tilted_offset = (normalize ? 2 : 1) * table;
+  const size_t buffer = static_cast<size_t>(tilted_offset + (any_tilted ? table : 0));
+  std::vector<cascade::CompiledHaar> compiled(static_cast<size_t>(num_features));
+  for (int64_t i = 0; i < num_features; ++i) compiled[i] = compile(features[i], stride, tilted_offset);
+  const RectOffsets norm = upright_rect_offsets(1, 1, w - 2, h - 2, stride);
+  const double norm_area = double(w - 2) * double(h - 2);
+  // Cache blocking: the compiled bank (~110 bytes a feature) is far larger than the cache
+  // for full banks, so each thread takes up to kBatch windows, builds their tables, and
+  // sweeps the bank in blocks of kBlock features over all of them.
+  constexpr int64_t kBatch = 16, kBlock = 1024;
+  const int64_t grain = std::min<int64_t>(
+      kBatch, std::max<int64_t>(1, num_windows / (4 * static_cast<int64_t>(get_num_threads()))));
+  parallel_for(0, num_windows, grain, [&](int64_t lo, int64_t hi) {
+    std::vector<int32_t> buf(static_cast<size_t>(std::min(hi - lo, kBatch)) * buffer);
+    float vnf[kBatch];
+    for (int64_t b0 = lo; b0 < hi; b0 += kBatch) {
+      const int64_t nb = std::min(kBatch, hi - b0);
+      for (int64_t k = 0; k < nb; ++k) {
+        const uint8_t* img = windows + (b0 + k) * static_cast<int64_t>(h) * w;
+        int32_t* sum = buf.data() + k * buffer;
+        integral_image<uint8_t, int32_t, int32_t>(img, h, w, w, sum,
+                                                  normalize ? sum + sq_offset : nullptr,
+                                                  any_tilted ? sum + tilted_offset : nullptr, stride);
+        vnf[k] = 1.0f;
+        if (normalize) {
+          // The detector's haar_norm_factor for this window at scale 1, without its
+          // flat-window rejection (a flat window still gets values; 0 when constant).
+          const int32_t s = rect_sum(sum, norm);
+          const uint32_t sq = static_cast<uint32_t>(rect_sum(sum + sq_offset, norm));
+          vnf[k] = cascade::haar_vnf(norm_area, double(s), double(sq));
+        }
       }
-      float* out = values + n * num_features;
-      const int32_t* up = sum.data();
-      const int32_t* tl = any_tilted ? tilted.data() : up;
-      for (int64_t i = 0; i < num_features; ++i) {
-        const Compiled& c = compiled[i];
-        const int32_t* ii = c.tilted ? tl : up;
-        float v = c.weight[0] * static_cast<float>(rect_sum(ii, c.p[0][0], c.p[0][1], c.p[0][2], c.p[0][3])) +
-                  c.weight[1] * static_cast<float>(rect_sum(ii, c.p[1][0], c.p[1][1], c.p[1][2], c.p[1][3]));
-        if (c.weight[2] != 0.0f)
-          v += c.weight[2] * static_cast<float>(rect_sum(ii, c.p[2][0], c.p[2][1], c.p[2][2], c.p[2][3]));
-        if (normalize) v = nf != 0.0f ? v / nf : 0.0f;
-        out[i] = v;
+      for (int64_t f0 = 0; f0 < num_features; f0 += kBlock) {
+        const int64_t f1 = std::min(num_features, f0 + kBlock);
+        for (int64_t k = 0; k < nb; ++k) {
+          const int32_t* sum = buf.data() + k * buffer;
+          float* out = values + (b0 + k) * num_features;
+          if (normalize) {
+            const float nf = vnf[k];
+            for (int64_t i = f0; i < f1; ++i) out[i] = cascade::haar_value(compiled[i], sum) * nf;
+          } else {
+            for (int64_t i = f0; i < f1; ++i) out[i] = cascade::haar_value(compiled[i], sum);
+          }
+        }
       }
     }
   });

@@ -7,7 +7,6 @@
 // whose top corner is at (x, y), read from the tilted integral image.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -53,30 +52,11 @@ std::vector<Feature> enumerate_skimage(int width, int height, unsigned type_mask
 // Throws std::invalid_argument when a rectangle leaves a width x height window.
 void check_features(const Feature* features, int64_t num_features, int width, int height);
 
-// OpenCV's variance-normalisation factor of a window (calcNormFactor / HaarEvaluator):
-// sqrt(area * sqsum - sum^2) over the rectangle (1, 1, w - 2, h - 2). Returned as float,
-// as opencv_traincascade stores it.
-HOST_DEVICE float norm_factor(int64_t sum, int64_t sqsum, int64_t area) {
-  const double a = static_cast<double>(area), s = static_cast<double>(sum);
-  const double q = static_cast<double>(sqsum);
-  const double v = a * q - s * s;
-  return v > 0 ? static_cast<float>(std::sqrt(v)) : 0.0f;
-}
-
-// Sum over an integral-image rectangle given its four corner offsets (OpenCV's p0..p3).
-HOST_DEVICE int32_t rect_sum(const int32_t* ii, int32_t p0, int32_t p1, int32_t p2, int32_t p3) {
-  // Unsigned arithmetic: the result is exact even when the partial sums wrap.
-  return static_cast<int32_t>(static_cast<uint32_t>(ii[p0]) - static_cast<uint32_t>(ii[p1]) -
-                              static_cast<uint32_t>(ii[p2]) + static_cast<uint32_t>(ii[p3]));
-}
-
-// Per-window integral images of a h x w uint8 window (layout of cv2.integral3, (h+1) x (w+1)
-// int32): `sum` always, `tilted` when non-null.
-void window_integrals(const uint8_t* window, int h, int w, int32_t* sum, int32_t* tilted);
-
 // values[n * num_features + f] = feature f on window n (windows: n x h x w uint8, C order).
-// normalize: divide by norm_factor (0 when the factor is 0), exactly as opencv_traincascade
-// computes training values. Parallel over windows.
+// Values are cascade::haar_value over the window's integral_image tables. normalize:
+// multiplied by cascade::haar_vnf of the rectangle (1, 1, w - 2, h - 2), i.e. bit-identical
+// to the value the detector compares with a node threshold on that window at scale 1
+// (flat windows, which the detector rejects, are not rejected here). Parallel over windows.
 void compute_features(const uint8_t* windows, int64_t num_windows, int h, int w,
                       const Feature* features, int64_t num_features, bool normalize,
                       float* values);

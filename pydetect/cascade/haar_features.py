@@ -12,10 +12,13 @@ A feature is up to three weighted rectangles, the representation of OpenCV's cas
   ``type-3-y``, ``type-4``) in :func:`skimage.feature.haar_like_feature_coord`'s order, with
   weights that reproduce :func:`skimage.feature.haar_like_feature` exactly.
 
-Values are normalised as the detector normalises them (OpenCV's ``calcNormFactor`` and
-``HaarEvaluator::setWindow``): divided by ``sqrt(A * sum(p^2) - sum(p)^2)`` over the window
-rectangle ``(1, 1, w - 2, h - 2)`` of area ``A``, i.e. ``A`` times the pixel standard deviation.
-Stage thresholds learned on these values are therefore the ones an OpenCV cascade file holds.
+Values are normalised exactly as the detector normalises them (OpenCV's
+``HaarEvaluator::setWindow``): the float32 raw value times the float32
+``vnf = 1 / sqrt(A * sum(p^2) - sum(p)^2)`` over the window rectangle ``(1, 1, w - 2, h - 2)``
+of area ``A`` (``A`` times the pixel standard deviation), computed by the same C++ code, so a
+value is bit-identical to what :class:`~pydetect.cascade.CascadeDetector` compares with a node
+threshold on that window at scale 1. Stage thresholds learned on these values are therefore
+the ones an OpenCV cascade file holds.
 """
 
 from __future__ import annotations
@@ -208,8 +211,11 @@ class HaarFeatures:
         windows : (N, h, w) or (h, w) uint8 array or tensor
             Grey sample windows of exactly the bank's window size.
         normalize : bool, default True
-            Divide by OpenCV's variance-normalisation factor (``A * std`` over the rectangle
-            ``(1, 1, w - 2, h - 2)``; a flat window gives 0), as the cascade detector does.
+            Multiply by the detector's variance-normalisation factor
+            ``float32(1 / (A * std))`` over the rectangle ``(1, 1, w - 2, h - 2)`` of area ``A``
+            (0 when that rectangle is constant), giving exactly the value the cascade detector compares
+            with a node threshold. The detector also rejects windows with ``std <= 10``; their
+            values are still computed here.
             False gives the raw weighted rectangle-sum differences (with ``mode="skimage"``,
             equal to :func:`skimage.feature.haar_like_feature`).
         features : array of int, optional
