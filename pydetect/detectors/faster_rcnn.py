@@ -145,7 +145,8 @@ class FasterRCNN(BaseDetector):
                                 batch_size_per_image=self.roi_batch_size_per_image,
                                 score_thresh=self.box_score_thresh, nms_thresh=self.box_nms_thresh,
                                 detections_per_img=self.detections_per_img)
-        return models.GeneralizedRCNN(backbone, rpn, heads)
+        divisible = 32 if (self.fpn or self.backbone == "resnet18") else 8
+        return models.GeneralizedRCNN(backbone, rpn, heads, size_divisible=divisible)
 
     # ------------------------------------------------------------------------- training
     def fit(self, dataset):

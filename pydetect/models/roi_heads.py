@@ -163,7 +163,7 @@ class RoIHeads(nn.Module):
         for props, (h, w) in zip(proposals, image_sizes):
             r = props.shape[0]
             scores = scores_all[start:start + r, 1:]
-            boxes = boxes_all[start:start + r].reshape(r, -1, 4)[:, 1:]
+            boxes = boxes_all[start:start + r].reshape(r, scores_all.shape[1], 4)[:, 1:]
             start += r
             k = scores.shape[1]
             boxes = torch.stack([boxes[..., 0].clamp(0, w), boxes[..., 1].clamp(0, h),

@@ -95,10 +95,12 @@ def _crop(image, box, size, context):
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def extract_crops(dataset, *, size=48, context=1.3, backgrounds_per_image=2, jitter=0.1, seed=0):
+def extract_crops(dataset, *, size=40, context=1.3, copies=2, backgrounds_per_image=3, jitter=0.1,
+                  seed=0):
     """Square object crops (label + 1) and background crops (label 0), resized to size x size.
 
-    Object crops are jittered by up to ``jitter`` of the box size; background boxes have the
+    Each object gives ``copies`` crops jittered by up to ``jitter`` of the box size and by
+    a scale factor in [0.85, 1.2] on the context; background boxes have the
     sizes of the dataset's objects and IoU < 0.2 with every object. Returns ``(crops (M, S, S, 3)
     uint8, labels (M,) int64)``.
     """
@@ -112,9 +114,10 @@ def extract_crops(dataset, *, size=48, context=1.3, backgrounds_per_image=2, jit
         for box, lab in zip(boxes, np.asarray(t["labels"]).reshape(-1)):
             bw, bh = box[2] - box[0], box[3] - box[1]
             all_sizes.append(max(bw, bh))
-            shift = rng.uniform(-jitter, jitter, 4) * [bw, bh, bw, bh]
-            crops.append(_crop(image, box + shift, size, context))
-            labels.append(int(lab) + 1)
+            for _ in range(copies):
+                shift = rng.uniform(-jitter, jitter, 4) * [bw, bh, bw, bh]
+                crops.append(_crop(image, box + shift, size, context * rng.uniform(0.85, 1.2)))
+                labels.append(int(lab) + 1)
         sizes = all_sizes[-20:] or [min(h, w) / 4]
         made = 0
         for _ in range(50 * backgrounds_per_image):
@@ -181,6 +184,7 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, seconds=90.0, max
     model.eval()
     with torch.no_grad():
         acc = float((model(xv).argmax(1) == yv).float().mean())
+    backbone.train()
     return acc
 
 
