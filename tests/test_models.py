@@ -216,3 +216,12 @@ def test_generalized_rcnn_train_and_eval_with_empty_images():
     assert len(out) == 2
     with pytest.raises(ValueError, match="targets"):
         model.train()(imgs)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # On a shared 2-core machine, OpenMP threads oversubscribe badly; one is faster.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

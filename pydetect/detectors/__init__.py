@@ -3,3 +3,8 @@
 from pydetect.detectors.base import BaseDetector, NotFittedError
 
 __all__ = ["BaseDetector", "NotFittedError"]
+
+# ---- R-CNN family (issue 7)
+from pydetect.detectors.faster_rcnn import FasterRCNN  # noqa: E402
+
+__all__ += ["FasterRCNN"]

@@ -55,6 +55,8 @@ class FasterRCNN(BaseDetector):
         Default: fitted to the training boxes (size quantiles; h / w quantiles).
     pretrain_seconds : float, default 90
         Crop-classifier pretraining time (0 disables it; ignored for a module backbone).
+    pretrain_epochs : int, default 30
+        Pretraining stops after this many epochs over the crops if the time is not up.
     train_seconds : float, default 600
     max_iter : int, default 4000
     batch_size : int, default 2
@@ -88,7 +90,7 @@ class FasterRCNN(BaseDetector):
     """
 
     def __init__(self, *, backbone="vgg", fpn=False, anchor_sizes=None, aspect_ratios=None,
-                 pretrain_seconds=90.0, train_seconds=600.0, max_iter=4000, batch_size=2, lr=2e-3,
+                 pretrain_seconds=90.0, pretrain_epochs=30, train_seconds=600.0, max_iter=4000, batch_size=2, lr=2e-3,
                  weight_decay=1e-4, rpn_batch_size_per_image=128, roi_batch_size_per_image=64,
                  rpn_pre_nms_top_n=(1000, 500), rpn_post_nms_top_n=(300, 150), representation_size=256,
                  box_score_thresh=0.05, box_nms_thresh=0.5, detections_per_img=100, hflip=False, seed=0,
@@ -98,6 +100,7 @@ class FasterRCNN(BaseDetector):
         self.anchor_sizes = anchor_sizes
         self.aspect_ratios = aspect_ratios
         self.pretrain_seconds = pretrain_seconds
+        self.pretrain_epochs = pretrain_epochs
         self.train_seconds = train_seconds
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -189,6 +192,7 @@ class FasterRCNN(BaseDetector):
                 crops, labels = T.extract_crops(dataset, seed=self.seed)
                 self.pretrain_accuracy_ = T.pretrain_backbone(
                     body, crops, labels, len(class_names) + 1, seconds=self.pretrain_seconds,
+                    max_epochs=self.pretrain_epochs,
                     hflip_aug=self.hflip, seed=self.seed, progress=self.progress)
                 if path and rank == 0:
                     from pydetect._io import atomic_write
