@@ -137,6 +137,9 @@ class DetectionDataset:
     image_sizes : sequence of (H, W), optional
         Sizes of path images, when known (e.g. from a COCO file), so that evaluation and
         export need not decode the images.
+    category_ids : sequence of int, optional
+        COCO category id of each class, used in COCO files and results. Default:
+        ``1 .. len(class_names)``.
 
     Examples
     --------
@@ -148,7 +151,7 @@ class DetectionDataset:
     ((20, 30, 3), (1, 4))
     """
 
-    def __init__(self, images, targets, class_names, *, image_ids=None, image_sizes=None):
+    def __init__(self, images, targets, class_names, *, image_ids=None, image_sizes=None, category_ids=None):
         images = list(images)
         targets = list(targets)
         if isinstance(class_names, str):
@@ -158,6 +161,13 @@ class DetectionDataset:
             raise ValueError("class_names must not be empty")
         if len(set(class_names)) != len(class_names):
             raise ValueError(f"class_names must be unique, got {class_names}")
+        if category_ids is None:
+            category_ids = list(range(1, len(class_names) + 1))
+        else:
+            category_ids = [int(c) for c in category_ids]
+            if len(category_ids) != len(class_names) or len(set(category_ids)) != len(category_ids):
+                raise ValueError(f"category_ids must be {len(class_names)} unique integers (one per class), "
+                                 f"got {category_ids}")
         if len(images) != len(targets):
             raise ValueError(f"images and targets must have the same length, got {len(images)} and {len(targets)}")
         n = len(images)
@@ -189,6 +199,7 @@ class DetectionDataset:
             self._targets.append(tgt)
         self._sizes = sizes
         self.class_names = class_names
+        self.category_ids = category_ids
         self.image_ids = image_ids
 
     # Sequence protocol ----------------------------------------------------------------
@@ -263,5 +274,6 @@ class DetectionDataset:
         ds._targets = [self._targets[i] for i in indices]
         ds._sizes = [self._sizes[i] for i in indices]
         ds.class_names = list(self.class_names)
+        ds.category_ids = list(self.category_ids)
         ds.image_ids = [self.image_ids[i] for i in indices]
         return ds

@@ -1,0 +1,135 @@
+"""coco_evaluate vs pycocotools (evaluate + accumulate + summarize) on a synthetic 5,000-image problem.
+
+Both get the same in-memory COCO ground truth and results. pycocotools' time excludes
+loading (COCO(), loadRes), which happens once; pydetect's time includes parsing the same
+dicts. faster-coco-eval is timed too when it is installed. Median of N runs after a warm-up.
+
+    PYTHONPATH=. python benchmarks/bench_eval.py [--images 5000] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+
+def make_problem(n_images, n_cats, seed=0):
+    """COCO-like: ~7 objects per image over n_cats classes (log-uniform sizes 8-300 px, 1% crowd),
+    ~30 detections per image: jittered copies of most objects plus background boxes, scores
+    rounded to 3 decimals (ties occur)."""
+    rng = np.random.default_rng(seed)
+    images, anns, results = [], [], []
+    for i in range(n_images):
+        images.append({"id": i + 1, "width": 640, "height": 480})
+        k = int(rng.poisson(7))
+        wh = np.exp(rng.uniform(np.log(8), np.log(300), size=(k, 2)))
+        xy = rng.uniform(0, 1, size=(k, 2)) * (np.array([640, 480]) - wh).clip(1)
+        cats = rng.integers(1, n_cats + 1, size=k)
+        crowd = rng.random(k) < 0.01
+        for j in range(k):
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(cats[j]),
+                         "bbox": [float(xy[j, 0]), float(xy[j, 1]), float(wh[j, 0]), float(wh[j, 1])],
+                         "area": float(wh[j, 0] * wh[j, 1]), "iscrowd": int(crowd[j])})
+            for _ in range(int(rng.integers(0, 4))):
+                jit = rng.normal(0, 0.1, size=4) * np.r_[wh[j], wh[j]]
+                results.append({"image_id": i + 1, "category_id": int(cats[j]) if rng.random() < 0.9 else
+                                int(rng.integers(1, n_cats + 1)),
+                                "bbox": [float(xy[j, 0] + jit[0]), float(xy[j, 1] + jit[1]),
+                                         float(max(wh[j, 0] + jit[2], 1)), float(max(wh[j, 1] + jit[3], 1))],
+                                "score": round(float(rng.random()), 3)})
+        for _ in range(int(rng.integers(10, 25))):
+            w, h = np.exp(rng.uniform(np.log(8), np.log(300), size=2))
+            results.append({"image_id": i + 1, "category_id": int(rng.integers(1, n_cats + 1)),
+                            "bbox": [float(rng.uniform(0, 600)), float(rng.uniform(0, 440)), float(w), float(h)],
+                            "score": round(float(rng.random()), 3)})
+    gt = {"images": images, "annotations": anns,
+          "categories": [{"id": c, "name": f"class{c}"} for c in range(1, n_cats + 1)]}
+    return gt, results
+
+
+def time_pycocotools(gt, results, cls_eval):
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = copy.deepcopy(gt)
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(copy.deepcopy(results))
+        t0 = time.perf_counter()
+        ev = cls_eval(coco_gt, coco_dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+        t = time.perf_counter() - t0
+    return t, np.array(ev.stats)
+
+
+def time_faster_coco_eval(gt, results):
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(copy.deepcopy(gt))
+        coco_dt = coco_gt.loadRes(copy.deepcopy(results))
+        t0 = time.perf_counter()
+        ev = COCOeval_faster(coco_gt, coco_dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+        t = time.perf_counter() - t0
+    return t, np.array(ev.stats)
+
+
+def time_pydetect(gt, results):
+    from pydetect import eval as pdeval
+
+    t0 = time.perf_counter()
+    out = pdeval.coco_evaluate(gt, results)
+    return time.perf_counter() - t0, out["stats"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=5000)
+    ap.add_argument("--cats", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args()
+    from pycocotools.cocoeval import COCOeval
+
+    gt, results = make_problem(args.images, args.cats)
+    print(f"{args.images} images, {len(gt['annotations'])} gt boxes, {len(results)} detections, "
+          f"{args.cats} categories, cpu_count={os.cpu_count()}")
+    peers = {"pycocotools": lambda: time_pycocotools(gt, results, COCOeval)}
+    try:
+        import faster_coco_eval  # noqa: F401
+
+        peers["faster-coco-eval"] = lambda: time_faster_coco_eval(gt, results)
+    except ImportError:
+        print("faster-coco-eval not installed: skipped")
+    times = {name: [] for name in [*peers, "pydetect"]}
+    stats = {}
+    for rep in range(args.repeats + 1):  # first round is the warm-up, interleaved runs
+        for name, fn in [*peers.items(), ("pydetect", lambda: time_pydetect(gt, results))]:
+            t, s = fn()
+            stats[name] = s
+            if rep:
+                times[name].append(t)
+        print(f"round {rep}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items() if v), flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for name in peers:
+        diff = np.abs(stats[name] - stats["pydetect"]).max()
+        print(f"{name}: median {med[name]:.3f}s; pydetect {med['pydetect']:.3f}s; "
+              f"ratio {med[name] / med['pydetect']:.1f}x; max |stats diff| {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Drawing detections on images and plotting precision-recall curves.
+
+Plots use matplotlib's object API with the Agg canvas (no pyplot, no global backend
+change, no display needed) and are written atomically as PNG.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from pydetect._io import atomic_write
+from pydetect._validation import as_image
+
+__all__ = ["draw_detections", "plot_pr", "class_color"]
+
+
+def class_color(label: int) -> tuple:
+    """A distinct, deterministic RGB colour for a class index (golden-ratio hue steps)."""
+    import colorsys
+
+    h = (int(label) * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(h, 0.85, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def draw_detections(image, detections, class_names=None, *, score_threshold: float = 0.0, thickness: int = 2,
+                    show_scores: bool = True) -> np.ndarray:
+    """Draws boxes with class names and scores on a copy of an image.
+
+    Parameters
+    ----------
+    image : array, shape (H, W) or (H, W, 3)
+        RGB (or grey) uint8, or float in [0, 1].
+    detections : Detections or dict
+        Boxes (N, 4) xyxy with ``scores`` and ``labels``; a target dict (``boxes``,
+        ``labels``) is drawn without scores.
+    class_names : sequence of str, optional
+        Names for the labels; default: the label numbers.
+    score_threshold : float
+        Detections scoring below this are not drawn.
+    thickness : int
+        Line thickness in pixels.
+    show_scores : bool
+        Append the score to the caption.
+
+    Returns
+    -------
+    array, shape (H, W, 3), uint8
+        A new RGB image; colours depend on the class (:func:`class_color`).
+    """
+    import cv2
+
+    img = as_image(image, "image")
+    img = np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img.copy()
+    if isinstance(detections, dict):
+        boxes = np.asarray(detections["boxes"], np.float64).reshape(-1, 4)
+        labels = np.asarray(detections["labels"], np.int64).reshape(-1)
+        scores = None
+    else:
+        boxes = np.asarray(detections.boxes, np.float64)
+        labels = np.asarray(detections.labels)
+        scores = np.asarray(detections.scores, np.float64)
+    h, w = img.shape[:2]
+    font_scale = max(0.35, min(h, w) / 800)
+    order = np.arange(len(boxes)) if scores is None else np.argsort(scores, kind="stable")  # best drawn last (on top)
+    for i in order:
+        if scores is not None and scores[i] < score_threshold:
+            continue
+        x1, y1, x2, y2 = (int(round(v)) for v in boxes[i])
+        color = class_color(labels[i])
+        cv2.rectangle(img, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), color, thickness)
+        name = class_names[labels[i]] if class_names is not None else str(int(labels[i]))
+        caption = f"{name} {scores[i]:.2f}" if (scores is not None and show_scores) else name
+        (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+        ty = y1 - 2 if y1 - th - base - 2 >= 0 else min(h - 1, y1 + th + 2)
+        cv2.rectangle(img, (x1, ty - th - 1), (x1 + tw + 1, ty + base - 1), color, -1)
+        cv2.putText(img, caption, (x1 + 1, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return img
+
+
+def _curves_from(results, class_names=None) -> dict:
+    """{name: (recall, precision, ap)} from voc_evaluate / coco_evaluate output or a plain dict."""
+    if isinstance(results, dict) and "precision" in results and isinstance(results["precision"], dict):
+        return {n: (np.asarray(results["recall"][n]), np.asarray(results["precision"][n]), results["AP"].get(n))
+                for n in results["precision"]}
+    if isinstance(results, dict) and "precision" in results:  # coco_evaluate(..., return_arrays=True)
+        from pydetect.eval.coco import REC_THRS
+
+        prec = np.asarray(results["precision"])  # (T, R, K, A, M)
+        names = class_names or list(results.get("per_class", {})) or [str(k) for k in range(prec.shape[2])]
+        out = {}
+        for k, n in enumerate(names):
+            p = prec[0, :, k, 0, -1]  # IoU 0.5, all areas, 100 detections
+            if (p > -1).any():
+                out[f"{n}"] = (REC_THRS, np.clip(p, 0, None), float(p[p > -1].mean()))
+        return out
+    if isinstance(results, dict):
+        out = {}
+        for n, v in results.items():
+            rec, prec = v[0], v[1]
+            out[n] = (np.asarray(rec), np.asarray(prec), v[2] if len(v) > 2 else None)
+        return out
+    raise TypeError("results must be a voc_evaluate or coco_evaluate(return_arrays=True) result, "
+                    "or a dict {name: (recall, precision)}")
+
+
+def plot_pr(results, path, *, class_names=None, title: str | None = None, dpi: int = 100) -> str:
+    """Plots precision-recall curves, one per class, and saves them as PNG.
+
+    Parameters
+    ----------
+    results : dict
+        The output of :func:`pydetect.eval.voc_evaluate`, of
+        :func:`pydetect.eval.coco_evaluate` with ``return_arrays=True`` (curves at IoU 0.5,
+        all areas), or ``{name: (recall, precision[, ap])}``.
+    path : path
+        The PNG file to write (atomically).
+    class_names : sequence of str, optional
+        Class names for COCO arrays (default: the result's ``per_class`` keys).
+    title : str, optional
+    dpi : int
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
+    import os
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    curves = _curves_from(results, class_names)
+    fig = Figure(figsize=(6, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for k, (name, (rec, prec, ap)) in enumerate(curves.items()):
+        if rec.size == 0 or not np.isfinite(rec).all():
+            continue
+        label = name if ap is None or not np.isfinite(ap) else f"{name} (AP {ap:.3f})"
+        ax.plot(rec, prec, drawstyle="steps-post", color=np.array(class_color(k)) / 255.0 * 0.8, label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    if curves:
+        ax.legend(loc="lower left", fontsize="small")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    path = os.fspath(path)
+    with atomic_write(path) as f:
+        f.write(buf.getvalue())
+    return path
