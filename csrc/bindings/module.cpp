@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -14,6 +15,8 @@
 #include "boxes/nms.h"
 #include "common/parallel.h"
 #include "roi/roi_ops.h"
+#include "segmentation/felzenszwalb.h"
+#include "selective_search/selective_search.h"
 
 namespace py = pybind11;
 
@@ -253,6 +256,131 @@ void bind_roi(py::module_& m) {
     return out;
   }, py::arg("grad_output"), py::arg("argmax"), py::arg("rois"), py::arg("n"), py::arg("c"),
      py::arg("h"), py::arg("w"), "RoI max pool backward: gradient (N, C, H, W) of the input.");
+
+// ----------------------------------------------------------------------------- segmentation
+// Felzenszwalb segmentation and selective search (csrc/segmentation, csrc/selective_search).
+void bind_segmentation(py::module_& m) {
+  // (H, W) or (H, W, C) -> sizes; C is 1 for a 2-D array.
+  auto image_dims = [](const py::array& a, const char* name, int64_t* h, int64_t* w, int64_t* c) {
+    if (a.ndim() != 2 && a.ndim() != 3) {
+      throw py::value_error(std::string(name) + " must have shape (H, W) or (H, W, C), got " + shape_of(a));
+    }
+    *h = a.shape(0);
+    *w = a.shape(1);
+    *c = a.ndim() == 3 ? a.shape(2) : 1;
+    if (*h == 0 || *w == 0 || *c == 0) throw py::value_error(std::string(name) + " must not be empty, got " + shape_of(a));
+  };
+  auto labels_of = [](const CArray<int32_t>& labels, int64_t h, int64_t w) {
+    if (labels.ndim() != 2 || labels.shape(0) != h || labels.shape(1) != w) {
+      throw py::value_error("labels must have shape (" + std::to_string(h) + ", " + std::to_string(w) + "), got " +
+                            shape_of(labels));
+    }
+    int32_t n = 0;
+    for (py::ssize_t i = 0; i < labels.size(); ++i) {
+      if (labels.data()[i] < 0) throw py::value_error("labels must be >= 0");
+      n = std::max(n, labels.data()[i] + 1);
+    }
+    return n;
+  };
+
+  m.def("felzenszwalb", [image_dims](const CArray<float>& image, double scale, double sigma, int64_t min_size) {
+    int64_t h, w, c;
+    image_dims(image, "image", &h, &w, &c);
+    py::array_t<int32_t> labels({h, w});
+    const float* in = image.data();
+    int32_t* out = labels.mutable_data();
+    py::gil_scoped_release release;
+    pydetect::felzenszwalb(in, h, w, c, scale, sigma, min_size, out);
+    return labels;
+  }, py::arg("image"), py::arg("scale"), py::arg("sigma"), py::arg("min_size"),
+     "Felzenszwalb-Huttenlocher segmentation of a float (H, W[, C]) image on the [0, 1] scale "
+     "-> (H, W) int32 labels 0..n-1 numbered in raster order of first appearance.");
+
+  m.def("ss_convert_color", [](const CArray<uint8_t>& rgb, int space) {
+    if (rgb.ndim() != 3 || rgb.shape(2) != 3) throw py::value_error("image must have shape (H, W, 3), got " + shape_of(rgb));
+    if (space < 0 || space > 4) throw py::value_error("unknown colour space code");
+    const auto cs = pydetect::ColorSpace(space);
+    const int64_t h = rgb.shape(0), w = rgb.shape(1), c = pydetect::color_space_channels(cs);
+    py::array_t<float> out({h, w, c});
+    const uint8_t* in = rgb.data();
+    float* o = out.mutable_data();
+    py::gil_scoped_release release;
+    pydetect::convert_color(in, h * w, cs, o);
+    return out;
+  }, py::arg("image"), py::arg("space"),
+     "RGB uint8 (H, W, 3) -> (H, W, C) float32 on [0, 1]; space 0 HSV, 1 Lab, 2 rgI, 3 H, 4 I.");
+
+  m.def("ss_region_features", [image_dims, labels_of](const CArray<float>& image, const CArray<int32_t>& labels) {
+    int64_t h, w, c;
+    image_dims(image, "image", &h, &w, &c);
+    const int32_t n = labels_of(labels, h, w);
+    pydetect::RegionSet r;
+    {
+      py::gil_scoped_release release;
+      const pydetect::PixelBins bins = pydetect::compute_pixel_bins(image.data(), h, w, int(c));
+      r = pydetect::build_regions(bins, labels.data(), n, h, w);
+    }
+    py::array_t<float> color({int64_t(n), int64_t(pydetect::kColorBins * c)});
+    py::array_t<float> texture({int64_t(n), int64_t(pydetect::kTextureBins * pydetect::kOrientations * c)});
+    py::array_t<int32_t> boxes({int64_t(n), int64_t(4)});
+    std::copy(r.color.begin(), r.color.end(), color.mutable_data());
+    std::copy(r.texture.begin(), r.texture.end(), texture.mutable_data());
+    std::copy(r.box.begin(), r.box.end(), boxes.mutable_data());
+    py::list neighbours;
+    for (const auto& nb : r.neighbours) {
+      std::vector<int32_t> sorted(nb);
+      std::sort(sorted.begin(), sorted.end());
+      neighbours.append(to_array(sorted));
+    }
+    return py::make_tuple(to_array(r.size), boxes, color, texture, neighbours);
+  }, py::arg("image"), py::arg("labels"),
+     "Selective-search region features of a converted (H, W, C) image and its (H, W) labels -> "
+     "(sizes, inclusive boxes, colour histograms, texture histograms, neighbour lists).");
+
+  m.def("ss_hierarchy", [image_dims, labels_of](const CArray<float>& image, const CArray<int32_t>& labels, int terms) {
+    int64_t h, w, c;
+    image_dims(image, "image", &h, &w, &c);
+    const int32_t n = labels_of(labels, h, w);
+    if (terms <= 0 || terms > 15) throw py::value_error("terms must be a non-empty mask of 1|2|4|8");
+    pydetect::Hierarchy hier;
+    {
+      py::gil_scoped_release release;
+      const pydetect::PixelBins bins = pydetect::compute_pixel_bins(image.data(), h, w, int(c));
+      hier = pydetect::group_regions(pydetect::build_regions(bins, labels.data(), n, h, w), terms);
+    }
+    const int64_t steps = int64_t(hier.similarity.size()), count = int64_t(hier.boxes.size() / 4);
+    py::array_t<int32_t> merges({steps, int64_t(2)});
+    py::array_t<int32_t> boxes({count, int64_t(4)});
+    std::copy(hier.merges.begin(), hier.merges.end(), merges.mutable_data());
+    std::copy(hier.boxes.begin(), hier.boxes.end(), boxes.mutable_data());
+    return py::make_tuple(merges, to_array(hier.similarity), boxes);
+  }, py::arg("image"), py::arg("labels"), py::arg("terms"),
+     "Hierarchical grouping -> (merges (S, 2), similarities (S,), inclusive boxes of all regions).");
+
+  m.def("selective_search", [](const CArray<uint8_t>& rgb, const std::vector<int>& spaces, const std::vector<double>& ks,
+                               const std::vector<int>& strategies, int64_t min_size, double sigma, uint64_t seed,
+                               int64_t max_size, int64_t max_boxes) {
+    if (rgb.ndim() != 3 || rgb.shape(2) != 3) throw py::value_error("image must have shape (H, W, 3), got " + shape_of(rgb));
+    std::vector<pydetect::ColorSpace> cs;
+    for (int s : spaces) {
+      if (s < 0 || s > 4) throw py::value_error("unknown colour space code");
+      cs.push_back(pydetect::ColorSpace(s));
+    }
+    for (int t : strategies)
+      if (t <= 0 || t > 15) throw py::value_error("strategy must be a non-empty mask of 1|2|4|8");
+    const uint8_t* in = rgb.data();
+    const int64_t h = rgb.shape(0), w = rgb.shape(1);
+    std::vector<float> boxes;
+    {
+      py::gil_scoped_release release;
+      boxes = pydetect::selective_search(in, h, w, cs, ks, strategies, min_size, sigma, seed, max_size, max_boxes);
+    }
+    py::array_t<float> out({int64_t(boxes.size() / 4), int64_t(4)});
+    std::copy(boxes.begin(), boxes.end(), out.mutable_data());
+    return out;
+  }, py::arg("image"), py::arg("spaces"), py::arg("ks"), py::arg("strategies"), py::arg("min_size"),
+     py::arg("sigma"), py::arg("seed"), py::arg("max_size"), py::arg("max_boxes"),
+     "Selective search on an RGB uint8 (H, W, 3) image -> (N, 4) float32 xyxy boxes, best-ranked first.");
 }
 
 }  // namespace
@@ -271,4 +399,5 @@ PYBIND11_MODULE(_C, m) {
   bind_boxes<double>(m);
   bind_roi<float>(m);
   bind_roi<double>(m);
+  bind_segmentation(m);
 }

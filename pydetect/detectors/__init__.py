@@ -5,6 +5,8 @@ from pydetect.detectors.base import BaseDetector, NotFittedError
 __all__ = ["BaseDetector", "NotFittedError"]
 
 # ---- R-CNN family (issue 7)
+from pydetect.detectors.fast_rcnn import FastRCNN  # noqa: E402
 from pydetect.detectors.faster_rcnn import FasterRCNN  # noqa: E402
+from pydetect.detectors.rcnn import RCNN  # noqa: E402
 
-__all__ += ["FasterRCNN"]
+__all__ += ["RCNN", "FastRCNN", "FasterRCNN"]

@@ -35,7 +35,123 @@ def build_backbone(backbone, fpn):
     raise ValueError(f"backbone must be 'vgg', 'resnet18' or a torch module, got {backbone!r}")
 
 
-class FasterRCNN(BaseDetector):
+class _TwoStageEstimator(BaseDetector):
+    """Fit / predict shared by FastRCNN and FasterRCNN; subclasses give the hooks
+    ``_prepare(targets)``, ``_build(backbone, num_classes)``, ``_training_proposals``,
+    ``_test_proposals`` and ``_checkpoint_name``."""
+
+    _checkpoint_name = "rcnn.ckpt"
+
+    def _prepare(self, targets):
+        pass
+
+    def _training_proposals(self, dataset, images):
+        return None
+
+    def _test_proposals(self, images):
+        return None
+
+    # ------------------------------------------------------------------------- training
+    def fit(self, dataset):
+        """Pretrains the backbone on crops, then trains the detector end to end; returns self."""
+        from pydetect.models import training as T
+
+        class_names, targets = T.check_detection_dataset(dataset)
+        old_threads = torch.get_num_threads()
+        if self.num_threads is not None:
+            torch.set_num_threads(int(self.num_threads))
+        try:
+            return self._fit(dataset, class_names, targets)
+        finally:
+            torch.set_num_threads(old_threads)
+
+    def _fit(self, dataset, class_names, targets):
+        from pydetect.models import training as T
+
+        torch.manual_seed(self.seed)
+        rank, world = T.distributed_info()
+        self._prepare(targets)
+        ckpt_dir = self.checkpoint_dir
+        if ckpt_dir is not None:
+            os.makedirs(ckpt_dir, exist_ok=True)
+        fpn = getattr(self, "fpn", False)
+        backbone = build_backbone(self.backbone, fpn)
+        self.pretrain_accuracy_ = None
+        if isinstance(self.backbone, str) and self.pretrain_seconds > 0:
+            body = backbone.body if fpn else backbone
+            path = os.path.join(ckpt_dir, "backbone_pretrained.pt") if ckpt_dir else None
+            if path and self.resume and os.path.exists(path):
+                saved = torch.load(path, map_location="cpu", weights_only=False)
+                body.load_state_dict(saved["state"])
+                self.pretrain_accuracy_ = saved["accuracy"]
+            else:
+                crops, labels = T.extract_crops(dataset, seed=self.seed)
+                self.pretrain_accuracy_ = T.pretrain_backbone(
+                    body, crops, labels, len(class_names) + 1, seconds=self.pretrain_seconds,
+                    max_epochs=self.pretrain_epochs,
+                    hflip_aug=self.hflip, seed=self.seed, progress=self.progress)
+                if path and rank == 0:
+                    from pydetect._io import atomic_write
+
+                    with atomic_write(path, "wb") as f:
+                        torch.save({"state": body.state_dict(), "accuracy": self.pretrain_accuracy_}, f)
+        model = self._build(backbone, len(class_names))
+        images = [dataset[i][0] for i in range(len(dataset))]
+        tgts = [{"boxes": torch.as_tensor(t["boxes"], dtype=torch.float32).reshape(-1, 4),
+                 "labels": torch.as_tensor(t["labels"], dtype=torch.int64).reshape(-1)} for t in targets]
+        proposals = self._training_proposals(dataset, images)
+        hflip = self.hflip
+        batch_size = self.batch_size
+
+        def sample_batch(it, rank, world, rng):
+            idx = rng.choice(len(images), size=min(batch_size, len(images)), replace=False)
+            ims, ts, ps = [], [], []
+            for i in idx:
+                im, t = T.image_to_tensor(images[i]), tgts[i]
+                p = proposals[i] if proposals is not None else None
+                if hflip and rng.random() < 0.5:
+                    im, t = T.hflip(im, t)
+                    if p is not None:
+                        p = T.hflip(im, {"boxes": p})[1]["boxes"]
+                ims.append(im)
+                ts.append(t)
+                ps.append(p)
+            return (ims, ts) if proposals is None else (ims, ts, ps)
+
+        ckpt = os.path.join(ckpt_dir, self._checkpoint_name) if ckpt_dir else None
+        self.history_ = T.train_loop(model, sample_batch, max_iter=self.max_iter, seconds=self.train_seconds,
+                                     lr=self.lr, weight_decay=self.weight_decay, seed=self.seed,
+                                     checkpoint_path=ckpt, resume=self.resume, progress=self.progress,
+                                     desc=type(self).__name__)
+        model.eval()
+        self.model_ = model
+        self.class_names_ = class_names
+        return self
+
+    # ------------------------------------------------------------------------- inference
+    def predict(self, image) -> Detections:
+        """Detections of one image (H, W) or (H, W, 3); labels index ``class_names_``."""
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images, batch_size=4) -> list:
+        """Detections of each image, run ``batch_size`` images at a time."""
+        from pydetect.models.training import image_to_tensor
+
+        self._check_fitted()
+        images = list(images)
+        tensors = [image_to_tensor(im) for im in images]
+        self.model_.eval()
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(tensors), batch_size):
+                chunk = tensors[s:s + batch_size]
+                props = self._test_proposals(images[s:s + batch_size])
+                for d in self.model_(chunk, proposals=props):
+                    out.append(Detections(d["boxes"].numpy(), d["scores"].numpy(), d["labels"].numpy()))
+        return out
+
+
+class FasterRCNN(_TwoStageEstimator):
     """Faster R-CNN trained from scratch on a pydetect dataset.
 
     Training: the backbone is first pretrained as a (K + 1)-way classifier on object and
@@ -151,97 +267,14 @@ class FasterRCNN(BaseDetector):
         divisible = 32 if (self.fpn or self.backbone == "resnet18") else 8
         return models.GeneralizedRCNN(backbone, rpn, heads, size_divisible=divisible)
 
-    # ------------------------------------------------------------------------- training
-    def fit(self, dataset):
-        """Pretrains the backbone on crops, then trains the detector end to end; returns self."""
+    _checkpoint_name = "faster_rcnn.ckpt"
+
+    def _prepare(self, targets):
         from pydetect.models import training as T
 
-        class_names, targets = T.check_detection_dataset(dataset)
-        old_threads = torch.get_num_threads()
-        if self.num_threads is not None:
-            torch.set_num_threads(int(self.num_threads))
-        try:
-            return self._fit(dataset, class_names, targets)
-        finally:
-            torch.set_num_threads(old_threads)
-
-    def _fit(self, dataset, class_names, targets):
-        from pydetect.models import training as T
-
-        torch.manual_seed(self.seed)
-        rank, world = T.distributed_info()
         if self.anchor_sizes is None or self.aspect_ratios is None:
             sizes, ratios = T.fit_anchors(targets, n_sizes=6 if self.fpn else 4)
         self.anchor_sizes_ = tuple(self.anchor_sizes or sizes)
         if self.fpn and len(self.anchor_sizes_) != 6:
             raise ValueError(f"with fpn=True give 6 anchor_sizes (2 per level), got {self.anchor_sizes_}")
         self.aspect_ratios_ = tuple(self.aspect_ratios or ratios)
-        ckpt_dir = self.checkpoint_dir
-        if ckpt_dir is not None:
-            os.makedirs(ckpt_dir, exist_ok=True)
-        backbone = build_backbone(self.backbone, self.fpn)
-        self.pretrain_accuracy_ = None
-        if isinstance(self.backbone, str) and self.pretrain_seconds > 0:
-            body = backbone.body if self.fpn else backbone
-            path = os.path.join(ckpt_dir, "backbone_pretrained.pt") if ckpt_dir else None
-            if path and self.resume and os.path.exists(path):
-                saved = torch.load(path, map_location="cpu", weights_only=False)
-                body.load_state_dict(saved["state"])
-                self.pretrain_accuracy_ = saved["accuracy"]
-            else:
-                crops, labels = T.extract_crops(dataset, seed=self.seed)
-                self.pretrain_accuracy_ = T.pretrain_backbone(
-                    body, crops, labels, len(class_names) + 1, seconds=self.pretrain_seconds,
-                    max_epochs=self.pretrain_epochs,
-                    hflip_aug=self.hflip, seed=self.seed, progress=self.progress)
-                if path and rank == 0:
-                    from pydetect._io import atomic_write
-
-                    with atomic_write(path, "wb") as f:
-                        torch.save({"state": body.state_dict(), "accuracy": self.pretrain_accuracy_}, f)
-        model = self._build(backbone, len(class_names))
-        images = [dataset[i][0] for i in range(len(dataset))]
-        tgts = [{"boxes": torch.as_tensor(t["boxes"], dtype=torch.float32).reshape(-1, 4),
-                 "labels": torch.as_tensor(t["labels"], dtype=torch.int64).reshape(-1)} for t in targets]
-        hflip = self.hflip
-        batch_size = self.batch_size
-
-        def sample_batch(it, rank, world, rng):
-            idx = rng.choice(len(images), size=min(batch_size, len(images)), replace=False)
-            ims, ts = [], []
-            for i in idx:
-                im, t = T.image_to_tensor(images[i]), tgts[i]
-                if hflip and rng.random() < 0.5:
-                    im, t = T.hflip(im, t)
-                ims.append(im)
-                ts.append(t)
-            return ims, ts
-
-        ckpt = os.path.join(ckpt_dir, "faster_rcnn.ckpt") if ckpt_dir else None
-        self.history_ = T.train_loop(model, sample_batch, max_iter=self.max_iter, seconds=self.train_seconds,
-                                     lr=self.lr, weight_decay=self.weight_decay, seed=self.seed,
-                                     checkpoint_path=ckpt, resume=self.resume, progress=self.progress,
-                                     desc="FasterRCNN")
-        model.eval()
-        self.model_ = model
-        self.class_names_ = class_names
-        return self
-
-    # ------------------------------------------------------------------------- inference
-    def predict(self, image) -> Detections:
-        """Detections of one image (H, W) or (H, W, 3); labels index ``class_names_``."""
-        return self.predict_batch([image])[0]
-
-    def predict_batch(self, images, batch_size=4) -> list:
-        """Detections of each image, run ``batch_size`` images at a time."""
-        from pydetect.models.training import image_to_tensor
-
-        self._check_fitted()
-        tensors = [image_to_tensor(im) for im in images]
-        self.model_.eval()
-        out = []
-        with torch.no_grad():
-            for s in range(0, len(tensors), batch_size):
-                for d in self.model_(tensors[s:s + batch_size]):
-                    out.append(Detections(d["boxes"].numpy(), d["scores"].numpy(), d["labels"].numpy()))
-        return out

@@ -28,3 +28,8 @@ def __getattr__(name):
     if name in ("RoIAlign", "RoIPool", "MultiScaleRoIAlign"):
         return getattr(_roi, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+from pydetect.ops.segmentation import felzenszwalb, selective_search  # noqa: E402
+
+__all__ += ["felzenszwalb", "selective_search"]
