@@ -256,6 +256,7 @@ void bind_roi(py::module_& m) {
     return out;
   }, py::arg("grad_output"), py::arg("argmax"), py::arg("rois"), py::arg("n"), py::arg("c"),
      py::arg("h"), py::arg("w"), "RoI max pool backward: gradient (N, C, H, W) of the input.");
+}
 
 // ----------------------------------------------------------------------------- segmentation
 // Felzenszwalb segmentation and selective search (csrc/segmentation, csrc/selective_search).
