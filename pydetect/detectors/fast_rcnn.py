@@ -85,8 +85,8 @@ class FastRCNN(_TwoStageEstimator):
             raise ValueError(f"roi_pool must be 'pool' or 'align', got {self.roi_pool!r}")
         c = backbone.out_channels
         pooler = models.RoIPooler("0", 7, kind=self.roi_pool, sampling_ratio=2, aligned=True)
-        heads = models.RoIHeads(pooler, models.TwoMLPHead(c * 49, self.representation_size),
-                                models.FastRCNNPredictor(self.representation_size, num_classes + 1),
+        heads = models.RoIHeads(pooler, models.TwoMLPHead(c * 49, self.representation_size, pooled_branch=True),
+                                models.FastRCNNPredictor(self.representation_size + c, num_classes + 1),
                                 bg_iou_low=0.1, batch_size_per_image=self.roi_batch_size_per_image,
                                 positive_fraction=0.25, score_thresh=self.box_score_thresh,
                                 nms_thresh=self.box_nms_thresh, detections_per_img=self.detections_per_img)

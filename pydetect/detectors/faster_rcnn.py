@@ -80,22 +80,29 @@ class _TwoStageEstimator(BaseDetector):
         if isinstance(self.backbone, str) and self.pretrain_seconds > 0:
             body = backbone.body if fpn else backbone
             path = os.path.join(ckpt_dir, "backbone_pretrained.pt") if ckpt_dir else None
+            crop_fc = torch.nn.Linear(body.out_channels, len(class_names) + 1)
             if path and self.resume and os.path.exists(path):
                 saved = torch.load(path, map_location="cpu", weights_only=False)
                 body.load_state_dict(saved["state"])
+                crop_fc.load_state_dict(saved["fc"])
                 self.pretrain_accuracy_ = saved["accuracy"]
             else:
                 crops, labels = T.extract_crops(dataset, seed=self.seed)
-                self.pretrain_accuracy_ = T.pretrain_backbone(
+                self.pretrain_accuracy_, clf = T.pretrain_backbone(
                     body, crops, labels, len(class_names) + 1, seconds=self.pretrain_seconds,
-                    max_epochs=self.pretrain_epochs,
-                    hflip_aug=self.hflip, seed=self.seed, progress=self.progress)
+                    max_epochs=self.pretrain_epochs, hflip_aug=self.hflip, seed=self.seed,
+                    progress=self.progress, return_classifier=True)
+                crop_fc = clf.fc
                 if path and rank == 0:
                     from pydetect._io import atomic_write
 
                     with atomic_write(path, "wb") as f:
-                        torch.save({"state": body.state_dict(), "accuracy": self.pretrain_accuracy_}, f)
+                        torch.save({"state": body.state_dict(), "fc": crop_fc.state_dict(),
+                                    "accuracy": self.pretrain_accuracy_}, f)
         model = self._build(backbone, len(class_names))
+        if self.pretrain_accuracy_ is not None and not fpn:
+            # The detector's classifier starts as the crop classifier (pooled-feature branch).
+            model.roi_heads.box_predictor.init_from_crop_classifier(crop_fc)
         images = [dataset[i][0] for i in range(len(dataset))]
         tgts = [{"boxes": torch.as_tensor(t["boxes"], dtype=torch.float32).reshape(-1, 4),
                  "labels": torch.as_tensor(t["labels"], dtype=torch.int64).reshape(-1)} for t in targets]
@@ -259,8 +266,8 @@ class FasterRCNN(_TwoStageEstimator):
             batch_size_per_image=self.rpn_batch_size_per_image,
             pre_nms_top_n={"training": self.rpn_pre_nms_top_n[0], "testing": self.rpn_pre_nms_top_n[1]},
             post_nms_top_n={"training": self.rpn_post_nms_top_n[0], "testing": self.rpn_post_nms_top_n[1]})
-        heads = models.RoIHeads(pooler, models.TwoMLPHead(c * 49, self.representation_size),
-                                models.FastRCNNPredictor(self.representation_size, num_classes + 1),
+        heads = models.RoIHeads(pooler, models.TwoMLPHead(c * 49, self.representation_size, pooled_branch=True),
+                                models.FastRCNNPredictor(self.representation_size + c, num_classes + 1),
                                 batch_size_per_image=self.roi_batch_size_per_image,
                                 score_thresh=self.box_score_thresh, nms_thresh=self.box_nms_thresh,
                                 detections_per_img=self.detections_per_img)

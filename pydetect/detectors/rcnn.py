@@ -45,7 +45,7 @@ class RCNN(BaseDetector):
     ----------
     backbone : {"vgg"} or torch.nn.Module, default "vgg"
         Feature extractor; features are its last map, average- and max-pooled.
-    crop_size : int, default 40
+    crop_size : int, default 32
         Warp size (the paper's 227, scaled to the small backbone and 16-80 px objects).
     proposal_mode : {"single", "fast", "quality"}, default "fast"
     train_proposals, test_proposals : int, default 200, 300
@@ -73,7 +73,7 @@ class RCNN(BaseDetector):
     pretrain_accuracy_, proposal_recall_ : float
     """
 
-    def __init__(self, *, backbone="vgg", crop_size=40, proposal_mode="fast", train_proposals=200,
+    def __init__(self, *, backbone="vgg", crop_size=32, proposal_mode="fast", train_proposals=200,
                  test_proposals=300, pretrain_seconds=120.0, pretrain_epochs=40, svm_C=0.01,
                  hard_negative_rounds=2, neg_iou=0.3, bbox_reg_iou=0.6, bbox_reg_alpha=1000.0,
                  nms_thresh=0.3, score_thresh=-1.0, detections_per_img=100, hflip=False, seed=0,

@@ -23,17 +23,26 @@ __all__ = ["TwoMLPHead", "FastRCNNPredictor", "RoIHeads", "fastrcnn_loss", "RoIP
 
 
 class TwoMLPHead(nn.Module):
-    """Flatten, then two fully connected layers with ReLU: (R, C, PH, PW) -> (R, D)."""
+    """Flatten, then two fully connected layers with ReLU: (R, C, PH, PW) -> (R, D).
 
-    def __init__(self, in_features, representation_size=256, dropout=0.0):
+    With ``pooled_branch=True`` the output also carries the RoI's average-pooled features:
+    (R, D + C). A predictor can then start from a classifier trained on average-pooled
+    crop features (see :meth:`FastRCNNPredictor.init_from_crop_classifier`).
+    """
+
+    def __init__(self, in_features, representation_size=256, dropout=0.0, pooled_branch=False):
         super().__init__()
         self.fc6 = nn.Linear(in_features, representation_size)
         self.fc7 = nn.Linear(representation_size, representation_size)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.pooled_branch = bool(pooled_branch)
 
     def forward(self, x):
-        x = self.dropout(F.relu(self.fc6(x.flatten(1))))
-        return self.dropout(F.relu(self.fc7(x)))
+        y = self.dropout(F.relu(self.fc6(x.flatten(1))))
+        y = self.dropout(F.relu(self.fc7(y)))
+        if self.pooled_branch:
+            y = torch.cat([y, x.mean((2, 3))], 1)
+        return y
 
 
 class FastRCNNPredictor(nn.Module):
@@ -50,6 +59,20 @@ class FastRCNNPredictor(nn.Module):
 
     def forward(self, x):
         return self.cls_score(x), self.bbox_pred(x)
+
+    def init_from_crop_classifier(self, fc: nn.Linear):
+        """Starts the class scores as a crop classifier on the last ``fc.in_features`` inputs.
+
+        ``fc`` maps average-pooled backbone features to (K + 1) scores, background first
+        (:class:`pydetect.models.CropClassifier`); the other inputs start with zero weight.
+        """
+        k1, c = fc.weight.shape
+        if k1 != self.cls_score.out_features or c > self.cls_score.in_features:
+            raise ValueError(f"crop classifier {tuple(fc.weight.shape)} does not fit {self.cls_score}")
+        with torch.no_grad():
+            self.cls_score.weight.zero_()
+            self.cls_score.weight[:, -c:] = fc.weight
+            self.cls_score.bias.copy_(fc.bias)
 
 
 class RoIPooler(nn.Module):

@@ -95,7 +95,7 @@ def _crop(image, box, size, context):
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def extract_crops(dataset, *, size=40, context=1.3, copies=2, backgrounds_per_image=3, jitter=0.1,
+def extract_crops(dataset, *, size=32, context=1.3, copies=2, backgrounds_per_image=3, jitter=0.1,
                   seed=0):
     """Square object crops (label + 1) and background crops (label 0), resized to size x size.
 
@@ -136,8 +136,11 @@ def extract_crops(dataset, *, size=40, context=1.3, copies=2, backgrounds_per_im
 
 
 def pretrain_backbone(backbone, crops, labels, num_classes, *, seconds=90.0, max_epochs=30,
-                      batch_size=64, lr=3e-3, hflip_aug=False, seed=0, progress=False):
-    """Trains ``backbone`` as a crop classifier (AdamW, cosine schedule); returns crop accuracy.
+                      batch_size=64, lr=3e-3, hflip_aug=False, seed=0, progress=False,
+                      return_classifier=False):
+    """Trains ``backbone`` as a crop classifier (AdamW, cosine schedule); returns crop accuracy
+    (and the :class:`CropClassifier`, whose ``fc`` can initialise a detector's classifier, if
+    ``return_classifier``).
 
     ``seconds`` caps the wall time; the schedule follows ``max(epoch progress, time progress)``.
     The returned accuracy is measured on the last 10% of the (shuffled) crops, held out.
@@ -185,7 +188,7 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, seconds=90.0, max
     with torch.no_grad():
         acc = float((model(xv).argmax(1) == yv).float().mean())
     backbone.train()
-    return acc
+    return (acc, model) if return_classifier else acc
 
 
 # ----------------------------------------------------------------------------- loop
