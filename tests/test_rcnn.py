@@ -158,4 +158,5 @@ def test_faster_rcnn_learns_digits():
     det.fit(train)
     dets = det.predict_batch([test[i][0] for i in range(len(test))])
     ap = ref.ap50(test, dets)
+    print(f"AP50 {ap:.3f} crop accuracy {det.pretrain_accuracy_:.2f} iterations {det.history_}")
     assert ap >= 0.30, f"AP50 {ap:.3f} (crop accuracy {det.pretrain_accuracy_:.2f})"

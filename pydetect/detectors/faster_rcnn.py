@@ -87,9 +87,9 @@ class _TwoStageEstimator(BaseDetector):
                 crop_fc.load_state_dict(saved["fc"])
                 self.pretrain_accuracy_ = saved["accuracy"]
             else:
-                crops, labels = T.extract_crops(dataset, seed=self.seed)
+                crops, labels, inner = T.extract_crops(dataset, seed=self.seed)
                 self.pretrain_accuracy_, clf = T.pretrain_backbone(
-                    body, crops, labels, len(class_names) + 1, seconds=self.pretrain_seconds,
+                    body, crops, labels, len(class_names) + 1, boxes=inner, seconds=self.pretrain_seconds,
                     max_epochs=self.pretrain_epochs, hflip_aug=self.hflip, seed=self.seed,
                     progress=self.progress, return_classifier=True)
                 crop_fc = clf.fc

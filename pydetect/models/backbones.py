@@ -167,6 +167,14 @@ class CropClassifier(nn.Module):
         self.backbone = backbone
         self.fc = nn.Linear(backbone.out_channels, num_classes)
 
-    def forward(self, x):
+    def forward(self, x, boxes=None):
+        """(N, 3, h, w) -> (N, K) scores; with ``boxes`` (N, 4) in crop pixels, the average
+        of the RoIAlign (7x7) of each crop's box, as the detector's pooled RoI branch sees it."""
         f = list(self.backbone(x).values())[-1]
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(f, 1), 1))
+        if boxes is None:
+            return self.fc(torch.flatten(F.adaptive_avg_pool2d(f, 1), 1))
+        from pydetect import ops
+
+        rois = torch.cat([torch.arange(len(boxes), dtype=f.dtype)[:, None], boxes.to(f.dtype)], 1)
+        pooled = ops.roi_align(f, rois, 7, f.shape[-1] / x.shape[-1], 2, True)
+        return self.fc(pooled.mean((2, 3)))

@@ -95,17 +95,41 @@ def _crop(image, box, size, context):
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def extract_crops(dataset, *, size=32, context=1.3, copies=2, backgrounds_per_image=3, jitter=0.1,
-                  seed=0):
-    """Square object crops (label + 1) and background crops (label 0), resized to size x size.
+def _native_crop(image, box, size, context, shift):
+    """A square window around ``box`` at native scale (shrunk only if the object needs more
+    than ``size`` pixels with its context), resized to size x size; returns (crop, box in crop)."""
+    import cv2
 
-    Each object gives ``copies`` crops jittered by up to ``jitter`` of the box size and by
-    a scale factor in [0.85, 1.2] on the context; background boxes have the
-    sizes of the dataset's objects and IoU < 0.2 with every object. Returns ``(crops (M, S, S, 3)
-    uint8, labels (M,) int64)``.
+    x1, y1, x2, y2 = box
+    side = max(float(size), max(x2 - x1, y2 - y1) * context)
+    a = size / side
+    cx, cy = (x1 + x2) / 2 + shift[0] * side, (y1 + y2) / 2 + shift[1] * side
+    m = np.array([[a, 0, size / 2 - a * cx], [0, a, size / 2 - a * cy]], np.float32)
+    crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inside = np.array([a * x1 + m[0, 2], a * y1 + m[1, 2], a * x2 + m[0, 2], a * y2 + m[1, 2]], np.float32)
+    return crop, inside
+
+
+def extract_crops(dataset, *, size=48, context=1.3, copies=2, backgrounds_per_image=3, jitter=0.1,
+                  seed=0):
+    """Object crops (label + 1) and background crops (label 0) at the scale the detector sees.
+
+    Each crop is a size x size window around a box at the image's native scale (objects
+    larger than ``size / context`` are shrunk to fit), so that the backbone learns features
+    at the scales it meets in whole images; the box inside the crop is returned with it
+    (the classifier pools that box, as the detector's RoI head does). Each object gives
+    ``copies`` crops, its box jittered by up to ``jitter`` of its size and the window
+    shifted by up to 15%; background boxes have the sizes of the dataset's objects and
+    IoU < 0.2 with every object.
+
+    Returns
+    -------
+    crops : (M, S, S, 3) uint8
+    labels : (M,) int64
+    boxes : (M, 4) float32, the pooled box inside each crop
     """
     rng = np.random.default_rng(seed)
-    crops, labels = [], []
+    crops, labels, inner = [], [], []
     all_sizes = []
     for i in range(len(dataset)):
         image, t = dataset[i]
@@ -113,10 +137,12 @@ def extract_crops(dataset, *, size=32, context=1.3, copies=2, backgrounds_per_im
         h, w = image.shape[:2]
         for box, lab in zip(boxes, np.asarray(t["labels"]).reshape(-1)):
             bw, bh = box[2] - box[0], box[3] - box[1]
-            all_sizes.append(max(bw, bh))
+            all_sizes.append(np.sqrt(bw * bh))
             for _ in range(copies):
-                shift = rng.uniform(-jitter, jitter, 4) * [bw, bh, bw, bh]
-                crops.append(_crop(image, box + shift, size, context * rng.uniform(0.85, 1.2)))
+                jittered = box + rng.uniform(-jitter, jitter, 4) * [bw, bh, bw, bh]
+                crop, b = _native_crop(image, jittered, size, context, rng.uniform(-0.15, 0.15, 2))
+                crops.append(crop)
+                inner.append(b)
                 labels.append(int(lab) + 1)
         sizes = all_sizes[-20:] or [min(h, w) / 4]
         made = 0
@@ -124,18 +150,21 @@ def extract_crops(dataset, *, size=32, context=1.3, copies=2, backgrounds_per_im
             if made >= backgrounds_per_image:
                 break
             s = float(rng.choice(sizes)) * rng.uniform(0.7, 1.4)
-            s = min(s, min(h, w) - 1)
-            x, y = rng.uniform(0, w - s), rng.uniform(0, h - s)
-            cand = np.array([[x, y, x + s, y + s]])
+            bw = min(s * rng.uniform(0.7, 1.0), w - 1)
+            bh = min(s * rng.uniform(1.0, 1.5), h - 1)
+            x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+            cand = np.array([[x, y, x + bw, y + bh]])
             if len(boxes) and np.nanmax(ops.box_iou(cand, boxes)) >= 0.2:
                 continue
-            crops.append(_crop(image, cand[0], size, 1.0))
+            crop, b = _native_crop(image, cand[0], size, context, rng.uniform(-0.15, 0.15, 2))
+            crops.append(crop)
+            inner.append(b)
             labels.append(0)
             made += 1
-    return np.stack(crops), np.asarray(labels, np.int64)
+    return np.stack(crops), np.asarray(labels, np.int64), np.stack(inner).astype(np.float32)
 
 
-def pretrain_backbone(backbone, crops, labels, num_classes, *, seconds=90.0, max_epochs=30,
+def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, seconds=90.0, max_epochs=30,
                       batch_size=64, lr=3e-3, hflip_aug=False, seed=0, progress=False,
                       return_classifier=False):
     """Trains ``backbone`` as a crop classifier (AdamW, cosine schedule); returns crop accuracy
@@ -143,16 +172,20 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, seconds=90.0, max
     ``return_classifier``).
 
     ``seconds`` caps the wall time; the schedule follows ``max(epoch progress, time progress)``.
-    The returned accuracy is measured on the last 10% of the (shuffled) crops, held out.
+    The returned accuracy is measured on 10% of the (shuffled) crops, held out (copies of
+    one object may fall on both sides). With ``boxes`` (M, 4), the classifier pools that box
+    of each crop's feature map (RoIAlign) instead of the whole map.
     """
     from pydetect.models.backbones import CropClassifier
 
     g = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5).div_(0.25)
     y = torch.from_numpy(labels)
+    b = torch.from_numpy(boxes) if boxes is not None else None
     perm = torch.randperm(len(x), generator=g)
     n_val = max(len(x) // 10, 1)
     xv, yv, xt, yt = x[perm[:n_val]], y[perm[:n_val]], x[perm[n_val:]], y[perm[n_val:]]
+    bv, bt = (b[perm[:n_val]], b[perm[n_val:]]) if b is not None else (None, None)
     model = CropClassifier(backbone, num_classes)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = max(len(xt) // batch_size, 1)
@@ -171,10 +204,14 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, seconds=90.0, max
                 group["lr"] = lr * lr_factor(frac, 0.05)
             idx = order[j * batch_size:(j + 1) * batch_size]
             xb = xt[idx]
+            bb = bt[idx].clone() if bt is not None else None
             if hflip_aug:
                 flip = torch.rand(len(xb), generator=g) < 0.5
                 xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
-            loss = F.cross_entropy(model(xb), yt[idx])
+                if bb is not None:
+                    w = xb.shape[-1]
+                    bb[flip] = torch.stack([w - bb[flip, 2], bb[flip, 1], w - bb[flip, 0], bb[flip, 3]], 1)
+            loss = F.cross_entropy(model(xb, bb), yt[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -186,7 +223,7 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, seconds=90.0, max
         bar.close()
     model.eval()
     with torch.no_grad():
-        acc = float((model(xv).argmax(1) == yv).float().mean())
+        acc = float((model(xv, bv).argmax(1) == yv).float().mean())
     backbone.train()
     return (acc, model) if return_classifier else acc
 
