@@ -9,6 +9,12 @@ The convolutions are torch's in both; the pipeline around them (anchors, proposa
 filtering, NMS, RoIAlign, box coding) is pydetect's in one and torchvision's in the other.
 
     PYTHONPATH=. /work/venv-tv/bin/python benchmarks/bench_detectors.py [--threads 2]
+
+Second mode, the detection-quality table: train one detector at its default budget on
+digits_in_clutter (500 train images), evaluate on the test split (200 images) with
+pydetect.eval (COCO AP / AP50, VOC mAP), report training time and inference ms per image:
+
+    PYTHONPATH=. python benchmarks/bench_detectors.py --train faster|fast|rcnn [--torch-threads 1]
 """
 
 from __future__ import annotations
@@ -55,12 +61,45 @@ def build_torchvision(num_classes=11):
                       box_score_thresh=0.05, box_nms_thresh=0.5, box_detections_per_img=100).eval()
 
 
+def train_and_evaluate(name, torch_threads, n_train=500, n_test=200, checkpoint_dir=None):
+    from pydetect import eval as pdeval
+    from pydetect.data import digits_in_clutter
+    from pydetect.detectors import RCNN, FastRCNN, FasterRCNN
+
+    cls = {"faster": FasterRCNN, "fast": FastRCNN, "rcnn": RCNN}[name]
+    train = digits_in_clutter("train", n_images=n_train)
+    test = digits_in_clutter("test", n_images=n_test)
+    det = cls(num_threads=torch_threads, progress=False, checkpoint_dir=checkpoint_dir)
+    t0 = time.perf_counter()
+    det.fit(train)
+    fit_s = time.perf_counter() - t0
+    images = [test[i][0] for i in range(len(test))]
+    t0 = time.perf_counter()
+    old = torch.get_num_threads()
+    torch.set_num_threads(torch_threads)
+    dets = det.predict_batch(images)
+    torch.set_num_threads(old)
+    ms = (time.perf_counter() - t0) / len(images) * 1e3
+    coco = pdeval.coco_evaluate(test, dets)
+    voc = pdeval.voc_evaluate(test, dets)
+    extra = {k: getattr(det, k) for k in ("pretrain_accuracy_", "proposal_recall_") if hasattr(det, k)}
+    if hasattr(det, "history_"):
+        extra["iterations"] = det.history_["iterations"]
+    print(f"{cls.__name__}: COCO AP {coco['AP']:.3f} AP50 {coco['AP50']:.3f} VOC mAP {voc['mAP']:.3f} "
+          f"fit {fit_s / 60:.1f} min, inference {ms:.0f} ms/image, {extra}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--train", choices=("faster", "fast", "rcnn"))
+    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--checkpoint-dir")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args()
+    if args.train:
+        return train_and_evaluate(args.train, args.torch_threads, checkpoint_dir=args.checkpoint_dir)
     torch.set_num_threads(args.threads)
     pydetect.set_num_threads(args.threads)
     torch.manual_seed(0)
