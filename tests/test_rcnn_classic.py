@@ -24,9 +24,28 @@ def data():
     return (digits_in_clutter("train", n_images=60, seed=21), digits_in_clutter("test", n_images=20, seed=21))
 
 
-def test_rcnn_learns_and_round_trips(data, tmp_path):
+def test_rcnn_learns_shapes_and_round_trips(tmp_path):
+    """R-CNN on 40 synthetic images of squares and discs (~35 s): AP50 >= 0.6 on 15
+    held-out images (1.0 measured when written). Saved and loaded, it predicts the same."""
+    import _shapes
+
+    train, test = _shapes.shapes(40, seed=1), _shapes.shapes(15, seed=2)
+    det = RCNN(pretrain_seconds=1e9, pretrain_epochs=10, train_proposals=100, test_proposals=150,
+               progress=False, seed=0)
+    det.fit(train)
+    dets = det.predict_batch([test[i][0] for i in range(len(test))])
+    ap = ref.ap50(test, dets)
+    assert ap >= 0.6, f"AP50 {ap:.3f}"
+    det.save(tmp_path / "rcnn.pkl")
+    again = RCNN.load(tmp_path / "rcnn.pkl").predict(test[0][0])
+    np.testing.assert_array_equal(again.boxes, dets[0].boxes)
+    np.testing.assert_array_equal(again.scores, dets[0].scores)
+
+
+@pytest.mark.slow
+def test_rcnn_learns_digits(data, tmp_path):
     """R-CNN on 60 digits-in-clutter images (~70 s): AP50 >= 0.05 on 20 held-out images,
-    where an untrained detector scores ~0. Saved and loaded, it predicts the same."""
+    where an untrained detector scores ~0."""
     train, test = data
     det = RCNN(pretrain_seconds=1e9, pretrain_epochs=10, train_proposals=100, test_proposals=150,
                progress=False, seed=0, checkpoint_dir=tmp_path / "ck")
@@ -37,10 +56,6 @@ def test_rcnn_learns_and_round_trips(data, tmp_path):
     ap = ref.ap50(test, dets)
     print(f"RCNN AP50 {ap:.3f}, crop accuracy {det.pretrain_accuracy_:.2f}, recall {det.proposal_recall_:.2f}")
     assert ap >= RCNN_FLOOR, f"AP50 {ap:.3f}"
-    det.save(tmp_path / "rcnn.pkl")
-    again = RCNN.load(tmp_path / "rcnn.pkl").predict(test[0][0])
-    np.testing.assert_array_equal(again.boxes, dets[0].boxes)
-    np.testing.assert_array_equal(again.scores, dets[0].scores)
     assert (tmp_path / "ck" / "proposals.npz").exists()
 
 
