@@ -180,8 +180,8 @@ class FasterRCNN(_TwoStageEstimator):
         Crop-classifier pretraining time (0 disables it; ignored for a module backbone).
     pretrain_epochs : int, default 30
         Pretraining stops after this many epochs over the crops if the time is not up.
-    train_seconds : float, default 600
-    max_iter : int, default 4000
+    train_seconds : float, default 780 (with the 90 s of pretraining and data preparation, under the 15-minute budget)
+    max_iter : int, default 6000
     batch_size : int, default 2
         Images per iteration (per process under torchrun).
     lr, weight_decay : float, default 2e-3, 1e-4
@@ -213,7 +213,7 @@ class FasterRCNN(_TwoStageEstimator):
     """
 
     def __init__(self, *, backbone="vgg", fpn=False, anchor_sizes=None, aspect_ratios=None,
-                 pretrain_seconds=90.0, pretrain_epochs=30, train_seconds=600.0, max_iter=4000, batch_size=2, lr=2e-3,
+                 pretrain_seconds=90.0, pretrain_epochs=30, train_seconds=780.0, max_iter=6000, batch_size=2, lr=2e-3,
                  weight_decay=1e-4, rpn_batch_size_per_image=128, roi_batch_size_per_image=64,
                  rpn_pre_nms_top_n=(1000, 500), rpn_post_nms_top_n=(300, 150), representation_size=256,
                  box_score_thresh=0.05, box_nms_thresh=0.5, detections_per_img=100, hflip=False, seed=0,
