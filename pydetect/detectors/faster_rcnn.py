@@ -180,7 +180,8 @@ class FasterRCNN(_TwoStageEstimator):
         Crop-classifier pretraining time (0 disables it; ignored for a module backbone).
     pretrain_epochs : int, default 30
         Pretraining stops after this many epochs over the crops if the time is not up.
-    train_seconds : float, default 780 (with the 90 s of pretraining and data preparation, under the 15-minute budget)
+    train_seconds : float, default 780
+        With the 90 s of pretraining and data preparation: under a 15-minute budget.
     max_iter : int, default 6000
     batch_size : int, default 2
         Images per iteration (per process under torchrun).
