@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import torch
 
 from pydetect.detectors.faster_rcnn import _TwoStageEstimator
 
@@ -93,6 +92,7 @@ class FastRCNN(_TwoStageEstimator):
         return models.GeneralizedRCNN(backbone, None, heads, size_divisible=8)
 
     def _search(self, image, n):
+        import torch
         from pydetect import ops
 
         boxes = ops.selective_search(image, self.proposal_mode, seed=self.seed, max_boxes=int(n))
@@ -101,6 +101,7 @@ class FastRCNN(_TwoStageEstimator):
         return torch.from_numpy(np.ascontiguousarray(boxes[keep]))
 
     def _training_proposals(self, dataset, images):
+        import torch
         from pydetect import ops
         from pydetect.models.training import _bar
 

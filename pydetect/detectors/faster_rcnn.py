@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import torch
 
 from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
@@ -18,6 +17,7 @@ __all__ = ["FasterRCNN"]
 
 
 def build_backbone(backbone, fpn):
+    import torch
     from pydetect import models
 
     if isinstance(backbone, torch.nn.Module):
@@ -54,6 +54,7 @@ class _TwoStageEstimator(BaseDetector):
     # ------------------------------------------------------------------------- training
     def fit(self, dataset):
         """Pretrains the backbone on crops, then trains the detector end to end; returns self."""
+        import torch
         from pydetect.models import training as T
 
         class_names, targets = T.check_detection_dataset(dataset)
@@ -66,6 +67,7 @@ class _TwoStageEstimator(BaseDetector):
             torch.set_num_threads(old_threads)
 
     def _fit(self, dataset, class_names, targets):
+        import torch
         from pydetect.models import training as T
 
         torch.manual_seed(self.seed)
@@ -142,6 +144,7 @@ class _TwoStageEstimator(BaseDetector):
 
     def predict_batch(self, images, batch_size=4) -> list:
         """Detections of each image, run ``batch_size`` images at a time."""
+        import torch
         from pydetect.models.training import image_to_tensor
 
         self._check_fitted()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import torch
 
 from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
@@ -103,6 +102,8 @@ class RCNN(BaseDetector):
     # ------------------------------------------------------------------------- features
     def _features(self, crops, batch=256):
         """(M, S, S, 3) uint8 -> (M, 2 C) float32: global average and max of the last map."""
+        import torch
+
         feats = []
         self.backbone_.eval()
         with torch.no_grad():
@@ -123,6 +124,7 @@ class RCNN(BaseDetector):
     # ------------------------------------------------------------------------- training
     def fit(self, dataset):
         """Pretrains the CNN on warped crops, trains per-class SVMs and box regressors; returns self."""
+        import torch
         from pydetect.models import training as T
 
         class_names, targets = T.check_detection_dataset(dataset)
@@ -135,6 +137,7 @@ class RCNN(BaseDetector):
             torch.set_num_threads(old)
 
     def _fit(self, dataset, class_names, targets):
+        import torch
         from sklearn.linear_model import Ridge
         from sklearn.svm import LinearSVC
 
@@ -262,6 +265,7 @@ class RCNN(BaseDetector):
     # ------------------------------------------------------------------------- inference
     def predict(self, image) -> Detections:
         """Detections of one image; scores are SVM margins (higher is more confident)."""
+        import torch
         from pydetect import models, ops
         from pydetect.models.training import image_to_tensor
 
