@@ -332,7 +332,7 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
         losses = train_model(*batch)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
-            detail = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+            detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
             where = (f"the last checkpoint {checkpoint_path!s} is intact" if checkpoint_path
                      else "no checkpoint was written (pass checkpoint_dir to keep one)")
             raise FloatingPointError(f"non-finite training loss at iteration {it} ({detail}); "
