@@ -162,3 +162,14 @@ def test_faster_rcnn_learns_shapes():
     dets = det.predict_batch([test[i][0] for i in range(len(test))])
     ap = ref.ap50(test, dets)
     assert ap >= 0.6, f"AP50 {ap:.3f} (crop accuracy {det.pretrain_accuracy_:.2f})"
+
+
+def test_resnet18_fpn_variant_runs(tiny_data):
+    """The ResNet-18 + FPN configuration (MultiScaleRoIAlign over 3 levels) trains and predicts."""
+    det = tiny_detector(backbone="resnet18", fpn=True, max_iter=2).fit(tiny_data)
+    assert len(det.anchor_sizes_) == 6
+    assert det.model_.rpn.anchor_generator.num_anchors_per_location() == [2 * len(det.aspect_ratios_)] * 3
+    d = det.predict(tiny_data[0][0])
+    assert d.boxes.shape[1] == 4
+    with pytest.raises(ValueError, match="fpn"):
+        tiny_detector(fpn=True).fit(tiny_data)  # the VGG-style backbone has one level
