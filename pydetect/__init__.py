@@ -6,7 +6,16 @@ width (no +1), as in torchvision and pycocotools.
 
 __version__ = "0.1.0"
 
-from pydetect import _C
+try:
+    from pydetect import _C
+except ImportError as exc:  # most often: the source tree shadows the installed package
+    import os as _os
+
+    raise ImportError(
+        f"pydetect's C++ extension (pydetect._C) is not importable from {_os.path.dirname(__file__)}: "
+        "install the package (pip install .) and run outside the source tree, or build it in place "
+        "(cmake -S . -B build/dev && cmake --build build/dev)"
+    ) from exc
 from pydetect._validation import check_int as _check_int
 from pydetect.structures import Detections
 from pydetect import ops

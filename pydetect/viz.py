@@ -13,7 +13,9 @@ import numpy as np
 from pydetect._io import atomic_write
 from pydetect._validation import as_image
 
-__all__ = ["draw_detections", "plot_pr", "class_color"]
+from pydetect.cascade.draw import draw_feature  # a cascade feature drawn on its window
+
+__all__ = ["draw_detections", "plot_pr", "class_color", "draw_feature"]
 
 
 def class_color(label: int) -> tuple:

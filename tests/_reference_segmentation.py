@@ -1,20 +1,52 @@
 """Slow, obviously-correct references for Felzenszwalb segmentation and selective search.
 
-Plain Python over float64 numpy arrays: edges in a list, a dict-free union-find without
-any balancing, histograms counted pixel by pixel from the definitions in the papers.
+Plain Python: edges in a list, a union-find without any balancing, histograms counted
+pixel by pixel from the definitions in the papers.
+
+The Felzenszwalb reference uses the kernel's documented arithmetic — float32 pixels on the
+[0, 1] scale, float32 smoothing taps accumulated in order, float32 edge weights, thresholds
+Int(C) + k/|C| rounded to float32 — so that exact ties (common on integer images at
+sigma = 0) fall the same way in both, by construction rather than by luck.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy import ndimage as ndi
 
 
+def _reflect(i: int, n: int) -> int:
+    """scipy.ndimage's "reflect" border (half-sample symmetric)."""
+    if n == 1:
+        return 0
+    i %= 2 * n
+    return i if i < n else 2 * n - 1 - i
+
+
 def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
-    """(H, W, C) float64 Gaussian smoothing per channel, scipy's reflect border, truncate 4."""
-    if sigma <= 0:
-        return image.astype(np.float64)
-    return ndi.gaussian_filter(image.astype(np.float64), sigma=(sigma, sigma, 0), mode="reflect", truncate=4.0)
+    """(H, W, C) float32 separable Gaussian (scipy's reflect border, truncate 4): taps
+    normalised in double, rounded to float32, accumulated in float32 in tap order."""
+    img = image.astype(np.float32)
+    if not sigma > 0:
+        return img
+    radius = int(4.0 * sigma + 0.5)
+    taps = [math.exp(-0.5 * x * x / (sigma * sigma)) for x in range(-radius, radius + 1)]
+    total = 0.0
+    for t in taps:
+        total += t
+    k = [np.float32(t / total) for t in taps]
+    h, w = img.shape[:2]
+    along_x = np.zeros_like(img)
+    for t in range(-radius, radius + 1):
+        cols = [_reflect(x + t, w) for x in range(w)]
+        along_x = along_x + k[t + radius] * img[:, cols]
+    out = np.zeros_like(img)
+    for t in range(-radius, radius + 1):
+        rows = [_reflect(y + t, h) for y in range(h)]
+        out = out + k[t + radius] * along_x[rows]
+    return out
 
 
 def grid_edges(h: int, w: int):
@@ -36,18 +68,27 @@ def grid_edges(h: int, w: int):
     return edges
 
 
+def _weight(a: np.ndarray, b: np.ndarray) -> float:
+    d2 = np.float32(0)
+    for ch in range(a.shape[0]):
+        d = a[ch] - b[ch]
+        d2 = np.float32(d2 + d * d)
+    return float(np.sqrt(d2))
+
+
 def felzenszwalb(image: np.ndarray, scale: float, sigma: float, min_size: int) -> np.ndarray:
-    """Felzenszwalb & Huttenlocher (IJCV 2004), Algorithm 1, on a float image in [0, 1]."""
+    """Felzenszwalb & Huttenlocher (IJCV 2004), Algorithm 1, on a float32 image in [0, 1]."""
+    assert image.dtype == np.float32, "the reference takes the kernel's float32 input"
     img = image[:, :, None] if image.ndim == 2 else image
     h, w = img.shape[:2]
     sm = smooth(img, sigma)
     k = scale / 255.0
     edges = grid_edges(h, w)
-    weights = [float(np.sqrt(np.sum((sm[a] - sm[b]) ** 2))) for a, b in edges]
+    weights = [_weight(sm[a], sm[b]) for a, b in edges]
     order = sorted(range(len(edges)), key=lambda i: (weights[i], i))
     parent = list(range(h * w))
     size = [1] * (h * w)
-    internal = [0.0] * (h * w)
+    threshold = [float(np.float32(k))] * (h * w)  # Int(C) + k / |C|, rounded to float32
 
     def find(x):
         while parent[x] != x:
@@ -61,10 +102,10 @@ def felzenszwalb(image: np.ndarray, scale: float, sigma: float, min_size: int) -
         a, b = find(idx(edges[i][0])), find(idx(edges[i][1]))
         if a == b:
             continue
-        if weights[i] < min(internal[a] + k / size[a], internal[b] + k / size[b]):
+        if weights[i] < min(threshold[a], threshold[b]):
             parent[b] = a
             size[a] += size[b]
-            internal[a] = weights[i]
+            threshold[a] = float(np.float32(weights[i] + k / size[a]))
     for i in order:
         a, b = find(idx(edges[i][0])), find(idx(edges[i][1]))
         if a != b and (size[a] < min_size or size[b] < min_size):

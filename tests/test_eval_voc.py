@@ -89,3 +89,22 @@ def test_proposal_recall_hand_worked():
     assert none["recall"].tolist() == [0.0] and none["MABO"] == 0.0
     with pytest.raises(ValueError, match="proposals"):
         pdeval.proposal_recall(props[:1], ds)
+
+
+def test_oracle_on_builtin_dataset_scores_one():
+    pytest.importorskip("sklearn", reason="the built-in digits come from scikit-learn")
+    from pydetect.data import digits_in_clutter
+
+    ds = digits_in_clutter("test", n_images=25, seed=0)
+    oracle = [Detections(t["boxes"], np.linspace(1, 0.5, len(t["boxes"])), t["labels"]) for t in ds.targets]
+    voc = pdeval.voc_evaluate(ds, oracle)
+    assert voc["mAP"] == pytest.approx(1.0)
+    coco = pdeval.coco_evaluate(ds, oracle)
+    assert coco["AP"] == pytest.approx(1.0) and coco["AR100"] == pytest.approx(1.0)
+    assert all(v == pytest.approx(1.0) for v in coco["per_class"].values() if v >= 0)
+    rec = pdeval.proposal_recall([t["boxes"] for t in ds.targets], ds)
+    assert rec["recall"].tolist() == [1.0] * 10 and rec["MABO"] == pytest.approx(1.0)
+    # Dropping every detection of class "3" costs exactly that class's AP.
+    partial = [d[d.labels != 3] for d in oracle]
+    voc = pdeval.voc_evaluate(ds, partial)
+    assert voc["AP"]["3"] == 0.0 and voc["mAP"] == pytest.approx(0.9)

@@ -19,7 +19,7 @@ def _blocky(rng, h, w, c, levels=3):
 def test_matches_bruteforce_on_random_images(rng, shape, scale, sigma, min_size):
     img = rng.integers(0, 256, size=shape).astype(np.uint8)
     got = ops.felzenszwalb(img, scale=scale, sigma=sigma, min_size=min_size)
-    want = ref.felzenszwalb(img.astype(np.float64) / 255, scale, sigma, min_size)
+    want = ref.felzenszwalb(img.astype(np.float32) / np.float32(255), scale, sigma, min_size)
     np.testing.assert_array_equal(got, want)
 
 
@@ -28,7 +28,7 @@ def test_matches_bruteforce_on_random_images(rng, shape, scale, sigma, min_size)
 def test_matches_bruteforce_with_tied_weights(rng, c, scale, min_size):
     img = _blocky(rng, 9, 10, c)
     got = ops.felzenszwalb(img, scale=scale, sigma=0, min_size=min_size)
-    want = ref.felzenszwalb(img.astype(np.float64) / 255, scale, 0, min_size)
+    want = ref.felzenszwalb(img.astype(np.float32) / np.float32(255), scale, 0, min_size)
     np.testing.assert_array_equal(got, want)
 
 
@@ -53,7 +53,8 @@ def test_one_pixel_and_constant_images():
 def test_input_kinds_agree(rng):
     img = rng.integers(0, 256, size=(20, 30, 3)).astype(np.uint8)
     base = ops.felzenszwalb(img, scale=50)
-    np.testing.assert_array_equal(ops.felzenszwalb(img.astype(np.float64) / 255, scale=50), base)
+    np.testing.assert_array_equal(ops.felzenszwalb(img.astype(np.float32) / np.float32(255), scale=50), base)
+    np.testing.assert_array_equal(ops.felzenszwalb(img.astype(np.float32) / 255, scale=50), base)
     np.testing.assert_array_equal(ops.felzenszwalb(img.astype(np.int64), scale=50), base)
     wide = np.zeros((20, 60, 3), np.uint8)
     wide[:, ::2] = img
@@ -119,3 +120,20 @@ def test_bad_parameters():
         ops.felzenszwalb(img, min_size=-1)
     with pytest.raises(TypeError, match="min_size"):
         ops.felzenszwalb(img, min_size=2.5)
+
+
+def test_property_matches_bruteforce():
+    hypothesis = pytest.importorskip("hypothesis", reason="property test")
+    from hypothesis import given, settings, strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    @settings(max_examples=40, deadline=None)
+    @given(img=arrays(np.uint8, st.tuples(st.integers(1, 6), st.integers(1, 6), st.sampled_from([1, 3]))),
+           scale=st.floats(1, 2000), sigma=st.sampled_from([0.0, 0.5, 0.8]), min_size=st.integers(0, 8))
+    def check(img, scale, sigma, min_size):
+        got = ops.felzenszwalb(img, scale=scale, sigma=sigma, min_size=min_size)
+        want = ref.felzenszwalb(img.astype(np.float32) / np.float32(255), scale, sigma, min_size)
+        # equal partitions (labels are numbered the same way, by first appearance)
+        np.testing.assert_array_equal(got, want)
+
+    check()

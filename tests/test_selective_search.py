@@ -204,3 +204,16 @@ def test_bad_input(kwargs, exc, match):
     kwargs = {"image": np.zeros((8, 8, 3), np.uint8), **kwargs}
     with pytest.raises(exc, match=match):
         ops.selective_search(**kwargs)
+
+
+def test_concurrent_calls_from_python_threads(rng):
+    """The GIL is released and the kernels keep no shared state: calls from several Python
+    threads at once give the sequential results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [_scene(np.random.default_rng(i))[0] for i in range(4)]
+    want = [ops.selective_search(img, "fast") for img in images]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda img: ops.selective_search(img, "fast"), images))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)

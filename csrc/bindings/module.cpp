@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -15,8 +16,13 @@
 #include "boxes/nms.h"
 #include "common/parallel.h"
 #include "roi/roi_ops.h"
+#include "haar/haar_features.h"
+#include "boosting/boosting.h"
+#include "integral/integral.h"
+#include "cascade/cascade.h"
 #include "segmentation/felzenszwalb.h"
 #include "selective_search/selective_search.h"
+#include "ism/ism.h"
 
 namespace py = pybind11;
 
@@ -112,18 +118,21 @@ void bind_boxes(py::module_& m) {
   }, py::arg("boxes"), py::arg("min_size"),
      "Indices of boxes with width and height >= min_size.");
 
-  m.def("nms", [](const CArray<T>& boxes, const CArray<T>& scores, double iou_threshold) {
+  m.def("nms", [](const CArray<T>& boxes, const CArray<T>& scores, double iou_threshold,
+                  int algorithm) {
     const int64_t n = num_boxes(boxes, "boxes");
     check_length(scores, n, "scores");
+    if (algorithm < 0 || algorithm > 2) throw py::value_error("algorithm must be 0, 1 or 2");
     const T *pb = boxes.data(), *ps = scores.data();
     std::vector<int64_t> keep;
     {
       py::gil_scoped_release release;
-      keep = pydetect::nms(pb, ps, n, iou_threshold);
+      keep = pydetect::nms(pb, ps, n, iou_threshold, pydetect::NmsAlgorithm(algorithm));
     }
     return to_array(keep);
-  }, py::arg("boxes"), py::arg("scores"), py::arg("iou_threshold"),
-     "Greedy NMS; kept indices by decreasing score (torchvision's result).");
+  }, py::arg("boxes"), py::arg("scores"), py::arg("iou_threshold"), py::arg("algorithm") = 0,
+     "Greedy NMS; kept indices by decreasing score (torchvision's result). algorithm: "
+     "0 = auto, 1 = compaction, 2 = grid (same result; for tests and benchmarks).");
 
   m.def("batched_nms", [](const CArray<T>& boxes, const CArray<T>& scores,
                           const CArray<int64_t>& labels, double iou_threshold) {
@@ -258,6 +267,330 @@ void bind_roi(py::module_& m) {
      py::arg("h"), py::arg("w"), "RoI max pool backward: gradient (N, C, H, W) of the input.");
 }
 
+// ----------------------------------------------------------------------------- haar
+// Features cross the boundary as arrays: rects (F, 3, 4) int32 x y w h, weights (F, 3)
+// float32 (0 = unused slot), tilted (F,) uint8, types (F,) int32.
+py::dict haar_features_to_arrays(const std::vector<pydetect::haar::Feature>& feats) {
+  const auto f = static_cast<py::ssize_t>(feats.size());
+  py::array_t<int32_t> rects({f, py::ssize_t(3), py::ssize_t(4)});
+  py::array_t<float> weights({f, py::ssize_t(3)});
+  py::array_t<uint8_t> tilted(f);
+  py::array_t<int32_t> types(f);
+  int32_t* r = rects.mutable_data();
+  float* w = weights.mutable_data();
+  for (py::ssize_t i = 0; i < f; ++i) {
+    for (int k = 0; k < 3; ++k) {
+      const auto& q = feats[i].rect[k];
+      r[(i * 3 + k) * 4 + 0] = q.x;
+      r[(i * 3 + k) * 4 + 1] = q.y;
+      r[(i * 3 + k) * 4 + 2] = q.w;
+      r[(i * 3 + k) * 4 + 3] = q.h;
+      w[i * 3 + k] = q.weight;
+    }
+    tilted.mutable_data()[i] = feats[i].tilted;
+    types.mutable_data()[i] = feats[i].type;
+  }
+  py::dict out;
+  out["rects"] = rects;
+  out["weights"] = weights;
+  out["tilted"] = tilted;
+  out["types"] = types;
+  return out;
+}
+
+std::vector<pydetect::haar::Feature> haar_features_from_arrays(const CArray<int32_t>& rects,
+                                                               const CArray<float>& weights,
+                                                               const CArray<uint8_t>& tilted) {
+  if (rects.ndim() != 3 || rects.shape(1) != 3 || rects.shape(2) != 4)
+    throw py::value_error("rects must have shape (F, 3, 4), got " + shape_of(rects));
+  const int64_t f = rects.shape(0);
+  if (weights.ndim() != 2 || weights.shape(0) != f || weights.shape(1) != 3)
+    throw py::value_error("weights must have shape (" + std::to_string(f) + ", 3), got " + shape_of(weights));
+  check_length(tilted, f, "tilted");
+  std::vector<pydetect::haar::Feature> feats(static_cast<size_t>(f));
+  const int32_t* r = rects.data();
+  const float* w = weights.data();
+  for (int64_t i = 0; i < f; ++i) {
+    for (int k = 0; k < 3; ++k) {
+      auto& q = feats[i].rect[k];
+      q.x = r[(i * 3 + k) * 4 + 0];
+      q.y = r[(i * 3 + k) * 4 + 1];
+      q.w = r[(i * 3 + k) * 4 + 2];
+      q.h = r[(i * 3 + k) * 4 + 3];
+      q.weight = w[i * 3 + k];
+    }
+    feats[i].tilted = tilted.data()[i] != 0;
+    feats[i].type = -1;
+  }
+  return feats;
+}
+
+void bind_haar(py::module_& m) {
+  m.def("haar_enumerate_opencv", [](int width, int height, int mode) {
+    if (mode < 0 || mode > 2) throw py::value_error("mode must be 0 (BASIC), 1 (CORE) or 2 (ALL)");
+    std::vector<pydetect::haar::Feature> feats;
+    {
+      py::gil_scoped_release release;
+      feats = pydetect::haar::enumerate_opencv(width, height, pydetect::haar::OpenCVMode(mode));
+    }
+    return haar_features_to_arrays(feats);
+  }, py::arg("width"), py::arg("height"), py::arg("mode"),
+     "opencv_traincascade's Haar features (mode 0 BASIC, 1 CORE, 2 ALL) -> dict of arrays "
+     "rects (F, 3, 4) int32, weights (F, 3) float32, tilted (F,) uint8, types (F,) int32.");
+
+  m.def("haar_enumerate_skimage", [](int width, int height, unsigned type_mask) {
+    std::vector<pydetect::haar::Feature> feats;
+    {
+      py::gil_scoped_release release;
+      feats = pydetect::haar::enumerate_skimage(width, height, type_mask);
+    }
+    return haar_features_to_arrays(feats);
+  }, py::arg("width"), py::arg("height"), py::arg("type_mask"),
+     "scikit-image's Haar-like features in haar_like_feature_coord's order (bit i of type_mask "
+     "selects type i of 'type-2-x', 'type-2-y', 'type-3-x', 'type-3-y', 'type-4').");
+
+  m.def("haar_compute", [](const CArray<uint8_t>& windows, const CArray<int32_t>& rects,
+                           const CArray<float>& weights, const CArray<uint8_t>& tilted,
+                           bool normalize) {
+    if (windows.ndim() != 3)
+      throw py::value_error("windows must have shape (N, h, w), got " + shape_of(windows));
+    const auto feats = haar_features_from_arrays(rects, weights, tilted);
+    const int64_t n = windows.shape(0), f = static_cast<int64_t>(feats.size());
+    const int h = static_cast<int>(windows.shape(1)), w = static_cast<int>(windows.shape(2));
+    py::array_t<float> out({n, f});
+    const uint8_t* in = windows.data();
+    float* o = out.mutable_data();
+    py::gil_scoped_release release;
+    pydetect::haar::compute_features(in, n, h, w, feats.data(), f, normalize, o);
+    return out;
+  }, py::arg("windows"), py::arg("rects"), py::arg("weights"), py::arg("tilted"),
+     py::arg("normalize"),
+     "Feature values (N, F) float32 of uint8 windows (N, h, w); normalize divides by OpenCV's "
+     "variance-normalisation factor.");
+
+  m.def("haar_window_integrals", [](const CArray<uint8_t>& window) {
+    if (window.ndim() != 2) throw py::value_error("window must have shape (h, w), got " + shape_of(window));
+    const int h = static_cast<int>(window.shape(0)), w = static_cast<int>(window.shape(1));
+    py::array_t<int32_t> sum({h + 1, w + 1}), tilted({h + 1, w + 1});
+    const uint8_t* in = window.data();
+    int32_t *ps = sum.mutable_data(), *pt = tilted.mutable_data();
+    {
+      py::gil_scoped_release release;
+      pydetect::haar::window_integrals(in, h, w, ps, pt);
+    }
+    return py::make_tuple(sum, tilted);
+  }, py::arg("window"), "(sum, tilted) integral images of one small window (cv2.integral3 layout).");
+}
+
+// ----------------------------------------------------------------------------- boosting
+py::tuple tree_to_tuple(const pydetect::boosting::Tree& t) {
+  return py::make_tuple(to_array(t.left), to_array(t.right), to_array(t.feature),
+                        to_array(t.threshold), to_array(t.leaves));
+}
+
+void bind_boosting(py::module_& m) {
+  using pydetect::boosting::Booster;
+  py::class_<Booster>(m, "Booster",
+                      "AdaBoost state over presorted features (see csrc/boosting/boosting.h).")
+      .def(py::init([](const CArray<float>& x, const CArray<int8_t>& y, py::object w,
+                       int algorithm, int max_depth, double weight_trim_rate) {
+             if (x.ndim() != 2) throw py::value_error("X must have shape (N, F), got " + shape_of(x));
+             const int64_t n = x.shape(0), f = x.shape(1);
+             check_length(y, n, "y");
+             if (algorithm < 0 || algorithm > 2)
+               throw py::value_error("algorithm must be 0 (discrete), 1 (real) or 2 (gentle)");
+             CArray<double> wa;
+             const double* pw = nullptr;
+             if (!w.is_none()) {
+               wa = w.cast<CArray<double>>();
+               check_length(wa, n, "sample_weight");
+               pw = wa.data();
+             }
+             pydetect::boosting::Params p;
+             p.algorithm = pydetect::boosting::Algorithm(algorithm);
+             p.max_depth = max_depth;
+             p.weight_trim_rate = weight_trim_rate;
+             const float* px = x.data();
+             const int8_t* py_ = y.data();
+             py::gil_scoped_release release;
+             return new Booster(px, n, f, py_, pw, p);
+           }),
+           py::arg("X"), py::arg("y"), py::arg("sample_weight"), py::arg("algorithm"),
+           py::arg("max_depth"), py::arg("weight_trim_rate"))
+      .def("add_tree", [](Booster& b) {
+             pydetect::boosting::Tree t;
+             {
+               py::gil_scoped_release release;
+               t = b.add_tree();
+             }
+             return tree_to_tuple(t);
+           },
+           "Runs one round -> (left, right, feature, threshold, leaves) in OpenCV's tree layout.")
+      .def_property_readonly("scores", [](const Booster& b) { return to_array(b.scores()); })
+      .def_property_readonly("weights", [](const Booster& b) { return to_array(b.weights()); })
+      .def_property_readonly("last_mask", [](const Booster& b) { return to_array(b.last_mask()); })
+      .def_property_readonly("num_samples", &Booster::num_samples)
+      .def_property_readonly("num_features", &Booster::num_features);
+}
+
+// ----------------------------------------------------------------------------- integral
+// integral_image(img (H, W), squared, tilted, float64_sum) -> (sum, sqsum or None, tilted or None),
+// each (H + 1, W + 1). uint8 input: sum/tilted int32 (float64 if float64_sum); float input
+// (passed as float32 or float64): all float64. sqsum is float64.
+template <class In>
+void bind_integral_for(py::module_& m) {
+  m.def("integral_image", [](const CArray<In>& img, bool squared, bool tilted, bool float64_sum) {
+    if (img.ndim() != 2) {
+      throw py::value_error("image must have shape (H, W), got " + shape_of(img));
+    }
+    const int64_t h = img.shape(0), w = img.shape(1);
+    const In* src = img.data();
+    py::array_t<double> sq;
+    if (squared) sq = py::array_t<double>({h + 1, w + 1});
+    double* psq = squared ? sq.mutable_data() : nullptr;
+    auto run = [&](auto tag) -> py::tuple {
+      using S = decltype(tag);
+      py::array_t<S> sum({h + 1, w + 1});
+      py::array_t<S> tl;
+      if (tilted) tl = py::array_t<S>({h + 1, w + 1});
+      S* ps = sum.mutable_data();
+      S* pt = tilted ? tl.mutable_data() : nullptr;
+      {
+        py::gil_scoped_release release;
+        pydetect::integral_image<In, S, double>(src, h, w, w, ps, psq, pt, w + 1);
+      }
+      return py::make_tuple(sum, squared ? py::object(sq) : py::object(py::none()),
+                            tilted ? py::object(tl) : py::object(py::none()));
+    };
+    if (std::is_same<In, uint8_t>::value && !float64_sum) return run(int32_t{});
+    return run(double{});
+  }, py::arg("image"), py::arg("squared"), py::arg("tilted"), py::arg("float64_sum"),
+     "OpenCV-layout integral images (sum, squared sum or None, tilted sum or None).");
+}
+
+void bind_integral(py::module_& m) {
+  bind_integral_for<uint8_t>(m);
+  bind_integral_for<float>(m);
+  bind_integral_for<double>(m);
+}
+
+// ----------------------------------------------------------------------------- cascade
+// CascadeModel: an opaque, validated copy of a cascade's flat arrays (pydetect.cascade
+// builds it once per detector). cascade_detect runs the scan on pyramid levels that
+// Python resized, then groups like cv2.CascadeClassifier.detectMultiScale.
+template <class T>
+std::vector<T> to_vector(const CArray<T>& a) {
+  return std::vector<T>(a.data(), a.data() + a.size());
+}
+
+void bind_cascade(py::module_& m) {
+  using pydetect::cascade::Model;
+  py::class_<Model>(m, "CascadeModel")
+      .def(py::init([](int feature_type, int window_width, int window_height,
+                       const CArray<float>& stage_threshold, const CArray<int32_t>& stage_num_weak,
+                       const CArray<int32_t>& weak_num_nodes, const CArray<int32_t>& node_left,
+                       const CArray<int32_t>& node_right, const CArray<int32_t>& node_feature,
+                       const CArray<float>& node_threshold, const CArray<int32_t>& node_subset,
+                       const CArray<float>& leaves, const CArray<int32_t>& rects,
+                       const CArray<float>& weights, const CArray<uint8_t>& tilted) {
+             Model model;
+             model.feature_type = feature_type;
+             model.window_width = window_width;
+             model.window_height = window_height;
+             model.stage_threshold = to_vector(stage_threshold);
+             model.stage_num_weak = to_vector(stage_num_weak);
+             model.weak_num_nodes = to_vector(weak_num_nodes);
+             model.node_left = to_vector(node_left);
+             model.node_right = to_vector(node_right);
+             model.node_feature = to_vector(node_feature);
+             model.node_threshold = to_vector(node_threshold);
+             model.node_subset = to_vector(node_subset);
+             model.leaves = to_vector(leaves);
+             model.rects = to_vector(rects);
+             model.weights = to_vector(weights);
+             model.tilted = to_vector(tilted);
+             model.validate();
+             return model;
+           }),
+           py::arg("feature_type"), py::arg("window_width"), py::arg("window_height"),
+           py::arg("stage_threshold"), py::arg("stage_num_weak"), py::arg("weak_num_nodes"),
+           py::arg("node_left"), py::arg("node_right"), py::arg("node_feature"),
+           py::arg("node_threshold"), py::arg("node_subset"), py::arg("leaves"),
+           py::arg("rects"), py::arg("weights"), py::arg("tilted"),
+           "A validated cascade (feature_type 0 = HAAR, 1 = LBP); see pydetect.cascade.Cascade.");
+
+  m.def("cascade_detect", [](const Model& model, const std::vector<CArray<uint8_t>>& images,
+                             const std::vector<float>& scales, int width, int height,
+                             int min_neighbors, double eps) {
+    if (images.size() != scales.size()) {
+      throw py::value_error("got " + std::to_string(images.size()) + " pyramid levels but " +
+                            std::to_string(scales.size()) + " scales");
+    }
+    std::vector<pydetect::cascade::Level> levels;
+    for (size_t i = 0; i < images.size(); ++i) {
+      if (images[i].ndim() != 2) {
+        throw py::value_error("pyramid level must have shape (H, W), got " + shape_of(images[i]));
+      }
+      levels.push_back({images[i].data(), static_cast<int>(images[i].shape(1)),
+                        static_cast<int>(images[i].shape(0)), images[i].shape(1), scales[i]});
+    }
+    std::vector<pydetect::cascade::Candidate> found;
+    std::vector<int> neighbours;
+    {
+      py::gil_scoped_release release;
+      found = pydetect::cascade::detect_candidates(model, levels);
+      pydetect::cascade::group_rectangles(&found, &neighbours, min_neighbors, eps);
+      pydetect::cascade::clip_candidates(&found, &neighbours, width, height);
+    }
+    const int64_t n = static_cast<int64_t>(found.size());
+    py::array_t<int32_t> rects({n, int64_t(4)});
+    py::array_t<int32_t> counts(n), rej(n);
+    py::array_t<double> w(n);
+    auto r = rects.mutable_unchecked<2>();
+    for (int64_t i = 0; i < n; ++i) {
+      r(i, 0) = found[i].x, r(i, 1) = found[i].y, r(i, 2) = found[i].width,
+      r(i, 3) = found[i].height;
+      counts.mutable_data()[i] = neighbours[i];
+      rej.mutable_data()[i] = found[i].level;
+      w.mutable_data()[i] = found[i].weight;
+    }
+    return py::make_tuple(rects, counts, rej, w);
+  }, py::arg("model"), py::arg("levels"), py::arg("scales"), py::arg("width"), py::arg("height"),
+     py::arg("min_neighbors"), py::arg("eps"),
+     "Scans pyramid levels (uint8 (h, w), image shrunk by 1/scale), groups and clips: "
+     "(rects (N, 4) int32 xywh, neighbours, reject levels, last stage sums).");
+
+  m.def("cascade_group", [](const CArray<int32_t>& rects, const CArray<int32_t>& levels,
+                            const CArray<double>& weights, int min_neighbors, double eps) {
+    const int64_t n = num_boxes(rects, "rects");
+    check_length(levels, n, "levels");
+    check_length(weights, n, "weights");
+    std::vector<pydetect::cascade::Candidate> c(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t* r = rects.data() + 4 * i;
+      c[i] = {r[0], r[1], r[2], r[3], levels.data()[i], weights.data()[i]};
+    }
+    std::vector<int> neighbours;
+    {
+      py::gil_scoped_release release;
+      pydetect::cascade::group_rectangles(&c, &neighbours, min_neighbors, eps);
+    }
+    const int64_t k = static_cast<int64_t>(c.size());
+    py::array_t<int32_t> out({k, int64_t(4)});
+    py::array_t<int32_t> counts(k), rej(k);
+    py::array_t<double> w(k);
+    for (int64_t i = 0; i < k; ++i) {
+      int32_t* r = out.mutable_data() + 4 * i;
+      r[0] = c[i].x, r[1] = c[i].y, r[2] = c[i].width, r[3] = c[i].height;
+      counts.mutable_data()[i] = neighbours[i];
+      rej.mutable_data()[i] = c[i].level;
+      w.mutable_data()[i] = c[i].weight;
+    }
+    return py::make_tuple(out, counts, rej, w);
+  }, py::arg("rects"), py::arg("levels"), py::arg("weights"), py::arg("min_neighbors"),
+     py::arg("eps"), "cv::groupRectangles on (N, 4) int32 xywh rectangles.");
+}
+
 // ----------------------------------------------------------------------------- segmentation
 // Felzenszwalb segmentation and selective search (csrc/segmentation, csrc/selective_search).
 void bind_segmentation(py::module_& m) {
@@ -384,6 +717,78 @@ void bind_segmentation(py::module_& m) {
      "Selective search on an RGB uint8 (H, W, 3) image -> (N, 4) float32 xyxy boxes, best-ranked first.");
 }
 
+// ----------------------------------------------------------------------------- ism
+// Implicit Shape Model: Hough vote accumulation and balloon mean-shift (csrc/ism/).
+template <class T>
+void bind_ism(py::module_& m) {
+  m.def("ism_accumulate_votes", [](const CArray<T>& features, const CArray<int64_t>& match_ptr,
+                                   const CArray<int64_t>& match_entry, const CArray<T>& match_weight,
+                                   const CArray<int64_t>& occ_ptr, const CArray<T>& occ,
+                                   const CArray<T>& occ_weight) {
+    if (features.ndim() != 2 || features.shape(1) != 3)
+      throw py::value_error("features must have shape (F, 3), got " + shape_of(features));
+    const int64_t nf = features.shape(0);
+    check_length(match_ptr, nf + 1, "match_ptr");
+    if (match_entry.ndim() != 1) throw py::value_error("match_entry must be 1-D, got " + shape_of(match_entry));
+    const int64_t nm = match_entry.shape(0);
+    check_length(match_weight, nm, "match_weight");
+    if (occ.ndim() != 2 || occ.shape(1) != 3)
+      throw py::value_error("occurrences must have shape (O, 3), got " + shape_of(occ));
+    const int64_t no = occ.shape(0);
+    check_length(occ_weight, no, "occ_weight");
+    if (occ_ptr.ndim() != 1 || occ_ptr.shape(0) < 1)
+      throw py::value_error("occ_ptr must have shape (E + 1,), got " + shape_of(occ_ptr));
+    const int64_t ne = occ_ptr.shape(0) - 1;
+    std::vector<T> votes, weights;
+    std::vector<int64_t> vf, vo;
+    {
+      py::gil_scoped_release release;
+      pydetect::ism::accumulate_votes(features.data(), nf, match_ptr.data(), match_entry.data(),
+                                      match_weight.data(), nm, occ_ptr.data(), ne, occ.data(),
+                                      occ_weight.data(), no, &votes, &weights, &vf, &vo);
+    }
+    py::array_t<T> v = to_array(votes);
+    return py::make_tuple(v.reshape({static_cast<py::ssize_t>(weights.size()), py::ssize_t(3)}),
+                          to_array(weights), to_array(vf), to_array(vo));
+  }, py::arg("features"), py::arg("match_ptr"), py::arg("match_entry"), py::arg("match_weight"),
+     py::arg("occ_ptr"), py::arg("occurrences"), py::arg("occ_weight"),
+     "Probabilistic Hough votes (x, y, scale) of matched features -> (votes (V, 3), weights, "
+     "feature index, occurrence index).");
+
+  m.def("ism_mean_shift", [](const CArray<T>& votes, const CArray<T>& weights, const CArray<T>& seeds,
+                             double bandwidth_xy, double bandwidth_scale, bool adaptive, int kernel,
+                             int max_iter, double tol, double merge, double min_score) {
+    if (votes.ndim() != 2 || votes.shape(1) != 3)
+      throw py::value_error("votes must have shape (V, 3), got " + shape_of(votes));
+    if (seeds.ndim() != 2 || seeds.shape(1) != 3)
+      throw py::value_error("seeds must have shape (S, 3), got " + shape_of(seeds));
+    const int64_t nv = votes.shape(0), ns = seeds.shape(0);
+    check_length(weights, nv, "weights");
+    pydetect::ism::MeanShiftParams p;
+    p.bandwidth_xy = bandwidth_xy;
+    p.bandwidth_scale = bandwidth_scale;
+    p.adaptive = adaptive;
+    p.kernel = kernel;
+    p.max_iter = max_iter;
+    p.tol = tol;
+    p.merge = merge;
+    p.min_score = min_score;
+    std::vector<T> modes, scores;
+    std::vector<int64_t> counts;
+    {
+      py::gil_scoped_release release;
+      pydetect::ism::mean_shift(votes.data(), weights.data(), nv, seeds.data(), ns, p, &modes, &scores,
+                                &counts);
+    }
+    py::array_t<T> mo = to_array(modes);
+    return py::make_tuple(mo.reshape({static_cast<py::ssize_t>(scores.size()), py::ssize_t(3)}),
+                          to_array(scores), to_array(counts));
+  }, py::arg("votes"), py::arg("weights"), py::arg("seeds"), py::arg("bandwidth_xy"),
+     py::arg("bandwidth_scale"), py::arg("adaptive"), py::arg("kernel"), py::arg("max_iter"),
+     py::arg("tol"), py::arg("merge"), py::arg("min_score"),
+     "Balloon mean-shift over weighted (x, y, scale) votes -> (modes (K, 3), scores, seed counts).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -400,5 +805,11 @@ PYBIND11_MODULE(_C, m) {
   bind_boxes<double>(m);
   bind_roi<float>(m);
   bind_roi<double>(m);
+  bind_haar(m);
+  bind_boosting(m);
+  bind_integral(m);
+  bind_cascade(m);
   bind_segmentation(m);
+  bind_ism<float>(m);  // ism
+  bind_ism<double>(m);
 }

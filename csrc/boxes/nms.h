@@ -6,17 +6,24 @@
 
 namespace pydetect {
 
+// How greedy NMS finds the kept boxes; every choice gives the same result.
+//   Compaction: each kept box is compared with the boxes still alive (no set-up cost).
+//   Grid:       each box is compared with the kept boxes in its cells of a uniform grid.
+//   Auto:       Compaction for small inputs, Grid above a measured crossover.
+enum class NmsAlgorithm { Auto = 0, Compaction = 1, Grid = 2 };
+
 // Greedy NMS. Boxes are visited by decreasing score (equal scores: lower index first);
 // a box is dropped when its IoU with an already kept box is > iou_threshold.
 // Returns the kept indices in that visiting order.
 template <class T>
-std::vector<int64_t> nms(const T* boxes, const T* scores, int64_t n, double iou_threshold);
+std::vector<int64_t> nms(const T* boxes, const T* scores, int64_t n, double iou_threshold,
+                         NmsAlgorithm algorithm = NmsAlgorithm::Auto);
 
 // NMS run independently per label; the union of the kept indices sorted by decreasing
 // score (equal scores: lower index first). Labels are processed in parallel.
 template <class T>
 std::vector<int64_t> batched_nms(const T* boxes, const T* scores, const int64_t* labels, int64_t n,
-                                 double iou_threshold);
+                                 double iou_threshold, NmsAlgorithm algorithm = NmsAlgorithm::Auto);
 
 enum class SoftNmsMethod { Linear = 0, Gaussian = 1 };
 

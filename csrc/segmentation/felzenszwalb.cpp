@@ -197,7 +197,10 @@ int32_t felzenszwalb(const float* image, int64_t h, int64_t w, int64_t c, double
   if (min_size > 1) {
     // One sweep of pointer jumping shortens the paths; find() completes what is left.
     sets.flatten();
-    for (size_t i = 0; i < n_edges; ++i) {
+    // Components still below min_size; the sweep stops once there are none.
+    int64_t n_small = 0;
+    for (int64_t p = 0; p < hw; ++p) n_small += sets.nodes[p].parent == p && sets.nodes[p].size < min_size;
+    for (size_t i = 0; i < n_edges && n_small > 0; ++i) {
       if (i + kAhead < n_edges) {
         int32_t pa, pb;
         endpoints(keys[i + kAhead], &pa, &pb);
@@ -208,7 +211,12 @@ int32_t felzenszwalb(const float* image, int64_t h, int64_t w, int64_t c, double
       endpoints(keys[i], &a, &b);
       a = sets.find(a);
       b = sets.find(b);
-      if (a != b && (sets.nodes[a].size < min_size || sets.nodes[b].size < min_size)) sets.join(a, b);
+      if (a == b) continue;
+      const bool small_a = sets.nodes[a].size < min_size, small_b = sets.nodes[b].size < min_size;
+      if (small_a || small_b) {
+        const int32_t r = sets.join(a, b);
+        n_small -= int64_t(small_a) + int64_t(small_b) - int64_t(sets.nodes[r].size < min_size);
+      }
     }
   }
   std::vector<int32_t> label_of_root(static_cast<size_t>(hw), -1);

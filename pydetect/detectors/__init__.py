@@ -1,8 +1,10 @@
 """Detectors with one estimator API: ``Detector(**params).fit(dataset).predict(image)``."""
 
 from pydetect.detectors.base import BaseDetector, NotFittedError
+from pydetect.detectors.ism import ImplicitShapeModel
+from pydetect.detectors.viola_jones import ViolaJonesDetector
 
-__all__ = ["BaseDetector", "NotFittedError"]
+__all__ = ["BaseDetector", "NotFittedError", "ImplicitShapeModel", "ViolaJonesDetector"]
 
 # ---- R-CNN family (issue 7)
 from pydetect.detectors.fast_rcnn import FastRCNN  # noqa: E402

@@ -30,6 +30,9 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+from pydetect.ops.integral import integral_image  # noqa: E402  (issue 4)
+
+__all__.append("integral_image")
 from pydetect.ops.segmentation import felzenszwalb, selective_search  # noqa: E402
 
 __all__ += ["felzenszwalb", "selective_search"]

@@ -1,0 +1,137 @@
+// Viola-Jones cascades of boosted trees over Haar or multi-block LBP features, evaluated
+// exactly as OpenCV's CascadeClassifier (objdetect/src/cascadedetect.cpp) does, so that the
+// detections are identical.
+//
+// The model is flat: stages -> weak trees -> nodes (left, right, feature, threshold or an
+// 8 x 32-bit category subset for LBP) and leaves; a child index <= 0 is the leaf -index.
+// Features are "compiled" once per image into int32 offsets, relative to a window's origin,
+// into one buffer holding the integral tables of every pyramid level with a common row
+// stride, so one compiled feature serves every level (OpenCV does the same).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "common/host_device.h"
+#include "integral/integral.h"
+
+namespace pydetect {
+namespace cascade {
+
+enum FeatureType { kHaar = 0, kLbp = 1 };
+
+// Integral-table buffer kept between calls (allocating and faulting in tens of MB per
+// image costs as much as scanning it). One caller at a time uses it; a concurrent
+// caller allocates its own.
+struct Workspace {
+  std::mutex mutex;
+  std::unique_ptr<int32_t[]> data;
+  size_t size = 0;
+};
+
+// Everything the file holds, as flat arrays (the bindings copy them in).
+struct Model {
+  int feature_type = kHaar;
+  int window_width = 0, window_height = 0;
+  std::vector<float> stage_threshold;  // as written in the file
+  std::vector<int32_t> stage_num_weak;  // weak trees per stage
+  std::vector<int32_t> weak_num_nodes;  // internal nodes per tree (leaves = nodes + 1)
+  std::vector<int32_t> node_left, node_right, node_feature;
+  std::vector<float> node_threshold;   // Haar
+  std::vector<int32_t> node_subset;    // LBP: 8 words per node (bit c set -> left)
+  std::vector<float> leaves;
+  // Features: Haar has up to 3 weighted rectangles (x, y, w, h) per feature, a tilted
+  // flag; LBP has one block rectangle (the 3 x 3 grid is 3w x 3h).
+  std::vector<int32_t> rects;    // (F, 3, 4)
+  std::vector<float> weights;    // (F, 3)
+  std::vector<uint8_t> tilted;   // (F,)
+  std::shared_ptr<Workspace> workspace = std::make_shared<Workspace>();
+
+  int num_features() const { return static_cast<int>(tilted.size()); }
+  int max_nodes_per_tree() const;
+  bool has_tilted() const;
+  // Throws std::invalid_argument when indices or rectangles are out of range.
+  void validate() const;
+};
+
+// One pyramid level: a grey image shrunk by 1 / scale (the caller resizes).
+struct Level {
+  const uint8_t* pixels;
+  int width, height;
+  int64_t stride;
+  float scale;
+};
+
+// A window that passed every stage, in original-image pixels, with OpenCV's reject level
+// (number of stages) and the last stage's sum.
+struct Candidate {
+  int x, y, width, height;
+  int level;
+  double weight;
+};
+
+// detectMultiScaleNoGrouping on prepared levels. Candidates come in (level, y, x) order.
+std::vector<Candidate> detect_candidates(const Model& model, const std::vector<Level>& levels);
+
+// groupRectangles(eps) with OpenCV's partition and averaging; `neighbours[i]` gets the
+// cluster size, `levels` / `weights` the cluster's best reject level and weight.
+// group_threshold <= 0 returns the candidates unchanged with neighbours 1.
+void group_rectangles(std::vector<Candidate>* rects, std::vector<int>* neighbours,
+                      int group_threshold, double eps);
+
+// Keeps the parts of rectangles inside [0, width) x [0, height) with a positive area.
+void clip_candidates(std::vector<Candidate>* rects, std::vector<int>* neighbours, int width,
+                     int height);
+
+// ---- per-window math, shared by every loop ----
+
+// OpenCV's cvRound for float / double under the default rounding mode: half to even.
+HOST_DEVICE int round_half_even(double v) {
+  return static_cast<int>(__builtin_nearbyint(v));
+}
+HOST_DEVICE int round_half_even(float v) {
+  return static_cast<int>(__builtin_nearbyintf(v));
+}
+
+// A Haar feature compiled to offsets: value = sum_k weight[k] * rect_sum(k), in float,
+// in OpenCV's order of operations (the third rectangle only when its weight is nonzero).
+struct CompiledHaar {
+  RectOffsets rect[3];
+  float weight[3];
+};
+
+HOST_DEVICE float haar_value(const CompiledHaar& f, const int32_t* window) {
+  float v = f.weight[0] * static_cast<float>(rect_sum(window, f.rect[0])) +
+            f.weight[1] * static_cast<float>(rect_sum(window, f.rect[1]));
+  if (f.weight[2] != 0.0f) v += f.weight[2] * static_cast<float>(rect_sum(window, f.rect[2]));
+  return v;
+}
+
+// A multi-block LBP feature: the 4 x 4 grid of corners of its 3 x 3 blocks.
+struct CompiledLbp {
+  int32_t corner[16];
+};
+
+HOST_DEVICE int32_t corner_sum(const int32_t* p, int32_t a, int32_t b, int32_t c, int32_t d) {
+  return static_cast<int32_t>(uint32_t(p[a]) - uint32_t(p[b]) - uint32_t(p[c]) + uint32_t(p[d]));
+}
+
+// 8-bit code: each outer block compared (>=) with the centre block, clockwise from the
+// top-left one, most significant bit first (OpenCV's order).
+HOST_DEVICE int lbp_code(const CompiledLbp& f, const int32_t* p) {
+  const int32_t* o = f.corner;
+  const int32_t c = corner_sum(p, o[5], o[6], o[9], o[10]);
+  return (corner_sum(p, o[0], o[1], o[4], o[5]) >= c ? 128 : 0) |
+         (corner_sum(p, o[1], o[2], o[5], o[6]) >= c ? 64 : 0) |
+         (corner_sum(p, o[2], o[3], o[6], o[7]) >= c ? 32 : 0) |
+         (corner_sum(p, o[6], o[7], o[10], o[11]) >= c ? 16 : 0) |
+         (corner_sum(p, o[10], o[11], o[14], o[15]) >= c ? 8 : 0) |
+         (corner_sum(p, o[9], o[10], o[13], o[14]) >= c ? 4 : 0) |
+         (corner_sum(p, o[8], o[9], o[12], o[13]) >= c ? 2 : 0) |
+         (corner_sum(p, o[4], o[5], o[8], o[9]) >= c ? 1 : 0);
+}
+
+}  // namespace cascade
+}  // namespace pydetect

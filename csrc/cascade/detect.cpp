@@ -1,0 +1,646 @@
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "cascade/cascade.h"
+#include "common/check.h"
+#include "common/parallel.h"
+
+namespace pydetect {
+namespace cascade {
+
+int Model::max_nodes_per_tree() const {
+  int m = 0;
+  for (int32_t n : weak_num_nodes) m = std::max<int>(m, n);
+  return m;
+}
+
+bool Model::has_tilted() const {
+  return std::any_of(tilted.begin(), tilted.end(), [](uint8_t t) { return t != 0; });
+}
+
+void Model::validate() const {
+  PD_CHECK(feature_type == kHaar || feature_type == kLbp, "unknown feature type ", feature_type);
+  PD_CHECK(window_width > 0 && window_height > 0, "window size must be positive, got ",
+           window_width, "x", window_height);
+  PD_CHECK(stage_threshold.size() == stage_num_weak.size(), "stage arrays differ in length");
+  int64_t weaks = 0;
+  for (int32_t n : stage_num_weak) {
+    PD_CHECK(n >= 1, "every stage needs at least one weak classifier, got ", n);
+    weaks += n;
+  }
+  PD_CHECK(weaks == static_cast<int64_t>(weak_num_nodes.size()), "stages list ", weaks,
+           " weak classifiers but ", weak_num_nodes.size(), " trees were given");
+  int64_t nodes = 0;
+  for (int32_t n : weak_num_nodes) {
+    PD_CHECK(n >= 1, "every tree needs at least one node, got ", n);
+    nodes += n;
+  }
+  const size_t n_nodes = static_cast<size_t>(nodes);
+  PD_CHECK(node_left.size() == n_nodes && node_right.size() == n_nodes &&
+               node_feature.size() == n_nodes,
+           "node arrays must hold ", nodes, " nodes");
+  PD_CHECK(leaves.size() == n_nodes + weak_num_nodes.size(), "expected ",
+           n_nodes + weak_num_nodes.size(), " leaves (nodes + 1 per tree), got ", leaves.size());
+  if (feature_type == kHaar) {
+    PD_CHECK(node_threshold.size() == n_nodes, "Haar nodes need thresholds");
+  } else {
+    PD_CHECK(node_subset.size() == n_nodes * 8, "LBP nodes need 8 subset words each");
+  }
+  const int nf = num_features();
+  PD_CHECK(rects.size() == static_cast<size_t>(nf) * 12 &&
+               weights.size() == static_cast<size_t>(nf) * 3,
+           "feature arrays must be (F, 3, 4) and (F, 3)");
+  // Trees: node indices stay inside the tree, leaves inside its nodes + 1 leaves.
+  size_t node = 0;
+  for (int32_t n : weak_num_nodes) {
+    for (int32_t k = 0; k < n; ++k, ++node) {
+      for (int32_t child : {node_left[node], node_right[node]}) {
+        PD_CHECK(child < n && -child <= n, "tree child index ", child,
+                 " out of range for a tree of ", n, " nodes");
+        PD_CHECK(child <= 0 || child > k, "tree node ", k, " points back to node ", child);
+      }
+      PD_CHECK(node_feature[node] >= 0 && node_feature[node] < nf, "feature index ",
+               node_feature[node], " out of range [0, ", nf, ")");
+    }
+  }
+  for (int f = 0; f < nf; ++f) {
+    const int32_t* r = &rects[static_cast<size_t>(f) * 12];
+    if (feature_type == kLbp) {
+      PD_CHECK(r[0] >= 0 && r[1] >= 0 && r[2] > 0 && r[3] > 0 &&
+                   r[0] + 3 * r[2] <= window_width && r[1] + 3 * r[3] <= window_height,
+               "LBP feature ", f, " (", r[0], " ", r[1], " ", r[2], " ", r[3],
+               ") does not fit the ", window_width, "x", window_height, " window");
+      continue;
+    }
+    for (int k = 0; k < 3; ++k, r += 4) {
+      if (weights[static_cast<size_t>(f) * 3 + k] == 0.0f && r[2] == 0 && r[3] == 0) continue;
+      const bool ok = tilted[f]
+                          ? (r[2] >= 0 && r[3] >= 0 && r[0] - r[3] >= 0 && r[1] >= 0 &&
+                             r[0] + r[2] <= window_width &&
+                             r[1] + r[2] + r[3] <= window_height)
+                          : (r[2] >= 0 && r[3] >= 0 && r[0] >= 0 && r[1] >= 0 &&
+                             r[0] + r[2] <= window_width && r[1] + r[3] <= window_height);
+      PD_CHECK(ok, "Haar feature ", f, " rectangle ", k, " (", r[0], " ", r[1], " ", r[2], " ",
+               r[3], tilted[f] ? ", tilted" : "", ") does not fit the ", window_width, "x",
+               window_height, " window");
+    }
+  }
+}
+
+namespace {
+
+constexpr float kThresholdEps = 1e-5f;  // OpenCV's THRESHOLD_EPS, subtracted in float
+
+struct Stump {
+  int32_t feature;
+  float threshold;
+  float left, right;
+  int32_t node;  // index of the node (subset lookup for LBP)
+};
+
+// A Haar stump with its feature compiled inline, in evaluation order: the scan reads
+// the stumps of a stage sequentially. Offsets are int32 (the buffer size is checked).
+// leaf[1] is taken when the value is below the threshold (branch-free selection).
+struct HaarStump {
+  int32_t ofs[3][4];
+  float weight[3];
+  float threshold;
+  double leaf[2];  // {right, left}, widened once here (exact) instead of per window
+};
+
+// A Haar tree node with its feature inline; child[1] is taken below the threshold,
+// a child <= 0 is the tree's leaf -child.
+struct HaarNode {
+  int32_t ofs[3][4];
+  float weight[3];
+  float threshold;
+  int32_t child[2];  // {right, left}
+};
+
+// An LBP stump with its feature's 16 corners and category subset inline.
+struct LbpStump {
+  CompiledLbp feature;
+  int32_t subset[8];
+  float leaf[2];  // {right, left}: left when bit `code` of the subset is set
+};
+
+HOST_DEVICE int32_t sum4(const int32_t* p, const int32_t* o) {
+  return static_cast<int32_t>(uint32_t(p[o[0]]) - uint32_t(p[o[1]]) - uint32_t(p[o[2]]) +
+                              uint32_t(p[o[3]]));
+}
+
+// The model rearranged for the scan, with features compiled for one buffer stride.
+struct Engine {
+  std::vector<HaarStump> haar_stump;      // Haar cascades of stumps
+  std::vector<LbpStump> lbp_stump;        // LBP cascades of stumps
+  std::vector<HaarNode> haar_node;        // Haar cascades of trees, all nodes in order
+  const Model* model = nullptr;
+  bool stumps = false;
+  std::vector<float> stage_threshold;
+  std::vector<Stump> stump;               // one per weak classifier when stumps
+  std::vector<CompiledHaar> haar;
+  std::vector<CompiledLbp> lbp;
+  RectOffsets norm{};
+  double norm_area = 0;
+  int64_t sq_offset = 0;                  // from a sum-table element to its squared twin
+};
+
+Engine make_engine(const Model& m, int64_t stride, int64_t tilted_offset, int64_t sq_offset) {
+  Engine e;
+  e.model = &m;
+  e.stumps = m.max_nodes_per_tree() == 1;
+  for (float t : m.stage_threshold) e.stage_threshold.push_back(t - kThresholdEps);
+  if (e.stumps) {
+    for (size_t i = 0; i < m.node_feature.size(); ++i) {
+      e.stump.push_back({m.node_feature[i], m.feature_type == kHaar ? m.node_threshold[i] : 0.f,
+                         m.leaves[2 * i], m.leaves[2 * i + 1], static_cast<int32_t>(i)});
+    }
+  }
+  const int nf = m.num_features();
+  if (m.feature_type == kHaar) {
+    e.haar.resize(nf);
+    e.haar_stump.reserve(e.stump.size());
+    for (int f = 0; f < nf; ++f) {
+      for (int k = 0; k < 3; ++k) {
+        const int32_t* r = &m.rects[(static_cast<size_t>(f) * 3 + k) * 4];
+        RectOffsets o = m.tilted[f] ? tilted_rect_offsets(r[0], r[1], r[2], r[3], stride)
+                                    : upright_rect_offsets(r[0], r[1], r[2], r[3], stride);
+        if (m.tilted[f]) {
+          o.o0 += tilted_offset, o.o1 += tilted_offset, o.o2 += tilted_offset,
+              o.o3 += tilted_offset;
+        }
+        e.haar[f].rect[k] = o;
+        e.haar[f].weight[k] = m.weights[static_cast<size_t>(f) * 3 + k];
+      }
+    }
+    auto fill = [&](const CompiledHaar& f, int32_t (*ofs)[4], float* weight) {
+      for (int k = 0; k < 3; ++k) {
+        const bool used = f.weight[k] != 0.0f || k < 2;
+        ofs[k][0] = used ? static_cast<int32_t>(f.rect[k].o0) : 0;
+        ofs[k][1] = used ? static_cast<int32_t>(f.rect[k].o1) : 0;
+        ofs[k][2] = used ? static_cast<int32_t>(f.rect[k].o2) : 0;
+        ofs[k][3] = used ? static_cast<int32_t>(f.rect[k].o3) : 0;
+        weight[k] = f.weight[k];
+      }
+    };
+    if (!e.stumps) {
+      for (size_t i = 0; i < m.node_feature.size(); ++i) {
+        HaarNode h{};
+        fill(e.haar[m.node_feature[i]], h.ofs, h.weight);
+        h.threshold = m.node_threshold[i];
+        h.child[0] = m.node_right[i];
+        h.child[1] = m.node_left[i];
+        e.haar_node.push_back(h);
+      }
+    }
+    for (const Stump& st : e.stump) {
+      const CompiledHaar& f = e.haar[st.feature];
+      HaarStump h{};
+      for (int k = 0; k < 3; ++k) {
+        // A missing third rectangle keeps zero offsets and weight 0; the loops skip the
+        // term when the weight is 0, as OpenCV does (skipping measured faster than adding
+        // a zero term: most features have two rectangles).
+        const bool used = f.weight[k] != 0.0f || k < 2;
+        h.ofs[k][0] = used ? static_cast<int32_t>(f.rect[k].o0) : 0;
+        h.ofs[k][1] = used ? static_cast<int32_t>(f.rect[k].o1) : 0;
+        h.ofs[k][2] = used ? static_cast<int32_t>(f.rect[k].o2) : 0;
+        h.ofs[k][3] = used ? static_cast<int32_t>(f.rect[k].o3) : 0;
+        h.weight[k] = f.weight[k];
+      }
+      h.threshold = st.threshold;
+      h.leaf[0] = st.right;
+      h.leaf[1] = st.left;
+      e.haar_stump.push_back(h);
+    }
+    e.norm = upright_rect_offsets(1, 1, m.window_width - 2, m.window_height - 2, stride);
+    e.norm_area = double(m.window_width - 2) * double(m.window_height - 2);
+    e.sq_offset = sq_offset;
+  } else {
+    e.lbp.resize(nf);
+    for (int f = 0; f < nf; ++f) {
+      const int32_t* r = &m.rects[static_cast<size_t>(f) * 12];
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j)
+          e.lbp[f].corner[i * 4 + j] =
+              static_cast<int32_t>((r[0] + j * r[2]) + stride * (r[1] + i * r[3]));
+    }
+    for (const Stump& st : e.stump) {
+      LbpStump l{};
+      l.feature = e.lbp[st.feature];
+      for (int k = 0; k < 8; ++k) l.subset[k] = m.node_subset[static_cast<size_t>(st.node) * 8 + k];
+      l.leaf[0] = st.right;
+      l.leaf[1] = st.left;
+      e.lbp_stump.push_back(l);
+    }
+  }
+  return e;
+}
+
+// OpenCV's HaarEvaluator::setWindow: variance normalisation over the rectangle
+// (1, 1, w - 2, h - 2); a window whose pixel standard deviation is <= 10 (or whose
+// variance is not positive) is rejected. Returns 0 for a rejected window.
+inline float haar_norm_factor(const Engine& e, const int32_t* p) {
+  const int32_t s = rect_sum(p, e.norm);
+  const uint32_t sq = static_cast<uint32_t>(rect_sum(p + e.sq_offset, e.norm));
+  double nf = e.norm_area * double(sq) - double(s) * double(s);
+  if (!(nf > 0.)) return 0.f;
+  nf = std::sqrt(nf);
+  const float vnf = static_cast<float>(1. / nf);
+  return e.norm_area * vnf < 1e-1 ? vnf : 0.f;
+}
+
+// The hot loop for Haar stump cascades (most shipped cascades). Same arithmetic as
+// haar_value: (w0 * s0 + w1 * s1) [+ w2 * s2 when w2 != 0], times the normalisation
+// factor, in float.
+inline int run_haar_stumps(const Engine& e, const int32_t* p, float vnf, double* sum,
+                           size_t first_stage = 0, double first_sum = 0) {
+  const size_t n_stages = e.stage_threshold.size();
+  const int32_t* n_weak = e.model->stage_num_weak.data();
+  const HaarStump* s = e.haar_stump.data() + (first_stage ? n_weak[0] : 0);
+  double tmp = first_sum;
+  for (size_t si = first_stage; si < n_stages; ++si) {
+    tmp = 0;
+    const HaarStump* end = s + n_weak[si];
+    for (; s != end; ++s) {
+      float v = s->weight[0] * static_cast<float>(sum4(p, s->ofs[0])) +
+                s->weight[1] * static_cast<float>(sum4(p, s->ofs[1]));
+      if (s->weight[2] != 0.0f) v += s->weight[2] * static_cast<float>(sum4(p, s->ofs[2]));
+      tmp += s->leaf[(v * vnf) < s->threshold];
+    }
+    if (tmp < e.stage_threshold[si]) {
+      *sum = tmp;
+      return -static_cast<int>(si);
+    }
+  }
+  *sum = tmp;
+  return 1;
+}
+
+inline int run_haar_trees(const Engine& e, const int32_t* p, float vnf, double* out_sum) {
+  const Model& m = *e.model;
+  const size_t n_stages = e.stage_threshold.size();
+  const HaarNode* nodes = e.haar_node.data();
+  const float* leaves = m.leaves.data();
+  const int32_t* n_nodes = m.weak_num_nodes.data();
+  double sum = 0;
+  for (size_t si = 0; si < n_stages; ++si) {
+    sum = 0;
+    const int nw = m.stage_num_weak[si];
+    for (int w = 0; w < nw; ++w, ++n_nodes) {
+      int idx = 0;
+      do {
+        const HaarNode& n = nodes[idx];
+        float v = n.weight[0] * static_cast<float>(sum4(p, n.ofs[0])) +
+                  n.weight[1] * static_cast<float>(sum4(p, n.ofs[1]));
+        if (n.weight[2] != 0.0f) v += n.weight[2] * static_cast<float>(sum4(p, n.ofs[2]));
+        idx = n.child[(v * vnf) < n.threshold];
+      } while (idx > 0);
+      sum += leaves[-idx];
+      nodes += *n_nodes;
+      leaves += *n_nodes + 1;
+    }
+    if (sum < e.stage_threshold[si]) {
+      *out_sum = sum;
+      return -static_cast<int>(si);
+    }
+  }
+  *out_sum = sum;
+  return 1;
+}
+
+inline int run_lbp_stumps(const Engine& e, const int32_t* p, double* sum) {
+  const size_t n_stages = e.stage_threshold.size();
+  const LbpStump* s = e.lbp_stump.data();
+  const int32_t* n_weak = e.model->stage_num_weak.data();
+  double tmp = 0;
+  for (size_t si = 0; si < n_stages; ++si) {
+    tmp = 0;
+    const LbpStump* end = s + n_weak[si];
+    for (; s != end; ++s) {
+      const int c = lbp_code(s->feature, p);
+      tmp += s->leaf[(s->subset[c >> 5] >> (c & 31)) & 1];
+    }
+    if (tmp < e.stage_threshold[si]) {
+      *sum = tmp;
+      return -static_cast<int>(si);
+    }
+  }
+  *sum = tmp;
+  return 1;
+}
+
+// ---- stage 0 of four windows at once (GCC/Clang vector extensions, SSE2 or NEON) ----
+// Needs __builtin_shufflevector / __builtin_convertvector (GCC >= 12, Clang). Other
+// compilers build without it and scan one window at a time, with the same results.
+// (-DPD_CASCADE_BATCHED=0 forces the one-window path, to test it.)
+#ifndef PD_CASCADE_BATCHED
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector) && __has_builtin(__builtin_convertvector)
+#define PD_CASCADE_BATCHED 1
+#endif
+#endif
+#endif
+#ifndef PD_CASCADE_BATCHED
+#define PD_CASCADE_BATCHED 0
+#endif
+constexpr int64_t kBatchPad = 16;  // spare table elements read by the lanes past a row end
+
+#if PD_CASCADE_BATCHED
+// Lanes are the windows x, x + step, x + 2 step, x + 3 step of one row: for step 1 a
+// corner's four values are one unaligned load, for step 2 the even elements of two.
+// Every lane does the scalar path's exact operations (int32 wrap-around sums, float
+// products and sums, the float comparison, double accumulation of the leaves in stump
+// order), so the results are bit-identical. Lanes past the row end read neighbouring
+// buffer elements (kBatchPad spare ones at the end) and are ignored.
+typedef uint32_t v4u __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef float v2f __attribute__((vector_size(8)));
+typedef double v2d __attribute__((vector_size(16)));
+constexpr int kLanes = 4;
+
+inline v4u load4(const int32_t* p) {
+  v4u v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <int Step>
+inline v4u lanes(const int32_t* p) {
+  if (Step == 1) return load4(p);
+  const v4u a = load4(p), b = load4(p + 4);
+  return __builtin_shufflevector(a, b, 0, 2, 4, 6);
+}
+
+template <int Step>
+inline v4f rect4(const int32_t* p, const int32_t* o) {
+  const v4u s = lanes<Step>(p + o[0]) - lanes<Step>(p + o[1]) - lanes<Step>(p + o[2]) +
+                lanes<Step>(p + o[3]);
+  return __builtin_convertvector(reinterpret_cast<const v4i&>(s), v4f);
+}
+
+// vnf[k] = 0 for a rejected (flat) window; acc[k] = its stage-0 sum.
+template <int Step>
+inline void haar_stage0_x4(const Engine& e, const int32_t* p0, float* vnf, double* acc) {
+  {
+    int32_t s[kLanes];
+    uint32_t q[kLanes];
+    const int32_t o[4] = {static_cast<int32_t>(e.norm.o0), static_cast<int32_t>(e.norm.o1),
+                          static_cast<int32_t>(e.norm.o2), static_cast<int32_t>(e.norm.o3)};
+    const v4u sv = lanes<Step>(p0 + o[0]) - lanes<Step>(p0 + o[1]) - lanes<Step>(p0 + o[2]) +
+                   lanes<Step>(p0 + o[3]);
+    const int32_t* pq = p0 + e.sq_offset;
+    const v4u qv = lanes<Step>(pq + o[0]) - lanes<Step>(pq + o[1]) - lanes<Step>(pq + o[2]) +
+                   lanes<Step>(pq + o[3]);
+    std::memcpy(s, &sv, sizeof(s));
+    std::memcpy(q, &qv, sizeof(q));
+    for (int k = 0; k < kLanes; ++k) {
+      double nf = e.norm_area * double(q[k]) - double(s[k]) * double(s[k]);
+      float f = 0.f;
+      if (nf > 0.) {
+        nf = std::sqrt(nf);
+        f = static_cast<float>(1. / nf);
+        if (!(e.norm_area * f < 1e-1)) f = 0.f;
+      }
+      vnf[k] = f;
+    }
+  }
+  v4f scale;
+  std::memcpy(&scale, vnf, sizeof(scale));
+  v2d lo = {0., 0.}, hi = {0., 0.};
+  const HaarStump* st = e.haar_stump.data();
+  const HaarStump* end = st + e.model->stage_num_weak[0];
+  for (; st != end; ++st) {
+    v4f v = st->weight[0] * rect4<Step>(p0, st->ofs[0]) + st->weight[1] * rect4<Step>(p0, st->ofs[1]);
+    if (st->weight[2] != 0.0f) v += st->weight[2] * rect4<Step>(p0, st->ofs[2]);
+    const v4i left = (v * scale) < st->threshold;  // -1 where the scalar path takes leaf[1]
+    // leaves are floats widened to double: blend their float bit patterns, widen after
+    const float l = static_cast<float>(st->leaf[1]), r = static_cast<float>(st->leaf[0]);
+    int32_t lb, rb;
+    std::memcpy(&lb, &l, sizeof(lb));
+    std::memcpy(&rb, &r, sizeof(rb));
+    const v4i bits = (left & lb) | (~left & rb);
+    v4f leaf;
+    std::memcpy(&leaf, &bits, sizeof(leaf));
+    lo += __builtin_convertvector(__builtin_shufflevector(leaf, leaf, 0, 1), v2d);
+    hi += __builtin_convertvector(__builtin_shufflevector(leaf, leaf, 2, 3), v2d);
+  }
+  acc[0] = lo[0], acc[1] = lo[1], acc[2] = hi[0], acc[3] = hi[1];
+}
+
+template <int Step, class Emit>
+inline void scan_row_x4(const Engine& e, const int32_t* row, int work_w, const Emit& emit) {
+  int x = 0;
+  while (x < work_w) {
+    float vnf[kLanes];
+    double acc[kLanes];
+    haar_stage0_x4<Step>(e, row + x, vnf, acc);
+    const int n = std::min(kLanes, (work_w - x + Step - 1) / Step);
+    int k = 0;
+    while (k < n) {
+      if (vnf[k] == 0.f) {
+        k += 1;  // flat window (-1): next position
+      } else if (acc[k] < e.stage_threshold[0]) {
+        k += 2;  // rejected by stage 0 (0): OpenCV skips one position
+      } else {
+        const int xx = x + k * Step;
+        double sum = 0;
+        if (run_haar_stumps(e, row + xx, vnf[k], &sum, 1, acc[k]) == 1) emit(xx, sum);
+        k += 1;
+      }
+    }
+    x += k * Step;
+  }
+}
+#endif  // PD_CASCADE_BATCHED
+
+template <class GoLeft>
+inline int run_trees(const Engine& e, const GoLeft& go_left, double* out_sum) {
+  const Model& m = *e.model;
+  const size_t n_stages = e.stage_threshold.size();
+  int node_ofs = 0, leaf_ofs = 0, weak = 0;
+  double sum = 0;
+  for (size_t si = 0; si < n_stages; ++si) {
+    sum = 0;
+    const int nw = m.stage_num_weak[si];
+    for (int w = 0; w < nw; ++w, ++weak) {
+      int idx = 0;
+      do {
+        const int node = node_ofs + idx;
+        idx = go_left(node) ? m.node_left[node] : m.node_right[node];
+      } while (idx > 0);
+      sum += m.leaves[leaf_ofs - idx];
+      node_ofs += m.weak_num_nodes[weak];
+      leaf_ofs += m.weak_num_nodes[weak] + 1;
+    }
+    if (sum < e.stage_threshold[si]) {
+      *out_sum = sum;
+      return -static_cast<int>(si);
+    }
+  }
+  *out_sum = sum;
+  return 1;
+}
+
+// OpenCV's runAt: 1 = passed every stage, -k = rejected by stage k (0 for stage 0),
+// -1 also for a flat window (Haar).
+inline int run_window(const Engine& e, const int32_t* p, double* sum) {
+  const Model& m = *e.model;
+  if (m.feature_type == kHaar) {
+    const float vnf = haar_norm_factor(e, p);
+    if (vnf == 0.f) return -1;
+    return e.stumps ? run_haar_stumps(e, p, vnf, sum) : run_haar_trees(e, p, vnf, sum);
+  }
+  const CompiledLbp* lbp = e.lbp.data();
+  const int32_t* subsets = m.node_subset.data();
+  auto in_subset = [&](int node, int c) {
+    return (subsets[node * 8 + (c >> 5)] & (1 << (c & 31))) != 0;
+  };
+  if (e.stumps) return run_lbp_stumps(e, p, sum);
+  return run_trees(e, [&](int node) {
+    return in_subset(node, lbp_code(lbp[m.node_feature[node]], p));
+  }, sum);
+}
+
+struct Task {
+  int level, y0, y1;
+};
+
+}  // namespace
+
+std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level>& levels) {
+  std::vector<Candidate> out;
+  if (levels.empty()) return out;
+  const bool haar = m.feature_type == kHaar;
+  const bool tilted = haar && m.has_tilted();
+  // One buffer: [sum tables of all levels | tilted tables | squared tables], common row
+  // stride. Levels are packed side by side in bands as wide as the largest level (as
+  // OpenCV packs its layers), which halves the memory of a stack of full-width rows.
+  int64_t stride = 0, rows = 0;
+  for (const Level& L : levels) {
+    PD_CHECK(L.width >= 0 && L.height >= 0, "negative level size");
+    stride = std::max<int64_t>(stride, L.width + 1);
+  }
+  std::vector<int64_t> level_origin(levels.size());  // element offset of each level's (0, 0)
+  {
+    int64_t band_top = 0, band_height = 0, x = 0;
+    for (size_t i = 0; i < levels.size(); ++i) {
+      const int64_t w = levels[i].width + 1, h = levels[i].height + 1;
+      if (x + w > stride) {  // start a new band
+        band_top += band_height;
+        band_height = 0;
+        x = 0;
+      }
+      level_origin[i] = band_top * stride + x;
+      band_height = std::max(band_height, h);
+      x += w;
+    }
+    rows = band_top + band_height;
+  }
+  const int64_t table = stride * rows;
+  const int64_t n_tables = haar ? (tilted ? 3 : 2) : 1;
+  PD_CHECK(table * n_tables < std::numeric_limits<int32_t>::max(),
+           "image too large for the cascade's int32 offsets: ", table * n_tables,
+           " integral elements");
+  // Every element a window reads is written below, so the buffer needs no zeroing.
+  const size_t needed = static_cast<size_t>(table * n_tables + kBatchPad);
+  std::unique_lock<std::mutex> lock(m.workspace->mutex, std::try_to_lock);
+  std::unique_ptr<int32_t[]> own;
+  int32_t* buf_data;
+  if (lock.owns_lock()) {
+    Workspace& ws = *m.workspace;
+    if (ws.size < needed) {
+      ws.data.reset();
+      ws.data.reset(new int32_t[needed]());  // zeroed once: lanes past a row read defined data
+      ws.size = needed;
+    }
+    buf_data = ws.data.get();
+  } else {
+    own.reset(new int32_t[needed]());
+    buf_data = own.get();
+  }
+  struct {
+    int32_t* p;
+    int32_t* data() const { return p; }
+  } buf{buf_data};
+  const int64_t tofs = tilted ? table : 0;
+  const int64_t sqofs = haar ? (tilted ? 2 * table : table) : 0;
+
+  parallel_for(0, static_cast<int64_t>(levels.size()), 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const Level& L = levels[i];
+      int32_t* sum = buf.data() + level_origin[i];
+      uint32_t* sq = haar ? reinterpret_cast<uint32_t*>(sum + sqofs) : nullptr;
+      int32_t* tl = tilted ? sum + tofs : nullptr;
+      integral_image<uint8_t, int32_t, uint32_t>(L.pixels, L.height, L.width, L.stride, sum, sq,
+                                                 tl, stride);
+    }
+  });
+
+  const Engine e = make_engine(m, stride, tofs, sqofs);
+  const int ww = m.window_width, wh = m.window_height;
+  // Row stripes of every level, in (level, y) order; each task collects its own hits.
+  // OpenCV splits each level's rows into nstripes stripes of stripe_size rows, with
+  // nstripes = ceil(working width of the first level / 32) and stripe_size rounded from
+  // floor(working height / step): when that floor drops a row, the last row of windows is
+  // never scanned. The same rows are scanned here.
+  const int nstripes = static_cast<int>(
+      std::ceil(std::max(levels[0].width + 1 - ww, 0) / 32.));
+  std::vector<Task> tasks;
+  for (size_t i = 0; i < levels.size(); ++i) {
+    const int step = levels[i].scale >= 2.f ? 1 : 2;
+    const int full_h = std::max(levels[i].height + 1 - wh, 0);
+    const int stripe = std::max((full_h / step + nstripes - 1) / std::max(nstripes, 1), 1) * step;
+    const int work_h = std::min(nstripes * stripe, full_h);
+    const int rows_per_task = 8 * step;
+    for (int y = 0; y < work_h; y += rows_per_task)
+      tasks.push_back({static_cast<int>(i), y, std::min(y + rows_per_task, work_h)});
+  }
+  std::vector<std::vector<Candidate>> found(tasks.size());
+  [[maybe_unused]] const bool batched = PD_CASCADE_BATCHED && m.feature_type == kHaar && e.stumps;
+  parallel_for(0, static_cast<int64_t>(tasks.size()), 4, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const Task& task = tasks[t];
+      const Level& L = levels[task.level];
+      const float scale = L.scale;
+      const int step = scale >= 2.f ? 1 : 2;
+      const int work_w = std::max(L.width + 1 - ww, 0);
+      const int win_w = round_half_even(float(ww) * scale);
+      const int win_h = round_half_even(float(wh) * scale);
+      const int32_t* base = buf.data() + level_origin[task.level];
+      for (int y = task.y0; y < task.y1; y += step) {
+        const int32_t* row = base + int64_t(y) * stride;
+#if PD_CASCADE_BATCHED
+        if (batched) {
+          auto emit = [&](int x, double sum) {
+            found[t].push_back({round_half_even(float(x) * scale),
+                                round_half_even(float(y) * scale), win_w, win_h,
+                                static_cast<int>(m.stage_threshold.size()), sum});
+          };
+          if (step == 1) scan_row_x4<1>(e, row, work_w, emit);
+          else scan_row_x4<2>(e, row, work_w, emit);
+          continue;
+        }
+#endif
+        for (int x = 0; x < work_w; x += step) {
+          double sum = 0;
+          const int result = run_window(e, row + x, &sum);
+          if (result == 1) {
+            found[t].push_back({round_half_even(float(x) * scale),
+                                round_half_even(float(y) * scale), win_w, win_h,
+                                static_cast<int>(m.stage_threshold.size()), sum});
+          } else if (result == 0) {
+            x += step;  // rejected by the first stage: skip the next position too
+          }
+        }
+      }
+    }
+  });
+  for (auto& f : found) out.insert(out.end(), f.begin(), f.end());
+  return out;
+}
+
+}  // namespace cascade
+}  // namespace pydetect

@@ -1,0 +1,75 @@
+// Integral images in OpenCV's layout: for an h x w image, (h + 1) x (w + 1) tables whose
+// first row and column are zero.
+//
+//   sum(X, Y)    = sum_{y < Y, x < X} I(x, y)
+//   sqsum(X, Y)  = sum_{y < Y, x < X} I(x, y)^2
+//   tilted(X, Y) = sum_{y < Y, |x - X + 1| <= Y - y - 1} I(x, y)     (Lienhart & Maydt 2002)
+//
+// The tilted table sums the triangle that opens upwards from pixel (X - 1, Y - 1) at 45
+// degrees. With S_y(k) = sum_{x < k} I(x, y) (the prefix sum of row y, clamped to [0, w]),
+//
+//   tilted(X, Y) = sum_{y < Y} S_y(X + Y - 1 - y) - S_y(X - Y + y)  =  P(X, Y) - Q(X, Y)
+//   P(X, Y) = P(X + 1, Y - 1) + S_{Y-1}(min(X, w)),   P(X, Y) = total of rows < Y for X >= w
+//   Q(X, Y) = Q(X - 1, Y - 1) + S_{Y-1}(X - 1),       Q(0, Y) = 0
+//
+// so each row of the tilted table costs O(w) with two O(w) carried rows (P, Q).
+//
+// Integer tables are accumulated modulo 2^bits (unsigned arithmetic, no undefined
+// overflow), exactly like OpenCV's int32 tables: a rectangle sum read back from a wrapped
+// table is still exact whenever the true value fits in the type.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "common/host_device.h"
+
+namespace pydetect {
+
+// Accumulator of an integral table of type T: unsigned of the same width for integers.
+template <class T, bool = std::is_integral<T>::value>
+struct IntegralAcc {
+  using type = T;
+};
+template <class T>
+struct IntegralAcc<T, true> {
+  using type = typename std::make_unsigned<T>::type;
+};
+template <class T>
+using integral_acc_t = typename IntegralAcc<T>::type;
+
+// Offsets (in elements, relative to a window origin in a table of row stride `step`) of
+// the four corners of the upright rectangle (x, y, w, h): sum = t[o0] - t[o1] - t[o2] + t[o3].
+struct RectOffsets {
+  int64_t o0, o1, o2, o3;
+};
+
+HOST_DEVICE RectOffsets upright_rect_offsets(int x, int y, int w, int h, int64_t step) {
+  return {x + step * y, (x + w) + step * y, x + step * (y + h), (x + w) + step * (y + h)};
+}
+
+// Corners of the 45-degree rectangle whose top corner is pixel (x, y), extending w pixels
+// down-right and h pixels down-left (OpenCV / Lienhart tilted Haar rectangles), in the
+// tilted table.
+HOST_DEVICE RectOffsets tilted_rect_offsets(int x, int y, int w, int h, int64_t step) {
+  return {x + step * y, (x - h) + step * (y + h), (x + w) + step * (y + w),
+          (x + w - h) + step * (y + w + h)};
+}
+
+// Sum of a rectangle from its corner offsets, with wrap-around arithmetic for integers.
+template <class T>
+HOST_DEVICE T rect_sum(const T* table, const RectOffsets& o) {
+  using A = integral_acc_t<T>;
+  return static_cast<T>(A(table[o.o0]) - A(table[o.o1]) - A(table[o.o2]) + A(table[o.o3]));
+}
+
+// Computes any of the three tables of an h x w image `src` whose rows are `src_stride`
+// elements apart. Each output has (h + 1) rows of `out_stride` >= w + 1 elements; a null
+// pointer skips that table. Usable on any raw buffer (a window of a larger image, a pyramid
+// level). Supported types: In uint8_t with S int32_t / double and Q double / int32_t /
+// uint32_t; In float or double with S = Q = double.
+template <class In, class S, class Q>
+void integral_image(const In* src, int64_t h, int64_t w, int64_t src_stride, S* sum, Q* sqsum,
+                    S* tilted, int64_t out_stride);
+
+}  // namespace pydetect

@@ -1,0 +1,5 @@
+import sys
+
+from pydetect.cli import main
+
+sys.exit(main())

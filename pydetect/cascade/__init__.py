@@ -1,0 +1,15 @@
+"""Viola-Jones cascades: OpenCV XML models (Haar and LBP), a detector with OpenCV's exact
+output, grouping, feature drawing, and training (Haar feature bank, AdaBoost, attentional
+cascade with hard-negative mining)."""
+
+from pydetect.cascade.model import Cascade, HaarFeature, LBPFeature, Stage, WeakTree
+from pydetect.cascade.detector import CascadeDetector, pyramid_scales
+from pydetect.cascade.grouping import group_rectangles
+from pydetect.cascade.draw import draw_feature
+from pydetect.cascade.haar_features import HaarFeatures
+from pydetect.cascade.boosting import AdaBoost
+from pydetect.cascade.training import train_cascade
+
+__all__ = ["Cascade", "CascadeDetector", "HaarFeature", "LBPFeature", "Stage", "WeakTree",
+           "draw_feature", "group_rectangles", "pyramid_scales", "HaarFeatures", "AdaBoost",
+           "train_cascade"]

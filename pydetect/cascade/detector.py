@@ -1,0 +1,177 @@
+"""Multi-scale sliding-window detection with a cascade, identical to OpenCV's
+``CascadeClassifier.detectMultiScale``."""
+
+from __future__ import annotations
+
+import numbers
+import os
+
+import numpy as np
+
+from pydetect import _C
+from pydetect._validation import as_image, check_int, to_numpy
+from pydetect.cascade.model import Cascade
+from pydetect.structures import Detections
+
+__all__ = ["CascadeDetector", "pyramid_scales"]
+
+GROUP_EPS = 0.2  # OpenCV's GROUP_EPS in detectMultiScale
+
+
+def _size(value, name):
+    if value is None:
+        return (0, 0)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        w, h = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be None, an int or a (width, height) pair, "
+                        f"got {value!r}") from None
+    w, h = check_int(w, f"{name}[0]", minimum=0), check_int(h, f"{name}[1]", minimum=0)
+    return (w, h)
+
+
+def pyramid_scales(window_size, image_size, scale_factor=1.1, min_size=None, max_size=None):
+    """The scales OpenCV scans: ``scale_factor ** k`` rounded to float32, kept while the
+    rounded window fits the image and ``max_size`` and is at least ``min_size``.
+
+    Parameters
+    ----------
+    window_size, image_size : (width, height)
+    min_size, max_size : (width, height), int or None
+
+    Returns
+    -------
+    list of numpy.float32
+        Empty when the image is smaller than the window. When ``min_size`` filters out
+        every scale, the one whose window is closest to ``min_size`` (OpenCV's rule for
+        ``min_size == max_size`` between two scales).
+    """
+    ww, wh = window_size
+    iw, ih = image_size
+    min_w, min_h = _size(min_size, "min_size")
+    max_w, max_h = _size(max_size, "max_size")
+    if max_w == 0 or max_h == 0:
+        max_w, max_h = iw, ih
+    if ih < wh or iw < ww:
+        return []
+    all_scales = []
+    factor = 1.0
+    while True:
+        # cvRound(int * double): half to even, like numpy's rint
+        if np.rint(ww * factor) > iw or np.rint(wh * factor) > ih:
+            break
+        all_scales.append(np.float32(factor))
+        factor *= scale_factor
+    win = [(int(np.rint(np.float32(ww) * s)), int(np.rint(np.float32(wh) * s)))
+           for s in all_scales]
+    scales = []
+    for s, (w, h) in zip(all_scales, win):
+        if w > max_w or h > max_h:
+            break
+        if w < min_w or h < min_h:
+            continue
+        scales.append(s)
+    if not scales and all_scales:
+        d = [(min_w - w) ** 2 + (min_h - h) ** 2 for w, h in win]
+        scales.append(all_scales[int(np.argmin(d))])
+    return scales
+
+
+class CascadeDetector:
+    """Runs a :class:`Cascade` over an image pyramid, exactly as OpenCV does.
+
+    The image is shrunk by ``1 / s`` for each scale ``s`` (``cv2.resize`` with
+    ``INTER_LINEAR_EXACT``, the bit-exact bilinear OpenCV 4 uses here), a
+    window of the cascade's size slides over each level with a step of 2 pixels below
+    scale 2 and 1 above (one more step after a window fails the first stage), Haar windows
+    are normalised by the pixel standard deviation over the window less a 1-pixel border
+    (windows with a deviation <= 10 are rejected), and the windows that pass every stage
+    are grouped (:func:`~pydetect.cascade.group_rectangles`, eps 0.2). The boxes equal
+    ``cv2.CascadeClassifier.detectMultiScale`` on the same cascade, image and parameters.
+
+    Parameters
+    ----------
+    cascade : Cascade or path
+        A cascade or an OpenCV cascade XML file.
+
+    References
+    ----------
+    P. Viola, M. Jones, "Rapid object detection using a boosted cascade of simple
+    features", CVPR 2001. R. Lienhart, J. Maydt, "An extended set of Haar-like features
+    for rapid object detection", ICIP 2002.
+    """
+
+    def __init__(self, cascade):
+        if isinstance(cascade, (str, os.PathLike)):
+            cascade = Cascade.load(cascade)
+        if not isinstance(cascade, Cascade):
+            raise TypeError(f"cascade must be a Cascade or a path, got {type(cascade).__name__}")
+        self.cascade = cascade
+
+    def detect(self, gray, scale_factor: float = 1.1, min_neighbors: int = 3, min_size=None,
+               max_size=None, return_levels: bool = False) -> Detections:
+        """Detects objects at every scale.
+
+        Parameters
+        ----------
+        gray : array or Tensor, shape (H, W) or (H, W, 3)
+            uint8 (or float in [0, 1], see ``pydetect._validation.as_image``). An RGB image
+            is converted with OpenCV's RGB-to-grey weights.
+        scale_factor : float > 1, default 1.1
+            Ratio between successive pyramid scales.
+        min_neighbors : int, default 3
+            A group needs more than this many raw detections; 0 returns the raw windows.
+        min_size, max_size : (width, height), int or None
+            Bounds on the window size in image pixels (``None``: no bound / the image).
+        return_levels : bool, default False
+            Also return ``reject_levels`` (int32, the number of stages passed, as
+            ``detectMultiScale3``) and ``level_weights`` (float64, the last stage's sum, the
+            best in each group) as extra fields: a score that ranks detections for AP.
+
+        Returns
+        -------
+        Detections
+            ``boxes`` (N, 4) xyxy; ``scores`` = the number of raw windows in each group
+            (``detectMultiScale2``'s ``numDetections``; 1 when ``min_neighbors == 0``);
+            labels 0.
+        """
+        import cv2
+
+        if isinstance(scale_factor, bool) or not isinstance(scale_factor, numbers.Real):
+            raise TypeError(f"scale_factor must be a real number, got "
+                            f"{type(scale_factor).__name__}")
+        if not (float(scale_factor) > 1.0) or not np.isfinite(scale_factor):
+            raise ValueError(f"scale_factor must be > 1, got {scale_factor}")
+        min_neighbors = check_int(min_neighbors, "min_neighbors")
+        img = as_image(gray, "gray")
+        if img.ndim == 3:
+            img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        h, w = img.shape
+        scales = pyramid_scales(self.cascade.window_size, (w, h), float(scale_factor),
+                                min_size, max_size)
+        levels = []
+        for s in scales:
+            lw = int(np.rint(np.float32(w) / s))
+            lh = int(np.rint(np.float32(h) / s))
+            if (lw, lh) == (w, h):
+                levels.append(img)
+            else:
+                inv = 1.0 / float(s)
+                levels.append(cv2.resize(img, (lw, lh), fx=inv, fy=inv,
+                                         interpolation=cv2.INTER_LINEAR_EXACT))
+        rects, counts, rej, wts = _C.cascade_detect(
+            self.cascade._native_model(), levels, [float(s) for s in scales], w, h,
+            min_neighbors, GROUP_EPS)
+        boxes = rects.astype(np.float32)
+        boxes[:, 2:] += boxes[:, :2]
+        fields = {}
+        if return_levels:
+            fields = {"reject_levels": rej, "level_weights": wts}
+        return Detections(boxes, scores=counts.astype(np.float32), **fields)
+
+    __call__ = detect
+
+    def __repr__(self):
+        return f"CascadeDetector({self.cascade!r})"

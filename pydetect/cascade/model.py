@@ -1,0 +1,271 @@
+"""The cascade model: flat arrays of stages, weak trees, nodes, leaves and features.
+
+A cascade (Viola & Jones, "Rapid object detection using a boosted cascade of simple
+features", CVPR 2001) is a sequence of stages; a window passes a stage when the sum of the
+leaf values its weak trees reach is at least the stage threshold. OpenCV's layout is kept:
+
+- stage ``s`` has ``stage_num_weak[s]`` weak trees, stored one after the other;
+- tree ``t`` has ``weak_num_nodes[t]`` internal nodes and ``weak_num_nodes[t] + 1`` leaves;
+- a node holds ``(left, right, feature, threshold)`` for Haar features (go left when the
+  normalised feature value is ``< threshold``) or ``(left, right, feature, subset)`` with an
+  8 x 32-bit category subset for multi-block LBP features (go left when bit ``code`` is set);
+  a child index ``> 0`` is a node of the same tree, ``<= 0`` is leaf ``-index``;
+- Haar features have up to three rectangles ``(x, y, w, h)`` with weights, upright or
+  tilted by 45 degrees (Lienhart & Maydt, ICIP 2002); LBP features have one block
+  rectangle, the 3 x 3 grid of such blocks spanning ``3w x 3h`` (Liao et al., ICB 2007).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Cascade", "Stage", "WeakTree", "HaarFeature", "LBPFeature"]
+
+FEATURE_TYPES = ("HAAR", "LBP")
+
+
+@dataclass(frozen=True)
+class HaarFeature:
+    """Up to three weighted rectangles ``(x, y, w, h)`` in window pixels.
+
+    ``tilted`` rectangles are rotated by 45 degrees: ``(x, y)`` is the top corner, ``w``
+    runs down-right and ``h`` down-left.
+    """
+
+    rects: np.ndarray    # (K, 4) int32, K in {2, 3}
+    weights: np.ndarray  # (K,) float32
+    tilted: bool = False
+
+
+@dataclass(frozen=True)
+class LBPFeature:
+    """A multi-block LBP feature: ``rect = (x, y, w, h)`` is the top-left block of 3 x 3."""
+
+    rect: tuple
+
+
+@dataclass(frozen=True)
+class WeakTree:
+    """One weak classifier: a tree of ``len(left)`` internal nodes and ``len(left) + 1`` leaves.
+
+    ``threshold`` holds node thresholds (Haar) and ``subset`` (n_nodes, 8) int32 category
+    bitmasks (LBP); the other is empty.
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    subset: np.ndarray
+    leaves: np.ndarray
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A boosted stage: passes when the sum of its trees' leaves is >= ``threshold``."""
+
+    threshold: float
+    weak: list = field(default_factory=list)
+
+
+def _arr(x, dtype, shape_tail=()):
+    a = np.ascontiguousarray(np.asarray(x, dtype=dtype))
+    if shape_tail and a.size == 0:
+        a = a.reshape((0,) + shape_tail)
+    return a
+
+
+class Cascade:
+    """A boosted cascade of Haar or LBP trees, as read from and written to OpenCV XML.
+
+    Build one with :meth:`load` (OpenCV's XML files), :meth:`from_lists` (stages and
+    features as Python objects, e.g. from a trainer) or the flat-array constructor.
+
+    Parameters
+    ----------
+    feature_type : {"HAAR", "LBP"}
+    window_size : (int, int)
+        ``(width, height)`` of the detection window.
+    stage_threshold : (S,) float32
+    stage_num_weak : (S,) int32
+    weak_num_nodes : (T,) int32
+    node_left, node_right, node_feature : (N,) int32
+    node_threshold : (N,) float32
+        Zeros for LBP.
+    node_subset : (N, 8) int32
+        Empty ``(N, 0)`` / ``(0, 8)`` for Haar.
+    leaves : (N + T,) float32
+    rects : (F, 3, 4) int32
+        Haar rectangles (unused ones zero) or, for LBP, the block in ``rects[:, 0]``.
+    weights : (F, 3) float32
+    tilted : (F,) bool
+
+    Attributes
+    ----------
+    window_size, feature_type, num_stages, stages, features
+    """
+
+    def __init__(self, *, feature_type, window_size, stage_threshold, stage_num_weak,
+                 weak_num_nodes, node_left, node_right, node_feature, node_threshold,
+                 node_subset, leaves, rects, weights, tilted, max_depth=None):
+        if feature_type not in FEATURE_TYPES:
+            raise ValueError(f"feature_type must be 'HAAR' or 'LBP', got {feature_type!r}")
+        w, h = (int(v) for v in window_size)
+        if w <= 0 or h <= 0:
+            raise ValueError(f"window_size must be positive, got {tuple(window_size)}")
+        self.feature_type = feature_type
+        self.window_size = (w, h)
+        self.stage_threshold = _arr(stage_threshold, np.float32)
+        self.stage_num_weak = _arr(stage_num_weak, np.int32)
+        self.weak_num_nodes = _arr(weak_num_nodes, np.int32)
+        self.node_left = _arr(node_left, np.int32)
+        self.node_right = _arr(node_right, np.int32)
+        self.node_feature = _arr(node_feature, np.int32)
+        n = self.node_left.shape[0]
+        self.node_threshold = (np.zeros(n, np.float32) if node_threshold is None
+                               else _arr(node_threshold, np.float32))
+        self.node_subset = (np.zeros((n, 8 if feature_type == "LBP" else 0), np.int32)
+                            if node_subset is None else _arr(node_subset, np.int32))
+        self.leaves = _arr(leaves, np.float32)
+        self.rects = _arr(rects, np.int32, (3, 4)).reshape(-1, 3, 4)
+        self.weights = _arr(weights, np.float32, (3,)).reshape(-1, 3)
+        self.tilted = _arr(tilted, np.bool_)
+        self.max_depth = max_depth
+        self._native = None
+        self._native_model()  # validates
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_lists(cls, feature_type, window_size, stages, features):
+        """Builds a cascade from :class:`Stage` / :class:`WeakTree` and feature objects."""
+        thr, nweak, nnodes = [], [], []
+        left, right, feat, nthr, subs, leaves = [], [], [], [], [], []
+        for st in stages:
+            thr.append(st.threshold)
+            nweak.append(len(st.weak))
+            for t in st.weak:
+                nnodes.append(len(t.left))
+                left.extend(t.left)
+                right.extend(t.right)
+                feat.extend(t.feature)
+                nthr.extend(t.threshold if len(t.threshold) else np.zeros(len(t.left)))
+                if feature_type == "LBP":
+                    subs.extend(np.asarray(t.subset, np.int64).reshape(-1, 8).tolist())
+                leaves.extend(t.leaves)
+        f = len(features)
+        rects = np.zeros((f, 3, 4), np.int32)
+        weights = np.zeros((f, 3), np.float32)
+        tilted = np.zeros(f, bool)
+        for i, ft in enumerate(features):
+            if feature_type == "LBP":
+                rects[i, 0] = ft.rect
+            else:
+                k = len(ft.rects)
+                if not 1 <= k <= 3:
+                    raise ValueError(f"Haar feature {i} must have 1 to 3 rectangles, got {k}")
+                rects[i, :k] = ft.rects
+                weights[i, :k] = ft.weights
+                tilted[i] = bool(ft.tilted)
+        subset = (np.asarray(subs, np.int64).astype(np.int32).reshape(-1, 8)
+                  if feature_type == "LBP" else None)
+        return cls(feature_type=feature_type, window_size=window_size, stage_threshold=thr,
+                   stage_num_weak=nweak, weak_num_nodes=nnodes, node_left=left,
+                   node_right=right, node_feature=feat, node_threshold=nthr,
+                   node_subset=subset, leaves=leaves, rects=rects, weights=weights,
+                   tilted=tilted)
+
+    @classmethod
+    def load(cls, path):
+        """Reads an OpenCV cascade XML file.
+
+        Both the current format (``<cascade type_id="opencv-cascade-classifier">`` with
+        ``featureType`` HAAR or LBP) and the old ``opencv-haar-classifier`` format (trees
+        of ``left_val``/``left_node`` nodes, e.g. OpenCV 1.x files) are read.
+
+        Raises
+        ------
+        ValueError
+            Naming the file and the reason: not XML, not a cascade, HOG features,
+            a stage type other than BOOST, missing or inconsistent fields.
+        """
+        from pydetect.cascade.xmlio import load_cascade
+
+        return load_cascade(path)
+
+    def save(self, path):
+        """Writes the cascade in OpenCV's current XML format (atomically).
+
+        ``cv2.CascadeClassifier(path)`` loads the file and detects exactly what
+        :class:`~pydetect.cascade.CascadeDetector` detects with this cascade.
+        """
+        from pydetect.cascade.xmlio import save_cascade
+
+        save_cascade(self, path)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def num_stages(self) -> int:
+        return int(self.stage_threshold.shape[0])
+
+    @property
+    def num_features(self) -> int:
+        return int(self.tilted.shape[0])
+
+    @property
+    def max_nodes_per_tree(self) -> int:
+        return int(self.weak_num_nodes.max()) if self.weak_num_nodes.size else 0
+
+    @property
+    def stages(self) -> list:
+        """The stages as :class:`Stage` objects holding :class:`WeakTree` objects."""
+        out, t, n, lf = [], 0, 0, 0
+        for s in range(self.num_stages):
+            weak = []
+            for _ in range(int(self.stage_num_weak[s])):
+                k = int(self.weak_num_nodes[t])
+                sl = slice(n, n + k)
+                weak.append(WeakTree(
+                    left=self.node_left[sl].copy(), right=self.node_right[sl].copy(),
+                    feature=self.node_feature[sl].copy(),
+                    threshold=(self.node_threshold[sl].copy() if self.feature_type == "HAAR"
+                               else np.zeros(0, np.float32)),
+                    subset=(self.node_subset[sl].copy() if self.feature_type == "LBP"
+                            else np.zeros((0, 8), np.int32)),
+                    leaves=self.leaves[lf:lf + k + 1].copy()))
+                t, n, lf = t + 1, n + k, lf + k + 1
+            out.append(Stage(float(self.stage_threshold[s]), weak))
+        return out
+
+    @property
+    def features(self) -> list:
+        """The features as :class:`HaarFeature` or :class:`LBPFeature` objects."""
+        if self.feature_type == "LBP":
+            return [LBPFeature(tuple(int(v) for v in r[0])) for r in self.rects]
+        out = []
+        for r, w, t in zip(self.rects, self.weights, self.tilted):
+            k = 3 if w[2] != 0 else 2
+            out.append(HaarFeature(r[:k].copy(), w[:k].copy(), bool(t)))
+        return out
+
+    def _native_model(self):
+        if self._native is None:
+            from pydetect import _C
+
+            try:
+                self._native = _C.CascadeModel(
+                    0 if self.feature_type == "HAAR" else 1, self.window_size[0],
+                    self.window_size[1], self.stage_threshold, self.stage_num_weak,
+                    self.weak_num_nodes, self.node_left, self.node_right, self.node_feature,
+                    self.node_threshold, self.node_subset.reshape(-1), self.leaves,
+                    self.rects.reshape(-1), self.weights.reshape(-1),
+                    self.tilted.astype(np.uint8))
+            except ValueError as exc:
+                raise ValueError(f"invalid cascade: {exc}") from None
+        return self._native
+
+    def __repr__(self):
+        return (f"Cascade({self.feature_type}, window={self.window_size[0]}x"
+                f"{self.window_size[1]}, stages={self.num_stages}, "
+                f"weak={int(self.stage_num_weak.sum())}, features={self.num_features})")

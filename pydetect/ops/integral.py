@@ -1,0 +1,85 @@
+"""Integral images (summed-area tables) in OpenCV's layout.
+
+For an ``(H, W)`` image the tables are ``(H + 1, W + 1)`` with a zero first row and column,
+so that the sum of the rectangle ``[x, x + w) x [y, y + h)`` is
+``S[y + h, x + w] - S[y, x + w] - S[y + h, x] + S[y, x]`` without any boundary case.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pydetect import _C
+from pydetect._validation import to_numpy, like
+
+__all__ = ["integral_image"]
+
+
+def integral_image(gray, squared: bool = False, tilted: bool = False, dtype=None):
+    r"""Sum, squared-sum and 45-degree tilted integral images of a grey image.
+
+    .. math::
+
+        S(X, Y) = \sum_{y < Y,\ x < X} I(x, y), \qquad
+        Q(X, Y) = \sum_{y < Y,\ x < X} I(x, y)^2, \qquad
+        T(X, Y) = \sum_{y < Y,\ |x - X + 1| \le Y - y - 1} I(x, y)
+
+    The tilted table (Lienhart & Maydt, "An extended set of Haar-like features for rapid
+    object detection", ICIP 2002) sums the triangle opening upwards from pixel
+    ``(X - 1, Y - 1)``; it makes 45-degree rotated Haar rectangles four look-ups.
+    The values and layout equal ``cv2.integral``, ``cv2.integral2`` and ``cv2.integral3``.
+
+    Parameters
+    ----------
+    gray : array or Tensor, shape (H, W)
+        uint8, float32 or float64 image (other integer types holding values in [0, 255]
+        are taken as uint8).
+    squared : bool, default False
+        Also return the squared-sum table (float64).
+    tilted : bool, default False
+        Also return the tilted table (same dtype as the sum).
+    dtype : {None, numpy.int32, numpy.float64}
+        Dtype of the sum and tilted tables. ``None``: int32 for uint8 input (exact while
+        the image sum is below 2**31; OpenCV wraps around the same way), float64 for
+        float input. float input always gives float64.
+
+    Returns
+    -------
+    sum : array or Tensor, shape (H + 1, W + 1)
+        Alone when ``squared`` and ``tilted`` are False, otherwise the tuple
+        ``(sum[, squared][, tilted])`` in that order.
+
+    Examples
+    --------
+    >>> s = integral_image(np.ones((2, 3), np.uint8))
+    >>> int(s[2, 3])
+    6
+    """
+    arr, kind = to_numpy(gray, "gray")
+    if arr.ndim != 2:
+        raise ValueError(f"gray must have shape (H, W), got {tuple(arr.shape)}")
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "uif":
+        raise TypeError(f"gray must be a uint8 or float image, got dtype {arr.dtype}")
+    if dtype is not None and np.dtype(dtype) not in (np.dtype(np.int32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be None, numpy.int32 or numpy.float64, got {dtype!r}")
+    if arr.dtype.kind in "iu" and arr.dtype != np.uint8:
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ValueError(f"an integer gray image must lie in [0, 255], got values in "
+                             f"[{arr.min()}, {arr.max()}]")
+        arr = arr.astype(np.uint8)
+    if arr.dtype.kind == "f":
+        if dtype is not None and np.dtype(dtype) == np.int32:
+            raise ValueError("dtype=int32 needs a uint8 image; float images give float64 sums")
+        if arr.dtype not in (np.float32, np.float64):
+            arr = arr.astype(np.float64)
+        if arr.size and not np.isfinite(arr).all():
+            raise ValueError("gray must be finite, got NaN or infinite values")
+    arr = np.ascontiguousarray(arr)
+    float64_sum = dtype is not None and np.dtype(dtype) == np.float64
+    s, q, t = _C.integral_image(arr, bool(squared), bool(tilted), float64_sum)
+    out = [like(s, kind)]
+    if squared:
+        out.append(like(q, kind))
+    if tilted:
+        out.append(like(t, kind))
+    return out[0] if len(out) == 1 else tuple(out)

@@ -1,0 +1,54 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pydetect.cli import main
+
+
+def test_export_dataset_then_eval_ground_truth_as_results(tmp_path, capsys):
+    out = tmp_path / "faces"
+    assert main(["export-dataset", "faces", "--split", "test", "--n-images", "4", "--out", str(out)]) == 0
+    gt = json.loads((out / "annotations.json").read_text())
+    assert len(gt["images"]) == 4 and len(list((out / "images").iterdir())) == 4
+    assert gt["annotations"] and {"bbox", "category_id", "image_id"} <= set(gt["annotations"][0])
+    # The ground truth given back as detections must score a perfect AP.
+    results = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+               for a in gt["annotations"]]
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    capsys.readouterr()
+    assert main(["eval", "--gt", str(out / "annotations.json"), "--results", str(tmp_path / "res.json"), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["AP50"] == pytest.approx(1.0) and stats["AP"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["eval", "--gt", "/nonexistent/gt.json", "--results", "/nonexistent/r.json"], "nonexistent"),
+    (["export-dataset", "digits", "--n-images", "-3", "--out", "x"], "n_images"),
+])
+def test_errors_are_one_line_without_traceback(argv, fragment, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pydetect: error:") and fragment in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_malformed_json(tmp_path, capsys):
+    bad = tmp_path / "gt.json"
+    bad.write_text("{not json")
+    assert main(["eval", "--gt", str(bad), "--results", str(bad)]) == 2
+    assert "gt.json" in capsys.readouterr().err
+
+
+def test_python_dash_m_help(tmp_path):
+    import os
+
+    import pydetect
+
+    # Run outside the source tree (`python -m` puts the working directory first on sys.path),
+    # finding the same pydetect this test session imported.
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(pydetect.__file__))))
+    done = subprocess.run([sys.executable, "-m", "pydetect", "--help"], capture_output=True, text=True,
+                          cwd=tmp_path, env=env)
+    assert done.returncode == 0 and "export-dataset" in done.stdout and "eval" in done.stdout

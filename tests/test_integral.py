@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+
+import _reference_cascade as ref
+from pydetect import ops
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (6, 1), (5, 8), (9, 4), (13, 13)])
+def test_matches_definition(rng, shape):
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    s, q, t = ops.integral_image(img, squared=True, tilted=True)
+    rs, rq, rt = ref.integral_tables(img)
+    assert s.dtype == np.int32 and q.dtype == np.float64 and t.dtype == np.int32
+    np.testing.assert_array_equal(s, rs)
+    np.testing.assert_array_equal(q, rq)
+    np.testing.assert_array_equal(t, rt)
+
+
+def test_return_forms(rng):
+    img = rng.integers(0, 256, (4, 6), dtype=np.uint8)
+    s = ops.integral_image(img)
+    assert isinstance(s, np.ndarray) and s.shape == (5, 7)
+    s2, t = ops.integral_image(img, tilted=True)
+    np.testing.assert_array_equal(s, s2)
+    assert t.shape == (5, 7)
+    s64 = ops.integral_image(img, dtype=np.float64)
+    assert s64.dtype == np.float64
+    np.testing.assert_array_equal(s64, s)
+
+
+def test_hand_worked():
+    img = np.array([[1, 2], [3, 4]], np.uint8)
+    s, q, t = ops.integral_image(img, squared=True, tilted=True)
+    np.testing.assert_array_equal(s, [[0, 0, 0], [0, 1, 3], [0, 4, 10]])
+    np.testing.assert_array_equal(q, [[0, 0, 0], [0, 1, 5], [0, 10, 30]])
+    # tilted(X, 2) = triangle from pixel (X-1, 1) upwards: row 1 x = X-1, row 0 x in X-2..X
+    np.testing.assert_array_equal(t, [[0, 0, 0], [0, 1, 2], [1, 3 + 3, 4 + 3]])
+
+
+def test_noncontiguous_and_torch(rng):
+    torch = pytest.importorskip("torch", reason="torch in/out conversion")
+    img = rng.integers(0, 256, (20, 30), dtype=np.uint8)[::2, ::3]
+    s = ops.integral_image(img)
+    np.testing.assert_array_equal(s, ref.integral_tables(img)[0])
+    st = ops.integral_image(torch.from_numpy(np.ascontiguousarray(img)))
+    assert isinstance(st, torch.Tensor)
+    np.testing.assert_array_equal(st.numpy(), s)
+
+
+def test_bad_input(rng):
+    with pytest.raises(ValueError, match="shape"):
+        ops.integral_image(np.zeros((2, 3, 3), np.uint8))
+    with pytest.raises(TypeError, match="dtype"):
+        ops.integral_image(np.zeros((2, 3), bool))
+    with pytest.raises(ValueError, match="finite"):
+        ops.integral_image(np.full((2, 3), np.nan))
+    with pytest.raises(ValueError, match="dtype"):
+        ops.integral_image(np.zeros((2, 3), np.uint8), dtype=np.float32)
+    with pytest.raises(ValueError, match="0, 255"):
+        ops.integral_image(np.full((2, 2), 300, np.int64))
+
+
+def test_empty():
+    s, q, t = ops.integral_image(np.zeros((0, 4), np.uint8), True, True)
+    assert s.shape == (1, 5) and not s.any() and not q.any() and not t.any()
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (37, 61), (240, 320)])
+def test_equals_cv2_uint8(rng, shape):
+    cv2 = pytest.importorskip("cv2", reason="OpenCV is the peer for integral images")
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    s, q, t = ops.integral_image(img, squared=True, tilted=True)
+    cs, cq, ct = cv2.integral3(img)
+    np.testing.assert_array_equal(s, cs)
+    np.testing.assert_array_equal(q, cq)
+    np.testing.assert_array_equal(t, ct)
+    np.testing.assert_array_equal(ops.integral_image(img, dtype=np.float64),
+                                  cv2.integral(img, sdepth=cv2.CV_64F))
+    s2, q2 = ops.integral_image(img, squared=True)
+    cs2, cq2 = cv2.integral2(img)
+    np.testing.assert_array_equal(s2, cs2)
+    np.testing.assert_array_equal(q2, cq2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_equals_cv2_float(rng, dtype):
+    cv2 = pytest.importorskip("cv2", reason="OpenCV is the peer for integral images")
+    img = rng.random((120, 90)).astype(dtype)
+    s, q, t = ops.integral_image(img, squared=True, tilted=True)
+    cs, cq, ct = cv2.integral3(img)
+    np.testing.assert_array_equal(s, cs)
+    np.testing.assert_array_equal(q, cq)
+    # The tilted table of a float image adds the same terms in another order than OpenCV
+    # (two carried diagonal rows instead of its three-term recurrence), so it may differ
+    # in the last bits on large images; uint8 tables are exact (see test above).
+    np.testing.assert_allclose(t, ct, rtol=1e-12, atol=1e-9)

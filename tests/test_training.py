@@ -1,0 +1,232 @@
+"""Cascade training: stage targets, hard negatives, OpenCV export, resume, ViolaJonesDetector."""
+
+import numpy as np
+import pytest
+
+from pydetect.cascade.haar_features import HaarFeatures
+from pydetect.cascade.training import _StageModel, augment_positives, train_cascade
+
+WIN = 16
+
+
+def _pattern(rng, size=WIN):
+    """A synthetic 'face': bright oval-ish square, two dark eyes, a dark mouth, noise."""
+    img = np.full((size, size), rng.uniform(60, 110))
+    img[2:-2, 2:-2] = rng.uniform(150, 200)
+    e = size // 4
+    img[e + 1:e + 3, e:e + 3] -= 90
+    img[e + 1:e + 3, size - e - 3:size - e] -= 90
+    img[size - e - 2:size - e, e + 1:size - e - 1] -= 70
+    img += rng.normal(0, 8, img.shape)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def _clutter(rng, shape=(90, 120)):
+    img = np.full(shape, rng.uniform(40, 200))
+    for _ in range(25):
+        y, x = rng.integers(0, shape[0] - 4), rng.integers(0, shape[1] - 4)
+        h, w = rng.integers(3, 30, size=2)
+        img[y:y + h, x:x + w] = rng.uniform(0, 255)
+    img += rng.normal(0, 12, shape)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def _scene(rng, n_objects=2):
+    import cv2
+
+    img = _clutter(rng, (120, 160))
+    for _ in range(n_objects):
+        s = int(rng.integers(WIN, 40))
+        y, x = int(rng.integers(0, 120 - s)), int(rng.integers(0, 160 - s))
+        img[y:y + s, x:x + s] = cv2.resize(_pattern(rng), (s, s), interpolation=cv2.INTER_LINEAR)
+    return img
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    pos = np.stack([_pattern(rng) for _ in range(150)])
+    bgs = [_clutter(rng) for _ in range(40)]
+    test_pos = np.stack([_pattern(rng) for _ in range(200)])
+    test_neg = np.concatenate([_clutter(rng, (WIN, WIN))[None] for _ in range(400)])
+    return pos, bgs, test_pos, test_neg
+
+
+PARAMS = dict(num_stages=4, max_weak_count=15, num_pos=300, num_neg=300, max_features=3000,
+              progress=False, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    pos, bgs, _, _ = data
+    ckpt = tmp_path_factory.mktemp("ckpt")
+    cascade, log = train_cascade(pos, bgs, checkpoint_dir=str(ckpt), return_log=True, **PARAMS)
+    return cascade, log, ckpt
+
+
+def test_stage_targets_and_generalisation(trained, data):
+    cascade, log, _ = trained
+    _, _, test_pos, test_neg = data
+    assert cascade.num_stages == len(log) >= 2
+    for rec in log:
+        assert rec["hit_rate"] >= 0.995
+        assert rec["false_alarm"] <= 0.5 or rec["weak"] == PARAMS["max_weak_count"]
+        assert 0 < rec["acceptance_ratio"] <= 1
+    # acceptance ratios of mined negatives fall stage after stage
+    ratios = [r["acceptance_ratio"] for r in log]
+    assert ratios[-1] < ratios[0]
+    model = _StageModel.from_cascade(cascade)
+    assert model.accepts(test_pos).mean() > 0.9
+    flat = test_neg.reshape(len(test_neg), -1).std(1) <= 10
+    assert model.accepts(test_neg[~flat]).mean() < 0.25
+
+
+def test_export_runs_in_opencv_with_same_boxes(trained, tmp_path):
+    cv2 = pytest.importorskip("cv2", reason="OpenCV's CascadeClassifier must load the export")
+    from pydetect.cascade import Cascade, CascadeDetector
+
+    cascade, _, _ = trained
+    path = str(tmp_path / "trained.xml")
+    cascade.save(path)
+    peer = cv2.CascadeClassifier(path)
+    assert not peer.empty()
+    ours = CascadeDetector(Cascade.load(path))
+    rng = np.random.default_rng(5)
+    found = 0
+    for _ in range(4):
+        img = _scene(rng)
+        for mn in (0, 3):
+            a = np.asarray(ours.detect(img, scale_factor=1.1, min_neighbors=mn).boxes)
+            b = peer.detectMultiScale(img, scaleFactor=1.1, minNeighbors=mn)
+            b = np.zeros((0, 4)) if len(b) == 0 else np.asarray(b, np.float64)
+            b[:, 2:] += b[:, :2]
+            np.testing.assert_array_equal(np.sort(a, axis=0), np.sort(b, axis=0))
+            found += len(a)
+    assert found > 0
+
+
+def test_detector_agrees_with_training_evaluation(trained, data):
+    from pydetect.cascade import CascadeDetector
+
+    cascade, _, _ = trained
+    _, _, test_pos, test_neg = data
+    windows = np.concatenate([test_pos, test_neg])
+    windows = windows[windows[:, 1:-1, 1:-1].reshape(len(windows), -1).std(1) > 10.5]
+    train_says = _StageModel.from_cascade(cascade).accepts(windows)
+    det = CascadeDetector(cascade)
+    detector_says = np.array([len(det.detect(w, min_neighbors=0)) > 0 for w in windows])
+    assert train_says.any() and (~train_says).any()
+    assert np.mean(train_says == detector_says) >= 0.98
+
+
+def test_resume_continues_identically(trained, data):
+    pos, bgs, _, _ = data
+    cascade, _, ckpt = trained
+    import shutil
+    import tempfile
+
+    from pydetect.cascade import Cascade
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # keep only the first 2 stages of the checkpoint, then resume to the full count
+        short = Cascade.load(str(ckpt / "cascade.xml"))
+        from pydetect.cascade.training import _StageModel as SM
+
+        m = SM.from_cascade(short)
+        m.stages = m.stages[:2]
+        shutil.copy(ckpt / "training.json", tmp)
+        m.to_cascade(1).save(f"{tmp}/cascade.xml")
+        resumed = train_cascade(pos, bgs, checkpoint_dir=tmp, resume=True, **PARAMS)
+    for name in ("stage_threshold", "stage_num_weak", "node_feature", "node_threshold", "leaves"):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(cascade, name))
+
+
+def test_resume_refuses_changed_parameters(trained, data):
+    pos, bgs, _, _ = data
+    _, _, ckpt = trained
+    params = dict(PARAMS, max_features=2000)
+    with pytest.raises(ValueError, match="max_features"):
+        train_cascade(pos, bgs, checkpoint_dir=str(ckpt), resume=True, **params)
+
+
+def test_augment_positives(data):
+    pos = data[0][:10]
+    out = augment_positives(pos, 50, seed=1)
+    assert out.shape == (50, WIN, WIN) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[:10], pos)
+    np.testing.assert_array_equal(out[10:20], pos[:, :, ::-1])
+    np.testing.assert_array_equal(out, augment_positives(pos, 50, seed=1))
+
+
+def test_bad_input(data):
+    pos, bgs, _, _ = data
+    with pytest.raises(TypeError, match="uint8"):
+        train_cascade(pos.astype(np.float32), bgs)
+    with pytest.raises(ValueError, match=r"\(N, h, w\)"):
+        train_cascade(pos[0], bgs)
+    with pytest.raises(ValueError, match="no background image"):
+        train_cascade(pos, [])
+    with pytest.raises(ValueError, match="no background image"):
+        train_cascade(pos, [np.zeros((8, 8), np.uint8)])
+    with pytest.raises(ValueError, match="max_false_alarm_rate"):
+        train_cascade(pos, bgs, max_false_alarm_rate=1.0)
+    with pytest.raises(ValueError, match="mode"):
+        train_cascade(pos, bgs, mode="tilted")
+    with pytest.raises(ValueError, match="deviation"):
+        train_cascade(np.full((5, WIN, WIN), 100, np.uint8), bgs)
+    with pytest.raises(ValueError, match="resume=True needs checkpoint_dir"):
+        train_cascade(pos, bgs, resume=True)
+
+
+def test_flat_backgrounds_stop_with_a_message(data):
+    pos = data[0]
+    with pytest.raises(ValueError, match="no stage could be trained: the backgrounds yield only 0"):
+        train_cascade(pos, [np.full((60, 60), 128, np.uint8)], progress=False, num_stages=2)
+
+
+def test_feature_bank_from_cascade(trained):
+    cascade, _, _ = trained
+    w, h = cascade.window_size
+    bank = HaarFeatures.from_arrays((h, w), cascade.rects, cascade.weights, cascade.tilted)
+    assert len(bank) == cascade.num_features
+    assert bank.compute(np.zeros((2, h, w), np.uint8)).shape == (2, cascade.num_features)
+
+
+# ----------------------------------------------------------------------------- detector
+def test_viola_jones_detector_small(tmp_path):
+    data_mod = pytest.importorskip("pydetect.data")
+    cv2 = pytest.importorskip("cv2")
+    from pydetect.detectors.viola_jones import ViolaJonesDetector
+
+    train = data_mod.faces_in_clutter("train", n_images=20)
+    test = data_mod.faces_in_clutter("test", n_images=3)
+    det = ViolaJonesDetector(num_stages=2, max_weak_count=8, num_pos=150, num_neg=150,
+                             max_features=2000, progress=False)
+    assert det.fit(train) is det
+    assert det.cascade_.num_stages >= 1 and det.class_name_ == train.class_names[0]
+    img = test[0][0]
+    d = det.predict(img)
+    assert d.boxes.shape[1] == 4 and (np.diff(d.scores) <= 0).all()
+    path = tmp_path / "vj.pkl"
+    det.save(path)
+    again = ViolaJonesDetector.load(path)
+    d2 = again.predict(img)
+    np.testing.assert_array_equal(d.boxes, d2.boxes)
+    np.testing.assert_array_equal(d.scores, d2.scores)
+    xml = str(tmp_path / "vj.xml")
+    det.cascade_.save(xml)
+    assert not cv2.CascadeClassifier(xml).empty()
+    with pytest.raises(ValueError, match="class_name"):
+        ViolaJonesDetector().fit(train, class_name="cat")
+
+
+@pytest.mark.slow
+def test_viola_jones_faces_ap50():
+    data_mod = pytest.importorskip("pydetect.data")
+    from pydetect import eval as pdeval
+    from pydetect.detectors.viola_jones import ViolaJonesDetector
+
+    det = ViolaJonesDetector(progress=False).fit(data_mod.faces_in_clutter("train"))
+    test = data_mod.faces_in_clutter("test")
+    dets = [det.predict(img) for img, _ in test]
+    assert pdeval.voc_evaluate(test, dets, iou_threshold=0.5)["mAP"] >= 0.80
