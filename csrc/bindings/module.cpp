@@ -15,6 +15,7 @@
 #include "boxes/box_ops.h"
 #include "boxes/nms.h"
 #include "common/parallel.h"
+#include "roi/roi_ops.h"
 #include "haar/haar_features.h"
 #include "boosting/boosting.h"
 #include "integral/integral.h"
@@ -167,6 +168,103 @@ void bind_boxes(py::module_& m) {
   }, py::arg("boxes"), py::arg("scores"), py::arg("iou_threshold"), py::arg("sigma"),
      py::arg("score_threshold"), py::arg("method"),
      "Soft-NMS (method 0 = linear, 1 = gaussian) -> (kept indices, scores at selection).");
+}
+
+// ----------------------------------------------------------------------------- roi
+// RoI align / RoI max pool forward and backward. Python's torch.autograd.Function in
+// pydetect/ops/roi.py calls these on zero-copy numpy views of CPU tensors.
+void check_roi_args(const py::array& input, const py::array& rois, int64_t pooled_h,
+                    int64_t pooled_w) {
+  if (input.ndim() != 4) throw py::value_error("input must have shape (N, C, H, W), got " + shape_of(input));
+  if (rois.ndim() != 2 || rois.shape(1) != 5) throw py::value_error("rois must have shape (K, 5), got " + shape_of(rois));
+  if (pooled_h <= 0 || pooled_w <= 0) throw py::value_error("output_size must be positive");
+}
+
+void check_grad_shape(const py::array& grad, const py::array& rois, int64_t c, int64_t pooled_h,
+                      int64_t pooled_w) {
+  if (grad.ndim() != 4 || grad.shape(0) != rois.shape(0) || grad.shape(1) != c ||
+      grad.shape(2) != pooled_h || grad.shape(3) != pooled_w) {
+    throw py::value_error("grad_output must have shape (K, C, PH, PW) = (" +
+                          std::to_string(rois.shape(0)) + ", " + std::to_string(c) + ", " +
+                          std::to_string(pooled_h) + ", " + std::to_string(pooled_w) + "), got " +
+                          shape_of(grad));
+  }
+}
+
+template <class T>
+void bind_roi(py::module_& m) {
+  m.def("roi_align_forward", [](const CArray<T>& input, const CArray<T>& rois, double spatial_scale,
+                                int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned) {
+    check_roi_args(input, rois, pooled_h, pooled_w);
+    const int64_t n = input.shape(0), c = input.shape(1), h = input.shape(2), w = input.shape(3);
+    const int64_t k = rois.shape(0);
+    py::array_t<T> out({k, c, pooled_h, pooled_w});
+    const T *pi = input.data(), *pr = rois.data();
+    T* po = out.mutable_data();
+    py::gil_scoped_release release;
+    pydetect::roi_align_forward(pi, n, c, h, w, pr, k, T(spatial_scale), pooled_h, pooled_w,
+                                sampling_ratio, aligned, po);
+    return out;
+  }, py::arg("input"), py::arg("rois"), py::arg("spatial_scale"), py::arg("pooled_h"),
+     py::arg("pooled_w"), py::arg("sampling_ratio"), py::arg("aligned"),
+     "RoIAlign forward: (N, C, H, W), (K, 5) -> (K, C, PH, PW).");
+
+  m.def("roi_align_backward", [](const CArray<T>& grad, const CArray<T>& rois, double spatial_scale,
+                                 int64_t pooled_h, int64_t pooled_w, int64_t n, int64_t c, int64_t h,
+                                 int64_t w, int64_t sampling_ratio, bool aligned) {
+    if (rois.ndim() != 2 || rois.shape(1) != 5) throw py::value_error("rois must have shape (K, 5), got " + shape_of(rois));
+    if (n < 0 || c < 0 || h <= 0 || w <= 0) throw py::value_error("input shape must be positive");
+    check_grad_shape(grad, rois, c, pooled_h, pooled_w);
+    const int64_t k = rois.shape(0);
+    py::array_t<T> out({n, c, h, w});
+    const T *pg = grad.data(), *pr = rois.data();
+    T* po = out.mutable_data();
+    py::gil_scoped_release release;
+    pydetect::roi_align_backward(pg, pr, k, n, c, h, w, T(spatial_scale), pooled_h, pooled_w,
+                                 sampling_ratio, aligned, po);
+    return out;
+  }, py::arg("grad_output"), py::arg("rois"), py::arg("spatial_scale"), py::arg("pooled_h"),
+     py::arg("pooled_w"), py::arg("n"), py::arg("c"), py::arg("h"), py::arg("w"),
+     py::arg("sampling_ratio"), py::arg("aligned"),
+     "RoIAlign backward: gradient (N, C, H, W) of the input.");
+
+  m.def("roi_pool_forward", [](const CArray<T>& input, const CArray<T>& rois, double spatial_scale,
+                               int64_t pooled_h, int64_t pooled_w) {
+    check_roi_args(input, rois, pooled_h, pooled_w);
+    const int64_t n = input.shape(0), c = input.shape(1), h = input.shape(2), w = input.shape(3);
+    const int64_t k = rois.shape(0);
+    py::array_t<T> out({k, c, pooled_h, pooled_w});
+    py::array_t<int64_t> argmax({k, c, pooled_h, pooled_w});
+    const T *pi = input.data(), *pr = rois.data();
+    T* po = out.mutable_data();
+    int64_t* pa = argmax.mutable_data();
+    {
+      py::gil_scoped_release release;
+      pydetect::roi_pool_forward(pi, n, c, h, w, pr, k, T(spatial_scale), pooled_h, pooled_w, po, pa);
+    }
+    return py::make_tuple(out, argmax);
+  }, py::arg("input"), py::arg("rois"), py::arg("spatial_scale"), py::arg("pooled_h"),
+     py::arg("pooled_w"),
+     "RoI max pool forward -> (output (K, C, PH, PW), argmax plane offsets, -1 if empty).");
+
+  m.def("roi_pool_backward", [](const CArray<T>& grad, const CArray<int64_t>& argmax,
+                                const CArray<T>& rois, int64_t n, int64_t c, int64_t h, int64_t w) {
+    if (rois.ndim() != 2 || rois.shape(1) != 5) throw py::value_error("rois must have shape (K, 5), got " + shape_of(rois));
+    if (n < 0 || c < 0 || h <= 0 || w <= 0) throw py::value_error("input shape must be positive");
+    if (grad.ndim() != 4) throw py::value_error("grad_output must have shape (K, C, PH, PW), got " + shape_of(grad));
+    const int64_t pooled_h = grad.shape(2), pooled_w = grad.shape(3);
+    check_grad_shape(grad, rois, c, pooled_h, pooled_w);
+    check_grad_shape(argmax, rois, c, pooled_h, pooled_w);
+    const int64_t k = rois.shape(0);
+    py::array_t<T> out({n, c, h, w});
+    const T *pg = grad.data(), *pr = rois.data();
+    const int64_t* pa = argmax.data();
+    T* po = out.mutable_data();
+    py::gil_scoped_release release;
+    pydetect::roi_pool_backward(pg, pa, pr, k, n, c, h, w, pooled_h, pooled_w, po);
+    return out;
+  }, py::arg("grad_output"), py::arg("argmax"), py::arg("rois"), py::arg("n"), py::arg("c"),
+     py::arg("h"), py::arg("w"), "RoI max pool backward: gradient (N, C, H, W) of the input.");
 }
 
 // ----------------------------------------------------------------------------- haar
@@ -692,6 +790,8 @@ PYBIND11_MODULE(_C, m) {
   // wrappers pass) matches its overload in pybind11's first, no-conversion pass.
   bind_boxes<float>(m);
   bind_boxes<double>(m);
+  bind_roi<float>(m);
+  bind_roi<double>(m);
   bind_haar(m);
   bind_boosting(m);
   bind_integral(m);

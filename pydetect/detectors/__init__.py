@@ -5,3 +5,10 @@ from pydetect.detectors.ism import ImplicitShapeModel
 from pydetect.detectors.viola_jones import ViolaJonesDetector
 
 __all__ = ["BaseDetector", "NotFittedError", "ImplicitShapeModel", "ViolaJonesDetector"]
+
+# ---- R-CNN family (issue 7)
+from pydetect.detectors.fast_rcnn import FastRCNN  # noqa: E402
+from pydetect.detectors.faster_rcnn import FasterRCNN  # noqa: E402
+from pydetect.detectors.rcnn import RCNN  # noqa: E402
+
+__all__ += ["RCNN", "FastRCNN", "FasterRCNN"]

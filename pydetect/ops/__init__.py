@@ -16,6 +16,20 @@ __all__ = [
     "batched_nms",
     "soft_nms",
 ]
+
+from pydetect.ops.roi import roi_align, roi_pool  # noqa: E402
+from pydetect.ops import roi as _roi  # noqa: E402
+
+__all__ += ["roi_align", "roi_pool", "RoIAlign", "RoIPool", "MultiScaleRoIAlign"]
+
+
+def __getattr__(name):
+    # RoIAlign, RoIPool, MultiScaleRoIAlign subclass torch.nn.Module: built on first use.
+    if name in ("RoIAlign", "RoIPool", "MultiScaleRoIAlign"):
+        return getattr(_roi, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 from pydetect.ops.integral import integral_image  # noqa: E402  (issue 4)
 
 __all__.append("integral_image")

@@ -1,0 +1,134 @@
+// Per-sample math of RoI align and RoI pool, written once and shared by every loop
+// (forward, backward, and CUDA kernels if they ever exist). Semantics follow
+// torchvision.ops.roi_align / roi_pool (He et al., "Mask R-CNN", ICCV 2017, for
+// RoIAlign; Girshick, "Fast R-CNN", ICCV 2015, for RoI max pooling).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "common/host_device.h"
+
+namespace pydetect {
+
+// The four taps of one bilinear sample: plane offsets (y * width + x) and weights.
+// A sample outside [-1, H] x [-1, W] (or at a NaN position) has all weights 0.
+template <class T>
+struct Bilinear {
+  int32_t offset[4];
+  T weight[4];
+};
+
+// Bilinear weights of the point (y, x) in a height x width plane, with torchvision's
+// border rules: points up to one pixel outside are clamped onto the border; further
+// out they contribute nothing. The comparison is written so that NaN counts as outside
+// (the guard torchvision has in one of its copies only).
+template <class T>
+HOST_DEVICE Bilinear<T> bilinear_weights(T y, T x, int64_t height, int64_t width) {
+  Bilinear<T> b;
+  if (!(y >= T(-1) && y <= T(height) && x >= T(-1) && x <= T(width))) {
+    for (int i = 0; i < 4; ++i) {
+      b.offset[i] = 0;
+      b.weight[i] = T(0);
+    }
+    return b;
+  }
+  if (y <= T(0)) y = T(0);
+  if (x <= T(0)) x = T(0);
+  int64_t y_low = static_cast<int64_t>(y);
+  int64_t x_low = static_cast<int64_t>(x);
+  int64_t y_high, x_high;
+  if (y_low >= height - 1) {
+    y_high = y_low = height - 1;
+    y = T(y_low);
+  } else {
+    y_high = y_low + 1;
+  }
+  if (x_low >= width - 1) {
+    x_high = x_low = width - 1;
+    x = T(x_low);
+  } else {
+    x_high = x_low + 1;
+  }
+  const T ly = y - T(y_low), lx = x - T(x_low);
+  const T hy = T(1) - ly, hx = T(1) - lx;
+  b.offset[0] = static_cast<int32_t>(y_low * width + x_low);
+  b.offset[1] = static_cast<int32_t>(y_low * width + x_high);
+  b.offset[2] = static_cast<int32_t>(y_high * width + x_low);
+  b.offset[3] = static_cast<int32_t>(y_high * width + x_high);
+  b.weight[0] = hy * hx;
+  b.weight[1] = hy * lx;
+  b.weight[2] = ly * hx;
+  b.weight[3] = ly * lx;
+  return b;
+}
+
+// Geometry of one RoI for RoIAlign: where its bins start, their size, and how many
+// samples per bin along each axis (sampling_ratio <= 0: adaptive, ceil(bin size)).
+template <class T>
+struct AlignGeometry {
+  T start_y, start_x, bin_h, bin_w;
+  int64_t grid_h, grid_w;
+};
+
+template <class T>
+HOST_DEVICE AlignGeometry<T> align_geometry(const T* roi /* x1 y1 x2 y2 */, T spatial_scale,
+                                            int64_t pooled_h, int64_t pooled_w,
+                                            int64_t sampling_ratio, bool aligned) {
+  const T offset = aligned ? T(0.5) : T(0);
+  AlignGeometry<T> g;
+  g.start_x = roi[0] * spatial_scale - offset;
+  g.start_y = roi[1] * spatial_scale - offset;
+  T roi_w = roi[2] * spatial_scale - offset - g.start_x;
+  T roi_h = roi[3] * spatial_scale - offset - g.start_y;
+  if (!aligned) {  // legacy behaviour: RoIs at least one pixel wide and tall
+    roi_w = roi_w > T(1) ? roi_w : T(1);
+    roi_h = roi_h > T(1) ? roi_h : T(1);
+  }
+  g.bin_h = roi_h / T(pooled_h);
+  g.bin_w = roi_w / T(pooled_w);
+  // NaN or negative sizes give an empty grid (the comparison fails for NaN).
+  g.grid_h = sampling_ratio > 0 ? sampling_ratio
+                                : (g.bin_h > T(0) ? static_cast<int64_t>(std::ceil(g.bin_h)) : 0);
+  g.grid_w = sampling_ratio > 0 ? sampling_ratio
+                                : (g.bin_w > T(0) ? static_cast<int64_t>(std::ceil(g.bin_w)) : 0);
+  return g;
+}
+
+// Position of sample (iy, ix) of bin (ph, pw).
+template <class T>
+HOST_DEVICE T align_sample_y(const AlignGeometry<T>& g, int64_t ph, int64_t iy) {
+  return g.start_y + T(ph) * g.bin_h + (T(iy) + T(0.5)) * g.bin_h / T(g.grid_h);
+}
+template <class T>
+HOST_DEVICE T align_sample_x(const AlignGeometry<T>& g, int64_t pw, int64_t ix) {
+  return g.start_x + T(pw) * g.bin_w + (T(ix) + T(0.5)) * g.bin_w / T(g.grid_w);
+}
+
+// RoI max pooling: the window [h0, h1) x [w0, w1) of bin (ph, pw), clipped to the plane.
+struct PoolWindow {
+  int64_t h0, h1, w0, w1;
+};
+
+template <class T>
+HOST_DEVICE PoolWindow pool_window(const T* roi /* x1 y1 x2 y2 */, T spatial_scale,
+                                   int64_t pooled_h, int64_t pooled_w, int64_t ph, int64_t pw,
+                                   int64_t height, int64_t width) {
+  const int64_t rx0 = static_cast<int64_t>(std::round(roi[0] * spatial_scale));
+  const int64_t ry0 = static_cast<int64_t>(std::round(roi[1] * spatial_scale));
+  const int64_t rx1 = static_cast<int64_t>(std::round(roi[2] * spatial_scale));
+  const int64_t ry1 = static_cast<int64_t>(std::round(roi[3] * spatial_scale));
+  const int64_t roi_w = std::max<int64_t>(rx1 - rx0 + 1, 1);
+  const int64_t roi_h = std::max<int64_t>(ry1 - ry0 + 1, 1);
+  const T bin_h = T(roi_h) / T(pooled_h), bin_w = T(roi_w) / T(pooled_w);
+  auto clamp = [](int64_t v, int64_t hi) { return std::min(std::max<int64_t>(v, 0), hi); };
+  PoolWindow w;
+  w.h0 = clamp(static_cast<int64_t>(std::floor(T(ph) * bin_h)) + ry0, height);
+  w.h1 = clamp(static_cast<int64_t>(std::ceil(T(ph + 1) * bin_h)) + ry0, height);
+  w.w0 = clamp(static_cast<int64_t>(std::floor(T(pw) * bin_w)) + rx0, width);
+  w.w1 = clamp(static_cast<int64_t>(std::ceil(T(pw + 1) * bin_w)) + rx0, width);
+  return w;
+}
+
+}  // namespace pydetect

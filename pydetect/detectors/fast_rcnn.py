@@ -1,0 +1,136 @@
+"""Fast R-CNN (Girshick, ICCV 2015) on selective-search proposals, as a pydetect estimator.
+
+The whole image goes through the backbone once; RoI max pooling (pydetect's C++ RoI pool)
+extracts a fixed-size feature for each selective-search proposal; an FC head gives class
+scores and class-specific box deltas, trained jointly (softmax + smooth L1). Minibatches of
+2 images x 64 RoIs, 25% foreground (IoU >= 0.5), background IoU in [0.1, 0.5), as in the paper.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from pydetect.detectors.faster_rcnn import _TwoStageEstimator
+
+__all__ = ["FastRCNN"]
+
+
+class FastRCNN(_TwoStageEstimator):
+    """Fast R-CNN trained from scratch on a pydetect dataset, on selective-search proposals.
+
+    Parameters
+    ----------
+    backbone : {"vgg", "resnet18"} or torch.nn.Module, default "vgg"
+    proposal_mode : {"single", "fast", "quality"}, default "fast"
+        :func:`pydetect.ops.selective_search` mode.
+    train_proposals, test_proposals : int, default 1000, 500
+        Best-ranked proposals kept per image.
+    roi_pool : {"pool", "align"}, default "pool"
+        RoI max pooling (the paper) or RoIAlign.
+    pretrain_seconds, pretrain_epochs, train_seconds, max_iter, batch_size, lr, weight_decay
+        As in :class:`FasterRCNN`.
+    roi_batch_size_per_image : int, default 64
+    representation_size : int, default 256
+    box_score_thresh, box_nms_thresh, detections_per_img : default 0.05, 0.5, 100
+    hflip, seed, checkpoint_dir, resume, progress, num_threads
+        As in :class:`FasterRCNN`. The proposals of the training images are computed once
+        and cached in ``checkpoint_dir`` (``proposals.npz``).
+
+    Attributes
+    ----------
+    model_, class_names_, pretrain_accuracy_, history_
+        As in :class:`FasterRCNN`.
+    proposal_recall_ : float
+        Share of training objects with a proposal of IoU >= 0.5 (the ceiling of the detector).
+    """
+
+    _checkpoint_name = "fast_rcnn.ckpt"
+
+    def __init__(self, *, backbone="vgg", proposal_mode="fast", train_proposals=1000, test_proposals=500,
+                 roi_pool="pool", pretrain_seconds=90.0, pretrain_epochs=30, train_seconds=600.0,
+                 max_iter=4000, batch_size=2, lr=2e-3, weight_decay=1e-4, roi_batch_size_per_image=64,
+                 representation_size=256, box_score_thresh=0.05, box_nms_thresh=0.5, detections_per_img=100,
+                 hflip=False, seed=0, checkpoint_dir=None, resume=True, progress=True, num_threads=None):
+        self.backbone = backbone
+        self.proposal_mode = proposal_mode
+        self.train_proposals = train_proposals
+        self.test_proposals = test_proposals
+        self.roi_pool = roi_pool
+        self.pretrain_seconds = pretrain_seconds
+        self.pretrain_epochs = pretrain_epochs
+        self.train_seconds = train_seconds
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.roi_batch_size_per_image = roi_batch_size_per_image
+        self.representation_size = representation_size
+        self.box_score_thresh = box_score_thresh
+        self.box_nms_thresh = box_nms_thresh
+        self.detections_per_img = detections_per_img
+        self.hflip = hflip
+        self.seed = seed
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
+        self.progress = progress
+        self.num_threads = num_threads
+
+    def _build(self, backbone, num_classes):
+        from pydetect import models
+
+        if self.roi_pool not in ("pool", "align"):
+            raise ValueError(f"roi_pool must be 'pool' or 'align', got {self.roi_pool!r}")
+        c = backbone.out_channels
+        pooler = models.RoIPooler("0", 7, kind=self.roi_pool, sampling_ratio=2, aligned=True)
+        heads = models.RoIHeads(pooler, models.TwoMLPHead(c * 49, self.representation_size, pooled_branch=True),
+                                models.FastRCNNPredictor(self.representation_size + c, num_classes + 1),
+                                bg_iou_low=0.1, batch_size_per_image=self.roi_batch_size_per_image,
+                                positive_fraction=0.25, score_thresh=self.box_score_thresh,
+                                nms_thresh=self.box_nms_thresh, detections_per_img=self.detections_per_img)
+        return models.GeneralizedRCNN(backbone, None, heads, size_divisible=8)
+
+    def _search(self, image, n):
+        import torch
+        from pydetect import ops
+
+        boxes = ops.selective_search(image, self.proposal_mode, seed=self.seed, max_boxes=int(n))
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        keep = ((boxes[:, 2] - boxes[:, 0]) >= 2) & ((boxes[:, 3] - boxes[:, 1]) >= 2)
+        return torch.from_numpy(np.ascontiguousarray(boxes[keep]))
+
+    def _training_proposals(self, dataset, images):
+        import torch
+        from pydetect import ops
+        from pydetect.models.training import _bar
+
+        path = os.path.join(self.checkpoint_dir, "proposals.npz") if self.checkpoint_dir else None
+        if path and self.resume and os.path.exists(path):
+            with np.load(path) as z:
+                props = [torch.from_numpy(z[f"p{i}"]) for i in range(len(images))]
+        else:
+            bar = _bar(len(images), "selective search", self.progress)
+            props = []
+            for im in images:
+                props.append(self._search(im, self.train_proposals))
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                bar.close()
+            if path:
+                from pydetect._io import atomic_write
+
+                with atomic_write(path, "wb") as f:
+                    np.savez(f, **{f"p{i}": p.numpy() for i, p in enumerate(props)})
+        hit = total = 0
+        for i, p in enumerate(props):
+            gt = np.asarray(dataset.target(i)["boxes"], np.float32).reshape(-1, 4)
+            total += len(gt)
+            if len(gt) and len(p):
+                hit += int((np.asarray(ops.box_iou(gt, p.numpy())).max(1) >= 0.5).sum())
+        self.proposal_recall_ = hit / max(total, 1)
+        return props
+
+    def _test_proposals(self, images):
+        return [self._search(im, self.test_proposals) for im in images]

@@ -1,0 +1,21 @@
+"""torch building blocks of the R-CNN family, shared by RCNN, FastRCNN and FasterRCNN.
+
+Backbones (:class:`VGGStyle`, :class:`ResNet18Style`, :class:`FPN`), anchors, the Region
+Proposal Network, the RoI heads, and the box coder / matcher / balanced sampler they share.
+Any torch module returning a dict of feature maps and having ``out_channels`` (e.g. a
+torchvision backbone, if you have it and its weights) can replace the backbones.
+"""
+
+from pydetect.models.anchors import AnchorGenerator
+from pydetect.models.backbones import FPN, BackboneWithFPN, CropClassifier, ResNet18Style, VGGStyle
+from pydetect.models.box_coder import BoxCoder
+from pydetect.models.generalized_rcnn import GeneralizedRCNN
+from pydetect.models.matching import BalancedSampler, Matcher
+from pydetect.models.roi_heads import FastRCNNPredictor, RoIHeads, RoIPooler, TwoMLPHead, fastrcnn_loss
+from pydetect.models.rpn import RegionProposalNetwork, RPNHead, smooth_l1
+
+__all__ = [
+    "AnchorGenerator", "VGGStyle", "ResNet18Style", "FPN", "BackboneWithFPN", "CropClassifier",
+    "BoxCoder", "Matcher", "BalancedSampler", "RPNHead", "RegionProposalNetwork", "smooth_l1",
+    "TwoMLPHead", "FastRCNNPredictor", "RoIHeads", "RoIPooler", "fastrcnn_loss", "GeneralizedRCNN",
+]

@@ -1,0 +1,69 @@
+"""Anchor boxes tiled over feature maps (Ren et al. 2015, section 3.1).
+
+Glossary of shape letters: N images; L feature levels; A anchors per location of a level
+(``len(sizes[l]) * len(aspect_ratios[l])``); H_l, W_l feature-map size of level l; the
+anchors of one image are ``sum_l H_l W_l A``, ordered level, row, column, anchor — the order
+of the RPN head's flattened outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["AnchorGenerator"]
+
+
+class AnchorGenerator:
+    """Anchors of given sizes and aspect ratios centred on every feature-map cell.
+
+    Parameters
+    ----------
+    sizes : tuple of tuple of float
+        Per level, anchor sizes in input pixels (the square root of the anchor area).
+    aspect_ratios : tuple of tuple of float
+        Per level, height / width ratios; one entry is broadcast to all levels.
+
+    Unlike torchvision, anchors are centred on the cell centre ``(i + 0.5) * stride`` and are
+    not rounded to integers.
+    """
+
+    def __init__(self, sizes=((32, 64, 128),), aspect_ratios=((0.5, 1.0, 2.0),)):
+        sizes = tuple(tuple(float(s) for s in level) for level in sizes)
+        if len(aspect_ratios) == 1 and len(sizes) > 1:
+            aspect_ratios = tuple(aspect_ratios) * len(sizes)
+        if len(aspect_ratios) != len(sizes):
+            raise ValueError(f"aspect_ratios has {len(aspect_ratios)} levels, sizes {len(sizes)}")
+        if any(s <= 0 for level in sizes for s in level) or any(r <= 0 for lv in aspect_ratios for r in lv):
+            raise ValueError("anchor sizes and aspect ratios must be positive")
+        self.sizes = sizes
+        self.aspect_ratios = tuple(tuple(float(r) for r in level) for level in aspect_ratios)
+
+    def num_anchors_per_location(self) -> list:
+        return [len(s) * len(r) for s, r in zip(self.sizes, self.aspect_ratios)]
+
+    def cell_anchors(self, level: int) -> torch.Tensor:
+        """(A, 4) anchors centred at the origin, ratio-major then size."""
+        ratios = torch.tensor(self.aspect_ratios[level], dtype=torch.float32)
+        sizes = torch.tensor(self.sizes[level], dtype=torch.float32)
+        h = torch.sqrt(ratios)[:, None] * sizes[None, :]
+        w = (1.0 / torch.sqrt(ratios))[:, None] * sizes[None, :]
+        return torch.stack([-w, -h, w, h], dim=2).reshape(-1, 4) / 2
+
+    def grid_anchors(self, feature_shapes, strides) -> torch.Tensor:
+        """Anchors (sum_l H_l W_l A, 4) for feature maps ``(H_l, W_l)`` of given strides."""
+        if len(feature_shapes) != len(self.sizes):
+            raise ValueError(f"{len(feature_shapes)} feature maps for {len(self.sizes)} anchor levels")
+        out = []
+        for level, ((h, w), (sy, sx)) in enumerate(zip(feature_shapes, strides)):
+            ys = (torch.arange(h, dtype=torch.float32) + 0.5) * sy
+            xs = (torch.arange(w, dtype=torch.float32) + 0.5) * sx
+            cy, cx = torch.meshgrid(ys, xs, indexing="ij")
+            shifts = torch.stack([cx, cy, cx, cy], dim=2).reshape(-1, 1, 4)
+            out.append((shifts + self.cell_anchors(level)[None]).reshape(-1, 4))
+        return torch.cat(out, 0)
+
+    def __call__(self, image_shape, features) -> torch.Tensor:
+        """Anchors for a padded image batch of ``image_shape`` (H, W) and a list of (N, C, H_l, W_l)."""
+        shapes = [tuple(f.shape[-2:]) for f in features]
+        strides = [(image_shape[0] / h, image_shape[1] / w) for h, w in shapes]
+        return self.grid_anchors(shapes, strides)

@@ -1,0 +1,357 @@
+"""Training utilities shared by the R-CNN detectors: data checks, crops, loops, checkpoints.
+
+Glossary of shape letters: N images per minibatch; M crops; S crop side; K classes; G
+ground-truth boxes of one image.
+
+The recipe that works on a CPU budget (measured, see the REFERENCES notes): a small
+BN conv backbone first trained for a minute or two as a (K + 1)-way classifier on object and
+background crops of the training set (the offline analogue of ImageNet pretraining), then
+trained end to end with AdamW, a warm-up + cosine learning-rate schedule, and checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pydetect import ops
+from pydetect._io import atomic_write
+from pydetect._validation import as_image
+
+__all__ = ["check_detection_dataset", "image_to_tensor", "extract_crops", "pretrain_backbone",
+           "fit_anchors", "train_loop", "lr_factor", "distributed_info"]
+
+
+# ----------------------------------------------------------------------------- data
+def check_detection_dataset(dataset):
+    """Validates a sequence of (image, target) with ``class_names``; returns (class_names, targets).
+
+    Raises ValueError for an empty dataset, boxes with x2 <= x1 or y2 <= y1, or labels
+    outside ``[0, len(class_names))``.
+    """
+    class_names = getattr(dataset, "class_names", None)
+    if class_names is None:
+        raise TypeError("dataset must be a pydetect.data.DetectionDataset (or have class_names)")
+    if len(dataset) == 0:
+        raise ValueError("dataset is empty")
+    targets = dataset.targets if hasattr(dataset, "targets") else [t for _, t in dataset]
+    k = len(class_names)
+    for i, t in enumerate(targets):
+        b = np.asarray(t["boxes"], np.float64).reshape(-1, 4)
+        lab = np.asarray(t["labels"]).reshape(-1)
+        bad = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"dataset target {i}: box {j} = {b[j].tolist()} has x2 <= x1 or y2 <= y1")
+        if lab.size and (lab.min() < 0 or lab.max() >= k):
+            raise ValueError(f"dataset target {i}: labels must lie in [0, {k}), got {lab.tolist()}")
+    return list(class_names), targets
+
+
+def image_to_tensor(image) -> torch.Tensor:
+    """(H, W) or (H, W, 3) uint8 / float image -> (3, H, W) float32 in [0, 1]."""
+    img = as_image(image, "image")
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
+
+
+def hflip(image: torch.Tensor, target: dict):
+    """Mirror a (3, H, W) image and its boxes."""
+    w = image.shape[-1]
+    b = target["boxes"].clone()
+    b[:, [0, 2]] = w - target["boxes"][:, [2, 0]]
+    return image.flip(-1), dict(target, boxes=b)
+
+
+def fit_anchors(targets, n_sizes=4, ratio_quantiles=(0.1, 0.5, 0.9)):
+    """Anchor sizes and aspect ratios fitted to the training boxes (quantiles).
+
+    Sizes: quantiles of sqrt(w h) spread from the 3rd to the 97th percentile; ratios (h / w)
+    at ``ratio_quantiles``, rounded to 0.05 and deduplicated.
+    """
+    b = np.concatenate([np.asarray(t["boxes"], np.float64).reshape(-1, 4) for t in targets])
+    if len(b) == 0:
+        return (32.0, 64.0, 128.0), (0.5, 1.0, 2.0)
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    sizes = np.quantile(np.sqrt(w * h), np.linspace(0.03, 0.97, n_sizes))
+    ratios = np.unique(np.round(np.quantile(h / w, ratio_quantiles) * 20) / 20)
+    return tuple(float(round(s, 1)) for s in sizes), tuple(float(r) for r in ratios)
+
+
+def _crop(image, box, size, context):
+    import cv2
+
+    x1, y1, x2, y2 = box
+    cx, cy, s = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * context
+    # Affine map of the square [cx - s/2, cx + s/2]^2 onto size x size; borders replicate.
+    a = size / s
+    m = np.array([[a, 0, size / 2 - a * cx], [0, a, size / 2 - a * cy]], np.float32)
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _native_crop(image, box, size, context, shift):
+    """A square window around ``box`` at native scale (shrunk only if the object needs more
+    than ``size`` pixels with its context), resized to size x size; returns (crop, box in crop)."""
+    import cv2
+
+    x1, y1, x2, y2 = box
+    side = max(float(size), max(x2 - x1, y2 - y1) * context)
+    a = size / side
+    cx, cy = (x1 + x2) / 2 + shift[0] * side, (y1 + y2) / 2 + shift[1] * side
+    m = np.array([[a, 0, size / 2 - a * cx], [0, a, size / 2 - a * cy]], np.float32)
+    crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inside = np.array([a * x1 + m[0, 2], a * y1 + m[1, 2], a * x2 + m[0, 2], a * y2 + m[1, 2]], np.float32)
+    return crop, inside
+
+
+def extract_crops(dataset, *, size=48, context=1.3, copies=2, backgrounds_per_image=3, jitter=0.1,
+                  seed=0):
+    """Object crops (label + 1) and background crops (label 0) at the scale the detector sees.
+
+    Each crop is a size x size window around a box at the image's native scale (objects
+    larger than ``size / context`` are shrunk to fit), so that the backbone learns features
+    at the scales it meets in whole images; the box inside the crop is returned with it
+    (the classifier pools that box, as the detector's RoI head does). Each object gives
+    ``copies`` crops, its box jittered by up to ``jitter`` of its size and the window
+    shifted by up to 15%; background boxes have the sizes of the dataset's objects and
+    IoU < 0.2 with every object.
+
+    Returns
+    -------
+    crops : (M, S, S, 3) uint8
+    labels : (M,) int64
+    boxes : (M, 4) float32, the pooled box inside each crop
+    """
+    rng = np.random.default_rng(seed)
+    crops, labels, inner = [], [], []
+    all_sizes = []
+    for i in range(len(dataset)):
+        image, t = dataset[i]
+        boxes = np.asarray(t["boxes"], np.float64).reshape(-1, 4)
+        h, w = image.shape[:2]
+        for box, lab in zip(boxes, np.asarray(t["labels"]).reshape(-1)):
+            bw, bh = box[2] - box[0], box[3] - box[1]
+            all_sizes.append(np.sqrt(bw * bh))
+            for _ in range(copies):
+                jittered = box + rng.uniform(-jitter, jitter, 4) * [bw, bh, bw, bh]
+                crop, b = _native_crop(image, jittered, size, context, rng.uniform(-0.15, 0.15, 2))
+                crops.append(crop)
+                inner.append(b)
+                labels.append(int(lab) + 1)
+        sizes = all_sizes[-20:] or [min(h, w) / 4]
+        made = 0
+        for _ in range(50 * backgrounds_per_image):
+            if made >= backgrounds_per_image:
+                break
+            s = float(rng.choice(sizes)) * rng.uniform(0.7, 1.4)
+            bw = min(s * rng.uniform(0.7, 1.0), w - 1)
+            bh = min(s * rng.uniform(1.0, 1.5), h - 1)
+            x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+            cand = np.array([[x, y, x + bw, y + bh]])
+            if len(boxes) and np.nanmax(ops.box_iou(cand, boxes)) >= 0.2:
+                continue
+            crop, b = _native_crop(image, cand[0], size, context, rng.uniform(-0.15, 0.15, 2))
+            crops.append(crop)
+            inner.append(b)
+            labels.append(0)
+            made += 1
+    return np.stack(crops), np.asarray(labels, np.int64), np.stack(inner).astype(np.float32)
+
+
+def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, seconds=90.0, max_epochs=30,
+                      batch_size=64, lr=3e-3, hflip_aug=False, seed=0, progress=False,
+                      return_classifier=False):
+    """Trains ``backbone`` as a crop classifier (AdamW, cosine schedule); returns crop accuracy
+    (and the :class:`CropClassifier`, whose ``fc`` can initialise a detector's classifier, if
+    ``return_classifier``).
+
+    ``seconds`` caps the wall time; the schedule follows ``max(epoch progress, time progress)``.
+    The returned accuracy is measured on 10% of the (shuffled) crops, held out (copies of
+    one object may fall on both sides). With ``boxes`` (M, 4), the classifier pools that box
+    of each crop's feature map (RoIAlign) instead of the whole map.
+    """
+    from pydetect.models.backbones import CropClassifier
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5).div_(0.25)
+    y = torch.from_numpy(labels)
+    b = torch.from_numpy(boxes) if boxes is not None else None
+    perm = torch.randperm(len(x), generator=g)
+    n_val = max(len(x) // 10, 1)
+    xv, yv, xt, yt = x[perm[:n_val]], y[perm[:n_val]], x[perm[n_val:]], y[perm[n_val:]]
+    bv, bt = (b[perm[:n_val]], b[perm[n_val:]]) if b is not None else (None, None)
+    model = CropClassifier(backbone, num_classes)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    steps_per_epoch = max(len(xt) // batch_size, 1)
+    total = steps_per_epoch * max_epochs
+    start, step = time.perf_counter(), 0
+    bar = _bar(total, "pretrain backbone", progress)
+    model.train()
+    while step < total:
+        order = torch.randperm(len(xt), generator=g)
+        for j in range(steps_per_epoch):
+            frac = max(step / total, (time.perf_counter() - start) / seconds)
+            if frac >= 1:
+                step = total
+                break
+            for group in opt.param_groups:
+                group["lr"] = lr * lr_factor(frac, 0.05)
+            idx = order[j * batch_size:(j + 1) * batch_size]
+            xb = xt[idx]
+            bb = bt[idx].clone() if bt is not None else None
+            if hflip_aug:
+                flip = torch.rand(len(xb), generator=g) < 0.5
+                xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+                if bb is not None:
+                    w = xb.shape[-1]
+                    bb[flip] = torch.stack([w - bb[flip, 2], bb[flip, 1], w - bb[flip, 0], bb[flip, 3]], 1)
+            loss = F.cross_entropy(model(xb, bb), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    if bar is not None:
+        bar.close()
+    model.eval()
+    with torch.no_grad():
+        acc = float((model(xv, bv).argmax(1) == yv).float().mean())
+    backbone.train()
+    return (acc, model) if return_classifier else acc
+
+
+# ----------------------------------------------------------------------------- loop
+def lr_factor(frac: float, warmup: float = 0.02) -> float:
+    """Linear warm-up over the first ``warmup`` of training, then cosine decay to 2%."""
+    if frac < warmup:
+        return 0.1 + 0.9 * frac / warmup
+    t = min((frac - warmup) / max(1 - warmup, 1e-9), 1.0)
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _bar(total, desc, enabled):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False)
+
+
+def distributed_info():
+    """(rank, world_size); starts a gloo process group under torchrun when needed."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _save_checkpoint(path, state):
+    with atomic_write(path, "wb") as f:
+        torch.save(state, f)
+
+
+def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4, warmup=0.02,
+               seed=0, checkpoint_path=None, checkpoint_every=100, resume=True, progress=False,
+               clip_grad=10.0, desc="train"):
+    """Trains ``model`` (a loss-dict module) with AdamW on minibatches from ``sample_batch``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        ``model(*batch) -> dict of losses``.
+    sample_batch : callable (iteration, rank, world_size, numpy Generator) -> tuple of args
+    max_iter : int
+        Iterations (the schedule's length); ``seconds`` caps the wall time too, and the
+        schedule follows ``max(iteration / max_iter, elapsed / seconds)``.
+    checkpoint_path : path, optional
+        Written atomically every ``checkpoint_every`` iterations and at the end (model,
+        optimiser, iteration, elapsed time, random states). With ``resume``, an existing
+        checkpoint is loaded and training continues from it.
+
+    Returns
+    -------
+    history : dict  {"iterations", "seconds", "losses" (last 50 totals), "resumed_from"}
+
+    Raises
+    ------
+    FloatingPointError
+        On a NaN or infinite loss; the last checkpoint (if any) is left intact.
+    """
+    rank, world = distributed_info()
+    train_model = model
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                            weight_decay=weight_decay)
+    rng = np.random.default_rng([seed, rank])
+    torch.manual_seed(seed)
+    it, elapsed_before, resumed_from = 0, 0.0, None
+    if checkpoint_path is not None and resume and os.path.exists(checkpoint_path):
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        it, elapsed_before = int(state["iteration"]), float(state["seconds"])
+        rng.bit_generator.state = state["numpy_rng"][rank] if rank < len(state["numpy_rng"]) else rng.bit_generator.state
+        torch.set_rng_state(state["torch_rng"])
+        resumed_from = it
+
+    def checkpoint(elapsed):
+        if checkpoint_path is None or rank != 0:
+            return
+        rng_states = [rng.bit_generator.state]
+        _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                           "iteration": it, "seconds": elapsed,
+                                           "numpy_rng": rng_states, "torch_rng": torch.get_rng_state()})
+
+    start = time.perf_counter()
+    losses_hist = []
+    bar = _bar(max_iter, desc, progress and rank == 0)
+    if bar is not None and it:
+        bar.update(it)
+    train_model.train()
+    while it < max_iter:
+        elapsed = elapsed_before + time.perf_counter() - start
+        frac = max(it / max_iter, elapsed / seconds)
+        if frac >= 1:
+            break
+        for group in opt.param_groups:
+            group["lr"] = lr * lr_factor(frac, warmup)
+        batch = sample_batch(it, rank, world, rng)
+        losses = train_model(*batch)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
+            where = (f"the last checkpoint {checkpoint_path!s} is intact" if checkpoint_path
+                     else "no checkpoint was written (pass checkpoint_dir to keep one)")
+            raise FloatingPointError(f"non-finite training loss at iteration {it} ({detail}); "
+                                     f"lower the learning rate; {where}")
+        opt.zero_grad()
+        loss.backward()
+        if clip_grad:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        opt.step()
+        it += 1
+        losses_hist.append(float(loss.detach()))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k[5:]: f"{float(v):.3f}" for k, v in losses.items()})
+        if checkpoint_every and it % checkpoint_every == 0:
+            checkpoint(elapsed_before + time.perf_counter() - start)
+    total = elapsed_before + time.perf_counter() - start
+    checkpoint(total)
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return {"iterations": it, "seconds": total, "losses": losses_hist[-50:], "resumed_from": resumed_from}
