@@ -12,3 +12,16 @@ sys.path.insert(0, os.path.dirname(__file__))
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def subprocess_env():
+    """Environment for a child Python that must import the same pydetect as this session.
+
+    Children should also run with cwd outside the source tree: `python -m` puts the working
+    directory first on sys.path, where the unbuilt sources would shadow the installed package.
+    """
+    import pydetect
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(pydetect.__file__)))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([package_parent] + sys.path))

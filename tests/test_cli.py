@@ -41,14 +41,7 @@ def test_malformed_json(tmp_path, capsys):
     assert "gt.json" in capsys.readouterr().err
 
 
-def test_python_dash_m_help(tmp_path):
-    import os
-
-    import pydetect
-
-    # Run outside the source tree (`python -m` puts the working directory first on sys.path),
-    # finding the same pydetect this test session imported.
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(pydetect.__file__))))
+def test_python_dash_m_help(tmp_path, subprocess_env):
     done = subprocess.run([sys.executable, "-m", "pydetect", "--help"], capture_output=True, text=True,
-                          cwd=tmp_path, env=env)
+                          cwd=tmp_path, env=subprocess_env)
     assert done.returncode == 0 and "export-dataset" in done.stdout and "eval" in done.stdout
