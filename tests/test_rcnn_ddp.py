@@ -1,6 +1,5 @@
 """FasterRCNN.fit under torchrun: 2 CPU processes, gloo, DistributedDataParallel."""
 
-import os
 import subprocess
 import sys
 import textwrap
