@@ -225,3 +225,24 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def test_cached_proposals_saves_and_resumes_without_searching(tmp_path):
+    from pydetect.models.training import cached_proposals
+
+    images = [np.zeros((8, 8, 3), np.uint8), np.ones((6, 9, 3), np.uint8)]
+    calls = []
+
+    def search(image):
+        calls.append(image.shape)
+        return [[0, 0, image.shape[1], image.shape[0]], [1, 1, 3, 3]]
+
+    first = cached_proposals(images, search, str(tmp_path), resume=True)
+    assert len(calls) == 2 and (tmp_path / "proposals.npz").exists()
+    again = cached_proposals(images, search, str(tmp_path), resume=True)
+    assert len(calls) == 2  # loaded, not searched again
+    for a, b in zip(first, again):
+        assert a.dtype == np.float32 and np.array_equal(a, b)
+    np.testing.assert_array_equal(again[1], [[0, 0, 9, 6], [1, 1, 3, 3]])
+    cached_proposals(images, search, str(tmp_path), resume=False)
+    assert len(calls) == 4  # resume=False recomputes

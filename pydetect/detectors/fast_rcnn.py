@@ -8,7 +8,6 @@ scores and class-specific box deltas, trained jointly (softmax + smooth L1). Min
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
@@ -103,26 +102,11 @@ class FastRCNN(_TwoStageEstimator):
     def _training_proposals(self, dataset, images):
         import torch
         from pydetect import ops
-        from pydetect.models.training import _bar
+        from pydetect.models import training as T
 
-        path = os.path.join(self.checkpoint_dir, "proposals.npz") if self.checkpoint_dir else None
-        if path and self.resume and os.path.exists(path):
-            with np.load(path) as z:
-                props = [torch.from_numpy(z[f"p{i}"]) for i in range(len(images))]
-        else:
-            bar = _bar(len(images), "selective search", self.progress)
-            props = []
-            for im in images:
-                props.append(self._search(im, self.train_proposals))
-                if bar is not None:
-                    bar.update(1)
-            if bar is not None:
-                bar.close()
-            if path:
-                from pydetect._io import atomic_write
-
-                with atomic_write(path, "wb") as f:
-                    np.savez(f, **{f"p{i}": p.numpy() for i, p in enumerate(props)})
+        props = [torch.from_numpy(p) for p in T.cached_proposals(
+            images, lambda im: self._search(im, self.train_proposals),
+            self.checkpoint_dir, self.resume, self.progress)]
         hit = total = 0
         for i, p in enumerate(props):
             gt = np.asarray(dataset.target(i)["boxes"], np.float32).reshape(-1, 4)

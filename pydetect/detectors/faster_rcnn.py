@@ -58,13 +58,8 @@ class _TwoStageEstimator(BaseDetector):
         from pydetect.models import training as T
 
         class_names, targets = T.check_detection_dataset(dataset)
-        old_threads = torch.get_num_threads()
-        if self.num_threads is not None:
-            torch.set_num_threads(int(self.num_threads))
-        try:
+        with T.torch_threads(self.num_threads):
             return self._fit(dataset, class_names, targets)
-        finally:
-            torch.set_num_threads(old_threads)
 
     def _fit(self, dataset, class_names, targets):
         import torch

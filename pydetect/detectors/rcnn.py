@@ -128,13 +128,8 @@ class RCNN(BaseDetector):
         from pydetect.models import training as T
 
         class_names, targets = T.check_detection_dataset(dataset)
-        old = torch.get_num_threads()
-        if self.num_threads is not None:
-            torch.set_num_threads(int(self.num_threads))
-        try:
+        with T.torch_threads(self.num_threads):
             return self._fit(dataset, class_names, targets)
-        finally:
-            torch.set_num_threads(old)
 
     def _fit(self, dataset, class_names, targets):
         import torch
@@ -155,25 +150,8 @@ class RCNN(BaseDetector):
         k = len(class_names)
         images = [dataset[i][0] for i in range(len(dataset))]
         # 1. Proposals (cached) and warped crops for pretraining.
-        path = os.path.join(self.checkpoint_dir, "proposals.npz") if self.checkpoint_dir else None
-        if path and self.resume and os.path.exists(path):
-            with np.load(path) as z:
-                props = [z[f"p{i}"] for i in range(len(images))]
-        else:
-            bar = T._bar(len(images), "selective search", self.progress)
-            props = []
-            for im in images:
-                props.append(self._search(im, self.train_proposals))
-                if bar is not None:
-                    bar.update(1)
-            if bar is not None:
-                bar.close()
-            if path:
-                from pydetect._io import atomic_write
-
-                os.makedirs(self.checkpoint_dir, exist_ok=True)
-                with atomic_write(path, "wb") as f:
-                    np.savez(f, **{f"p{i}": p for i, p in enumerate(props)})
+        props = T.cached_proposals(images, lambda im: self._search(im, self.train_proposals),
+                                   self.checkpoint_dir, self.resume, self.progress)
         crops, labels, gts = [], [], []
         for im, t, p in zip(images, targets, props):
             gt = np.asarray(t["boxes"], np.float32).reshape(-1, 4)

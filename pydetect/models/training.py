@@ -11,6 +11,7 @@ trained end to end with AdamW, a warm-up + cosine learning-rate schedule, and ch
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -235,6 +236,43 @@ def lr_factor(frac: float, warmup: float = 0.02) -> float:
         return 0.1 + 0.9 * frac / warmup
     t = min((frac - warmup) / max(1 - warmup, 1e-9), 1.0)
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
+
+
+@contextlib.contextmanager
+def torch_threads(n):
+    """Runs the block with ``torch.set_num_threads(n)`` (``None``: unchanged), then restores it."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def cached_proposals(images, search, checkpoint_dir=None, resume=False, progress=False) -> list:
+    """Proposals of every image as (P, 4) float32 arrays, ``search(image)`` per image.
+
+    With a ``checkpoint_dir`` they are saved there (``proposals.npz``, atomically) and, when
+    ``resume`` is set and the file exists, loaded instead of recomputed: selective search is
+    the slowest step of R-CNN and Fast R-CNN training.
+    """
+    path = os.path.join(checkpoint_dir, "proposals.npz") if checkpoint_dir else None
+    if path and resume and os.path.exists(path):
+        with np.load(path) as z:
+            return [z[f"p{i}"] for i in range(len(images))]
+    bar = _bar(len(images), "selective search", progress)
+    props = []
+    for image in images:
+        props.append(np.asarray(search(image), np.float32).reshape(-1, 4))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if path:
+        with atomic_write(path, "wb") as f:
+            np.savez(f, **{f"p{i}": p for i, p in enumerate(props)})
+    return props
 
 
 def _bar(total, desc, enabled):
