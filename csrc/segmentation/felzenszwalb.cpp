@@ -7,31 +7,10 @@
 #include <vector>
 
 #include "common/check.h"
+#include "segmentation/filters.h"
 
 namespace pydetect {
 namespace {
-
-// scipy.ndimage "reflect": half-sample symmetric, periodic with period 2n.
-inline int64_t reflect_index(int64_t i, int64_t n) {
-  if (n == 1) return 0;
-  const int64_t period = 2 * n;
-  i %= period;
-  if (i < 0) i += period;
-  return i < n ? i : period - 1 - i;
-}
-
-std::vector<double> gaussian_kernel(double sigma) {
-  const int64_t radius = static_cast<int64_t>(4.0 * sigma + 0.5);
-  std::vector<double> k(static_cast<size_t>(2 * radius + 1));
-  double sum = 0.0;
-  for (int64_t x = -radius; x <= radius; ++x) {
-    const double v = std::exp(-0.5 * double(x * x) / (sigma * sigma));
-    k[static_cast<size_t>(x + radius)] = v;
-    sum += v;
-  }
-  for (double& v : k) v /= sum;
-  return k;
-}
 
 // Stable LSD radix sort of 64-bit keys on bits [first_bit, 64), 11-bit digits (the
 // 2048 counters stay in L1; 16-bit digits were slower on the scatter), skipping digits
@@ -93,35 +72,11 @@ void gaussian_smooth(const float* in, int64_t h, int64_t w, int64_t c, double si
     std::memcpy(out, in, sizeof(float) * static_cast<size_t>(n));
     return;
   }
-  const std::vector<double> kd = gaussian_kernel(sigma);
-  const std::vector<float> k(kd.begin(), kd.end());
-  const int64_t r = static_cast<int64_t>(k.size() / 2);
-  const int64_t wc = w * c;
-  std::vector<float> tmp(static_cast<size_t>(n)), pad(static_cast<size_t>((w + 2 * r) * c));
-  // Along x: each row is copied into a reflect-padded buffer, then the kernel taps are
-  // accumulated over the contiguous row (a loop the compiler vectorises).
-  for (int64_t y = 0; y < h; ++y) {
-    const float* row = in + y * wc;
-    for (int64_t x = -r; x < w + r; ++x)
-      std::memcpy(&pad[static_cast<size_t>((x + r) * c)], row + reflect_index(x, w) * c, sizeof(float) * static_cast<size_t>(c));
-    float* orow = tmp.data() + y * wc;
-    std::fill(orow, orow + wc, 0.f);
-    for (int64_t t = 0; t <= 2 * r; ++t) {
-      const float kt = k[static_cast<size_t>(t)];
-      const float* src = pad.data() + t * c;
-      for (int64_t i = 0; i < wc; ++i) orow[i] += kt * src[i];
-    }
-  }
-  // Along y.
-  for (int64_t y = 0; y < h; ++y) {
-    float* orow = out + y * wc;
-    std::fill(orow, orow + wc, 0.f);
-    for (int64_t t = -r; t <= r; ++t) {
-      const float* row = tmp.data() + reflect_index(y + t, h) * wc;
-      const float kt = k[static_cast<size_t>(t + r)];
-      for (int64_t i = 0; i < wc; ++i) orow[i] += kt * row[i];
-    }
-  }
+  const std::vector<double> taps = gaussian_taps(sigma);
+  const std::vector<float> k(taps.begin(), taps.end());
+  std::vector<float> tmp(static_cast<size_t>(n));
+  filter_rows(in, h, w, c, k, tmp.data());
+  filter_cols(tmp.data(), h, w, c, k, out);
 }
 
 int32_t felzenszwalb(const float* image, int64_t h, int64_t w, int64_t c, double scale, double sigma,

@@ -8,60 +8,20 @@
 #include "common/check.h"
 #include "common/parallel.h"
 #include "segmentation/felzenszwalb.h"
+#include "segmentation/filters.h"
 
 namespace pydetect {
 namespace {
 
-inline int64_t reflect_index(int64_t i, int64_t n) {
-  if (n == 1) return 0;
-  const int64_t period = 2 * n;
-  i %= period;
-  if (i < 0) i += period;
-  return i < n ? i : period - 1 - i;
-}
-
-// Correlates every row of an (H, W) plane with kernel k ("reflect" border).
-void filter_rows(const float* in, int64_t h, int64_t w, const std::vector<float>& k, float* out) {
-  const int64_t r = static_cast<int64_t>(k.size() / 2);
-  std::vector<float> pad(static_cast<size_t>(w + 2 * r));
-  for (int64_t y = 0; y < h; ++y) {
-    const float* row = in + y * w;
-    for (int64_t x = -r; x < w + r; ++x) pad[static_cast<size_t>(x + r)] = row[reflect_index(x, w)];
-    float* orow = out + y * w;
-    std::fill(orow, orow + w, 0.f);
-    for (int64_t t = 0; t <= 2 * r; ++t) {
-      const float kt = k[static_cast<size_t>(t)];
-      const float* src = pad.data() + t;
-      for (int64_t x = 0; x < w; ++x) orow[x] += kt * src[x];
-    }
-  }
-}
-
-// Correlates every column of an (H, W) plane with kernel k ("reflect" border).
-void filter_cols(const float* in, int64_t h, int64_t w, const std::vector<float>& k, float* out) {
-  const int64_t r = static_cast<int64_t>(k.size() / 2);
-  for (int64_t y = 0; y < h; ++y) {
-    float* orow = out + y * w;
-    std::fill(orow, orow + w, 0.f);
-    for (int64_t t = -r; t <= r; ++t) {
-      const float kt = k[static_cast<size_t>(t + r)];
-      const float* row = in + reflect_index(y + t, h) * w;
-      for (int64_t x = 0; x < w; ++x) orow[x] += kt * row[x];
-    }
-  }
-}
-
 // Gaussian G(t) and its derivative kernel D(t) = t / sigma^2 G(t), for correlation:
 // correlating a ramp f(x) = x with D gives ~1.
 void gaussian_kernels(double sigma, std::vector<float>* g, std::vector<float>* d) {
-  const int64_t r = static_cast<int64_t>(4.0 * sigma + 0.5);
-  std::vector<double> gd(static_cast<size_t>(2 * r + 1));
-  double sum = 0.0;
-  for (int64_t t = -r; t <= r; ++t) sum += (gd[static_cast<size_t>(t + r)] = std::exp(-0.5 * double(t * t) / (sigma * sigma)));
-  g->resize(gd.size());
-  d->resize(gd.size());
+  const std::vector<double> taps = gaussian_taps(sigma);
+  const int64_t r = static_cast<int64_t>(taps.size() / 2);
+  g->resize(taps.size());
+  d->resize(taps.size());
   for (int64_t t = -r; t <= r; ++t) {
-    const double gt = gd[static_cast<size_t>(t + r)] / sum;
+    const double gt = taps[static_cast<size_t>(t + r)];
     (*g)[static_cast<size_t>(t + r)] = static_cast<float>(gt);
     (*d)[static_cast<size_t>(t + r)] = static_cast<float>(double(t) / (sigma * sigma) * gt);
   }
@@ -134,10 +94,10 @@ PixelBins compute_pixel_bins(const float* image, int64_t h, int64_t w, int chann
   }
   for (int c = 0; c < channels; ++c) {
     for (int64_t p = 0; p < hw; ++p) plane[static_cast<size_t>(p)] = image[p * channels + c];
-    filter_rows(plane.data(), h, w, d, rd.data());  // d/dx along rows
-    filter_rows(plane.data(), h, w, g, rg.data());  // smoothing along rows
-    filter_cols(rd.data(), h, w, g, gx.data());
-    filter_cols(rg.data(), h, w, d, gy.data());
+    filter_rows(plane.data(), h, w, 1, d, rd.data());  // d/dx along rows
+    filter_rows(plane.data(), h, w, 1, g, rg.data());  // smoothing along rows
+    filter_cols(rd.data(), h, w, 1, g, gx.data());
+    filter_cols(rg.data(), h, w, 1, d, gy.data());
     float mx = 0.f;
     for (int64_t p = 0; p < hw; ++p) mx = std::max(mx, std::sqrt(gx[p] * gx[p] + gy[p] * gy[p]));
     const float scale = mx > 0.f ? kTextureBins / mx : 0.f;
