@@ -54,6 +54,18 @@ def time_alternating(fns: dict, repeats: int = 7, warmup: int = 1, min_time: flo
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
+def median_time(fn, repeats: int = 7, warmup: int = 1) -> float:
+    """Median seconds per call of one function, after warm-up calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
 

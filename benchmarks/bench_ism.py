@@ -12,10 +12,10 @@ Usage: python benchmarks/bench_ism.py [--votes 8000] [--repeats 7]
 """
 
 import argparse
-import time
 
 import numpy as np
 
+from _harness import median_time
 import pydetect
 from pydetect.ism import accumulate_votes, mean_shift
 
@@ -92,15 +92,6 @@ def numpy_balloon_mean_shift(votes, weights, bxy, bs, max_iter=300, tol=1e-3, mi
         kept.append(i)
     return m[kept], score[kept]
 
-
-def median_time(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def same_modes(a, b, atol):

@@ -30,6 +30,7 @@ import warnings
 
 import numpy as np
 
+from _harness import median_time
 import pydetect
 from pydetect import ops
 
@@ -91,15 +92,6 @@ def timing_images(size=500):
                                   interpolation=cv2.INTER_AREA)
     return images
 
-
-def median_time(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def interleaved(fns, repeats):

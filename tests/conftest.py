@@ -25,3 +25,15 @@ def subprocess_env():
 
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(pydetect.__file__)))
     return dict(os.environ, PYTHONPATH=os.pathsep.join([package_parent] + sys.path))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a test module: on a shared 2-core machine OpenMP threads
+    oversubscribe badly and one is faster. Use with pytest.mark.usefixtures."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -218,13 +218,7 @@ def test_generalized_rcnn_train_and_eval_with_empty_images():
         model.train()(imgs)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # On a shared 2-core machine, OpenMP threads oversubscribe badly; one is faster.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_cached_proposals_saves_and_resumes_without_searching(tmp_path):

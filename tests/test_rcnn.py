@@ -13,12 +13,7 @@ from pydetect.detectors import FasterRCNN, NotFittedError  # noqa: E402
 from pydetect.models import training  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_detector(**kw):

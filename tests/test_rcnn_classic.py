@@ -11,12 +11,7 @@ from pydetect.data import digits_in_clutter  # noqa: E402
 from pydetect.detectors import RCNN, FastRCNN  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
