@@ -164,35 +164,56 @@ struct ScanInput {
   double tp, tn;
 };
 
-// Best split of feature j over the samples of node 0 (the root).
+// Best split of feature j over the samples of node 0 (the root), in two passes. Pass 1 walks
+// the sorted order of the kept samples and, at every candidate cut (a value above the previous
+// kept one), records the running sums before that sample and the two values around the cut,
+// writing unconditionally and advancing the count by 0 or 1 (no unpredictable branch). Pass 2
+// scores the candidates (independent of each other) and keeps the first best in the same
+// order as a single scan: same sums, same scores, same comparisons, so the same split.
+struct RootScratch {
+  std::vector<double> lp, ln;
+  std::vector<float> lo, hi;
+  explicit RootScratch(int64_t n) : lp(n + 1), ln(n + 1), lo(n + 1), hi(n + 1) {}
+};
+
 template <Algorithm A>
-Booster::Split scan_root(const ScanInput& in, int64_t j) {
+Booster::Split scan_root(const ScanInput& in, int64_t j, RootScratch& s) {
   const float* sv = in.sorted_values + j * in.n;
   const uint32_t* si = in.sorted_index + j * in.n;
-  double lp = 0, ln = 0, best_num = 0, best_den = 1;
-  float prev = 0, best_prev = 0, best_next = 0;
-  bool seen = false, found = false;
+  double lp = 0, ln = 0;
+  float prev = -std::numeric_limits<float>::infinity();
+  int64_t m = 0;
+  bool seen = false;
+  double* cl = s.lp.data();
+  double* cn = s.ln.data();
+  float* clo = s.lo.data();
+  float* chi = s.hi.data();
   for (int64_t k = 0; k < in.n; ++k) {
     const uint32_t i = si[k];
     if (in.node_of[i] < 0) continue;
     const float v = sv[k];
-    if (seen && v > prev) {
-      const Score sc = split_score<A>(lp, ln, in.tp, in.tn);
-      if (!found || better(sc, best_num, best_den)) {
-        found = true;
-        best_num = sc.num;
-        best_den = sc.den;
-        best_prev = prev;
-        best_next = v;
-      }
-    }
+    cl[m] = lp;
+    cn[m] = ln;
+    clo[m] = prev;
+    chi[m] = v;
+    m += (seen & (v > prev)) ? 1 : 0;
     lp += in.wpos[i];
     ln += in.wneg[i];
     prev = v;
     seen = true;
   }
   Booster::Split out;
-  if (found) out = Booster::Split{true, int32_t(j), midpoint(best_prev, best_next), best_num, best_den};
+  if (m == 0) return out;
+  Score best = split_score<A>(cl[0], cn[0], in.tp, in.tn);
+  int64_t best_c = 0;
+  for (int64_t c = 1; c < m; ++c) {
+    const Score sc = split_score<A>(cl[c], cn[c], in.tp, in.tn);
+    if (better(sc, best.num, best.den)) {
+      best = sc;
+      best_c = c;
+    }
+  }
+  out = Booster::Split{true, int32_t(j), midpoint(clo[best_c], chi[best_c]), best.num, best.den};
   return out;
 }
 
@@ -231,11 +252,12 @@ std::vector<Booster::Split> Booster::best_splits(const std::vector<int8_t>& node
     const ScanInput in{sorted_values_.data(), sorted_index_.data(), n_, node_of.data(),
                        wpos.data(), wneg.data(), tp[0], tn[0]};
     parallel_for(0, f_, 256, [&](int64_t lo, int64_t hi) {
+      RootScratch scratch(n_);
       for (int64_t j = lo; j < hi; ++j) {
         switch (algo) {
-          case Algorithm::Discrete: per_feature[j] = scan_root<Algorithm::Discrete>(in, j); break;
-          case Algorithm::Real: per_feature[j] = scan_root<Algorithm::Real>(in, j); break;
-          default: per_feature[j] = scan_root<Algorithm::Gentle>(in, j); break;
+          case Algorithm::Discrete: per_feature[j] = scan_root<Algorithm::Discrete>(in, j, scratch); break;
+          case Algorithm::Real: per_feature[j] = scan_root<Algorithm::Real>(in, j, scratch); break;
+          default: per_feature[j] = scan_root<Algorithm::Gentle>(in, j, scratch); break;
         }
       }
     });
