@@ -45,3 +45,39 @@ def test_python_dash_m_help(tmp_path, subprocess_env):
     done = subprocess.run([sys.executable, "-m", "pydetect", "--help"], capture_output=True, text=True,
                           cwd=tmp_path, env=subprocess_env)
     assert done.returncode == 0 and "export-dataset" in done.stdout and "eval" in done.stdout
+
+
+def test_detect_with_an_opencv_cascade(tmp_path, capsys):
+    cv2 = pytest.importorskip("cv2")
+    skdata = pytest.importorskip("skimage.data")
+    import numpy as np
+
+    from pydetect.cascade import Cascade, CascadeDetector
+
+    image_path = tmp_path / "astronaut.png"
+    cv2.imwrite(str(image_path), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))
+    xml = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+    out = tmp_path / "out"
+    assert main(["detect", "--cascade", xml, str(image_path), "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    # The same boxes as the library call (which equals cv2's detectMultiScale, tested elsewhere).
+    expected = CascadeDetector(Cascade.load(xml)).detect(skdata.astronaut())
+    assert len(results) == len(expected) >= 1
+    np.testing.assert_allclose([r["bbox"] for r in results],
+                               [[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in expected.boxes.tolist()])
+    assert all(r["image_id"] == 1 for r in results)
+    annotated = cv2.imread(str(out / "astronaut.png"))
+    assert annotated.shape == (512, 512, 3)
+    assert not np.array_equal(annotated, cv2.imread(str(image_path)))  # boxes were drawn
+    listing = json.loads((out / "images.json").read_text())
+    assert listing[0]["id"] == 1 and listing[0]["detections"] == len(results)
+
+
+def test_detect_bad_model_file(tmp_path, capsys):
+    bogus = tmp_path / "model.pkl"
+    bogus.write_bytes(b"not a model")
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    assert main(["detect", "--model", str(bogus), str(image), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pydetect: error:") and "model.pkl" in err and len(err.strip().splitlines()) == 1
