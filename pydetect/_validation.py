@@ -186,3 +186,15 @@ def as_image(x, name: str = "image") -> np.ndarray:
     if lo < 0 or hi > 255:
         raise ValueError(f"an integer {name} must lie in [0, 255], got values in [{lo}, {hi}]")
     return np.ascontiguousarray(arr.astype(np.uint8))
+
+
+def check_size(value, name: str, *, minimum: int = 1) -> tuple:
+    """An int n (meaning (n, n)) or a (height, width) pair of ints, each >= minimum."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        height, width = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an int or a (height, width) pair, got {value!r}") from None
+    return (check_int(height, f"{name} height", minimum=minimum),
+            check_int(width, f"{name} width", minimum=minimum))

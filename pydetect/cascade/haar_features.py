@@ -23,12 +23,11 @@ the ones an OpenCV cascade file holds.
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
 from pydetect import _C
-from pydetect._validation import check_choice, check_int, to_numpy
+from pydetect._validation import check_choice, check_int, check_size, to_numpy
 
 __all__ = ["HaarFeatures", "FEATURE_TYPE_NAMES", "SKIMAGE_FEATURE_TYPES"]
 
@@ -46,16 +45,6 @@ _OPENCV_MODES = {"basic": 0, "core": 1, "all": 2}
 _DEFAULT_MAX_BYTES = 1 << 30
 
 
-def _as_window(window):
-    if isinstance(window, numbers.Integral) and not isinstance(window, bool):
-        window = (window, window)
-    try:
-        h, w = window
-    except (TypeError, ValueError):
-        raise TypeError(f"window must be (height, width), got {window!r}") from None
-    h = check_int(h, "window height", minimum=1)
-    w = check_int(w, "window width", minimum=1)
-    return h, w
 
 
 class HaarFeatures:
@@ -90,7 +79,7 @@ class HaarFeatures:
     """
 
     def __init__(self, window=(24, 24), mode="basic", feature_types=None):
-        self.window = _as_window(window)
+        self.window = check_size(window, "window")
         self.mode = check_choice(mode, "mode", ("basic", "core", "all", "skimage"))
         h, w = self.window
         if mode == "skimage":
@@ -129,7 +118,7 @@ class HaarFeatures:
         tilted : (F,) bool array
         """
         bank = object.__new__(cls)
-        bank.window = _as_window(window)
+        bank.window = check_size(window, "window")
         bank.mode, bank.feature_types = "custom", None
         bank.rects = np.ascontiguousarray(rects, dtype=np.int32).reshape(-1, 3, 4)
         f = bank.rects.shape[0]

@@ -54,7 +54,6 @@ class _TwoStageEstimator(BaseDetector):
     # ------------------------------------------------------------------------- training
     def fit(self, dataset):
         """Pretrains the backbone on crops, then trains the detector end to end; returns self."""
-        import torch
         from pydetect.models import training as T
 
         class_names, targets = T.check_detection_dataset(dataset)

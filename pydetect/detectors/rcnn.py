@@ -124,7 +124,6 @@ class RCNN(BaseDetector):
     # ------------------------------------------------------------------------- training
     def fit(self, dataset):
         """Pretrains the CNN on warped crops, trains per-class SVMs and box regressors; returns self."""
-        import torch
         from pydetect.models import training as T
 
         class_names, targets = T.check_detection_dataset(dataset)

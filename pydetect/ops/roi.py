@@ -16,27 +16,16 @@ T.-Y. Lin et al., "Feature Pyramid Networks for Object Detection", CVPR 2017, eq
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from pydetect import _C
-from pydetect._validation import _is_torch_tensor, check_int, check_positive
+from pydetect._validation import _is_torch_tensor, check_int, check_positive, check_size
 
 __all__ = ["roi_align", "roi_pool", "RoIAlign", "RoIPool", "MultiScaleRoIAlign"]
 
 
 # ----------------------------------------------------------------------------- checks
-def _output_size(output_size) -> tuple[int, int]:
-    if isinstance(output_size, numbers.Integral) and not isinstance(output_size, bool):
-        output_size = (output_size, output_size)
-    try:
-        ph, pw = output_size
-    except (TypeError, ValueError):
-        raise TypeError(f"output_size must be an int or a pair (height, width), got {output_size!r}") from None
-    ph = check_int(ph, "output_size[0]", minimum=1)
-    pw = check_int(pw, "output_size[1]", minimum=1)
-    return ph, pw
 
 
 def _input_dtype(input, name="input"):
@@ -174,7 +163,7 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     """
     _check_device(input)
     dtype = _input_dtype(input)
-    ph, pw = _output_size(output_size)
+    ph, pw = check_size(output_size, "output_size")
     scale = check_positive(spatial_scale, "spatial_scale")
     sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
     if not isinstance(aligned, (bool, np.bool_)):
@@ -206,7 +195,7 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     """
     _check_device(input)
     dtype = _input_dtype(input)
-    ph, pw = _output_size(output_size)
+    ph, pw = check_size(output_size, "output_size")
     scale = check_positive(spatial_scale, "spatial_scale")
     rois = _rois_numpy(boxes, dtype, int(input.shape[0]))
     if not _is_torch_tensor(input):
@@ -224,7 +213,7 @@ def _make_modules():
 
         def __init__(self, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
             super().__init__()
-            self.output_size = _output_size(output_size)
+            self.output_size = check_size(output_size, "output_size")
             self.spatial_scale = spatial_scale
             self.sampling_ratio = sampling_ratio
             self.aligned = aligned
@@ -242,7 +231,7 @@ def _make_modules():
 
         def __init__(self, output_size, spatial_scale=1.0):
             super().__init__()
-            self.output_size = _output_size(output_size)
+            self.output_size = check_size(output_size, "output_size")
             self.spatial_scale = spatial_scale
 
         def forward(self, input, rois):
@@ -279,7 +268,7 @@ def _make_modules():
             if isinstance(featmap_names, str) or not featmap_names:
                 raise ValueError("featmap_names must be a non-empty list of feature names")
             self.featmap_names = [str(n) for n in featmap_names]
-            self.output_size = _output_size(output_size)
+            self.output_size = check_size(output_size, "output_size")
             self.sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
             self.canonical_scale = check_positive(canonical_scale, "canonical_scale")
             self.canonical_level = check_int(canonical_level, "canonical_level")
