@@ -9,65 +9,12 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
-import statistics
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "RESULTS.md")
 
-
-def set_threads(n: int) -> None:
-    """Sets the thread count of pydetect and of every installed peer that has one."""
-    import pydetect
-
-    pydetect.set_num_threads(n)
-    try:
-        import torch
-
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
-    try:
-        import cv2
-
-        cv2.setNumThreads(n)
-    except ImportError:
-        pass
-
-
-def time_alternating(fns: dict, repeats: int = 7, warmup: int = 1, min_time: float = 0.0) -> dict:
-    """Median seconds per call of each function, calls interleaved round by round."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    samples = {name: [] for name in fns}
-    rounds = 0
-    start = time.perf_counter()
-    while rounds < repeats or time.perf_counter() - start < min_time:
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t0)
-        rounds += 1
-    return {name: statistics.median(s) for name, s in samples.items()}
-
-
-def median_time(fn, repeats: int = 7, warmup: int = 1) -> float:
-    """Median seconds per call of one function, after warm-up calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+from pydetect.bench.timing import machine, median_time, set_threads, time_alternating  # noqa: F401
 
 
 class Table:
@@ -92,7 +39,6 @@ class Table:
 
     def record(self, section: str, notes: str = "") -> None:
         """Replaces (or appends) `## section` in RESULTS.md with this table, atomically."""
-        sys.path.insert(0, ROOT)
         from pydetect._io import atomic_write
 
         text = open(RESULTS).read() if os.path.exists(RESULTS) else "# Benchmark results\n\n"

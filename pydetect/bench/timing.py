@@ -1,0 +1,77 @@
+"""Timing rules shared by every benchmark: same input, same thread count, warm-up, median.
+
+Peers and pydetect are timed alternately in one process, so a machine that gets busier or
+quieter during the run affects both sides alike; ratios are pydetect / peer (below 1 means
+pydetect is faster).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+
+__all__ = ["set_threads", "time_alternating", "median_time", "machine", "load_average"]
+
+
+def set_threads(n: int) -> None:
+    """Sets the thread count of pydetect and of every installed peer that has one."""
+    import pydetect
+
+    pydetect.set_num_threads(n)
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+    try:
+        import cv2
+
+        cv2.setNumThreads(n)
+    except ImportError:
+        pass
+
+
+def time_alternating(fns: dict, repeats: int = 7, warmup: int = 1, min_time: float = 0.0) -> dict:
+    """Median seconds per call of each function, calls interleaved round by round."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples = {name: [] for name in fns}
+    rounds = 0
+    start = time.perf_counter()
+    while rounds < repeats or time.perf_counter() - start < min_time:
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+        rounds += 1
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def median_time(fn, repeats: int = 7, warmup: int = 1) -> float:
+    """Median seconds per call of one function, after warm-up calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def machine() -> str:
+    """One line naming the CPU architecture, the core count and the Python version."""
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none): a busy machine inflates times."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
