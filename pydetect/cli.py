@@ -130,7 +130,136 @@ def _run_detect(args) -> int:
     return 0
 
 
-_VERBS = [_add_detect, _add_export_dataset, _add_eval]
+# train ---------------------------------------------------------------------------------------
+def _parse_settings(pairs, with_detector: bool) -> dict:
+    """``["a=1", "b=(24, 16)"]`` -> ``{"a": 1, "b": (24, 16)}`` (Python literals, else strings);
+    with ``with_detector``, names are ``detector.param`` and the result is nested by detector."""
+    import ast
+
+    out: dict = {}
+    for pair in pairs or []:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set expects NAME=VALUE, got {pair!r}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        if with_detector:
+            det, dot, param = name.partition(".")
+            if not dot or not param:
+                raise ValueError(f"--set expects DETECTOR.PARAM=VALUE, got {pair!r}")
+            out.setdefault(det, {})[param] = value
+        else:
+            out[name] = value
+    return out
+
+
+def _add_dataset_arguments(p):
+    p.add_argument("--dataset", default="digits", metavar="digits|faces|COCO_JSON",
+                   help="a built-in dataset or a COCO instances JSON (default: digits)")
+    p.add_argument("--images", help="image directory of a COCO JSON (default: the JSON's directory)")
+    p.add_argument("--quick", action="store_true", help="the quick budget: smaller splits, a minute or two "
+                                                        "of training per detector")
+    p.add_argument("--n-train", type=int, help="cap on the number of train images")
+    p.add_argument("--n-test", type=int, help="cap on the number of test images")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (built-in) or split seed (COCO JSON)")
+
+
+def _add_train(sub):
+    from pydetect.bench.detectors import DETECTORS
+
+    p = sub.add_parser("train", help="train one detector on a built-in dataset or a COCO file",
+                       description="Trains DETECTOR with the benchmark's recipe for the dataset (see "
+                                   "pydetect.bench.detectors.recipe), saves it to --out (load it with "
+                                   "BaseDetector.load or `pydetect detect --model`) and evaluates it on "
+                                   "the test split.")
+    p.add_argument("detector", choices=DETECTORS)
+    _add_dataset_arguments(p)
+    p.add_argument("--out", required=True, help="model file to write")
+    p.add_argument("--set", action="append", metavar="PARAM=VALUE",
+                   help="override a constructor parameter (Python literal), repeatable")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation on the test split")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    import time
+
+    from pydetect.bench.detectors import build_detector, load_splits, recipe
+    from pydetect.eval import coco_evaluate, voc_evaluate
+
+    overrides = _parse_settings(args.set, with_detector=False)
+    splits = load_splits(args.dataset, args.images, quick=args.quick, seed=args.seed,
+                         n_train=args.n_train, n_test=args.n_test)
+    detector = build_detector(args.detector, {**recipe(args.detector, splits.kind, args.quick), **overrides})
+    if "progress" in detector.get_params():
+        detector.progress = not args.no_progress
+    print(f"training {detector!r} on {splits.description}", flush=True)
+    t0 = time.perf_counter()
+    detector.fit(splits.train)
+    print(f"trained in {time.perf_counter() - t0:.1f} s")
+    detector.save(args.out)
+    print(f"wrote {args.out}")
+    if not args.no_eval:
+        dets = detector.predict_batch([image for image, _ in splits.test])
+        coco, voc = coco_evaluate(splits.test, dets), voc_evaluate(splits.test, dets)
+        print(f"test split ({len(splits.test)} images): COCO AP {coco['AP']:.3f}  AP50 {coco['AP50']:.3f}  "
+              f"AP75 {coco['AP75']:.3f}  VOC mAP {voc['mAP']:.3f}")
+    return 0
+
+
+# bench ---------------------------------------------------------------------------------------
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="compare detectors (and ops against their peer libraries)",
+                       description="`bench detectors`: classical vs CNN detectors on one dataset, one report.")
+    bench = p.add_subparsers(dest="bench_verb", metavar="WHAT")
+    bench.required = True
+    _add_bench_detectors(bench)
+    for add in _BENCH_VERBS:
+        add(bench)
+
+
+def _add_bench_detectors(bench):
+    from pydetect.bench.detectors import DETECTORS
+
+    p = bench.add_parser("detectors", help="train, evaluate and time every detector on the same split",
+                         description="Trains (or loads from OUT/models) Viola-Jones, the Implicit Shape Model, "
+                                     "R-CNN, Fast R-CNN and Faster R-CNN (and, on faces, runs OpenCV's "
+                                     "pretrained frontal-face cascade), evaluates them on the same test split "
+                                     "and writes OUT/report.md, OUT/report.json and plots.")
+    _add_dataset_arguments(p)
+    p.add_argument("--out", default="pydetect-bench", help="output directory (default: pydetect-bench)")
+    p.add_argument("--detectors", help=f"comma-separated subset of {','.join(DETECTORS)}")
+    p.add_argument("--set", action="append", metavar="DETECTOR.PARAM=VALUE",
+                   help="override a recipe parameter (Python literal), repeatable")
+    p.add_argument("--retrain", action="store_true", help="ignore the models cached in OUT/models")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_bench_detectors)
+
+
+def _run_bench_detectors(args) -> int:
+    from pydetect.bench.detectors import run_detector_benchmark
+    from pydetect.bench.report import format_table
+
+    keys = None if not args.detectors else [k.strip() for k in args.detectors.split(",") if k.strip()]
+    report = run_detector_benchmark(
+        args.dataset, images=args.images, quick=args.quick, out=args.out, detectors=keys,
+        progress=not args.no_progress, retrain=args.retrain, seed=args.seed,
+        params=_parse_settings(args.set, with_detector=True), n_train=args.n_train, n_test=args.n_test)
+    print()
+    print(f"{report['dataset']} ({report['budget']} budget), {report['machine']}, {report['threads']} threads, "
+          f"{report['wall_seconds'] / 60:.1f} min")
+    print(format_table(report))
+    print(f"\nreport: {args.out}/report.md")
+    return 0
+
+
+_BENCH_VERBS: list = []
+
+
+_VERBS = [_add_bench, _add_train, _add_detect, _add_export_dataset, _add_eval]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -230,3 +230,50 @@ def test_viola_jones_faces_ap50():
     test = data_mod.faces_in_clutter("test")
     dets = [det.predict(img) for img, _ in test]
     assert pdeval.voc_evaluate(test, dets, iou_threshold=0.5)["mAP"] >= 0.80
+
+
+def test_viola_jones_one_cascade_per_class_equals_single_class_fits():
+    """A fit on several classes is the one-class fits side by side: same cascades, same boxes."""
+    data_mod = pytest.importorskip("pydetect.data")
+    from pydetect.detectors.viola_jones import ViolaJonesDetector
+
+    full = data_mod.digits_in_clutter("train", n_images=16)
+    keep = [0, 1, 3]  # three classes keep the test short; "2" has no box in these images
+    images, targets = [], []
+    for image, target in full:
+        m = np.isin(target["labels"], keep)
+        images.append(image)
+        targets.append({"boxes": target["boxes"][m], "labels": target["labels"][m]})
+    train = data_mod.DetectionDataset(images, targets, full.class_names[:4])
+    params = dict(window=(24, 16), num_stages=1, max_weak_count=3, num_pos=40, num_neg=40,
+                  max_features=300, augment=False, time_limit=None, progress=False)
+    with pytest.warns(UserWarning, match="no training box for classes \\['2'\\]"):
+        multi = ViolaJonesDetector(**params).fit(train)
+    assert multi.labels_ == [0, 1, 3] and len(multi.cascades_) == 3
+    assert not hasattr(multi, "cascade_")  # the one-class aliases are not set
+    image = full[0][0]
+    got = multi.predict(image)
+    assert len(got) > 0 and set(got.labels.tolist()) <= set(keep)
+    singles = [ViolaJonesDetector(**params).fit(train, class_name=str(k)).predict(image) for k in keep]
+    for k, single in zip(keep, singles):
+        mine = got[got.labels == k]
+        assert len(mine) == len(single)
+        np.testing.assert_array_equal(mine.sorted().boxes, single.sorted().boxes)
+    assert (np.diff(got.scores) <= 0).all()
+
+
+def test_viola_jones_from_cascade_is_the_cascade_detector(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    from pydetect.cascade import Cascade, CascadeDetector
+    from pydetect.detectors.viola_jones import ViolaJonesDetector
+    from skimage import data as skdata
+
+    xml = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+    grey = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2GRAY)
+    det = ViolaJonesDetector.from_cascade(xml, class_name="face", min_neighbors=3)
+    d = det.predict(grey)
+    ref = CascadeDetector(Cascade.load(xml)).detect(grey, scale_factor=1.1, min_neighbors=3)
+    np.testing.assert_array_equal(np.sort(d.boxes, axis=0), np.sort(np.asarray(ref.boxes, np.float32), axis=0))
+    assert det.class_name_ == "face" and len(d) >= 1
+    det.save(tmp_path / "face.pkl")
+    np.testing.assert_array_equal(ViolaJonesDetector.load(tmp_path / "face.pkl").predict(grey).boxes, d.boxes)

@@ -18,6 +18,22 @@ __all__ = ["BaseDetector", "NotFittedError"]
 _FORMAT_VERSION = 1
 
 
+def _detector_class(name, path):
+    """The detector class a model file names; only pydetect's own classes are accepted."""
+    import importlib
+
+    module, _, qualname = str(name).rpartition(".")
+    if not module.startswith("pydetect.") or not qualname:
+        raise ValueError(f"{path}: names the class {name!r}, which is not a pydetect detector")
+    try:
+        cls = getattr(importlib.import_module(module), qualname)
+    except (ImportError, AttributeError):
+        raise ValueError(f"{path}: names the class {name!r}, which this pydetect does not have") from None
+    if not (isinstance(cls, type) and issubclass(cls, BaseDetector)):
+        raise ValueError(f"{path}: {name!r} is not a pydetect detector")
+    return cls
+
+
 class NotFittedError(ValueError, AttributeError):
     """Raised when ``predict`` or ``save`` is called before ``fit``."""
 
@@ -78,6 +94,9 @@ class BaseDetector:
     def load(cls, path):
         """Loads a detector saved by :meth:`save`.
 
+        Called on a subclass, the file must hold that class; called on ``BaseDetector``, it
+        returns whichever pydetect detector the file holds.
+
         Only load files you trust: the format is pickle.
         """
         try:
@@ -88,7 +107,9 @@ class BaseDetector:
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT_VERSION:
             raise ValueError(f"{path}: not a pydetect model file of format {_FORMAT_VERSION}")
         expected = f"{cls.__module__}.{cls.__qualname__}"
-        if cls is not BaseDetector and payload["class"] != expected:
+        if cls is BaseDetector:  # any pydetect detector: the file names its class
+            cls = _detector_class(payload.get("class"), path)
+        elif payload["class"] != expected:
             raise ValueError(f"{path} holds a {payload['class']}, not a {expected}")
         obj = cls.__new__(cls)
         obj._set_state(payload["state"])

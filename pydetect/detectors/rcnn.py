@@ -214,7 +214,9 @@ class RCNN(BaseDetector):
                 else:
                     negs.append(fp)
             pos, negs = np.concatenate(pos), np.concatenate(negs)
-            svm = self._train_svm(LinearSVC, pos, negs, rng)
+            # A class without a training box (or without negatives) cannot be learned: it is
+            # never predicted (svm None) rather than failing the whole fit.
+            svm = self._train_svm(LinearSVC, pos, negs, rng) if len(pos) and len(negs) else None
             self.svms_.append(svm)
             if reg_x:
                 self.regressors_.append(Ridge(alpha=self.bbox_reg_alpha).fit(np.concatenate(reg_x),
@@ -256,6 +258,8 @@ class RCNN(BaseDetector):
         coder = models.BoxCoder()
         out_b, out_s, out_l = [], [], []
         for c, (svm, reg) in enumerate(zip(self.svms_, self.regressors_)):
+            if svm is None:
+                continue
             s = svm.decision_function(f).astype(np.float32)
             keep = s > self.score_thresh
             if not keep.any():

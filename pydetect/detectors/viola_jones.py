@@ -1,9 +1,10 @@
 """Viola-Jones detector: a Haar cascade trained on a DetectionDataset (estimator API).
 
-``ViolaJonesDetector(**params).fit(dataset)`` crops the objects of one class as positives,
+``ViolaJonesDetector(**params).fit(dataset)`` crops the objects of a class as positives,
 takes image regions without such objects as backgrounds, trains an attentional cascade
 (:func:`pydetect.cascade.train_cascade`) and keeps it in ``cascade_`` (a
-:class:`pydetect.cascade.Cascade`, whose ``save`` writes OpenCV XML). ``predict`` scans the
+:class:`pydetect.cascade.Cascade`, whose ``save`` writes OpenCV XML); a dataset of several
+classes gets one cascade per class (``cascades_``). ``predict`` scans the
 image with :class:`pydetect.cascade.CascadeDetector` (OpenCV's detectMultiScale, same boxes)
 and scores each grouped box for ranking.
 
@@ -68,13 +69,18 @@ class ViolaJonesDetector(BaseDetector):
 
     Attributes
     ----------
-    cascade_ : Cascade
-        The trained cascade.
-    training_log_ : list of dict
-        Per-stage figures (weak count, hit rate, false-alarm rate, acceptance ratio).
-    label_ : int
-        Label given to detections (the class index in the dataset).
-    class_name_ : str
+    cascades_ : list of Cascade
+        One trained cascade per detected class.
+    labels_ : list of int
+        The label each cascade gives its detections (the class index in the dataset).
+    class_names_ : list of str
+        The dataset's class names.
+    training_logs_ : list of list of dict
+        Per cascade, per-stage figures (weak count, hit rate, false-alarm rate, acceptance ratio).
+    stop_reasons_ : list of str
+        Why each cascade's training stopped.
+    cascade_, label_, class_name_, training_log_, stop_reason_
+        The same for a detector of one class (set only then).
     """
 
     def __init__(self, *, window=(24, 24), num_stages=20, min_hit_rate=0.995,
@@ -183,51 +189,130 @@ class ViolaJonesDetector(BaseDetector):
         return np.stack(positives), backgrounds, label
 
     def fit(self, dataset, class_name=None):
-        """Trains the cascade on the boxes of ``class_name`` (or the only class).
+        """Trains a cascade on the boxes of ``class_name``, or one cascade per class.
 
         Parameters
         ----------
         dataset : pydetect.data.DetectionDataset
         class_name : str, optional
+            The class to detect. Default: every class of the dataset, one cascade each
+            (one-vs-rest: the other classes' objects are never cropped as backgrounds, but
+            regions around them are; a class without any box is skipped with a warning).
+            ``time_limit`` is then the budget of the whole fit,
+            shared equally by the classes, and checkpoints go to ``checkpoint_dir/class_<k>``.
 
         Returns
         -------
         self
         """
+        import os
+
+        names = [str(n) for n in dataset.class_names]
+        if class_name is not None or len(names) == 1:
+            chosen = [class_name]
+        else:  # every class with at least one box
+            present = set()
+            for _, target in dataset:
+                present.update(np.asarray(target["labels"]).reshape(-1).tolist())
+            chosen = [n for k, n in enumerate(names) if k in present]
+            if len(chosen) < len(names):
+                import warnings
+
+                missing = [n for n in names if n not in chosen]
+                warnings.warn(f"no training box for classes {missing}: no cascade is trained for them",
+                              stacklevel=2)
+        share = 1.0 / len(chosen)
+        cascades, labels, logs, reasons = [], [], [], []
+        for k, name in enumerate(chosen):
+            checkpoint_dir = self.checkpoint_dir
+            if checkpoint_dir is not None and len(chosen) > 1:
+                checkpoint_dir = os.path.join(checkpoint_dir, f"class_{k}")
+            cascade, log, label = self._fit_one(dataset, name, share, checkpoint_dir)
+            cascades.append(cascade)
+            labels.append(label)
+            logs.append(list(log))
+            reasons.append(log.stop_reason)
+        self.cascades_ = cascades
+        self.labels_ = labels
+        self.class_names_ = names
+        self.training_logs_ = logs
+        self.stop_reasons_ = reasons
+        self._set_single_class_aliases()
+        return self
+
+    def _fit_one(self, dataset, class_name, time_share, checkpoint_dir):
         from pydetect.cascade.training import train_cascade
 
         positives, backgrounds, label = self.extract_samples(dataset, class_name)
         if not backgrounds:
             raise ValueError("no object-free region found in the dataset to mine negatives from; "
                              "add images without the object or raise backgrounds_per_image")
+        time_limit = None if self.time_limit is None else float(self.time_limit) * time_share
         cascade, log = train_cascade(
             positives, backgrounds, num_stages=self.num_stages, min_hit_rate=self.min_hit_rate,
             max_false_alarm_rate=self.max_false_alarm_rate, max_weak_count=self.max_weak_count,
             mode=self.mode, boost=self.boost, max_depth=self.max_depth,
             weight_trim_rate=self.weight_trim_rate, num_pos=self.num_pos, num_neg=self.num_neg,
-            max_features=self.max_features, augment=self.augment, time_limit=self.time_limit,
-            checkpoint_dir=self.checkpoint_dir, resume=self.resume,
+            max_features=self.max_features, augment=self.augment, time_limit=time_limit,
+            checkpoint_dir=checkpoint_dir, resume=self.resume,
             random_state=self.random_state, progress=self.progress, return_log=True)
-        self.cascade_ = cascade
-        self.training_log_ = list(log)
-        self.stop_reason_ = log.stop_reason
-        self.label_ = int(label)
-        self.class_name_ = str(list(dataset.class_names)[label])
-        return self
+        return cascade, log, int(label)
 
-    # Persistence: the Cascade holds a native (unpicklable) model; store its flat arrays.
+    def _set_single_class_aliases(self):
+        """A fit on one class also exposes ``cascade_``, ``label_``, ``class_name_``, ..."""
+        if len(self.cascades_) == 1:
+            self.cascade_ = self.cascades_[0]
+            self.label_ = self.labels_[0]
+            self.class_name_ = self.class_names_[self.label_]
+            self.training_log_ = self.training_logs_[0]
+            self.stop_reason_ = self.stop_reasons_[0]
+
+    @classmethod
+    def from_cascade(cls, cascade, *, class_name="object", **params):
+        """Wraps a trained cascade (e.g. one of OpenCV's) as a fitted one-class detector.
+
+        Parameters
+        ----------
+        cascade : Cascade or path
+            A :class:`pydetect.cascade.Cascade` or an OpenCV cascade XML file.
+        class_name : str
+            Name of the detected class (label 0).
+        **params
+            Prediction parameters (``scale_factor``, ``min_neighbors``, ``min_size``,
+            ``max_size``, ``margin``).
+
+        Returns
+        -------
+        ViolaJonesDetector
+            Ready for ``predict`` and ``save``; its ``training_logs_`` are empty.
+        """
+        from pydetect.cascade.model import Cascade
+
+        det = cls(**params)
+        if not isinstance(cascade, Cascade):
+            cascade = Cascade.load(cascade)
+        det.cascades_ = [cascade]
+        det.labels_ = [0]
+        det.class_names_ = [str(class_name)]
+        det.training_logs_ = [[]]
+        det.stop_reasons_ = ["pretrained"]
+        det._set_single_class_aliases()
+        return det
+
+    # Persistence: a Cascade holds a native (unpicklable) model; store its flat arrays.
     _CASCADE_FIELDS = ("stage_threshold", "stage_num_weak", "weak_num_nodes", "node_left",
                        "node_right", "node_feature", "node_threshold", "node_subset", "leaves",
                        "rects", "weights", "tilted")
 
     def _get_state(self) -> dict:
         state = dict(vars(self))
-        c = state.pop("cascade_", None)
-        if c is not None:
-            state["_cascade_arrays"] = dict(
-                {k: np.array(getattr(c, k)) for k in self._CASCADE_FIELDS},
-                feature_type=c.feature_type, window_size=tuple(c.window_size),
-                max_depth=c.max_depth)
+        state.pop("cascade_", None)  # the alias of cascades_[0]
+        cascades = state.pop("cascades_", None)
+        if cascades is not None:
+            state["_cascade_arrays"] = [
+                dict({k: np.array(getattr(c, k)) for k in self._CASCADE_FIELDS},
+                     feature_type=c.feature_type, window_size=tuple(c.window_size), max_depth=c.max_depth)
+                for c in cascades]
         return state
 
     def _set_state(self, state: dict) -> None:
@@ -237,10 +322,11 @@ class ViolaJonesDetector(BaseDetector):
         arrays = state.pop("_cascade_arrays", None)
         vars(self).update(state)
         if arrays is not None:
-            self.cascade_ = Cascade(**arrays)
+            self.cascades_ = [Cascade(**a) for a in arrays]
+            self._set_single_class_aliases()
 
     def predict(self, image) -> Detections:
-        """Detects the class in one image.
+        """Detects the class (or each class) in one image.
 
         Returns
         -------
@@ -248,14 +334,22 @@ class ViolaJonesDetector(BaseDetector):
             Grouped boxes (xyxy) with ``scores = n + sigmoid(s)``, where ``n`` is the number of
             raw windows in the group and ``s`` the best last-stage sum in it (OpenCV's
             ``levelWeights``), so that boxes rank by support first; extra fields
-            ``neighbors`` and ``stage_sum``.
+            ``neighbors`` and ``stage_sum``. With several cascades, their detections are
+            concatenated (no suppression across classes), sorted by score.
         """
-        from pydetect.cascade.detector import CascadeDetector
-
         self._check_fitted()
         g = _grey(image)
-        det = CascadeDetector(self.cascade_).detect(
-            g, scale_factor=self.scale_factor, min_neighbors=check_int(self.min_neighbors, "min_neighbors", minimum=0),
+        min_neighbors = check_int(self.min_neighbors, "min_neighbors", minimum=0)
+        parts = [self._detect_one(g, cascade, label, min_neighbors)
+                 for cascade, label in zip(self.cascades_, self.labels_)]
+        out = parts[0] if len(parts) == 1 else Detections.concat(parts)
+        return out.sorted() if len(out) else out
+
+    def _detect_one(self, grey, cascade, label, min_neighbors) -> Detections:
+        from pydetect.cascade.detector import CascadeDetector
+
+        det = CascadeDetector(cascade).detect(
+            grey, scale_factor=self.scale_factor, min_neighbors=min_neighbors,
             min_size=self.min_size, max_size=self.max_size, return_levels=True)
         boxes = np.asarray(det.boxes, np.float32).reshape(-1, 4)
         m = float(self.margin)
@@ -267,7 +361,6 @@ class ViolaJonesDetector(BaseDetector):
         neighbors = np.asarray(det.scores, np.float32).reshape(-1)
         stage_sum = np.asarray(det.level_weights, np.float64).reshape(-1)
         scores = (neighbors + 1.0 / (1.0 + np.exp(-stage_sum))).astype(np.float32)
-        labels = np.full(len(boxes), self.label_, np.int64)
-        out = Detections(boxes.astype(np.float32), scores=scores, labels=labels,
-                         neighbors=neighbors, stage_sum=stage_sum.astype(np.float32))
-        return out.sorted() if len(out) else out
+        labels = np.full(len(boxes), label, np.int64)
+        return Detections(boxes.astype(np.float32), scores=scores, labels=labels,
+                          neighbors=neighbors, stage_sum=stage_sum.astype(np.float32))

@@ -1,0 +1,182 @@
+"""`pydetect bench detectors` and `pydetect train`: real runs on tiny budgets, report contents, errors."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from pydetect import cli
+from pydetect.bench import detectors as bench
+
+pytest.importorskip("cv2")
+pytest.importorskip("matplotlib")
+
+# Budgets small enough for the test suite: every detector trains for a few seconds.
+TINY = {
+    "viola_jones": ["num_stages=3", "max_weak_count=5", "num_pos=80", "num_neg=80", "max_features=400",
+                    "time_limit=None"],
+    "ism": ["max_train_features=1500", "max_agglomerative=500"],
+    "rcnn": ["pretrain_seconds=2", "pretrain_epochs=1", "hard_negative_rounds=0", "train_proposals=30",
+             "test_proposals=30"],
+    "fast_rcnn": ["pretrain_seconds=2", "pretrain_epochs=1", "train_seconds=2", "max_iter=4",
+                  "train_proposals=40", "test_proposals=30"],
+    "faster_rcnn": ["pretrain_seconds=2", "pretrain_epochs=1", "train_seconds=2", "max_iter=4"],
+}
+
+
+def _set_args(keys):
+    out = []
+    for key in keys:
+        for setting in TINY[key]:
+            out += ["--set", f"{key}.{setting}"]
+    return out
+
+
+def _png_shape(path):
+    import cv2
+
+    img = cv2.imread(str(path))
+    assert img is not None, f"{path} is not a readable image"
+    return img.shape
+
+
+@pytest.fixture(scope="module")
+def faces_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    argv = ["--threads", "2", "bench", "detectors", "--dataset", "faces", "--quick", "--n-train", "10",
+            "--n-test", "4", "--out", str(out), "--no-progress"] + _set_args(bench.DETECTORS)
+    assert cli.main(argv) == 0
+    return out, argv
+
+
+def test_bench_detectors_writes_the_report(faces_run, capsys):
+    out, _ = faces_run
+    report = json.loads((out / "report.json").read_text())
+    keys = [r["key"] for r in report["rows"]]
+    assert keys == list(bench.DETECTORS) + ["opencv_frontalface"]  # faces adds the OpenCV reference
+    assert report["budget"] == "quick" and report["cores"] == os.cpu_count() and report["threads"] == 2
+    assert "4 test images" in report["data"] and report["class_names"] == ["face"]
+    for r in report["rows"]:
+        for name in ("AP", "AP50", "AP75"):
+            assert 0.0 <= r["coco"][name] <= 1.0
+        assert r["infer_ms_per_image"] > 0 and r["model_bytes"] == os.path.getsize(r["model_path"])
+        assert (r["train_seconds"] > 0) == (r["key"] != "opencv_frontalface")
+        # The plotted curve is the table's AP50: COCO AP50 is the mean precision at 101 recall points.
+        assert np.mean(r["pr"]["precision"]) == pytest.approx(r["coco"]["AP50"], abs=1e-9)
+    md = (out / "report.md").read_text()
+    assert "quick budget" in md and "parameters overridden" in md
+    for r in report["rows"]:
+        assert f"| {r['name']} | {r['coco']['AP']:.3f} | {r['coco']['AP50']:.3f} |" in md
+    for plot in ("pr_curves.png", "speed_accuracy.png", "samples.png"):
+        h, w, _ = _png_shape(out / plot)
+        assert h > 100 and w > 100
+
+
+def test_bench_reference_row_is_opencvs_cascade(faces_run):
+    """The OpenCV row equals OpenCV's own detectMultiScale2 ranked by neighbours, evaluated independently."""
+    import cv2
+
+    from pydetect import Detections
+    from pydetect.eval import voc_evaluate
+
+    out, _ = faces_run
+    report = json.loads((out / "report.json").read_text())
+    row = next(r for r in report["rows"] if r["key"] == "opencv_frontalface")
+    test = bench.load_splits("faces", quick=True, n_test=4).test
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    dets = []
+    for image, _ in test:
+        rects, counts = cascade.detectMultiScale2(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), scaleFactor=1.1,
+                                                  minNeighbors=1)
+        b = np.asarray(rects, np.float32).reshape(-1, 4)
+        b[:, 2:] += b[:, :2]
+        dets.append(Detections(b, scores=np.asarray(counts, np.float32).reshape(-1), labels=np.zeros(len(b), np.int64)))
+    assert row["voc"]["mAP"] == pytest.approx(voc_evaluate(test, dets)["mAP"], abs=1e-12)
+
+
+def test_bench_detectors_second_run_loads_the_cache(faces_run, capsys):
+    out, argv = faces_run
+    before = json.loads((out / "report.json").read_text())
+    assert cli.main(argv + ["--detectors", "ism,faster_rcnn"]) == 0
+    printed = capsys.readouterr().out
+    assert "loaded" in printed and ": training " not in printed
+    after = json.loads((out / "report.json").read_text())
+    assert [r["key"] for r in after["rows"]] == ["ism", "faster_rcnn", "opencv_frontalface"]
+    for r in after["rows"]:
+        old = next(o for o in before["rows"] if o["key"] == r["key"])
+        assert r["cached"] and r["train_seconds"] == old["train_seconds"]
+        assert r["coco"]["AP"] == old["coco"]["AP"]  # the cached model predicts the same
+
+
+def test_bench_detectors_on_a_coco_file(tmp_path, capsys):
+    data_dir = tmp_path / "data"
+    assert cli.main(["export-dataset", "digits", "--split", "train", "--n-images", "12", "--out", str(data_dir)]) == 0
+    out = tmp_path / "bench"
+    assert cli.main(["bench", "detectors", "--dataset", str(data_dir / "annotations.json"), "--detectors",
+                     "viola_jones", "--out", str(out), "--no-progress"] + _set_args(["viola_jones"])) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["budget"] == "full" and "9 train / 3 test images" in report["data"]  # 25% held out
+    assert [r["key"] for r in report["rows"]] == ["viola_jones"]
+    assert "Viola-Jones" in capsys.readouterr().out
+
+
+def test_train_verb_saves_a_model_that_predicts_the_same(tmp_path, capsys):
+    from pydetect.detectors import BaseDetector, ImplicitShapeModel
+    from pydetect.eval import coco_evaluate
+
+    model = tmp_path / "ism.pkl"
+    argv = ["train", "ism", "--dataset", "faces", "--n-train", "8", "--n-test", "3", "--out", str(model)]
+    for setting in TINY["ism"]:
+        argv += ["--set", setting]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    det = BaseDetector.load(model)
+    assert isinstance(det, ImplicitShapeModel) and det.max_train_features == 1500
+    test = bench.load_splits("faces", n_test=3).test
+    ap = coco_evaluate(test, det.predict_batch([image for image, _ in test]))["AP"]
+    assert f"COCO AP {ap:.3f}" in printed
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "yolo", "--out", "m.pkl"], "invalid choice: 'yolo'"),
+    (["train", "ism", "--out", "m.pkl", "--set", "nonsense"], "--set expects NAME=VALUE"),
+    (["train", "ism", "--out", "m.pkl", "--set", "colour=1"], "ImplicitShapeModel has no parameter 'colour'"),
+    (["train", "ism", "--out", "m.pkl", "--dataset", "missing.json"], "missing.json: no such file"),
+    (["train", "ism", "--out", "m.pkl", "--dataset", "pets"], "dataset must be 'digits', 'faces' or a COCO JSON"),
+    (["bench", "detectors", "--detectors", "ism,yolo"], "unknown detector 'yolo'"),
+    (["bench", "detectors", "--set", "ism=3"], "--set expects DETECTOR.PARAM=VALUE"),
+    (["bench", "detectors", "--n-test", "0"], "n_test"),
+])
+def test_cli_bad_arguments_one_line_error(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) if "invalid choice" in message else _no_raise():
+        code = cli.main(argv)
+        assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and "Traceback" not in "\n".join(err)
+    assert not os.path.exists(tmp_path / "m.pkl")
+
+
+def test_malformed_coco_json_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"images": [{"id": 1}], "annotations": []')
+    assert cli.main(["bench", "detectors", "--dataset", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pydetect: error:") and "bad.json" in err[0]
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_recipe_rejects_unknown_names():
+    with pytest.raises(ValueError, match="detector must be one of"):
+        bench.recipe("yolo", "digits", quick=True)
+    with pytest.raises(ValueError, match="dataset_kind"):
+        bench.recipe("ism", "cats", quick=True)
+    assert bench.recipe("viola_jones", "digits", quick=False)["window"] == (24, 16)
