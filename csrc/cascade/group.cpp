@@ -31,12 +31,26 @@ int find_root(std::vector<int>& parent, int i) {
 }
 
 // Component labels 0..K-1 numbered by first appearance; returns K.
+//
+// The components of the "similar" relation do not depend on the order pairs are visited, so
+// instead of OpenCV's all-pairs loop (quadratic: seconds for the tens of thousands of raw
+// windows a weak cascade accepts) pairs are found by a sweep over the candidates sorted by x:
+// similar(a, b) needs |x_a - x_b| <= delta <= eps * (w_a + h_a) / 2, so from each candidate
+// only the ones after it in x order up to that distance need testing. The labels (numbered by
+// first member in the original order) are then exactly OpenCV's.
 int partition(const std::vector<Candidate>& r, double eps, std::vector<int>* labels) {
   const int n = static_cast<int>(r.size());
   std::vector<int> parent(n);
   std::iota(parent.begin(), parent.end(), 0);
-  for (int i = 0; i < n; ++i) {
-    for (int j = i + 1; j < n; ++j) {
+  std::vector<int> by_x(n);
+  std::iota(by_x.begin(), by_x.end(), 0);
+  std::stable_sort(by_x.begin(), by_x.end(), [&](int a, int b) { return r[a].x < r[b].x; });
+  for (int s = 0; s < n; ++s) {
+    const int i = by_x[s];
+    const double reach = eps * (r[i].width + r[i].height) * 0.5;
+    for (int t = s + 1; t < n; ++t) {
+      const int j = by_x[t];
+      if (r[j].x - r[i].x > reach) break;
       if (!similar(r[i], r[j], eps)) continue;
       const int a = find_root(parent, i), b = find_root(parent, j);
       if (a != b) parent[std::max(a, b)] = std::min(a, b);
