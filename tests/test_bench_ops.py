@@ -146,3 +146,15 @@ def test_bad_arguments(kwargs, exc):
 def test_families_listed():
     assert set(FAMILIES) == {"boxes", "integral", "cascade", "haar", "boosting", "proposals",
                              "roi", "eval", "ism"}
+
+
+def test_same_keep_accepts_only_tie_reordering():
+    import numpy as np
+
+    from pydetect.bench.ops import same_keep
+
+    scores = np.array([0.9, 0.5, 0.5, 0.2], np.float32)
+    assert same_keep([0, 1, 2], [0, 2, 1], scores)  # equal scores: either order
+    assert not same_keep([0, 1, 3], [0, 3, 1], scores)  # different scores swapped
+    assert not same_keep([0, 1], [0, 2], scores)  # a different box kept
+    assert not same_keep([0, 1, 2], [0, 1], scores)

@@ -372,6 +372,14 @@ def hough_problem(n_features: int, n_objects: int = 8, seed: int = 0, n_entries:
 # ------------------------------------------------------------------------ families
 
 
+def same_keep(ours, theirs, scores) -> bool:
+    """NMS results agree: the same kept indices in the same order up to equal scores (the
+    order among equal scores is each library's own)."""
+    a, b = np.asarray(ours).reshape(-1), np.asarray(theirs).reshape(-1)
+    return (a.shape == b.shape and np.array_equal(np.sort(a), np.sort(b))
+            and np.array_equal(scores[a], scores[b]))
+
+
 def _boxes(run: _Run) -> None:
     from pydetect import ops
 
@@ -390,12 +398,12 @@ def _boxes(run: _Run) -> None:
             if tv is not None:
                 tb, ts = torch.from_numpy(boxes), torch.from_numpy(scores)
                 peers["torchvision"] = lambda: tv.nms(tb, ts, 0.5)
-                agree["torchvision"] = bool(np.array_equal(tv.nms(tb, ts, 0.5).numpy(), keep))
+                agree["torchvision"] = same_keep(keep, tv.nms(tb, ts, 0.5).numpy(), scores)
             if cv2 is not None:
                 xywh = ops.box_convert(boxes, "xyxy", "xywh").astype(np.float64)
                 peers["OpenCV dnn.NMSBoxes"] = lambda: cv2.dnn.NMSBoxes(xywh, scores, 0.0, 0.5)
                 theirs = np.asarray(cv2.dnn.NMSBoxes(xywh, scores, 0.0, 0.5)).reshape(-1)
-                agree["OpenCV dnn.NMSBoxes"] = bool(np.array_equal(np.sort(theirs), np.sort(keep)))
+                agree["OpenCV dnn.NMSBoxes"] = same_keep(keep, theirs, scores)
             run.time(f"nms {n:,} clustered boxes, IoU 0.5", t, lambda: ops.nms(boxes, scores, 0.5),
                      peers, agree)
 
@@ -403,8 +411,8 @@ def _boxes(run: _Run) -> None:
             if tv is not None:
                 tb, ts, tl = torch.from_numpy(bb), torch.from_numpy(bs), torch.from_numpy(bl)
                 peers["torchvision"] = lambda: tv.batched_nms(tb, ts, tl, 0.5)
-                agree["torchvision"] = bool(np.array_equal(tv.batched_nms(tb, ts, tl, 0.5).numpy(),
-                                                           ops.batched_nms(bb, bs, bl, 0.5)))
+                agree["torchvision"] = same_keep(ops.batched_nms(bb, bs, bl, 0.5),
+                                                 tv.batched_nms(tb, ts, tl, 0.5).numpy(), bs)
             run.time(f"batched_nms {n:,} boxes, 20 classes", t,
                      lambda: ops.batched_nms(bb, bs, bl, 0.5), peers, agree)
 
