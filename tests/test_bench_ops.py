@@ -30,7 +30,7 @@ def _check_rows(report: OpReport, families):
     for row in report.rows:
         assert row.family in families
         assert row.threads == 1
-        assert row.ours_ms > 0
+        assert row.ours_ms > 0 and row.repeats >= 1
         if row.peer is not None:
             assert row.peer_ms > 0
             assert row.ratio == pytest.approx(row.ours_ms / row.peer_ms)

@@ -226,12 +226,28 @@ class _Run:
         """Repeats of a case; slow peers (seconds per call) get fewer."""
         return max(3, self.repeats // 2) if slow else self.repeats
 
+    def timeit(self, fns: dict, slow: bool = False) -> tuple:
+        """Median seconds of each callable (interleaved) and the number of timed rounds.
+
+        Fast ops run for at least ``min_time`` (0.3 s quick, 1 s full) so that sub-millisecond
+        medians rest on many calls; every callable is wrapped alike to count the rounds.
+        """
+        counts = dict.fromkeys(fns, 0)
+
+        def counted(name, fn):
+            def call():
+                counts[name] += 1
+                return fn()
+            return call
+
+        wrapped = {name: counted(name, fn) for name, fn in fns.items()}
+        t = time_alternating(wrapped, repeats=self.reps(slow), min_time=0.3 if self.quick else 1.0)
+        return t, min(counts.values()) - 1  # the first call is the warm-up
+
     def time(self, case: str, threads: int, ours, peers: dict, agree: dict | None = None,
              slow: bool = False, note: str = "", notes: dict | None = None) -> None:
         """Times ``ours`` and every peer callable interleaved; adds one row per peer."""
-        fns = {"pydetect": ours, **peers}
-        reps = self.reps(slow)
-        t = time_alternating(fns, repeats=reps)
+        t, reps = self.timeit({"pydetect": ours, **peers}, slow)
         agree = agree or {}
         notes = notes or {}
         for name in peers:
@@ -572,8 +588,7 @@ def _boosting(run: _Run) -> None:
         fns = {a: (lambda a=a: AdaBoost(n_est, algorithm=a).fit(Xtr, ytr)) for a in algorithms}
         if skl is not None:
             fns["scikit-learn"] = theirs
-        reps = run.reps(slow=True)
-        times = time_alternating(fns, repeats=reps)
+        times, reps = run.timeit(fns, slow=True)
         for a in algorithms:
             note = f"held-out accuracy {acc[a]:.2f}"
             if skl is None:
@@ -829,8 +844,9 @@ def run_op_benchmarks(families=None, quick: bool = False, threads=None, repeats:
         Thread counts to run at (pydetect, torch and OpenCV are set to each in turn); None
         uses ``pydetect.get_num_threads()``. Thread counts are restored afterwards.
     repeats : int >= 1, default 7
-        Timed calls per case after one warm-up call (median taken); cases whose peer takes
-        seconds per call use ``max(3, repeats // 2)``.
+        Timed calls per case after one warm-up call (median taken); in quick mode at most 3.
+        Cases whose peer takes seconds per call use ``max(3, repeats // 2)``; fast cases
+        repeat until 0.3 s (quick) or 1 s (full) have passed.
     progress : callable or None, default print
         Called with one line of text per family and per row.
 
