@@ -65,7 +65,7 @@ def test_boxes_integral_eval_agree_with_installed_peers():
     assert any("OpenCV integral" in line for line in lines)
 
 
-def test_report_renders_markdown_and_json():
+def test_report_renders_markdown_and_json(tmp_path):
     report, _ = _run(["integral"])
     md = report.markdown()
     assert "| family | case | threads | pydetect ms | peer | peer ms | ratio | agree |" in md
@@ -76,6 +76,8 @@ def test_report_renders_markdown_and_json():
     assert len(data["rows"]) == len(report.rows)
     for d, row in zip(data["rows"], report.rows):
         assert d["case"] == row.case and d["ratio"] == row.ratio and d["agree"] == row.agree
+    report.write_json(tmp_path / "sub" / "ops.json")
+    assert json.loads((tmp_path / "sub" / "ops.json").read_text()) == data
 
 
 def test_missing_peer_is_named_not_skipped(monkeypatch):

@@ -171,6 +171,13 @@ class OpReport:
         """The report as a JSON string (rows carry their ratio)."""
         return json.dumps(self.to_dict(), indent=indent)
 
+    def write_json(self, path) -> None:
+        """Writes :meth:`to_json` to ``path`` atomically (temporary file, then rename)."""
+        from pydetect._io import atomic_write
+
+        with atomic_write(path, "w", encoding="utf-8") as f:
+            f.write(self.to_json() + "\n")
+
 
 def _version(package: str, module: str) -> str:
     from importlib import metadata
