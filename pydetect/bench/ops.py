@@ -182,7 +182,11 @@ class OpReport:
 def _version(package: str, module: str) -> str:
     from importlib import metadata
 
-    for dist in (package, package.replace("-headless", ""), "opencv-python", "opencv-contrib-python"):
+    dists = [package]
+    if module.startswith("cv2"):  # any of OpenCV's four wheels provides cv2
+        dists += ["opencv-python", "opencv-contrib-python", "opencv-python-headless",
+                  "opencv-contrib-python-headless"]
+    for dist in dists:
         try:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -570,7 +574,7 @@ def _boosting(run: _Run) -> None:
     skl = run.peer("scikit-learn")
     windows, labels = lfw_windows()
     bank = _haar_bank()
-    step = 20 if run.quick else 5
+    step = 20 if run.quick else 10
     n_est = 20 if run.quick else 50
     X = np.ascontiguousarray(bank.compute(windows, normalize=False)[:, ::step])
     # 150 training windows, 50 held out, as scikit-image's Haar face example splits them.
@@ -621,7 +625,6 @@ def _proposals(run: _Run) -> None:
     shape = f"astronaut {img.shape[1]}x{img.shape[0]}"
     modes = ("single", "fast") if run.quick else ("single", "fast", "quality")
     if cv2x is not None:
-        cv2 = importlib.import_module("cv2")
         bgr = np.ascontiguousarray(img[:, :, ::-1])
 
         def opencv(mode):
@@ -636,7 +639,6 @@ def _proposals(run: _Run) -> None:
             peers, notes = {}, {}
             n_ours = len(ops.selective_search(img, mode))
             if cv2x is not None:
-                cv2.setNumThreads(t)
                 peers["OpenCV contrib ximgproc"] = lambda mode=mode: opencv(mode)
                 notes["OpenCV contrib ximgproc"] = f"{n_ours} vs {len(opencv(mode))} boxes; different rankings"
             if mode == "single" and ssp is not None:
