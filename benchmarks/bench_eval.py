@@ -22,39 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-
-def make_problem(n_images, n_cats, seed=0):
-    """COCO-like: ~7 objects per image over n_cats classes (log-uniform sizes 8-300 px, 1% crowd),
-    ~30 detections per image: jittered copies of most objects plus background boxes, scores
-    rounded to 3 decimals (ties occur)."""
-    rng = np.random.default_rng(seed)
-    images, anns, results = [], [], []
-    for i in range(n_images):
-        images.append({"id": i + 1, "width": 640, "height": 480})
-        k = int(rng.poisson(7))
-        wh = np.exp(rng.uniform(np.log(8), np.log(300), size=(k, 2)))
-        xy = rng.uniform(0, 1, size=(k, 2)) * (np.array([640, 480]) - wh).clip(1)
-        cats = rng.integers(1, n_cats + 1, size=k)
-        crowd = rng.random(k) < 0.01
-        for j in range(k):
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(cats[j]),
-                         "bbox": [float(xy[j, 0]), float(xy[j, 1]), float(wh[j, 0]), float(wh[j, 1])],
-                         "area": float(wh[j, 0] * wh[j, 1]), "iscrowd": int(crowd[j])})
-            for _ in range(int(rng.integers(0, 4))):
-                jit = rng.normal(0, 0.1, size=4) * np.r_[wh[j], wh[j]]
-                results.append({"image_id": i + 1, "category_id": int(cats[j]) if rng.random() < 0.9 else
-                                int(rng.integers(1, n_cats + 1)),
-                                "bbox": [float(xy[j, 0] + jit[0]), float(xy[j, 1] + jit[1]),
-                                         float(max(wh[j, 0] + jit[2], 1)), float(max(wh[j, 1] + jit[3], 1))],
-                                "score": round(float(rng.random()), 3)})
-        for _ in range(int(rng.integers(10, 25))):
-            w, h = np.exp(rng.uniform(np.log(8), np.log(300), size=2))
-            results.append({"image_id": i + 1, "category_id": int(rng.integers(1, n_cats + 1)),
-                            "bbox": [float(rng.uniform(0, 600)), float(rng.uniform(0, 440)), float(w), float(h)],
-                            "score": round(float(rng.random()), 3)})
-    gt = {"images": images, "annotations": anns,
-          "categories": [{"id": c, "name": f"class{c}"} for c in range(1, n_cats + 1)]}
-    return gt, results
+from pydetect.bench.ops import coco_problem as make_problem  # noqa: E402
 
 
 def time_pycocotools(gt, results, cls_eval):

@@ -17,29 +17,8 @@ import numpy as np
 
 from _harness import median_time
 import pydetect
+from pydetect.bench.ops import hough_problem
 from pydetect.ism import accumulate_votes, mean_shift
-
-
-def make_problem(rng, n_objects, n_features, n_entries=300, occ_per_entry=6):
-    """A codebook and test features whose votes gather at n_objects hypotheses + clutter."""
-    centres = np.column_stack([rng.uniform(50, 950, n_objects), rng.uniform(50, 950, n_objects),
-                               rng.uniform(40, 120, n_objects)])
-    occ = np.column_stack([rng.normal(0, 1.5, n_entries * occ_per_entry),
-                           rng.normal(0, 1.5, n_entries * occ_per_entry),
-                           rng.uniform(2, 8, n_entries * occ_per_entry)])
-    occ_ptr = np.arange(0, n_entries * occ_per_entry + 1, occ_per_entry)
-    occ_weight = np.full(len(occ), 1.0 / occ_per_entry)
-    # Each on-object feature matches one entry and is placed so that one of its occurrences
-    # points at its object's centre; the other occurrences scatter (as in real data).
-    obj = rng.integers(0, n_objects, n_features)
-    entry = rng.integers(0, n_entries, n_features)
-    pick = occ_ptr[entry] + rng.integers(0, occ_per_entry, n_features)
-    fs = centres[obj, 2] / occ[pick, 2] * rng.normal(1, 0.03, n_features)
-    fx = centres[obj, 0] - fs * occ[pick, 0] + rng.normal(0, 1, n_features)
-    fy = centres[obj, 1] - fs * occ[pick, 1] + rng.normal(0, 1, n_features)
-    feats = np.column_stack([fx, fy, fs])
-    match_ptr = np.arange(n_features + 1)
-    return feats, match_ptr, entry.astype(np.int64), np.ones(n_features), occ_ptr, occ, occ_weight
 
 
 def numpy_votes(feats, match_ptr, match_entry, match_weight, occ_ptr, occ, occ_weight):
@@ -113,8 +92,7 @@ def main():
     from sklearn.cluster import MeanShift
 
     pydetect.set_num_threads(args.threads)
-    rng = np.random.default_rng(0)
-    problem = make_problem(rng, args.objects, args.features)
+    problem = hough_problem(args.features, args.objects, seed=0)
     votes, weights = numpy_votes(*problem)
     print(f"{len(problem[0])} features -> {len(votes)} votes, {args.threads} threads")
 

@@ -15,17 +15,7 @@ import numpy as np
 
 from _harness import Table, set_threads, time_alternating
 from pydetect import ops
-
-
-def clustered(n: int, seed: int = 0, num_classes: int = 1):
-    rng = np.random.default_rng(seed)
-    centres = rng.uniform(0, 2000, (max(1, n // 25), 2))
-    sizes = rng.uniform(16, 200, (len(centres), 2))
-    k = rng.integers(0, len(centres), n)
-    c = centres[k] + rng.normal(0, 8, (n, 2))
-    wh = sizes[k] * rng.uniform(0.8, 1.25, (n, 2))
-    boxes = np.concatenate([c - wh / 2, c + wh / 2], 1).astype(np.float32)
-    return boxes, rng.random(n).astype(np.float32), rng.integers(0, num_classes, n)
+from pydetect.bench.ops import clustered_boxes as clustered
 
 
 def numpy_soft_nms(boxes, scores, sigma=0.5, score_threshold=0.001):
