@@ -213,7 +213,8 @@ def _run_train(args) -> int:
 # bench ---------------------------------------------------------------------------------------
 def _add_bench(sub):
     p = sub.add_parser("bench", help="compare detectors (and ops against their peer libraries)",
-                       description="`bench detectors`: classical vs CNN detectors on one dataset, one report.")
+                       description="`bench detectors`: classical vs CNN detectors on one dataset, one report. "
+                                   "`bench ops`: pydetect's ops against the installed peer libraries.")
     bench = p.add_subparsers(dest="bench_verb", metavar="WHAT")
     bench.required = True
     _add_bench_detectors(bench)
@@ -256,7 +257,39 @@ def _run_bench_detectors(args) -> int:
     return 0
 
 
-_BENCH_VERBS: list = []
+def _add_bench_ops(bench):
+    from pydetect.bench.ops import FAMILIES
+
+    p = bench.add_parser("ops", help="time pydetect's ops against the installed peer libraries",
+                         description="Runs pydetect and each installed peer (torchvision, OpenCV, scikit-image, "
+                                     "scikit-learn, pycocotools, selectivesearch) on the same input with the same "
+                                     "thread count, interleaved; prints median times, ratios (pydetect / peer, "
+                                     "below 1 is faster) and whether the results agree; names the peers that "
+                                     "are missing.")
+    p.add_argument("--family", action="extend", nargs="+", choices=FAMILIES, metavar="FAMILY",
+                   help=f"op families to run (default: all): {', '.join(FAMILIES)}")
+    p.add_argument("--quick", action="store_true", help="smaller inputs and fewer repeats (about a minute)")
+    p.add_argument("--threads", dest="bench_threads", type=int, nargs="+", metavar="N",
+                   help="thread counts to run at (default: pydetect's current count)")
+    p.add_argument("--repeats", type=int, default=7, help="timed runs per case, median reported (default 7)")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.set_defaults(func=_run_bench_ops)
+
+
+def _run_bench_ops(args) -> int:
+    from pydetect.bench.ops import run_op_benchmarks
+
+    report = run_op_benchmarks(args.family or None, quick=args.quick, threads=args.bench_threads,
+                               repeats=args.repeats, progress=print)
+    print()
+    print(report.markdown())
+    if args.json:
+        report.write_json(args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+_BENCH_VERBS: list = [_add_bench_ops]
 
 
 _VERBS = [_add_bench, _add_train, _add_detect, _add_export_dataset, _add_eval]
