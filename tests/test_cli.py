@@ -81,3 +81,25 @@ def test_detect_bad_model_file(tmp_path, capsys):
     assert main(["detect", "--model", str(bogus), str(image), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pydetect: error:") and "model.pkl" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bench_ops_runs_and_names_missing_peers(tmp_path, capsys, monkeypatch):
+    import sys
+
+    pytest.importorskip("cv2")
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # as on a machine without torchvision
+    out = tmp_path / "ops.json"
+    assert main(["bench", "ops", "--quick", "--family", "integral", "boxes", "--repeats", "3", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    rows = report["rows"]
+    assert {r["family"] for r in rows} == {"integral", "boxes"}
+    opencv = [r for r in rows if r["peer"] == "OpenCV integral"]
+    assert opencv and all(r["agree"] is True for r in opencv)
+    assert "torchvision" in report["missing"] and "Peers not installed" in printed and "torchvision" in printed
+
+
+def test_bench_ops_rejects_unknown_family(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "ops", "--family", "yolo"])
+    assert "invalid choice: 'yolo'" in capsys.readouterr().err
