@@ -47,14 +47,19 @@ class BaseDetector:
     """
 
     @classmethod
-    def _param_names(cls) -> list:
+    def _param_defaults(cls) -> dict:
         signature = inspect.signature(cls.__init__)
-        return [p.name for p in signature.parameters.values()
-                if p.kind is p.KEYWORD_ONLY]
+        return {p.name: p.default for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+    @classmethod
+    def _param_names(cls) -> list:
+        return list(cls._param_defaults())
 
     def get_params(self) -> dict:
-        """The constructor parameters as given."""
-        return {name: getattr(self, name) for name in self._param_names()}
+        """The constructor parameters as given (a model saved before a parameter existed
+        reports that parameter's default)."""
+        defaults = self._param_defaults()
+        return {name: getattr(self, name, defaults[name]) for name in defaults}
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

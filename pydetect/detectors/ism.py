@@ -134,6 +134,8 @@ class ImplicitShapeModel(BaseDetector):
     segment : bool
         Add per-detection ``masks`` (top-down segmentation) to the detections.
     random_state : int
+    progress : bool, default True
+        Progress bars while fitting (on datasets of 20 images or more).
 
     Attributes
     ----------
@@ -156,7 +158,7 @@ class ImplicitShapeModel(BaseDetector):
                  activation_threshold=None, max_matches=5,
                  max_agglomerative=3000, max_train_features=20000, discriminative=True,
                  bandwidth_xy=0.15, bandwidth_scale=0.3, min_score=0.05, max_seeds=400, nms_iou=0.3,
-                 max_detections=50, segment=False, random_state=0):
+                 max_detections=50, segment=False, random_state=0, progress=True):
         self.detector = detector
         self.descriptor = descriptor
         self.patch_size = patch_size
@@ -180,6 +182,7 @@ class ImplicitShapeModel(BaseDetector):
         self.max_detections = max_detections
         self.segment = segment
         self.random_state = random_state
+        self.progress = progress
 
     # Parameters ---------------------------------------------------------------------
     def _validate_params(self):
@@ -266,7 +269,8 @@ class ImplicitShapeModel(BaseDetector):
         rng = np.random.default_rng(self.random_state)
         pos = {}   # label -> list of (points, desc, boxes-per-feature)
         neg_desc = []
-        for i in tqdm(range(len(dataset)), desc="ISM features", leave=False, disable=len(dataset) < 20):
+        for i in tqdm(range(len(dataset)), desc="ISM features", leave=False,
+                      disable=not self.progress or len(dataset) < 20):
             image, target = dataset[i]
             image = as_image(image, f"dataset image {i}")
             boxes, labels, ignore = _target_arrays(target, i)
@@ -294,7 +298,8 @@ class ImplicitShapeModel(BaseDetector):
         neg = np.concatenate(neg_desc) if neg_desc else np.zeros((0, 1), np.float32)
         self.class_names_ = class_names
         self.models_ = {}
-        for label in tqdm(sorted(pos), desc="ISM codebooks", leave=False, disable=len(pos) < 3):
+        for label in tqdm(sorted(pos), desc="ISM codebooks", leave=False,
+                          disable=not self.progress or len(pos) < 3):
             # Negatives: the background plus (multi-class) a sample of the other classes'
             # object features, so that an entry shared by every class weighs little.
             others = [p[1] for k, parts in pos.items() if k != label for p in parts]
