@@ -1,13 +1,217 @@
 #include "integral/integral.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace pydetect {
+namespace {
+
+// ---- uint8 images: one pass over the rows, prefix sums in SIMD registers -------------------
+//
+// Row y + 1 of a sum table is the row above plus the running (prefix) sum of image row y.
+// The running sum is a serial chain, so 16 pixels are summed at a time inside one register
+// (a log-step scan: add the vector shifted by 1, 2, 4 lanes), then the carry of the previous
+// 16 is added: one add and one shuffle of latency per 16 pixels instead of one add per
+// pixel. Every value is an integer: the 32-bit tables wrap modulo 2^32 like OpenCV's, the
+// float64 tables hold exact integers (< 2^53), so the order of the additions does not
+// change a bit of the result.
+
+// out[1..w] = up[1..w] + running sum of row[x] (or row[x]^2), modulo 2^32.
+template <bool kSquare>
+void row_u32(const uint8_t* row, int64_t w, const uint32_t* up, uint32_t* out) {
+  int64_t x = 0;
+  uint32_t carry = 0;
+#if defined(__SSE2__)
+  const __m128i z = _mm_setzero_si128();
+  __m128i c = z;  // carry in every lane
+  for (; x + 16 <= w; x += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + x));
+    __m128i lo = _mm_unpacklo_epi8(v, z), hi = _mm_unpackhi_epi8(v, z);
+    __m128i a0, a1, a2, a3;
+    if (kSquare) {
+      // 255^2 fits in 16 bits; 16 of them do not, so the scan runs on 32-bit lanes.
+      lo = _mm_mullo_epi16(lo, lo);
+      hi = _mm_mullo_epi16(hi, hi);
+      a0 = _mm_unpacklo_epi16(lo, z);
+      a1 = _mm_unpackhi_epi16(lo, z);
+      a2 = _mm_unpacklo_epi16(hi, z);
+      a3 = _mm_unpackhi_epi16(hi, z);
+      a0 = _mm_add_epi32(a0, _mm_slli_si128(a0, 4));
+      a1 = _mm_add_epi32(a1, _mm_slli_si128(a1, 4));
+      a2 = _mm_add_epi32(a2, _mm_slli_si128(a2, 4));
+      a3 = _mm_add_epi32(a3, _mm_slli_si128(a3, 4));
+      a0 = _mm_add_epi32(a0, _mm_slli_si128(a0, 8));
+      a1 = _mm_add_epi32(a1, _mm_slli_si128(a1, 8));
+      a2 = _mm_add_epi32(a2, _mm_slli_si128(a2, 8));
+      a3 = _mm_add_epi32(a3, _mm_slli_si128(a3, 8));
+      a1 = _mm_add_epi32(a1, _mm_shuffle_epi32(a0, 0xFF));
+      a3 = _mm_add_epi32(a3, _mm_shuffle_epi32(a2, 0xFF));
+      const __m128i t1 = _mm_shuffle_epi32(a1, 0xFF);
+      a2 = _mm_add_epi32(a2, t1);
+      a3 = _mm_add_epi32(a3, t1);
+    } else {
+      // 16 * 255 fits in 16 bits: scan 8 lanes of 16 bits, then widen.
+      lo = _mm_add_epi16(lo, _mm_slli_si128(lo, 2));
+      hi = _mm_add_epi16(hi, _mm_slli_si128(hi, 2));
+      lo = _mm_add_epi16(lo, _mm_slli_si128(lo, 4));
+      hi = _mm_add_epi16(hi, _mm_slli_si128(hi, 4));
+      lo = _mm_add_epi16(lo, _mm_slli_si128(lo, 8));
+      hi = _mm_add_epi16(hi, _mm_slli_si128(hi, 8));
+      hi = _mm_add_epi16(hi, _mm_shuffle_epi32(_mm_shufflehi_epi16(lo, 0xFF), 0xFF));
+      a0 = _mm_unpacklo_epi16(lo, z);
+      a1 = _mm_unpackhi_epi16(lo, z);
+      a2 = _mm_unpacklo_epi16(hi, z);
+      a3 = _mm_unpackhi_epi16(hi, z);
+    }
+    a0 = _mm_add_epi32(a0, c);
+    a1 = _mm_add_epi32(a1, c);
+    a2 = _mm_add_epi32(a2, c);
+    a3 = _mm_add_epi32(a3, c);
+    c = _mm_shuffle_epi32(a3, 0xFF);
+    const __m128i* u = reinterpret_cast<const __m128i*>(up + x + 1);
+    __m128i* o = reinterpret_cast<__m128i*>(out + x + 1);
+    _mm_storeu_si128(o + 0, _mm_add_epi32(a0, _mm_loadu_si128(u + 0)));
+    _mm_storeu_si128(o + 1, _mm_add_epi32(a1, _mm_loadu_si128(u + 1)));
+    _mm_storeu_si128(o + 2, _mm_add_epi32(a2, _mm_loadu_si128(u + 2)));
+    _mm_storeu_si128(o + 3, _mm_add_epi32(a3, _mm_loadu_si128(u + 3)));
+  }
+  carry = static_cast<uint32_t>(_mm_cvtsi128_si32(c));
+#endif
+  for (; x < w; ++x) {
+    const uint32_t v = row[x];
+    carry += kSquare ? v * v : v;
+    out[x + 1] = up[x + 1] + carry;
+  }
+}
+
+// The same into float64 tables (exact integers).
+template <bool kSquare>
+void row_f64(const uint8_t* row, int64_t w, const double* up, double* out) {
+  int64_t x = 0;
+  double carry = 0.0;
+#if defined(__SSE2__)
+  const __m128i z = _mm_setzero_si128();
+  __m128d c = _mm_setzero_pd();
+  for (; x + 16 <= w; x += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + x));
+    __m128i lo = _mm_unpacklo_epi8(v, z), hi = _mm_unpackhi_epi8(v, z);
+    if (kSquare) {
+      lo = _mm_mullo_epi16(lo, lo);
+      hi = _mm_mullo_epi16(hi, hi);
+    }
+    // Scan of the 16 values on 32-bit lanes (at most 16 * 255^2 < 2^31).
+    __m128i a[4] = {_mm_unpacklo_epi16(lo, z), _mm_unpackhi_epi16(lo, z),
+                    _mm_unpacklo_epi16(hi, z), _mm_unpackhi_epi16(hi, z)};
+    for (int k = 0; k < 4; ++k) {
+      a[k] = _mm_add_epi32(a[k], _mm_slli_si128(a[k], 4));
+      a[k] = _mm_add_epi32(a[k], _mm_slli_si128(a[k], 8));
+    }
+    a[1] = _mm_add_epi32(a[1], _mm_shuffle_epi32(a[0], 0xFF));
+    a[3] = _mm_add_epi32(a[3], _mm_shuffle_epi32(a[2], 0xFF));
+    const __m128i t1 = _mm_shuffle_epi32(a[1], 0xFF);
+    a[2] = _mm_add_epi32(a[2], t1);
+    a[3] = _mm_add_epi32(a[3], t1);
+    const double* u = up + x + 1;
+    double* o = out + x + 1;
+    for (int k = 0; k < 4; ++k) {
+      const __m128d d0 = _mm_add_pd(c, _mm_cvtepi32_pd(a[k]));
+      const __m128d d1 = _mm_add_pd(c, _mm_cvtepi32_pd(_mm_shuffle_epi32(a[k], 0xEE)));
+      _mm_storeu_pd(o + 4 * k, _mm_add_pd(_mm_loadu_pd(u + 4 * k), d0));
+      _mm_storeu_pd(o + 4 * k + 2, _mm_add_pd(_mm_loadu_pd(u + 4 * k + 2), d1));
+    }
+    c = _mm_add_pd(c, _mm_cvtepi32_pd(_mm_shuffle_epi32(a[3], 0xFF)));
+  }
+  carry = _mm_cvtsd_f64(c);
+#endif
+  for (; x < w; ++x) {
+    const double v = row[x];
+    carry += kSquare ? v * v : v;
+    out[x + 1] = up[x + 1] + carry;
+  }
+}
+
+template <bool kSquare>
+void table_row(const uint8_t* row, int64_t w, const int32_t* up, int32_t* out) {
+  row_u32<kSquare>(row, w, reinterpret_cast<const uint32_t*>(up), reinterpret_cast<uint32_t*>(out));
+}
+template <bool kSquare>
+void table_row(const uint8_t* row, int64_t w, const uint32_t* up, uint32_t* out) {
+  row_u32<kSquare>(row, w, up, out);
+}
+template <bool kSquare>
+void table_row(const uint8_t* row, int64_t w, const double* up, double* out) {
+  row_f64<kSquare>(row, w, up, out);
+}
+
+// Row Y >= 2 of the tilted table from rows Y - 1 and Y - 2 and image rows Y - 1, Y - 2
+// (Lienhart & Maydt's recurrence; the triangles of T(X - 1, Y - 1) and T(X + 1, Y - 1)
+// overlap in that of T(X, Y - 2) and miss pixels (X - 1, Y - 1) and (X - 1, Y - 2)):
+//
+//   T(X, Y) = T(X - 1, Y - 1) + T(X + 1, Y - 1) - T(X, Y - 2) + I(X - 1, Y - 1) + I(X - 1, Y - 2)
+//
+// Triangles clipped at the image border: T(0, Y) = T(1, Y - 1) and T(w + 1, Y - 1) =
+// T(w, Y - 2). No dependence along the row, so the loop vectorises. w >= 1.
+template <class A>
+void tilted_row(const uint8_t* r1, const uint8_t* r2, int64_t w, const A* t1, const A* t2,
+                A* out) {
+  out[0] = t1[1];
+  for (int64_t x = 1; x < w; ++x) {
+    out[x] = t1[x - 1] + t1[x + 1] - t2[x] + A(r1[x - 1]) + A(r2[x - 1]);
+  }
+  out[w] = t1[w - 1] + A(r1[w - 1]) + A(r2[w - 1]);
+}
+
+template <class S>
+using tilted_acc_t = typename std::conditional<std::is_integral<S>::value, uint32_t, S>::type;
+
+template <class S, class Q>
+void integral_u8(const uint8_t* src, int64_t h, int64_t w, int64_t src_stride, S* sum, Q* sqsum,
+                 S* tilted, int64_t out_stride) {
+  static_assert(!std::is_integral<S>::value || sizeof(S) == 4, "32-bit or float64 tables");
+  using TA = tilted_acc_t<S>;
+  TA* tl = reinterpret_cast<TA*>(tilted);
+  if (sum) std::fill(sum, sum + w + 1, S(0));
+  if (sqsum) std::fill(sqsum, sqsum + w + 1, Q(0));
+  if (tilted) std::fill(tilted, tilted + w + 1, S(0));
+  for (int64_t y = 0; y < h; ++y) {
+    const uint8_t* row = src + y * src_stride;
+    const int64_t o = (y + 1) * out_stride;
+    if (sum) {
+      sum[o] = S(0);
+      table_row<false>(row, w, sum + o - out_stride, sum + o);
+    }
+    if (sqsum) {
+      sqsum[o] = Q(0);
+      table_row<true>(row, w, sqsum + o - out_stride, sqsum + o);
+    }
+    if (tilted) {
+      TA* out = tl + o;
+      if (w == 0) {
+        out[0] = TA(0);
+      } else if (y == 0) {
+        out[0] = TA(0);
+        for (int64_t x = 1; x <= w; ++x) out[x] = TA(row[x - 1]);
+      } else {
+        tilted_row<TA>(row, row - src_stride, w, out - out_stride, out - 2 * out_stride, out);
+      }
+    }
+  }
+}
+
+}  // namespace
 
 template <class In, class S, class Q>
 void integral_image(const In* src, int64_t h, int64_t w, int64_t src_stride, S* sum, Q* sqsum,
                     S* tilted, int64_t out_stride) {
+  if constexpr (std::is_same<In, uint8_t>::value) {
+    integral_u8<S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
+    return;
+  }
   using SA = integral_acc_t<S>;
   using QA = integral_acc_t<Q>;
   // Row 0 of every table is zero.
