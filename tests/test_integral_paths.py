@@ -1,10 +1,10 @@
 """Integral images on the code paths that small images do not reach.
 
-uint8 tables are built by SIMD row kernels chosen by the image: carries kept in int32 while
-the running sum of squares fits, float64 carries beyond (rows wider than 33025 pixels),
-and, from 2**19 pixels on with several threads, column chunks whose carries are the sums of
-the pixels left of them plus the tilted table as a separate task. Each must give the same
-tables as numpy's cumulative sums (sum, squared sum) and OpenCV (all three).
+uint8 tables are built by SIMD row kernels (AVX2 when the CPU has it, else SSE2) with the
+running sums carried in int32 while the sum of squares fits and in float64 beyond (rows
+wider than 33025 pixels of 255), and scalar tails after the 16-pixel blocks. Each must
+give the same tables as numpy's cumulative sums (sum, squared sum) and OpenCV (all three),
+whatever the thread count.
 """
 
 import numpy as np
@@ -34,8 +34,7 @@ def threads():
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 @pytest.mark.parametrize("shape", [(720, 803), (14, 40000)])
 def test_large_images_all_thread_counts(rng, threads, n_threads, shape):
-    # 720 x 803 > 2**19 pixels: threaded column chunks of uneven widths (803 is not a
-    # multiple of 16). 14 x 40000: chunks far right whose carried squares leave int32.
+    # 803 is not a multiple of 16; 40000 > 33025: the squares' carries leave int32.
     threads(n_threads)
     img = rng.integers(0, 256, shape, dtype=np.uint8)
     img[:, -5:] = 255  # the largest squares at the end of the long rows

@@ -444,7 +444,7 @@ void bind_integral_for(py::module_& m) {
       S* pt = tilted ? tl.mutable_data() : nullptr;
       {
         py::gil_scoped_release release;
-        pydetect::integral_image_parallel<In, S, double>(src, h, w, w, ps, psq, pt, w + 1);
+        pydetect::integral_image<In, S, double>(src, h, w, w, ps, psq, pt, w + 1);
       }
       return py::make_tuple(sum, squared ? py::object(sq) : py::object(py::none()),
                             tilted ? py::object(tl) : py::object(py::none()));

@@ -1,7 +1,5 @@
 #include "integral/integral.h"
 
-#include "common/parallel.h"
-
 #include <algorithm>
 #include <type_traits>
 #include <vector>
@@ -30,14 +28,14 @@ namespace {
 // float64 tables hold exact integers (< 2^53), so the order of the additions does not
 // change a bit of the result.
 
-// out[1..w] = up[1..w] + carry + running sum of row[x] (or row[x]^2), modulo 2^32. `carry`
-// is the sum over the pixels left of `row` (0 for a whole row).
+// out[1..w] = up[1..w] + running sum of row[x] (or row[x]^2), modulo 2^32.
 template <bool kSquare>
-void row_u32(const uint8_t* row, int64_t w, const uint32_t* up, uint32_t* out, uint32_t carry) {
+void row_u32(const uint8_t* row, int64_t w, const uint32_t* up, uint32_t* out) {
   int64_t x = 0;
+  uint32_t carry = 0;
 #if defined(__SSE2__)
   const __m128i z = _mm_setzero_si128();
-  __m128i c = _mm_set1_epi32(static_cast<int32_t>(carry));  // carry in every lane
+  __m128i c = z;  // carry in every lane
   for (; x + 16 <= w; x += 16) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + x));
     __m128i lo = _mm_unpacklo_epi8(v, z), hi = _mm_unpackhi_epi8(v, z);
@@ -100,11 +98,12 @@ void row_u32(const uint8_t* row, int64_t w, const uint32_t* up, uint32_t* out, u
 
 // The same into float64 tables (exact integers).
 template <bool kSquare>
-void row_f64(const uint8_t* row, int64_t w, const double* up, double* out, double carry) {
+void row_f64(const uint8_t* row, int64_t w, const double* up, double* out) {
   int64_t x = 0;
+  double carry = 0.0;
 #if defined(__SSE2__)
   const __m128i z = _mm_setzero_si128();
-  __m128d c = _mm_set1_pd(carry);
+  __m128d c = _mm_setzero_pd();
   for (; x + 16 <= w; x += 16) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + x));
     __m128i lo = _mm_unpacklo_epi8(v, z), hi = _mm_unpackhi_epi8(v, z);
@@ -143,10 +142,8 @@ void row_f64(const uint8_t* row, int64_t w, const double* up, double* out, doubl
   }
 }
 
-// Whether a running sum starting at `carry` stays in int32 over n more squares of uint8.
-inline bool fits_int32(double carry, int64_t n) {
-  return carry + 65025.0 * static_cast<double>(n) <= 2147483647.0;
-}
+// Widest row whose running sum of squares fits in int32 (255^2 * 33025 < 2^31).
+constexpr int64_t kInt32Row = 33025;
 
 #if defined(PD_INTEGRAL_AVX2)
 // AVX2 versions of row_u32 / row_f64: 16 pixels per step in 256-bit registers. The scan
@@ -208,8 +205,15 @@ PD_TARGET_AVX2 inline void scan16_sq_quarters(const uint8_t* p, __m128i q[4], __
 
 template <bool kSquare>
 PD_TARGET_AVX2 void row_u32_avx2(const uint8_t* row, int64_t w, const uint32_t* up,
-                                 uint32_t* out, uint32_t carry0) {
+                                 uint32_t* out) {
+  // Scalar steps up to a 32-byte aligned output address (a split store costs two).
+  uint32_t carry0 = 0;
   int64_t x = 0;
+  for (; x < w && (reinterpret_cast<uintptr_t>(out + x + 1) & 31) != 0; ++x) {
+    const uint32_t v = row[x];
+    carry0 += kSquare ? v * v : v;
+    out[x + 1] = up[x + 1] + carry0;
+  }
   const __m256i last = _mm256_set1_epi32(7);
   __m256i c = _mm256_set1_epi32(static_cast<int32_t>(carry0));
   for (; x + 16 <= w; x += 16) {
@@ -232,14 +236,13 @@ PD_TARGET_AVX2 void row_u32_avx2(const uint8_t* row, int64_t w, const uint32_t* 
 }
 
 template <bool kSquare>
-PD_TARGET_AVX2 void row_f64_avx2(const uint8_t* row, int64_t w, const double* up, double* out,
-                                 double carry0) {
+PD_TARGET_AVX2 void row_f64_avx2(const uint8_t* row, int64_t w, const double* up, double* out) {
   const __m256i last = _mm256_set1_epi32(7);
   int64_t x = 0;
-  if (fits_int32(carry0, w)) {
-    // The whole running sum fits in int32: carry it in integer lanes and convert once
-    // per value (one float add per value instead of two).
-    __m256i c = _mm256_set1_epi32(static_cast<int32_t>(carry0));
+  if (w <= kInt32Row) {
+    // The whole row's running sum fits in int32: carry it in integer lanes and convert
+    // once per value (one float add per value instead of two).
+    __m256i c = _mm256_setzero_si256();
     for (; x + 16 <= w; x += 16) {
       __m128i q[4];
       __m256i total;
@@ -272,7 +275,7 @@ PD_TARGET_AVX2 void row_f64_avx2(const uint8_t* row, int64_t w, const double* up
     }
     return;
   }
-  __m256d c = _mm256_set1_pd(carry0);
+  __m256d c = _mm256_setzero_pd();
   for (; x + 16 <= w; x += 16) {
     __m256i a0, a1;
     scan16_avx2<kSquare>(row + x, a0, a1);  // < 16 * 255^2 < 2^31: exact as int32
@@ -296,14 +299,12 @@ PD_TARGET_AVX2 void row_f64_avx2(const uint8_t* row, int64_t w, const double* up
   }
 }
 
-// Sum (int32) and squared sum (float64) rows in one pass over the pixels, when the running
-// sum of squares fits in int32 (fits_int32).
+// Sum (int32) and squared sum (float64) rows in one pass over the pixels, for rows of at
+// most kInt32Row pixels (both running sums fit in int32).
 PD_TARGET_AVX2 void row_sum_sqsum_avx2(const uint8_t* row, int64_t w, const uint32_t* up_s,
-                                       uint32_t* out_s, const double* up_q, double* out_q,
-                                       uint32_t carry_s0, int32_t carry_q0) {
+                                       uint32_t* out_s, const double* up_q, double* out_q) {
   const __m256i last = _mm256_set1_epi32(7);
-  __m256i cs = _mm256_set1_epi32(static_cast<int32_t>(carry_s0));
-  __m256i cq = _mm256_set1_epi32(carry_q0);
+  __m256i cs = _mm256_setzero_si256(), cq = _mm256_setzero_si256();
   int64_t x = 0;
   for (; x + 16 <= w; x += 16) {
     __m256i s0, s1, tq;
@@ -340,26 +341,24 @@ PD_TARGET_AVX2 void row_sum_sqsum_avx2(const uint8_t* row, int64_t w, const uint
 }
 #endif
 
-// One row of a table of any supported type; `carry` is the (exact) sum over the pixels
-// left of `row`.
 template <bool kSquare, bool kAvx2>
-void table_row(const uint8_t* row, int64_t w, const uint32_t* up, uint32_t* out, uint64_t carry) {
+void table_row(const uint8_t* row, int64_t w, const uint32_t* up, uint32_t* out) {
 #if defined(PD_INTEGRAL_AVX2)
-  if (kAvx2) return row_u32_avx2<kSquare>(row, w, up, out, static_cast<uint32_t>(carry));
+  if (kAvx2) return row_u32_avx2<kSquare>(row, w, up, out);
 #endif
-  row_u32<kSquare>(row, w, up, out, static_cast<uint32_t>(carry));
+  row_u32<kSquare>(row, w, up, out);
 }
 template <bool kSquare, bool kAvx2>
-void table_row(const uint8_t* row, int64_t w, const int32_t* up, int32_t* out, uint64_t carry) {
+void table_row(const uint8_t* row, int64_t w, const int32_t* up, int32_t* out) {
   table_row<kSquare, kAvx2>(row, w, reinterpret_cast<const uint32_t*>(up),
-                            reinterpret_cast<uint32_t*>(out), carry);
+                            reinterpret_cast<uint32_t*>(out));
 }
 template <bool kSquare, bool kAvx2>
-void table_row(const uint8_t* row, int64_t w, const double* up, double* out, uint64_t carry) {
+void table_row(const uint8_t* row, int64_t w, const double* up, double* out) {
 #if defined(PD_INTEGRAL_AVX2)
-  if (kAvx2) return row_f64_avx2<kSquare>(row, w, up, out, static_cast<double>(carry));
+  if (kAvx2) return row_f64_avx2<kSquare>(row, w, up, out);
 #endif
-  row_f64<kSquare>(row, w, up, out, static_cast<double>(carry));
+  row_f64<kSquare>(row, w, up, out);
 }
 
 // Row Y >= 2 of the tilted table from rows Y - 1 and Y - 2 and image rows Y - 1, Y - 2
@@ -408,161 +407,68 @@ void tilted_row(const uint8_t* r1, const uint8_t* r2, int64_t w, const A* t1, co
 template <class S>
 using tilted_acc_t = typename std::conditional<std::is_integral<S>::value, uint32_t, S>::type;
 
-// Exact sums of row[0, n) and of its squares: the carries of a column chunk starting at n.
-inline void left_sums(const uint8_t* row, int64_t n, uint64_t* sum, uint64_t* sqsum) {
-  uint64_t s = 0, q = 0;
-  for (int64_t x0 = 0; x0 < n; x0 += 4096) {  // 4096 * 255^2 < 2^32
-    const int64_t x1 = std::min(n, x0 + 4096);
-    uint32_t bs = 0, bq = 0;
-    for (int64_t x = x0; x < x1; ++x) {
-      const uint32_t v = row[x];
-      bs += v;
-      bq += v * v;
-    }
-    s += bs;
-    q += bq;
-  }
-  *sum = s;
-  *sqsum = q;
-}
-
-// Columns X in (x0, x1] of the sum and squared-sum tables (and column 0 when x0 == 0),
-// all rows. Chunks of columns are independent: each row's carry into the chunk is the sum
-// of the pixels left of it, so threads can fill disjoint chunks without waiting.
 template <bool kAvx2, class S, class Q>
-void sum_columns(const uint8_t* src, int64_t h, int64_t src_stride, S* sum, Q* sqsum,
-                 int64_t out_stride, int64_t x0, int64_t x1) {
+void integral_u8(const uint8_t* src, int64_t h, int64_t w, int64_t src_stride, S* sum, Q* sqsum,
+                 S* tilted, int64_t out_stride) {
   static_assert(!std::is_integral<S>::value || sizeof(S) == 4, "32-bit or float64 tables");
-  // One pass for both tables: int32 sum, float64 squares, while their carries fit in int32.
+  using TA = tilted_acc_t<S>;
+  TA* tl = reinterpret_cast<TA*>(tilted);
+  // One pass for both tables: int32 sum, float64 squares, rows short enough for int32 carries.
   constexpr bool kFusable = kAvx2 && std::is_same<S, int32_t>::value &&
                             std::is_same<Q, double>::value;
-  const int64_t n = x1 - x0, first = x0 == 0 ? 0 : x0 + 1;
-  if (sum) std::fill(sum + first, sum + x1 + 1, S(0));
-  if (sqsum) std::fill(sqsum + first, sqsum + x1 + 1, Q(0));
+  const bool fused = kFusable && w <= kInt32Row;
+  (void)fused;
+  if (sum) std::fill(sum, sum + w + 1, S(0));
+  if (sqsum) std::fill(sqsum, sqsum + w + 1, Q(0));
+  if (tilted) std::fill(tilted, tilted + w + 1, S(0));
   for (int64_t y = 0; y < h; ++y) {
     const uint8_t* row = src + y * src_stride;
     const int64_t o = (y + 1) * out_stride;
-    if (x0 == 0) {
-      if (sum) sum[o] = S(0);
-      if (sqsum) sqsum[o] = Q(0);
-    }
-    uint64_t ls = 0, lq = 0;
-    if (x0 > 0) left_sums(row, x0, &ls, &lq);
-    const int64_t ou = o - out_stride + x0, oo = o + x0;
+    if (sum) sum[o] = S(0);
+    if (sqsum) sqsum[o] = Q(0);
     bool done = false;
 #if defined(PD_INTEGRAL_AVX2)
     if constexpr (kFusable) {
-      if (sum && sqsum && fits_int32(static_cast<double>(lq), n)) {
-        row_sum_sqsum_avx2(row + x0, n, reinterpret_cast<const uint32_t*>(sum + ou),
-                           reinterpret_cast<uint32_t*>(sum + oo), sqsum + ou, sqsum + oo,
-                           static_cast<uint32_t>(ls), static_cast<int32_t>(lq));
+      if (fused && sum && sqsum) {
+        row_sum_sqsum_avx2(row, w, reinterpret_cast<const uint32_t*>(sum + o - out_stride),
+                           reinterpret_cast<uint32_t*>(sum + o), sqsum + o - out_stride,
+                           sqsum + o);
         done = true;
       }
     }
 #endif
     if (!done) {
-      if (sum) table_row<false, kAvx2>(row + x0, n, sum + ou, sum + oo, ls);
-      if (sqsum) table_row<true, kAvx2>(row + x0, n, sqsum + ou, sqsum + oo, lq);
+      if (sum) table_row<false, kAvx2>(row, w, sum + o - out_stride, sum + o);
+      if (sqsum) table_row<true, kAvx2>(row, w, sqsum + o - out_stride, sqsum + o);
     }
-  }
-}
-
-// The whole tilted table (rows depend on the two above, columns on their neighbours).
-template <bool kAvx2, class S>
-void tilted_table(const uint8_t* src, int64_t h, int64_t w, int64_t src_stride, S* tilted,
-                  int64_t out_stride) {
-  using TA = tilted_acc_t<S>;
-  TA* tl = reinterpret_cast<TA*>(tilted);
-  std::fill(tl, tl + w + 1, TA(0));
-  for (int64_t y = 0; y < h; ++y) {
-    const uint8_t* row = src + y * src_stride;
-    TA* out = tl + (y + 1) * out_stride;
-    if (w == 0) {
-      out[0] = TA(0);
-    } else if (y == 0) {
-      out[0] = TA(0);
-      for (int64_t x = 1; x <= w; ++x) out[x] = TA(row[x - 1]);
-    } else {
-      tilted_row<kAvx2, TA>(row, row - src_stride, w, out - out_stride, out - 2 * out_stride, out);
-    }
-  }
-}
-
-bool has_avx2() {
-#if defined(PD_INTEGRAL_AVX2)
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-  return avx2;
-#else
-  return false;
-#endif
-}
-
-template <bool kAvx2, class S, class Q>
-void integral_u8(const uint8_t* src, int64_t h, int64_t w, int64_t src_stride, S* sum, Q* sqsum,
-                 S* tilted, int64_t out_stride) {
-  if (sum || sqsum) sum_columns<kAvx2, S, Q>(src, h, src_stride, sum, sqsum, out_stride, 0, w);
-  if (tilted) tilted_table<kAvx2, S>(src, h, w, src_stride, tilted, out_stride);
-}
-
-// Below this many pixels the tables are built on the calling thread: starting threads
-// costs more than it saves (640 x 480 takes about 0.1 ms).
-constexpr int64_t kParallelPixels = int64_t(1) << 19;
-// Narrowest column chunk given to a thread.
-constexpr int64_t kMinChunk = 256;
-
-template <bool kAvx2, class S, class Q>
-void integral_u8_parallel(const uint8_t* src, int64_t h, int64_t w, int64_t src_stride, S* sum,
-                          Q* sqsum, S* tilted, int64_t out_stride, int threads) {
-  // Column chunks of the sum / squared-sum tables (two per thread, so that they balance
-  // with the tilted table and with other load), plus the tilted table as one task.
-  int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(2 * threads, w / kMinChunk));
-  if (!sum && !sqsum) chunks = 0;
-  const int64_t width = chunks ? ((w + chunks - 1) / chunks + 15) / 16 * 16 : 0;
-  if (chunks) chunks = (w + width - 1) / width;
-  const int64_t first = tilted ? 1 : 0;
-  parallel_for(0, chunks + first, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t t = lo; t < hi; ++t) {
-      if (t < first) {
-        tilted_table<kAvx2, S>(src, h, w, src_stride, tilted, out_stride);
+    if (tilted) {
+      TA* out = tl + o;
+      if (w == 0) {
+        out[0] = TA(0);
+      } else if (y == 0) {
+        out[0] = TA(0);
+        for (int64_t x = 1; x <= w; ++x) out[x] = TA(row[x - 1]);
       } else {
-        const int64_t x0 = (t - first) * width;
-        sum_columns<kAvx2, S, Q>(src, h, src_stride, sum, sqsum, out_stride, x0,
-                                 std::min(w, x0 + width));
+        tilted_row<kAvx2, TA>(row, row - src_stride, w, out - out_stride, out - 2 * out_stride, out);
       }
     }
-  });
+  }
 }
 
 }  // namespace
 
 template <class In, class S, class Q>
-void integral_image_parallel(const In* src, int64_t h, int64_t w, int64_t src_stride, S* sum,
-                             Q* sqsum, S* tilted, int64_t out_stride) {
-  if constexpr (std::is_same<In, uint8_t>::value) {
-    const int threads = get_num_threads();
-    if (threads > 1 && h * w >= kParallelPixels) {
-      if (has_avx2()) {
-        integral_u8_parallel<true, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride,
-                                         threads);
-      } else {
-        integral_u8_parallel<false, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride,
-                                          threads);
-      }
-      return;
-    }
-  }
-  integral_image<In, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
-}
-
-template <class In, class S, class Q>
 void integral_image(const In* src, int64_t h, int64_t w, int64_t src_stride, S* sum, Q* sqsum,
                     S* tilted, int64_t out_stride) {
   if constexpr (std::is_same<In, uint8_t>::value) {
-    if (has_avx2()) {
+#if defined(PD_INTEGRAL_AVX2)
+    static const bool avx2 = __builtin_cpu_supports("avx2");
+    if (avx2) {
       integral_u8<true, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
-    } else {
-      integral_u8<false, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
+      return;
     }
+#endif
+    integral_u8<false, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
     return;
   }
   using SA = integral_acc_t<S>;
@@ -623,17 +529,18 @@ void integral_image(const In* src, int64_t h, int64_t w, int64_t src_stride, S* 
   }
 }
 
-#define PD_INTEGRAL_INSTANTIATE(In, S, Q)                                                  \
-  template void integral_image<In, S, Q>(const In*, int64_t, int64_t, int64_t, S*, Q*, S*,  \
-                                         int64_t);                                          \
-  template void integral_image_parallel<In, S, Q>(const In*, int64_t, int64_t, int64_t, S*, \
-                                                  Q*, S*, int64_t);
-PD_INTEGRAL_INSTANTIATE(uint8_t, int32_t, double)
-PD_INTEGRAL_INSTANTIATE(uint8_t, double, double)
-PD_INTEGRAL_INSTANTIATE(uint8_t, int32_t, int32_t)
-PD_INTEGRAL_INSTANTIATE(uint8_t, int32_t, uint32_t)
-PD_INTEGRAL_INSTANTIATE(float, double, double)
-PD_INTEGRAL_INSTANTIATE(double, double, double)
-#undef PD_INTEGRAL_INSTANTIATE
+template void integral_image<uint8_t, int32_t, double>(const uint8_t*, int64_t, int64_t, int64_t,
+                                                        int32_t*, double*, int32_t*, int64_t);
+template void integral_image<uint8_t, double, double>(const uint8_t*, int64_t, int64_t, int64_t,
+                                                       double*, double*, double*, int64_t);
+template void integral_image<uint8_t, int32_t, int32_t>(const uint8_t*, int64_t, int64_t, int64_t,
+                                                         int32_t*, int32_t*, int32_t*, int64_t);
+template void integral_image<uint8_t, int32_t, uint32_t>(const uint8_t*, int64_t, int64_t,
+                                                          int64_t, int32_t*, uint32_t*, int32_t*,
+                                                          int64_t);
+template void integral_image<float, double, double>(const float*, int64_t, int64_t, int64_t,
+                                                     double*, double*, double*, int64_t);
+template void integral_image<double, double, double>(const double*, int64_t, int64_t, int64_t,
+                                                      double*, double*, double*, int64_t);
 
 }  // namespace pydetect

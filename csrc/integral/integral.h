@@ -72,12 +72,4 @@ template <class In, class S, class Q>
 void integral_image(const In* src, int64_t h, int64_t w, int64_t src_stride, S* sum, Q* sqsum,
                     S* tilted, int64_t out_stride);
 
-// The same, spread over pydetect::parallel_for when the image is large enough to pay for
-// the threads (uint8 input: column chunks of the sum tables and the tilted table run as
-// separate tasks). For top-level calls; kernels already inside a parallel_for use
-// integral_image.
-template <class In, class S, class Q>
-void integral_image_parallel(const In* src, int64_t h, int64_t w, int64_t src_stride, S* sum,
-                             Q* sqsum, S* tilted, int64_t out_stride);
-
 }  // namespace pydetect
