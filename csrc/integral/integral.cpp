@@ -9,7 +9,7 @@
 #endif
 // AVX2 kernels are compiled for that target only (the build stays portable: no -mavx2) and
 // chosen at run time when the CPU has it.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(PD_INTEGRAL_NO_AVX2)
 #include <immintrin.h>
 #define PD_INTEGRAL_AVX2 1
 #define PD_TARGET_AVX2 __attribute__((target("avx2")))
@@ -462,7 +462,10 @@ void integral_image(const In* src, int64_t h, int64_t w, int64_t src_stride, S* 
                     S* tilted, int64_t out_stride) {
   if constexpr (std::is_same<In, uint8_t>::value) {
 #if defined(PD_INTEGRAL_AVX2)
-    static const bool avx2 = __builtin_cpu_supports("avx2");
+    static const bool avx2 = [] {
+      __builtin_cpu_init();
+      return __builtin_cpu_supports("avx2") != 0;
+    }();
     if (avx2) {
       integral_u8<true, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
       return;
