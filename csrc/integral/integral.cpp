@@ -179,24 +179,24 @@ PD_TARGET_AVX2 inline void scan16_avx2(const uint8_t* p, __m256i& a0, __m256i& a
 }
 
 // Squares of 16 pixels -> their uint32 prefix sums as four 128-bit quarters in order
-// (pixels 0-3, 4-7, 8-11, 12-15). Fewer lane-crossing shuffles than scan16_avx2<true>
-// (the float64 tables convert by quarters anyway). *total: the sum of the 16 in every lane.
+// (pixels 0-3, 4-7, 8-11, 12-15); *total: the sum of the 16 in every lane. Scans the 8
+// sums of adjacent pairs (one multiply-add) and recovers the even prefixes by subtracting
+// the odd pixel's square: fewer shuffles than scanning 16 widened squares, and the float64
+// tables convert by quarters anyway.
 PD_TARGET_AVX2 inline void scan16_sq_quarters(const uint8_t* p, __m128i q[4], __m256i* total) {
-  const __m256i z = _mm256_setzero_si256();
-  __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  v = _mm256_mullo_epi16(v, v);  // 255^2 < 2^16
-  // a = pixels [0-3 | 8-11], b = [4-7 | 12-15] (unpacking works inside 128-bit halves).
-  __m256i a = _mm256_unpacklo_epi16(v, z), b = _mm256_unpackhi_epi16(v, z);
-  a = _mm256_add_epi32(a, _mm256_slli_si256(a, 4));
-  b = _mm256_add_epi32(b, _mm256_slli_si256(b, 4));
-  a = _mm256_add_epi32(a, _mm256_slli_si256(a, 8));
-  b = _mm256_add_epi32(b, _mm256_slli_si256(b, 8));
-  b = _mm256_add_epi32(b, _mm256_shuffle_epi32(a, 0xFF));     // [0-7 | 8-15] scanned per half
-  const __m256i t = _mm256_shuffle_epi32(b, 0xFF);
-  const __m256i low_total = _mm256_permute2x128_si256(t, t, 0x08);  // [0 | total of 0-7]
-  a = _mm256_add_epi32(a, low_total);
-  b = _mm256_add_epi32(b, low_total);
-  *total = _mm256_permutevar8x32_epi32(b, _mm256_set1_epi32(7));
+  const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  // pair k of each 128-bit half: x(2k)^2 + x(2k+1)^2 (< 2^17)
+  __m256i odd_prefix = _mm256_madd_epi16(v, v);
+  odd_prefix = _mm256_add_epi32(odd_prefix, _mm256_slli_si256(odd_prefix, 4));
+  odd_prefix = _mm256_add_epi32(odd_prefix, _mm256_slli_si256(odd_prefix, 8));
+  const __m256i t = _mm256_shuffle_epi32(odd_prefix, 0xFF);
+  odd_prefix = _mm256_add_epi32(odd_prefix, _mm256_permute2x128_si256(t, t, 0x08));
+  // 16-bit squares (255^2 < 2^16); the high half of each 32-bit lane is x(2k+1)^2.
+  const __m256i odd_sq = _mm256_srli_epi32(_mm256_mullo_epi16(v, v), 16);
+  const __m256i even_prefix = _mm256_sub_epi32(odd_prefix, odd_sq);
+  const __m256i a = _mm256_unpacklo_epi32(even_prefix, odd_prefix);  // [0-3 | 8-11]
+  const __m256i b = _mm256_unpackhi_epi32(even_prefix, odd_prefix);  // [4-7 | 12-15]
+  *total = _mm256_permutevar8x32_epi32(odd_prefix, _mm256_set1_epi32(7));
   q[0] = _mm256_castsi256_si128(a);
   q[1] = _mm256_castsi256_si128(b);
   q[2] = _mm256_extracti128_si256(a, 1);
