@@ -12,7 +12,15 @@
 //   P(X, Y) = P(X + 1, Y - 1) + S_{Y-1}(min(X, w)),   P(X, Y) = total of rows < Y for X >= w
 //   Q(X, Y) = Q(X - 1, Y - 1) + S_{Y-1}(X - 1),       Q(0, Y) = 0
 //
-// so each row of the tilted table costs O(w) with two O(w) carried rows (P, Q).
+// so each row of the tilted table costs O(w) with two O(w) carried rows (P, Q): the order
+// used for float images. uint8 images, whose tables are integers (exact in any order), use
+// Lienhart & Maydt's recurrence instead, which has no dependence along a row:
+//
+//   tilted(X, Y) = tilted(X - 1, Y - 1) + tilted(X + 1, Y - 1) - tilted(X, Y - 2)
+//                  + I(X - 1, Y - 1) + I(X - 1, Y - 2)
+//
+// and build the sum tables with SIMD prefix sums (AVX2 chosen at run time, else SSE2).
+// The tilted table's first column is not zero (tilted(0, Y) = tilted(1, Y - 1)).
 //
 // Integer tables are accumulated modulo 2^bits (unsigned arithmetic, no undefined
 // overflow), exactly like OpenCV's int32 tables: a rectangle sum read back from a wrapped
