@@ -257,14 +257,20 @@ class _Run:
 
     def time(self, case: str, threads: int, ours, peers: dict, agree: dict | None = None,
              slow: bool = False, note: str = "", notes: dict | None = None) -> None:
-        """Times ``ours`` and every peer callable interleaved; adds one row per peer."""
-        t, reps = self.timeit({"pydetect": ours, **peers}, slow)
+        """Times ``ours`` interleaved with each peer callable in turn; adds one row per peer.
+
+        Each pair is timed on its own: a third library in the same rounds changes what the
+        allocator hands the next call (large freed buffers, fresh pages), which skewed
+        megabyte-sized outputs such as integral images by 3x.
+        """
         agree = agree or {}
         notes = notes or {}
-        for name in peers:
+        for name, fn in peers.items():
+            t, reps = self.timeit({"pydetect": ours, name: fn}, slow)
             self.add(OpRow(self.family, case, threads, t["pydetect"] * 1e3, name, t[name] * 1e3,
                            agree.get(name), reps, notes.get(name, note)))
         if not peers:
+            t, reps = self.timeit({"pydetect": ours}, slow)
             self.add(OpRow(self.family, case, threads, t["pydetect"] * 1e3, None, None, None, reps,
                            note or "no peer installed"))
 

@@ -36,17 +36,22 @@ def set_threads(n: int) -> None:
 
 
 def time_alternating(fns: dict, repeats: int = 7, warmup: int = 1, min_time: float = 0.0) -> dict:
-    """Median seconds per call of each function, calls interleaved round by round."""
+    """Median seconds per call of each function, calls interleaved round by round (the order
+    rotating from round to round)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     samples = {name: [] for name in fns}
+    names = list(fns)
     rounds = 0
     start = time.perf_counter()
     while rounds < repeats or time.perf_counter() - start < min_time:
-        for name, fn in fns.items():
+        # Rotate who goes first: the first call of a round inherits the previous call's freed
+        # memory (page faults on fresh pages, cold caches), which must not always hit one side.
+        shift = rounds % len(names)
+        for name in names[shift:] + names[:shift]:
             t0 = time.perf_counter()
-            fn()
+            fns[name]()
             samples[name].append(time.perf_counter() - t0)
         rounds += 1
     return {name: statistics.median(s) for name, s in samples.items()}
