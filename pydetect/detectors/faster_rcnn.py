@@ -187,8 +187,7 @@ class FasterRCNN(_TwoStageEstimator):
         Images per iteration (per process under torchrun).
     lr, weight_decay : float, default 1e-3, 1e-4
         AdamW. A higher rate erodes the pretrained features (6 pretraining epochs, 500
-        iterations: AP50 0.39 at
-        1e-3, 0.36 at 2e-3, 0.07 at 5e-3).
+        iterations: AP50 0.39 at 1e-3, 0.36 at 2e-3, 0.07 at 5e-3).
     rpn_batch_size_per_image, roi_batch_size_per_image : int, default 128, 64
     rpn_pre_nms_top_n, rpn_post_nms_top_n : (train, test) ints, default (1000, 500), (300, 150)
     representation_size : int, default 256
