@@ -99,6 +99,9 @@ def test_fast_rcnn_learns_shapes():
 # under load): RCNN on 60 digit images, ~70 s: AP50 0.098; FastRCNN on shapes: 0.93.
 RCNN_FLOOR = 0.05
 FAST_FLOOR = 0.6
+# Fast R-CNN on the digits split (80 train / 40 test images, 30 pretraining epochs, crop
+# accuracy 0.77, 800 iterations, 300 proposals): AP50 0.064, 160 s (2026-11-24, load ~3);
+# 250 iterations gave 0.006. The floor is half the measured value.
 FAST_PRETRAIN_EPOCHS = 30
 FAST_ITERS = 800
-FAST_DIGITS_FLOOR = 0.0
+FAST_DIGITS_FLOOR = 0.03
