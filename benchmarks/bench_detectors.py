@@ -85,7 +85,7 @@ def train_and_evaluate(name, torch_threads, n_train=500, n_test=200, checkpoint_
     extra = {k: getattr(det, k) for k in ("pretrain_accuracy_", "proposal_recall_") if hasattr(det, k)}
     if hasattr(det, "history_"):
         extra["iterations"] = det.history_["iterations"]
-    print(f"{cls.__name__}: COCO AP {coco['AP']:.3f} AP50 {coco['AP50']:.3f} VOC mAP {voc['mAP']:.3f} "
+    print(f"{cls.__name__}: COCO AP {coco['AP']:.3f} AP50 {coco['AP50']:.3f} AP75 {coco['AP75']:.3f} VOC mAP {voc['mAP']:.3f} "
           f"fit {fit_s / 60:.1f} min, inference {ms:.0f} ms/image, {extra}")
 
 

@@ -139,15 +139,37 @@ def test_fit_anchors_follow_the_boxes():
     assert sizes[0] == pytest.approx(np.sqrt(200) * 1.0, rel=0.2) and sizes[-1] < np.sqrt(3200)
 
 
-# ----------------------------------------------------------------------------- learning check
-def test_faster_rcnn_learns_shapes():
-    """A real learning check of the whole pipeline (crop pretraining, RPN, RoI heads, NMS):
-    ~45 s of training on 40 synthetic images of squares and discs reaches AP50 >= 0.6 on
-    15 held-out images (0.92 measured when written, 2-core machine under load).
+# ----------------------------------------------------------------------------- learning checks
+@pytest.fixture(scope="module")
+def digits_small():
+    """A small built-in split: 80 training images, 40 test images (held-out digit instances)."""
+    return digits_in_clutter("train", n_images=80, seed=7), digits_in_clutter("test", n_images=40, seed=7)
 
-    Fixed epoch / iteration counts (not time budgets) keep it deterministic. Digits in
-    clutter need far more compute than a unit test has (see benchmarks/RESULTS.md).
+
+def test_faster_rcnn_learns_digits(digits_small):
+    """A real learning check of the whole pipeline (crop pretraining, RPN, RoI heads, NMS) on
+    the built-in digits_in_clutter data: 80 training images, crop pretraining for 30 epochs,
+    then 400 iterations of 2 images (~110 s with torch at 1 thread), must reach AP50 >= 0.08
+    on 40 held-out images (0.156 measured when written; the constants below). An untrained
+    or broken detector (wrong box coding, labels, anchors or RoI pooling) scores ~0 there.
+
+    Fixed epoch / iteration counts (not time budgets) keep it deterministic.
     """
+    train, test = digits_small
+    det = FasterRCNN(pretrain_seconds=1e9, pretrain_epochs=PRETRAIN_EPOCHS, train_seconds=1e9,
+                     max_iter=FASTER_ITERS, batch_size=2, progress=False, seed=0)
+    det.fit(train)
+    dets = det.predict_batch([test[i][0] for i in range(len(test))])
+    ap = ref.ap50(test, dets)
+    print(f"FasterRCNN digits AP50 {ap:.3f}, crop accuracy {det.pretrain_accuracy_:.2f}")
+    assert ap >= FASTER_DIGITS_FLOOR, f"AP50 {ap:.3f} (crop accuracy {det.pretrain_accuracy_:.2f})"
+
+
+@pytest.mark.slow
+def test_faster_rcnn_learns_shapes():
+    """~45 s of training on 40 synthetic images of squares and discs reaches AP50 >= 0.6 on
+    15 held-out images (0.92 measured when written, 2-core machine under load). Slow: the
+    digits check above replaced it in the default run."""
     import _shapes
 
     train, test = _shapes.shapes(40, seed=1), _shapes.shapes(15, seed=2)
@@ -157,6 +179,15 @@ def test_faster_rcnn_learns_shapes():
     dets = det.predict_batch([test[i][0] for i in range(len(test))])
     ap = ref.ap50(test, dets)
     assert ap >= 0.6, f"AP50 {ap:.3f} (crop accuracy {det.pretrain_accuracy_:.2f})"
+
+
+# Measured when written (torch at 1 thread, 2-core machine shared): see the docstring above.
+# 80 train images, 30 pretraining epochs (crop accuracy 0.77), 400 iterations: AP50 0.156 on
+# the 40 test images, 108 s in all (2026-11-24, load average ~2). 200 iterations gave 0.011
+# and 250 gave 0.053: the floor sits at half the measured value, far above an untrained 0.
+PRETRAIN_EPOCHS = 30
+FASTER_ITERS = 400
+FASTER_DIGITS_FLOOR = 0.08
 
 
 def test_resnet18_fpn_variant_runs(tiny_data):
