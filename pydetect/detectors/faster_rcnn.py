@@ -173,20 +173,21 @@ class FasterRCNN(_TwoStageEstimator):
     fpn : bool, default False
     anchor_sizes, aspect_ratios : tuple of float, optional
         Default: fitted to the training boxes (size quantiles; h / w quantiles).
-    pretrain_seconds : float, default 180
+    pretrain_seconds : float, default 90
         Crop-classifier pretraining time (0 disables it; ignored for a module backbone).
-        Crop accuracy drives detection quality: at an equal 500 detection iterations, 15
-        pretraining epochs instead of 6 (crop accuracy 0.90 vs 0.82) raised test AP50 from
-        0.36 to 0.47; 30 epochs added nothing more (see benchmarks/RESULTS.md).
-    pretrain_epochs : int, default 20
+        At an equal 500 detection iterations, 15 pretraining epochs instead of 6 (crop
+        accuracy 0.90 vs 0.82) raised test AP50 from 0.36 to 0.47, but moving 90 s from
+        detection to pretraining (with lr 1e-3) gave no gain at the full 15-minute budget
+        (AP50 0.750 vs 0.746-0.764; see benchmarks/RESULTS.md).
+    pretrain_epochs : int, default 30
         Pretraining stops after this many epochs over the crops if the time is not up.
-    train_seconds : float, default 660
-        With the pretraining and data preparation: under a 15-minute budget.
+    train_seconds : float, default 780
+        With the 90 s of pretraining and data preparation: under a 15-minute budget.
     max_iter : int, default 6000
     batch_size : int, default 2
         Images per iteration (per process under torchrun).
-    lr, weight_decay : float, default 1e-3, 1e-4
-        AdamW. A higher rate erodes the pretrained features (6 pretraining epochs, 500
+    lr, weight_decay : float, default 2e-3, 1e-4
+        AdamW. Higher rates erode the pretrained features (6 pretraining epochs, 500
         iterations: AP50 0.39 at 1e-3, 0.36 at 2e-3, 0.07 at 5e-3).
     rpn_batch_size_per_image, roi_batch_size_per_image : int, default 128, 64
     rpn_pre_nms_top_n, rpn_post_nms_top_n : (train, test) ints, default (1000, 500), (300, 150)
@@ -216,7 +217,7 @@ class FasterRCNN(_TwoStageEstimator):
     """
 
     def __init__(self, *, backbone="vgg", fpn=False, anchor_sizes=None, aspect_ratios=None,
-                 pretrain_seconds=180.0, pretrain_epochs=20, train_seconds=660.0, max_iter=6000, batch_size=2, lr=1e-3,
+                 pretrain_seconds=90.0, pretrain_epochs=30, train_seconds=780.0, max_iter=6000, batch_size=2, lr=2e-3,
                  weight_decay=1e-4, rpn_batch_size_per_image=128, roi_batch_size_per_image=64,
                  rpn_pre_nms_top_n=(1000, 500), rpn_post_nms_top_n=(300, 150), representation_size=256,
                  box_score_thresh=0.05, box_nms_thresh=0.5, detections_per_img=100, hflip=False, seed=0,
