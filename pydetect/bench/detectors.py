@@ -195,8 +195,11 @@ def build_detector(key: str, params: dict):
 
 
 def _cache_key(key: str, params: dict, splits: Splits) -> str:
+    """A hash of everything a fit depends on: the detector's full parameters (so a changed
+    library default invalidates the cache too), the data and pydetect's version."""
     import pydetect
 
+    params = build_detector(key, params).get_params()
     blob = json.dumps({"detector": key, "params": {k: v for k, v in params.items() if k not in _RUN_PARAMS},
                        "data": splits.description, "version": pydetect.__version__},
                       sort_keys=True, default=repr)
