@@ -153,6 +153,11 @@ def plot_speed_accuracy(report: dict, path: str) -> str:
         ax.scatter([x], [r["coco"]["AP"]], facecolors="none", edgecolors=_color(k), s=50)
         ax.plot([x, x], [r["coco"]["AP"], r["coco"]["AP50"]], color=_color(k), alpha=0.4)
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 30, 60 rather than 3x10^1, 6x10^1
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
     ax.set(ylim=(0, 1.02), xlabel="inference ms per image (log scale)", ylabel="AP50 (filled) / AP (hollow)",
            title=f"{report['dataset']}: accuracy vs speed ({report['threads']} threads)")
     ax.grid(alpha=0.3, which="both")
