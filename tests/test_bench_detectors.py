@@ -1,5 +1,6 @@
 """`pydetect bench detectors` and `pydetect train`: real runs on tiny budgets, report contents, errors."""
 
+import contextlib
 import json
 import os
 
@@ -150,7 +151,7 @@ def test_train_verb_saves_a_model_that_predicts_the_same(tmp_path, capsys):
 ])
 def test_cli_bad_arguments_one_line_error(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) if "invalid choice" in message else _no_raise():
+    with pytest.raises(SystemExit) if "invalid choice" in message else contextlib.nullcontext():
         code = cli.main(argv)
         assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -164,14 +165,6 @@ def test_malformed_coco_json_is_a_one_line_error(tmp_path, capsys):
     assert cli.main(["bench", "detectors", "--dataset", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pydetect: error:") and "bad.json" in err[0]
-
-
-class _no_raise:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_recipe_rejects_unknown_names():

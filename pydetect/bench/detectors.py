@@ -195,12 +195,12 @@ def build_detector(key: str, params: dict):
     return cls(**params)
 
 
-def _cache_key(key: str, params: dict, splits: Splits) -> str:
+def _cache_key(key: str, detector, splits: Splits) -> str:
     """A hash of everything a fit depends on: the detector's full parameters (so a changed
     library default invalidates the cache too), the data and pydetect's version."""
     import pydetect
 
-    params = build_detector(key, params).get_params()
+    params = detector.get_params()
     blob = json.dumps({"detector": key, "params": {k: v for k, v in params.items() if k not in _RUN_PARAMS},
                        "data": splits.description, "version": pydetect.__version__},
                       sort_keys=True, default=repr)
@@ -244,7 +244,8 @@ def benchmark_detector(key: str, splits: Splits, *, quick: bool, out: str, threa
     from pydetect.models.training import torch_threads
 
     params = {**recipe(key, splits.kind, quick), **dict(overrides or {})}
-    digest = _cache_key(key, params, splits)
+    fresh = build_detector(key, params)  # unfitted: names the cache entry, trained on a miss
+    digest = _cache_key(key, fresh, splits)
     models_dir = os.path.join(out, "models")
     os.makedirs(models_dir, exist_ok=True)
     model_path = os.path.join(models_dir, f"{key}-{digest}.pkl")
@@ -263,18 +264,17 @@ def benchmark_detector(key: str, splits: Splits, *, quick: bool, out: str, threa
     if detector is None:
         from pydetect._io import atomic_write
 
-        detector = _configure_run(build_detector(key, params), os.path.join(out, "checkpoints", f"{key}-{digest}"),
+        detector = _configure_run(fresh, os.path.join(out, "checkpoints", f"{key}-{digest}"),
                                   threads, progress)
-        t0 = time.perf_counter()
         if key not in REFERENCES:  # references are pretrained
             log(f"{display_name(key)}: training {detector!r}")
+            t0 = time.perf_counter()
             detector.fit(splits.train)
-        train_seconds = time.perf_counter() - t0 if key not in REFERENCES else 0.0
+            train_seconds = time.perf_counter() - t0
         detector.save(model_path)
         with atomic_write(meta_path, "w") as f:
             json.dump({"train_seconds": train_seconds, "detector": repr(detector)}, f)
-    test_images = [splits.test.load_image(i) if hasattr(splits.test, "load_image") else splits.test[i][0]
-                   for i in range(len(splits.test))]
+    test_images = [image for image, _ in splits.test]
     with torch_threads(threads if threads is not None else pydetect.get_num_threads()):
         detector.predict(test_images[0])  # warm-up: lazy imports, first-call allocations
         t0 = time.perf_counter()
