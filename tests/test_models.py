@@ -190,6 +190,40 @@ def small_model(num_classes=3):
     return models.GeneralizedRCNN(bb, rpn, heads, size_divisible=8)
 
 
+def test_generalized_rcnn_image_scale_is_resizing_outside_the_model():
+    # A model with image_scale=2 must equal the same weights at scale 1 fed with images
+    # resized by 2 (targets and proposals too), its boxes divided by 2.
+    torch.manual_seed(0)
+    scaled = small_model()
+    scaled.image_scale = 2.0
+    plain = small_model()
+    plain.load_state_dict(scaled.state_dict())
+    imgs = [torch.rand(3, 40, 48), torch.rand(3, 24, 32)]
+    big = [torch.nn.functional.interpolate(im[None], size=(2 * im.shape[1], 2 * im.shape[2]), mode="bilinear",
+                                           align_corners=False)[0] for im in imgs]
+    scaled.eval(), plain.eval()
+    with torch.no_grad():
+        a, b = scaled(imgs), plain(big)
+        pa = scaled(imgs, proposals=[torch.tensor([[2.0, 3, 20, 30]]), torch.tensor([[1.0, 1, 9, 12]])])
+        pb = plain(big, proposals=[torch.tensor([[4.0, 6, 40, 60]]), torch.tensor([[2.0, 2, 18, 24]])])
+    for x, y in list(zip(a, b)) + list(zip(pa, pb)):
+        torch.testing.assert_close(x["boxes"], y["boxes"] / 2)
+        torch.testing.assert_close(x["scores"], y["scores"])
+        assert torch.equal(x["labels"], y["labels"])
+    assert sum(len(x["boxes"]) for x in a + pa) > 0
+    targets = [{"boxes": torch.tensor([[5.0, 5, 25, 30]]), "labels": torch.tensor([1])},
+               {"boxes": torch.tensor([[2.0, 4, 12, 20]]), "labels": torch.tensor([0])}]
+    scaled.train(), plain.train()
+    torch.manual_seed(1)
+    la = scaled(imgs, targets)
+    torch.manual_seed(1)
+    lb = plain(big, [dict(t, boxes=t["boxes"] * 2) for t in targets])
+    for k in lb:
+        torch.testing.assert_close(la[k], lb[k])
+    with pytest.raises(ValueError, match="image_scale"):
+        models.GeneralizedRCNN(scaled.backbone, scaled.rpn, scaled.roi_heads, image_scale=0)
+
+
 def test_generalized_rcnn_train_and_eval_with_empty_images():
     torch.manual_seed(0)
     model = small_model()

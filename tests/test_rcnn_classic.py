@@ -69,8 +69,8 @@ def test_fast_rcnn_learns_digits(digits_small):
     broken detector scores ~0. Slow: Fast R-CNN learns digits more slowly than Faster R-CNN
     (250 iterations, ~75 s, gave AP50 0.006), so the default run keeps the shapes check."""
     train, test = digits_small
-    det = FastRCNN(pretrain_seconds=1e9, pretrain_epochs=FAST_PRETRAIN_EPOCHS, train_seconds=1e9,
-                   max_iter=FAST_ITERS, train_proposals=300, test_proposals=300, progress=False, seed=0)
+    det = FastRCNN(pretrain_seconds=1e9, pretrain_epochs=FAST_PRETRAIN_EPOCHS, pretrain_copies=2,
+                   pretrain_stretch=None, train_seconds=1e9, max_iter=FAST_ITERS, train_proposals=300, test_proposals=300, progress=False, seed=0)
     det.fit(train)
     dets = det.predict_batch([test[i][0] for i in range(len(test))])
     ap = ref.ap50(test, dets)
@@ -84,8 +84,8 @@ def test_fast_rcnn_learns_shapes():
     import _shapes
 
     train, test = _shapes.shapes(40, seed=1), _shapes.shapes(15, seed=2)
-    det = FastRCNN(pretrain_seconds=1e9, pretrain_epochs=5, train_seconds=1e9, max_iter=80,
-                   train_proposals=300, test_proposals=200, progress=False, seed=0)
+    det = FastRCNN(pretrain_seconds=1e9, pretrain_epochs=5, pretrain_copies=2, pretrain_stretch=None,
+                   train_seconds=1e9, max_iter=80, train_proposals=300, test_proposals=200, progress=False, seed=0)
     det.fit(train)
     dets = det.predict_batch([test[i][0] for i in range(len(test))])
     ap = ref.ap50(test, dets)

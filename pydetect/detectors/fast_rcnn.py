@@ -28,13 +28,14 @@ class FastRCNN(_TwoStageEstimator):
         Best-ranked proposals kept per image.
     roi_pool : {"pool", "align"}, default "pool"
         RoI max pooling (the paper) or RoIAlign.
-    pretrain_seconds, pretrain_epochs, train_seconds, max_iter, batch_size, lr, weight_decay
+    pretrain_seconds, pretrain_epochs, pretrain_copies, pretrain_stretch, train_seconds, max_iter,
+    batch_size, lr, weight_decay
         As in :class:`FasterRCNN`.
     roi_batch_size_per_image : int, default 64
     representation_size : int, default 256
     box_score_thresh, box_nms_thresh, detections_per_img : default 0.05, 0.5, 100
-    hflip, seed, checkpoint_dir, resume, progress, num_threads
-        As in :class:`FasterRCNN`. The proposals of the training images are computed once
+    hflip, scale_jitter, seed, checkpoint_dir, resume, progress, num_threads
+        As in :class:`FasterRCNN` (the proposals are resized with the image). The proposals of the training images are computed once
         and cached in ``checkpoint_dir`` (``proposals.npz``).
 
     Attributes
@@ -48,10 +49,12 @@ class FastRCNN(_TwoStageEstimator):
     _checkpoint_name = "fast_rcnn.ckpt"
 
     def __init__(self, *, backbone="vgg", proposal_mode="fast", train_proposals=1000, test_proposals=500,
-                 roi_pool="pool", pretrain_seconds=90.0, pretrain_epochs=30, train_seconds=600.0,
+                 roi_pool="pool", pretrain_seconds=90.0, pretrain_epochs=30, pretrain_copies=8,
+                 pretrain_stretch=(0.75, 1.33), train_seconds=600.0,
                  max_iter=4000, batch_size=2, lr=2e-3, weight_decay=1e-4, roi_batch_size_per_image=64,
                  representation_size=256, box_score_thresh=0.05, box_nms_thresh=0.5, detections_per_img=100,
-                 hflip=False, seed=0, checkpoint_dir=None, resume=True, progress=True, num_threads=None):
+                 hflip=False, scale_jitter=None, seed=0, checkpoint_dir=None, resume=True, progress=True,
+                 num_threads=None):
         self.backbone = backbone
         self.proposal_mode = proposal_mode
         self.train_proposals = train_proposals
@@ -59,6 +62,8 @@ class FastRCNN(_TwoStageEstimator):
         self.roi_pool = roi_pool
         self.pretrain_seconds = pretrain_seconds
         self.pretrain_epochs = pretrain_epochs
+        self.pretrain_copies = pretrain_copies
+        self.pretrain_stretch = pretrain_stretch
         self.train_seconds = train_seconds
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -70,6 +75,7 @@ class FastRCNN(_TwoStageEstimator):
         self.box_nms_thresh = box_nms_thresh
         self.detections_per_img = detections_per_img
         self.hflip = hflip
+        self.scale_jitter = scale_jitter
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume

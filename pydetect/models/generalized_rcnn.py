@@ -27,15 +27,25 @@ class GeneralizedRCNN(nn.Module):
     image_mean, image_std : 3 floats
         Per-channel normalisation of 0-1 RGB input.
     size_divisible : int, default 32
+    image_scale : float, default 1.0
+        Every image is resized by this factor (bilinear) before the backbone, its targets and
+        proposals with it, and the detections are mapped back to the input's pixels: small
+        objects then cover more cells of a strided feature map (torchvision resizes to a
+        minimum side instead; a fixed factor keeps the objects' relative sizes).
 
     ``forward(images list of N (3, H_i, W_i) float in [0, 1], targets=None, proposals=None)``
     returns the loss dict in training mode, else N dicts {"boxes", "scores", "labels"}.
     Targets are dicts {"boxes" (G, 4) float, "labels" (G,) int64 0-based}.
     """
 
+    image_scale = 1.0  # models pickled before the parameter existed
+
     def __init__(self, backbone, rpn, roi_heads, *, image_mean=(0.5, 0.5, 0.5), image_std=(0.25, 0.25, 0.25),
-                 size_divisible=32):
+                 size_divisible=32, image_scale=1.0):
         super().__init__()
+        if not image_scale > 0:
+            raise ValueError(f"image_scale must be > 0, got {image_scale!r}")
+        self.image_scale = float(image_scale)
         self.backbone, self.rpn, self.roi_heads = backbone, rpn, roi_heads
         self.register_buffer("image_mean", torch.tensor(image_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(image_std).view(3, 1, 1), persistent=False)
@@ -51,9 +61,28 @@ class GeneralizedRCNN(nn.Module):
             batch[i, :, :im.shape[-2], :im.shape[-1]] = (im - self.image_mean) / self.image_std
         return batch, sizes
 
+    def rescale(self, images, targets, proposals):
+        """Resizes images by ``image_scale``; returns them, the scaled targets and proposals,
+        and per image the (x, y, x, y) factors that map the new pixels back to the input's."""
+        factors, out_images = [], []
+        for im in images:
+            h, w = int(im.shape[-2]), int(im.shape[-1])
+            nh, nw = max(int(round(h * self.image_scale)), 1), max(int(round(w * self.image_scale)), 1)
+            out_images.append(torch.nn.functional.interpolate(im[None], size=(nh, nw), mode="bilinear",
+                                                              align_corners=False)[0])
+            factors.append(im.new_tensor([nw / w, nh / h, nw / w, nh / h]))
+        if targets is not None:
+            targets = [dict(t, boxes=t["boxes"] * f.to(t["boxes"].dtype)) for t, f in zip(targets, factors)]
+        if proposals is not None:
+            proposals = [p * f.to(p.dtype) for p, f in zip(proposals, factors)]
+        return out_images, targets, proposals, factors
+
     def forward(self, images, targets=None, proposals=None):
         if self.training and targets is None:
             raise ValueError("targets are needed in training mode")
+        factors = None
+        if self.image_scale != 1.0:
+            images, targets, proposals, factors = self.rescale(images, targets, proposals)
         x, sizes = self.batch_images(images)
         features = self.backbone(x)
         losses = {}
@@ -66,4 +95,8 @@ class GeneralizedRCNN(nn.Module):
             self.roi_heads.box_roi_pool.image_shape = tuple(x.shape[-2:])
         detections, head_losses = self.roi_heads(features, proposals, sizes, targets)
         losses.update(head_losses)
-        return losses if self.training else detections
+        if self.training:
+            return losses
+        if factors is not None:
+            detections = [dict(d, boxes=d["boxes"] / f.to(d["boxes"].dtype)) for d, f in zip(detections, factors)]
+        return detections

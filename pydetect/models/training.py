@@ -70,6 +70,28 @@ def hflip(image: torch.Tensor, target: dict):
     return image.flip(-1), dict(target, boxes=b)
 
 
+def random_resize(image: torch.Tensor, target: dict, rng, scale_range, proposals=None):
+    """Resizes a (3, H, W) image by independent random factors along x and y, drawn
+    log-uniformly from ``scale_range`` = (lo, hi); boxes (and ``proposals``) follow exactly.
+
+    Axis-aligned scaling keeps every box tight around its object (a rotation would not),
+    and changing the aspect ratio too gives new shapes of the same handwriting: on
+    digits_in_clutter the detector otherwise fits the training instances (train AP50 0.98,
+    test 0.73). Returns (image, target, proposals).
+    """
+    lo, hi = scale_range
+    sx, sy = np.exp(rng.uniform(np.log(lo), np.log(hi), 2))
+    h, w = int(image.shape[-2]), int(image.shape[-1])
+    nh, nw = max(int(round(h * sy)), 8), max(int(round(w * sx)), 8)
+    out = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False,
+                        antialias=bool(nh < h or nw < w))[0]
+    f = torch.tensor([nw / w, nh / h, nw / w, nh / h])
+    target = dict(target, boxes=target["boxes"] * f.to(target["boxes"].dtype))
+    if proposals is not None:
+        proposals = proposals * f.to(proposals.dtype)
+    return out, target, proposals
+
+
 def fit_anchors(targets, n_sizes=4, ratio_quantiles=(0.1, 0.5, 0.9)):
     """Anchor sizes and aspect ratios fitted to the training boxes (quantiles).
 
@@ -96,23 +118,27 @@ def _crop(image, box, size, context):
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _native_crop(image, box, size, context, shift):
-    """A square window around ``box`` at native scale (shrunk only if the object needs more
-    than ``size`` pixels with its context), resized to size x size; returns (crop, box in crop)."""
+def _native_crop(image, box, size, context, shift, scale=1.0, stretch=(1.0, 1.0)):
+    """A square window around ``box`` at ``scale`` times native scale (shrunk only if the
+    object needs more than ``size`` pixels with its context), resized to size x size, the
+    image first stretched by ``stretch`` = (sx, sy); returns (crop, box in crop)."""
     import cv2
 
     x1, y1, x2, y2 = box
-    side = max(float(size), max(x2 - x1, y2 - y1) * context)
+    sx, sy = stretch
+    # Work in the stretched image's pixels: the object is (sx w, sy h) there.
+    side = max(float(size) / scale, max((x2 - x1) * sx, (y2 - y1) * sy) * context)
     a = size / side
-    cx, cy = (x1 + x2) / 2 + shift[0] * side, (y1 + y2) / 2 + shift[1] * side
-    m = np.array([[a, 0, size / 2 - a * cx], [0, a, size / 2 - a * cy]], np.float32)
+    ax, ay = a * sx, a * sy
+    cx, cy = (x1 + x2) / 2 + shift[0] * side / sx, (y1 + y2) / 2 + shift[1] * side / sy
+    m = np.array([[ax, 0, size / 2 - ax * cx], [0, ay, size / 2 - ay * cy]], np.float32)
     crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    inside = np.array([a * x1 + m[0, 2], a * y1 + m[1, 2], a * x2 + m[0, 2], a * y2 + m[1, 2]], np.float32)
+    inside = np.array([ax * x1 + m[0, 2], ay * y1 + m[1, 2], ax * x2 + m[0, 2], ay * y2 + m[1, 2]], np.float32)
     return crop, inside
 
 
 def extract_crops(dataset, *, size=48, context=1.3, copies=2, backgrounds_per_image=3, jitter=0.1,
-                  seed=0):
+                  scale=1.0, stretch_range=None, seed=0):
     """Object crops (label + 1) and background crops (label 0) at the scale the detector sees.
 
     Each crop is a size x size window around a box at the image's native scale (objects
@@ -121,7 +147,11 @@ def extract_crops(dataset, *, size=48, context=1.3, copies=2, backgrounds_per_im
     (the classifier pools that box, as the detector's RoI head does). Each object gives
     ``copies`` crops, its box jittered by up to ``jitter`` of its size and the window
     shifted by up to 15%; background boxes have the sizes of the dataset's objects and
-    IoU < 0.2 with every object.
+    IoU < 0.2 with every object. ``scale`` is the detector's ``image_scale``: crops are cut
+    at ``scale`` times native scale, as the detector's backbone sees the images. With
+    ``stretch_range`` = (lo, hi), each object crop is cut from the image stretched by
+    independent log-uniform factors along x and y, as :func:`random_resize` does to whole
+    training images.
 
     Returns
     -------
@@ -141,7 +171,10 @@ def extract_crops(dataset, *, size=48, context=1.3, copies=2, backgrounds_per_im
             all_sizes.append(np.sqrt(bw * bh))
             for _ in range(copies):
                 jittered = box + rng.uniform(-jitter, jitter, 4) * [bw, bh, bw, bh]
-                crop, b = _native_crop(image, jittered, size, context, rng.uniform(-0.15, 0.15, 2))
+                stretch = (1.0, 1.0) if stretch_range is None else \
+                    tuple(np.exp(rng.uniform(np.log(stretch_range[0]), np.log(stretch_range[1]), 2)))
+                crop, b = _native_crop(image, jittered, size, context, rng.uniform(-0.15, 0.15, 2), scale,
+                                       stretch)
                 crops.append(crop)
                 inner.append(b)
                 labels.append(int(lab) + 1)
@@ -157,7 +190,7 @@ def extract_crops(dataset, *, size=48, context=1.3, copies=2, backgrounds_per_im
             cand = np.array([[x, y, x + bw, y + bh]])
             if len(boxes) and np.nanmax(ops.box_iou(cand, boxes)) >= 0.2:
                 continue
-            crop, b = _native_crop(image, cand[0], size, context, rng.uniform(-0.15, 0.15, 2))
+            crop, b = _native_crop(image, cand[0], size, context, rng.uniform(-0.15, 0.15, 2), scale)
             crops.append(crop)
             inner.append(b)
             labels.append(0)
