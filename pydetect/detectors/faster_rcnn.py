@@ -226,7 +226,7 @@ class FasterRCNN(_TwoStageEstimator):
         crops of the *test* split's digits (unseen handwriting) were classified at 0.71 after
         90 s of pretraining with 2 plain copies, 0.79 with 8 stretched copies (0.74 with the
         range (0.85, 1.18), 0.73 with (0.6, 1.6) and 4 copies). Detection AP50 at equal
-        time: 0.723 -> 0.762 (1 thread, 10 min); at the full budget 0.775 -> 0.783.
+        time: 0.723 -> 0.762 (1 thread, 10 min); at the full budget 0.775 -> 0.783, 0.800, 0.796.
     train_seconds : float, default 780
         With the 90 s of pretraining and data preparation: under a 15-minute budget.
     max_iter : int, default 6000
