@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from pydetect._validation import check_int
 from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
 
@@ -52,9 +53,7 @@ def _check_params(est):
     scale = getattr(est, "image_scale", 1.0)
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale <= 8:
         raise ValueError(f"image_scale must be a number in (0, 8], got {scale!r}")
-    copies = getattr(est, "pretrain_copies", 2)
-    if not isinstance(copies, (int, np.integer)) or isinstance(copies, bool) or copies < 1:
-        raise ValueError(f"pretrain_copies must be an int >= 1, got {copies!r}")
+    check_int(getattr(est, "pretrain_copies", 2), "pretrain_copies", minimum=1)
     _check_scale_range(getattr(est, "pretrain_stretch", None), "pretrain_stretch")
     _check_scale_range(getattr(est, "scale_jitter", None), "scale_jitter")
 

@@ -70,6 +70,12 @@ def hflip(image: torch.Tensor, target: dict):
     return image.flip(-1), dict(target, boxes=b)
 
 
+def _log_uniform_pair(rng, scale_range):
+    """Two independent factors (x, y), log-uniform in ``scale_range`` = (lo, hi)."""
+    lo, hi = scale_range
+    return tuple(np.exp(rng.uniform(np.log(lo), np.log(hi), 2)))
+
+
 def random_resize(image: torch.Tensor, target: dict, rng, scale_range, proposals=None):
     """Resizes a (3, H, W) image by independent random factors along x and y, drawn
     log-uniformly from ``scale_range`` = (lo, hi); boxes (and ``proposals``) follow exactly.
@@ -79,8 +85,7 @@ def random_resize(image: torch.Tensor, target: dict, rng, scale_range, proposals
     digits_in_clutter the detector otherwise fits the training instances (train AP50 0.98,
     test 0.73). Returns (image, target, proposals).
     """
-    lo, hi = scale_range
-    sx, sy = np.exp(rng.uniform(np.log(lo), np.log(hi), 2))
+    sx, sy = _log_uniform_pair(rng, scale_range)
     h, w = int(image.shape[-2]), int(image.shape[-1])
     nh, nw = max(int(round(h * sy)), 8), max(int(round(w * sx)), 8)
     out = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False,
@@ -172,7 +177,7 @@ def extract_crops(dataset, *, size=48, context=1.3, copies=2, backgrounds_per_im
             for _ in range(copies):
                 jittered = box + rng.uniform(-jitter, jitter, 4) * [bw, bh, bw, bh]
                 stretch = (1.0, 1.0) if stretch_range is None else \
-                    tuple(np.exp(rng.uniform(np.log(stretch_range[0]), np.log(stretch_range[1]), 2)))
+                    _log_uniform_pair(rng, stretch_range)
                 crop, b = _native_crop(image, jittered, size, context, rng.uniform(-0.15, 0.15, 2), scale,
                                        stretch)
                 crops.append(crop)
