@@ -70,6 +70,22 @@ def test_balanced_sampler_counts():
     assert torch.equal(a[1], b[1])
 
 
+def test_balanced_sampler_groups_share_the_positives():
+    # One object with 1 positive box, one with 9; 2 positives drawn. Uniformly, the lone box
+    # is drawn with probability 1 - (9/10)(8/9) = 0.2; with group balancing the first draw
+    # is a fair coin between the objects, then 1 / (1 + 8/9): 0.5 + 0.5 * 9/17 = 0.765.
+    labels = torch.tensor([1] * 10 + [0] * 20)
+    groups = torch.tensor([0] + [1] * 9 + [-1] * 20)
+    sampler, g = models.BalancedSampler(8, 0.25), torch.Generator().manual_seed(0)
+    trials = 4000
+    hits = sum(bool(sampler(labels, g, groups)[0][0]) for _ in range(trials))
+    assert abs(hits / trials - (0.5 + 0.5 * 9 / 17)) < 0.03
+    hits = sum(bool(sampler(labels, g)[0][0]) for _ in range(trials))
+    assert abs(hits / trials - 0.2) < 0.03
+    pos, neg = sampler(labels, g, groups)
+    assert int(pos.sum()) == 2 and int(neg.sum()) == 6 and not (pos & neg).any()
+
+
 # ----------------------------------------------------------------------------- anchors
 def test_anchor_shapes_and_order():
     gen = models.AnchorGenerator(((16, 32),), ((0.5, 1.0, 2.0),))

@@ -32,7 +32,8 @@ class FastRCNN(_TwoStageEstimator):
         proposals) or the paper's RoI max pooling. On digits_in_clutter at the full budget:
         AP 0.492 / AP50 0.722 / AP75 0.590 with "align", 0.347 / 0.641 / 0.327 with "pool":
         max pooling snaps each RoI to the stride-8 grid, which costs box precision most.
-    pretrain_seconds, pretrain_epochs, pretrain_copies, pretrain_stretch, batch_size, lr, weight_decay
+    pretrain_seconds, pretrain_epochs, pretrain_copies, pretrain_stretch, pretrain_shear, batch_size, lr,
+    ema_decay, weight_decay, balance_objects
         As in :class:`FasterRCNN`.
     train_seconds : float, default 780
         With selective search on the training images and 90 s of pretraining: under a
@@ -61,8 +62,9 @@ class FastRCNN(_TwoStageEstimator):
 
     def __init__(self, *, backbone="vgg", proposal_mode="fast", train_proposals=1000, test_proposals=500,
                  roi_pool="align", pretrain_seconds=90.0, pretrain_epochs=30, pretrain_copies=8,
-                 pretrain_stretch=(0.75, 1.33), train_seconds=780.0,
-                 max_iter=8000, batch_size=2, lr=2e-3, weight_decay=1e-4, roi_batch_size_per_image=64,
+                 pretrain_stretch=(0.75, 1.33), pretrain_shear=0.25, train_seconds=780.0,
+                 max_iter=8000, batch_size=2, lr=2e-3, ema_decay=None, weight_decay=1e-4, roi_batch_size_per_image=64,
+                 balance_objects=True,
                  representation_size=256, box_score_thresh=0.05, box_nms_thresh=0.5, detections_per_img=100,
                  hflip=False, scale_jitter=None, seed=0, checkpoint_dir=None, resume=True, progress=True,
                  num_threads=None):
@@ -75,12 +77,15 @@ class FastRCNN(_TwoStageEstimator):
         self.pretrain_epochs = pretrain_epochs
         self.pretrain_copies = pretrain_copies
         self.pretrain_stretch = pretrain_stretch
+        self.pretrain_shear = pretrain_shear
         self.train_seconds = train_seconds
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.lr = lr
+        self.ema_decay = ema_decay
         self.weight_decay = weight_decay
         self.roi_batch_size_per_image = roi_batch_size_per_image
+        self.balance_objects = balance_objects
         self.representation_size = representation_size
         self.box_score_thresh = box_score_thresh
         self.box_nms_thresh = box_nms_thresh
@@ -104,7 +109,8 @@ class FastRCNN(_TwoStageEstimator):
                                 models.FastRCNNPredictor(self.representation_size + c, num_classes + 1),
                                 bg_iou_low=0.1, batch_size_per_image=self.roi_batch_size_per_image,
                                 positive_fraction=0.25, score_thresh=self.box_score_thresh,
-                                nms_thresh=self.box_nms_thresh, detections_per_img=self.detections_per_img)
+                                nms_thresh=self.box_nms_thresh, detections_per_img=self.detections_per_img,
+                                balance_objects=getattr(self, "balance_objects", False))
         return models.GeneralizedRCNN(backbone, None, heads, size_divisible=8)
 
     def _search(self, image, n):

@@ -75,8 +75,11 @@ class BalancedSampler:
     positive_fraction : float
         Largest share of positives; negatives fill the rest (0.5 RPN, 0.25 RoI heads).
 
-    Call: ``sampler(labels (R,) int64, generator=None) -> (positive (R,) bool, negative (R,) bool)``
-    where labels are ``>= 1`` positive, ``0`` negative, ``-1`` ignored.
+    Call: ``sampler(labels (R,) int64, generator=None, groups=None) -> (positive (R,) bool,
+    negative (R,) bool)`` where labels are ``>= 1`` positive, ``0`` negative, ``-1`` ignored.
+    With ``groups`` (R,) int64 (e.g. the matched object of each box), positives are drawn
+    with probability inversely proportional to the size of their group, so that every
+    group is expected to get the same share whatever its number of boxes.
     """
 
     def __init__(self, batch_size_per_image, positive_fraction):
@@ -87,12 +90,18 @@ class BalancedSampler:
         self.batch_size_per_image = int(batch_size_per_image)
         self.positive_fraction = float(positive_fraction)
 
-    def __call__(self, labels: torch.Tensor, generator=None):
+    def __call__(self, labels: torch.Tensor, generator=None, groups=None):
         pos = torch.nonzero(labels >= 1).squeeze(1)
         neg = torch.nonzero(labels == 0).squeeze(1)
         num_pos = min(int(self.batch_size_per_image * self.positive_fraction), pos.numel())
         num_neg = min(self.batch_size_per_image - num_pos, neg.numel())
-        pos = pos[torch.randperm(pos.numel(), generator=generator)[:num_pos]]
+        if groups is not None and 0 < num_pos < pos.numel():
+            g = groups[pos]
+            _, inverse, counts = torch.unique(g, return_inverse=True, return_counts=True)
+            weights = 1.0 / counts[inverse].to(torch.float64)
+            pos = pos[torch.multinomial(weights, num_pos, replacement=False, generator=generator)]
+        else:
+            pos = pos[torch.randperm(pos.numel(), generator=generator)[:num_pos]]
         neg = neg[torch.randperm(neg.numel(), generator=generator)[:num_neg]]
         pos_mask = torch.zeros_like(labels, dtype=torch.bool)
         neg_mask = torch.zeros_like(labels, dtype=torch.bool)

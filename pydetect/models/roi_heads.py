@@ -134,6 +134,9 @@ class RoIHeads(nn.Module):
     bbox_reg_weights : 4 floats, default (10, 10, 5, 5)
     score_thresh, nms_thresh, detections_per_img : float, float, int, default 0.05, 0.5, 100
     add_gt_as_proposals : bool, default True
+    balance_objects : bool, default False
+        Sample the foreground so that each object gets the same expected number of RoIs
+        (small objects have fewer proposals above ``fg_iou_thresh``).
 
     ``forward(features, proposals, image_sizes, targets=None) -> (detections, losses)``;
     detections (eval mode) are N dicts ``{"boxes" (D, 4), "scores" (D,), "labels" (D,)}``
@@ -143,7 +146,7 @@ class RoIHeads(nn.Module):
     def __init__(self, box_roi_pool, box_head, box_predictor, *, fg_iou_thresh=0.5, bg_iou_thresh=0.5,
                  bg_iou_low=0.0, batch_size_per_image=128, positive_fraction=0.25,
                  bbox_reg_weights=(10.0, 10.0, 5.0, 5.0), score_thresh=0.05, nms_thresh=0.5,
-                 detections_per_img=100, add_gt_as_proposals=True):
+                 detections_per_img=100, add_gt_as_proposals=True, balance_objects=False):
         super().__init__()
         self.box_roi_pool, self.box_head, self.box_predictor = box_roi_pool, box_head, box_predictor
         self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=False)
@@ -153,6 +156,7 @@ class RoIHeads(nn.Module):
         self.score_thresh, self.nms_thresh = float(score_thresh), float(nms_thresh)
         self.detections_per_img = int(detections_per_img)
         self.add_gt_as_proposals = bool(add_gt_as_proposals)
+        self.balance_objects = bool(balance_objects)
         self.generator = None
 
     def select_training_samples(self, proposals, targets):
@@ -170,7 +174,7 @@ class RoIHeads(nn.Module):
             if self.bg_iou_low > 0 and gt.numel():
                 best = ops.box_iou(gt.detach().float(), props.detach().float()).max(0).values
                 labels[(labels == 0) & (best < self.bg_iou_low)] = -1
-            pos, neg = self.sampler(labels, self.generator)
+            pos, neg = self.sampler(labels, self.generator, m if self.balance_objects else None)
             keep = torch.nonzero(pos | neg).squeeze(1)
             props, labels = props[keep], labels[keep].clamp(min=0)
             matched = gt[m[keep].clamp(min=0)] if gt.numel() else torch.zeros_like(props)

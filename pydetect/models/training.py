@@ -123,10 +123,11 @@ def _crop(image, box, size, context):
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _native_crop(image, box, size, context, shift, scale=1.0, stretch=(1.0, 1.0)):
+def _native_crop(image, box, size, context, shift, scale=1.0, stretch=(1.0, 1.0), shear=0.0):
     """A square window around ``box`` at ``scale`` times native scale (shrunk only if the
     object needs more than ``size`` pixels with its context), resized to size x size, the
-    image first stretched by ``stretch`` = (sx, sy); returns (crop, box in crop)."""
+    image first stretched by ``stretch`` = (sx, sy) and slanted by ``shear`` (x moves by
+    ``shear`` times the height above the box centre); returns (crop, box in crop)."""
     import cv2
 
     x1, y1, x2, y2 = box
@@ -135,15 +136,25 @@ def _native_crop(image, box, size, context, shift, scale=1.0, stretch=(1.0, 1.0)
     side = max(float(size) / scale, max((x2 - x1) * sx, (y2 - y1) * sy) * context)
     a = size / side
     ax, ay = a * sx, a * sy
-    cx, cy = (x1 + x2) / 2 + shift[0] * side / sx, (y1 + y2) / 2 + shift[1] * side / sy
-    m = np.array([[ax, 0, size / 2 - ax * cx], [0, ay, size / 2 - ay * cy]], np.float32)
-    crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    inside = np.array([ax * x1 + m[0, 2], ay * y1 + m[1, 2], ax * x2 + m[0, 2], ay * y2 + m[1, 2]], np.float32)
+    ox, oy = (x1 + x2) / 2, (y1 + y2) / 2
+    cx, cy = ox + shift[0] * side / sx, oy + shift[1] * side / sy
+    # u = ax (x - cx) - shear ay (y - oy) + size / 2,  v = ay (y - cy) + size / 2
+    m = np.array([[ax, -shear * ay, size / 2 - ax * cx + shear * ay * oy],
+                  [0, ay, size / 2 - ay * cy]], np.float32)
+    # m maps continuous coordinates (pixel i spans [i, i + 1]); cv2 puts pixel centres at
+    # integer indices, so it gets m conjugated by the half-pixel shift.
+    m_index = m.copy()
+    m_index[:, 2] += m[:, :2].sum(1) * 0.5 - 0.5
+    crop = cv2.warpAffine(image, m_index, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # The slanted box's corners spread by shear * height / 2 on each side; the box keeps
+    # its width (the pooled box follows the object's centre line, not its hull).
+    u1, u2 = ax * (x1 - cx) + size / 2, ax * (x2 - cx) + size / 2
+    inside = np.array([u1, ay * (y1 - cy) + size / 2, u2, ay * (y2 - cy) + size / 2], np.float32)
     return crop, inside
 
 
 def extract_crops(dataset, *, size=48, context=1.3, copies=2, backgrounds_per_image=3, jitter=0.1,
-                  scale=1.0, stretch_range=None, seed=0):
+                  scale=1.0, stretch_range=None, shear_range=0.0, seed=0):
     """Object crops (label + 1) and background crops (label 0) at the scale the detector sees.
 
     Each crop is a size x size window around a box at the image's native scale (objects
@@ -156,7 +167,8 @@ def extract_crops(dataset, *, size=48, context=1.3, copies=2, backgrounds_per_im
     at ``scale`` times native scale, as the detector's backbone sees the images. With
     ``stretch_range`` = (lo, hi), each object crop is cut from the image stretched by
     independent log-uniform factors along x and y, as :func:`random_resize` does to whole
-    training images.
+    training images; with ``shear_range`` = s > 0, each object crop is also slanted by a
+    uniform shear in [-s, s] about the box centre (the box keeps its width and height).
 
     Returns
     -------
@@ -178,8 +190,9 @@ def extract_crops(dataset, *, size=48, context=1.3, copies=2, backgrounds_per_im
                 jittered = box + rng.uniform(-jitter, jitter, 4) * [bw, bh, bw, bh]
                 stretch = (1.0, 1.0) if stretch_range is None else \
                     _log_uniform_pair(rng, stretch_range)
+                shear = rng.uniform(-shear_range, shear_range) if shear_range else 0.0
                 crop, b = _native_crop(image, jittered, size, context, rng.uniform(-0.15, 0.15, 2), scale,
-                                       stretch)
+                                       stretch, shear)
                 crops.append(crop)
                 inner.append(b)
                 labels.append(int(lab) + 1)
@@ -225,7 +238,9 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
     n_val = max(len(x) // 10, 1)
     xv, yv, xt, yt = x[perm[:n_val]], y[perm[:n_val]], x[perm[n_val:]], y[perm[n_val:]]
     bv, bt = (b[perm[:n_val]], b[perm[n_val:]]) if b is not None else (None, None)
-    model = CropClassifier(backbone, num_classes)
+    # Channels-last convolutions: 64 -> 53 ms per 64-crop step on 2 cores, so ~20% more
+    # epochs fit in the time budget. The backbone is handed back in the default layout.
+    model = CropClassifier(backbone, num_classes).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = max(len(xt) // batch_size, 1)
     total = steps_per_epoch * max_epochs
@@ -242,7 +257,7 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
             for group in opt.param_groups:
                 group["lr"] = lr * lr_factor(frac, 0.05)
             idx = order[j * batch_size:(j + 1) * batch_size]
-            xb = xt[idx]
+            xb = xt[idx].contiguous(memory_format=torch.channels_last)
             bb = bt[idx].clone() if bt is not None else None
             if hflip_aug:
                 flip = torch.rand(len(xb), generator=g) < 0.5
@@ -263,6 +278,7 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
     model.eval()
     with torch.no_grad():
         acc = float((model(xv, bv).argmax(1) == yv).float().mean())
+    model.to(memory_format=torch.contiguous_format)
     backbone.train()
     return (acc, model) if return_classifier else acc
 
@@ -338,9 +354,42 @@ def _save_checkpoint(path, state):
         torch.save(state, f)
 
 
+class WeightAverage:
+    """Exponential moving average of a model's floating-point state (parameters and batch-norm
+    statistics), updated after each optimiser step (Polyak averaging).
+
+    The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates so that the
+    first iterations, whose weights are far from the final ones, fade out quickly.
+    """
+
+    def __init__(self, model, decay):
+        self.decay = float(decay)
+        self.updates = 0
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model):
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        live = model.state_dict()
+        keys = list(self.state)
+        torch._foreach_lerp_([self.state[k] for k in keys], [live[k].detach() for k in keys], 1.0 - d)
+
+    def copy_to(self, model):
+        """Loads the averaged state into ``model`` (integer buffers are left as they are)."""
+        model.load_state_dict(self.state, strict=False)
+
+    def state_dict(self):
+        return {"decay": self.decay, "updates": self.updates, "state": self.state}
+
+    def load_state_dict(self, saved):
+        self.decay, self.updates = float(saved["decay"]), int(saved["updates"])
+        self.state = {k: v.clone() for k, v in saved["state"].items()}
+
+
 def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4, warmup=0.02,
                seed=0, checkpoint_path=None, checkpoint_every=100, resume=True, progress=False,
-               clip_grad=10.0, desc="train"):
+               clip_grad=10.0, ema_decay=None, desc="train"):
     """Trains ``model`` (a loss-dict module) with AdamW on minibatches from ``sample_batch``.
 
     Parameters
@@ -355,6 +404,10 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
         Written atomically every ``checkpoint_every`` iterations and at the end (model,
         optimiser, iteration, elapsed time, random states). With ``resume``, an existing
         checkpoint is loaded and training continues from it.
+    ema_decay : float in (0, 1), optional
+        Keep a :class:`WeightAverage` of the weights and load it into ``model`` when
+        training ends (the checkpoint keeps the live weights and the average, so a resumed
+        run continues both).
 
     Returns
     -------
@@ -373,7 +426,9 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
                             weight_decay=weight_decay)
     rng = np.random.default_rng([seed, rank])
     torch.manual_seed(seed)
-    it, elapsed_before, resumed_from = 0, 0.0, None
+    if ema_decay is not None and not 0.0 < float(ema_decay) < 1.0:
+        raise ValueError(f"ema_decay must be None or in (0, 1), got {ema_decay!r}")
+    it, elapsed_before, resumed_from, saved_average = 0, 0.0, None, None
     if checkpoint_path is not None and resume and os.path.exists(checkpoint_path):
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
@@ -381,7 +436,12 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
         it, elapsed_before = int(state["iteration"]), float(state["seconds"])
         rng.bit_generator.state = state["numpy_rng"][rank] if rank < len(state["numpy_rng"]) else rng.bit_generator.state
         torch.set_rng_state(state["torch_rng"])
+        saved_average = state.get("ema")
         resumed_from = it
+    # Built after a resume so that, without a saved average, it starts from the loaded weights.
+    average = WeightAverage(model, ema_decay) if ema_decay is not None else None
+    if average is not None and saved_average is not None:
+        average.load_state_dict(saved_average)
 
     def checkpoint(elapsed):
         if checkpoint_path is None or rank != 0:
@@ -389,7 +449,8 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
         rng_states = [rng.bit_generator.state]
         _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                            "iteration": it, "seconds": elapsed,
-                                           "numpy_rng": rng_states, "torch_rng": torch.get_rng_state()})
+                                           "numpy_rng": rng_states, "torch_rng": torch.get_rng_state(),
+                                           "ema": average.state_dict() if average is not None else None})
 
     start = time.perf_counter()
     losses_hist = []
@@ -418,6 +479,8 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
         if clip_grad:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
         opt.step()
+        if average is not None:
+            average.update(model)
         it += 1
         losses_hist.append(float(loss.detach()))
         if bar is not None:
@@ -429,5 +492,7 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
     checkpoint(total)
     if bar is not None:
         bar.close()
+    if average is not None:
+        average.copy_to(model)
     model.eval()
     return {"iterations": it, "seconds": total, "losses": losses_hist[-50:], "resumed_from": resumed_from}
