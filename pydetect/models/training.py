@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from pydetect import ops
 from pydetect._io import atomic_write
-from pydetect._validation import as_image
+from pydetect._validation import as_image, check_fraction
 
 __all__ = ["check_detection_dataset", "image_to_tensor", "extract_crops", "pretrain_backbone",
            "fit_anchors", "train_loop", "lr_factor", "distributed_info"]
@@ -110,17 +110,6 @@ def fit_anchors(targets, n_sizes=4, ratio_quantiles=(0.1, 0.5, 0.9)):
     sizes = np.quantile(np.sqrt(w * h), np.linspace(0.03, 0.97, n_sizes))
     ratios = np.unique(np.round(np.quantile(h / w, ratio_quantiles) * 20) / 20)
     return tuple(float(round(s, 1)) for s in sizes), tuple(float(r) for r in ratios)
-
-
-def _crop(image, box, size, context):
-    import cv2
-
-    x1, y1, x2, y2 = box
-    cx, cy, s = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * context
-    # Affine map of the square [cx - s/2, cx + s/2]^2 onto size x size; borders replicate.
-    a = size / s
-    m = np.array([[a, 0, size / 2 - a * cx], [0, a, size / 2 - a * cy]], np.float32)
-    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _native_crop(image, box, size, context, shift, scale=1.0, stretch=(1.0, 1.0), shear=0.0):
@@ -354,6 +343,13 @@ def _save_checkpoint(path, state):
         torch.save(state, f)
 
 
+def check_ema_decay(value):
+    """``None`` or a decay strictly between 0 and 1 (what :class:`WeightAverage` accepts)."""
+    if value is not None and not 0.0 < check_fraction(value, "ema_decay") < 1.0:
+        raise ValueError(f"ema_decay must be None or in (0, 1), got {value!r}")
+    return value
+
+
 class WeightAverage:
     """Exponential moving average of a model's floating-point state (parameters and batch-norm
     statistics), updated after each optimiser step (Polyak averaging).
@@ -426,8 +422,7 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
                             weight_decay=weight_decay)
     rng = np.random.default_rng([seed, rank])
     torch.manual_seed(seed)
-    if ema_decay is not None and not 0.0 < float(ema_decay) < 1.0:
-        raise ValueError(f"ema_decay must be None or in (0, 1), got {ema_decay!r}")
+    check_ema_decay(ema_decay)
     it, elapsed_before, resumed_from, saved_average = 0, 0.0, None, None
     if checkpoint_path is not None and resume and os.path.exists(checkpoint_path):
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
