@@ -27,7 +27,7 @@ def _add_export_dataset(sub):
     p = sub.add_parser("export-dataset", help="write a built-in dataset to disk in COCO format",
                        description="Writes OUT/images/*.png and OUT/annotations.json (COCO ground truth).")
     p.add_argument("dataset", choices=_DATASETS, help="built-in dataset")
-    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test")
     p.add_argument("--n-images", type=int, default=None, help="number of images (default: the dataset's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
@@ -161,8 +161,12 @@ def _add_dataset_arguments(p):
     p.add_argument("--images", help="image directory of a COCO JSON (default: the JSON's directory)")
     p.add_argument("--quick", action="store_true", help="the quick budget: smaller splits, a minute or two "
                                                         "of training per detector")
+    p.add_argument("--eval-split", choices=("val", "test"), default="test",
+                   help="the split to evaluate on (default: test); choose recipes and settings on val, "
+                        "report test once")
     p.add_argument("--n-train", type=int, help="cap on the number of train images")
-    p.add_argument("--n-test", type=int, help="cap on the number of test images")
+    p.add_argument("--n-eval", "--n-test", dest="n_eval", type=int,
+                   help="cap on the number of evaluation (val or test) images")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (built-in) or split seed (COCO JSON)")
 
 
@@ -173,13 +177,13 @@ def _add_train(sub):
                        description="Trains DETECTOR with the benchmark's recipe for the dataset (see "
                                    "pydetect.bench.detectors.recipe), saves it to --out (load it with "
                                    "BaseDetector.load or `pydetect detect --model`) and evaluates it on "
-                                   "the test split.")
+                                   "the evaluation split (--eval-split).")
     p.add_argument("detector", choices=DETECTORS)
     _add_dataset_arguments(p)
     p.add_argument("--out", required=True, help="model file to write")
     p.add_argument("--set", action="append", metavar="PARAM=VALUE",
                    help="override a constructor parameter (Python literal), repeatable")
-    p.add_argument("--no-eval", action="store_true", help="skip the evaluation on the test split")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_train)
 
@@ -192,7 +196,7 @@ def _run_train(args) -> int:
 
     overrides = _parse_settings(args.set, with_detector=False)
     splits = load_splits(args.dataset, args.images, quick=args.quick, seed=args.seed,
-                         n_train=args.n_train, n_test=args.n_test)
+                         eval_split=args.eval_split, n_train=args.n_train, n_eval=args.n_eval)
     detector = build_detector(args.detector, {**recipe(args.detector, splits.kind, args.quick), **overrides})
     if "progress" in detector.get_params():
         detector.progress = not args.no_progress
@@ -203,9 +207,9 @@ def _run_train(args) -> int:
     detector.save(args.out)
     print(f"wrote {args.out}")
     if not args.no_eval:
-        dets = detector.predict_batch([image for image, _ in splits.test])
-        coco, voc = coco_evaluate(splits.test, dets), voc_evaluate(splits.test, dets)
-        print(f"test split ({len(splits.test)} images): COCO AP {coco['AP']:.3f}  AP50 {coco['AP50']:.3f}  "
+        dets = detector.predict_batch([image for image, _ in splits.evaluation])
+        coco, voc = coco_evaluate(splits.evaluation, dets), voc_evaluate(splits.evaluation, dets)
+        print(f"{splits.evaluation_split} split ({len(splits.evaluation)} images): COCO AP {coco['AP']:.3f}  AP50 {coco['AP50']:.3f}  "
               f"AP75 {coco['AP75']:.3f}  VOC mAP {voc['mAP']:.3f}")
     return 0
 
@@ -228,7 +232,8 @@ def _add_bench_detectors(bench):
     p = bench.add_parser("detectors", help="train, evaluate and time every detector on the same split",
                          description="Trains (or loads from OUT/models) Viola-Jones, the Implicit Shape Model, "
                                      "R-CNN, Fast R-CNN and Faster R-CNN (and, on faces, runs OpenCV's "
-                                     "pretrained frontal-face cascade), evaluates them on the same test split "
+                                     "pretrained frontal-face cascade), evaluates them on the same split "
+                                     "(--eval-split: val to choose settings, test to report) "
                                      "and writes OUT/report.md, OUT/report.json and plots.")
     _add_dataset_arguments(p)
     p.add_argument("--out", default="pydetect-bench", help="output directory (default: pydetect-bench)")
@@ -248,9 +253,10 @@ def _run_bench_detectors(args) -> int:
     report = run_detector_benchmark(
         args.dataset, images=args.images, quick=args.quick, out=args.out, detectors=keys,
         progress=not args.no_progress, retrain=args.retrain, seed=args.seed,
-        params=_parse_settings(args.set, with_detector=True), n_train=args.n_train, n_test=args.n_test)
+        params=_parse_settings(args.set, with_detector=True), n_train=args.n_train, n_eval=args.n_eval,
+        eval_split=args.eval_split)
     print()
-    print(f"{report['dataset']} ({report['budget']} budget), {report['machine']}, {report['threads']} threads, "
+    print(f"{report['dataset']}, {report['eval_split']} split ({report['budget']} budget), {report['machine']}, {report['threads']} threads, "
           f"{report['wall_seconds'] / 60:.1f} min")
     print(format_table(report))
     print(f"\nreport: {args.out}/report.md")

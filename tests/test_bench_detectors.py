@@ -46,7 +46,7 @@ def _png_shape(path):
 def faces_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     argv = ["--threads", "2", "bench", "detectors", "--dataset", "faces", "--quick", "--n-train", "10",
-            "--n-test", "4", "--out", str(out), "--no-progress"] + _set_args(bench.DETECTORS)
+            "--n-eval", "4", "--out", str(out), "--no-progress"] + _set_args(bench.DETECTORS)
     assert cli.main(argv) == 0
     return out, argv
 
@@ -84,7 +84,7 @@ def test_bench_reference_row_is_opencvs_cascade(faces_run):
     out, _ = faces_run
     report = json.loads((out / "report.json").read_text())
     row = next(r for r in report["rows"] if r["key"] == "opencv_frontalface")
-    test = bench.load_splits("faces", quick=True, n_test=4).test
+    test = bench.load_splits("faces", quick=True, n_eval=4).evaluation
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     dets = []
     for image, _ in test:
@@ -110,6 +110,49 @@ def test_bench_detectors_second_run_loads_the_cache(faces_run, capsys):
         assert r["coco"]["AP"] == old["coco"]["AP"]  # the cached model predicts the same
 
 
+def test_bench_detectors_on_val_reuses_the_models_and_evaluates_val(faces_run, capsys):
+    out, argv = faces_run
+    assert cli.main(argv + ["--detectors", "ism", "--eval-split", "val"]) == 0
+    printed = capsys.readouterr().out
+    assert "loaded" in printed and ": training " not in printed  # the model depends on train only
+    report = json.loads((out / "report.json").read_text())
+    assert report["eval_split"] == "val" and "4 val images" in report["data"]
+    assert "(val split)" in (out / "report.md").read_text()
+
+
+def test_cache_key_covers_code_training_data_and_parameters(monkeypatch):
+    splits = bench.load_splits("faces", n_train=3, n_eval=1)
+    other_train = bench.load_splits("faces", n_train=3, n_eval=1, seed=1)
+    other_eval = bench.load_splits("faces", n_train=3, n_eval=2, eval_split="val")
+    det = bench.build_detector("ism", {})
+    key = bench._cache_key("ism", det, splits)
+    assert bench._cache_key("ism", det, other_eval) == key  # evaluation data is not part of it
+    assert bench._cache_key("ism", det, other_train) != key
+    assert bench._cache_key("ism", bench.build_detector("ism", {"max_train_features": 7}), splits) != key
+    monkeypatch.setattr(bench, "code_fingerprint", lambda: "other code")
+    assert bench._cache_key("ism", det, splits) != key
+
+
+def test_code_fingerprint_follows_every_source_file(tmp_path, monkeypatch):
+    import shutil
+
+    import pydetect
+
+    root = tmp_path / "pydetect"
+    shutil.copytree(os.path.dirname(pydetect.__file__), root,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(pydetect, "__file__", str(root / "__init__.py"))
+    bench.code_fingerprint.cache_clear()
+    try:
+        before = bench.code_fingerprint()
+        with open(root / "eval" / "voc.py", "a") as f:
+            f.write("\n# a change\n")
+        bench.code_fingerprint.cache_clear()
+        assert bench.code_fingerprint() != before
+    finally:
+        bench.code_fingerprint.cache_clear()
+
+
 def test_bench_detectors_on_a_coco_file(tmp_path, capsys):
     data_dir = tmp_path / "data"
     assert cli.main(["export-dataset", "digits", "--split", "train", "--n-images", "12", "--out", str(data_dir)]) == 0
@@ -117,7 +160,7 @@ def test_bench_detectors_on_a_coco_file(tmp_path, capsys):
     assert cli.main(["bench", "detectors", "--dataset", str(data_dir / "annotations.json"), "--detectors",
                      "viola_jones", "--out", str(out), "--no-progress"] + _set_args(["viola_jones"])) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["budget"] == "full" and "9 train / 3 test images" in report["data"]  # 25% held out
+    assert report["budget"] == "full" and "8 train / 2 test images" in report["data"]  # 20% test, 20% val
     assert [r["key"] for r in report["rows"]] == ["viola_jones"]
     assert "Viola-Jones" in capsys.readouterr().out
 
@@ -134,7 +177,7 @@ def test_train_verb_saves_a_model_that_predicts_the_same(tmp_path, capsys):
     printed = capsys.readouterr().out
     det = BaseDetector.load(model)
     assert isinstance(det, ImplicitShapeModel) and det.max_train_features == 1500
-    test = bench.load_splits("faces", n_test=3).test
+    test = bench.load_splits("faces", n_eval=3).evaluation
     ap = coco_evaluate(test, det.predict_batch([image for image, _ in test]))["AP"]
     assert f"COCO AP {ap:.3f}" in printed
 
@@ -147,7 +190,8 @@ def test_train_verb_saves_a_model_that_predicts_the_same(tmp_path, capsys):
     (["train", "ism", "--out", "m.pkl", "--dataset", "pets"], "dataset must be 'digits', 'faces' or a COCO JSON"),
     (["bench", "detectors", "--detectors", "ism,yolo"], "unknown detector 'yolo'"),
     (["bench", "detectors", "--set", "ism=3"], "--set expects DETECTOR.PARAM=VALUE"),
-    (["bench", "detectors", "--n-test", "0"], "n_test"),
+    (["bench", "detectors", "--n-eval", "0"], "n_eval"),
+    (["bench", "detectors", "--eval-split", "train"], "invalid choice: 'train'"),
 ])
 def test_cli_bad_arguments_one_line_error(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

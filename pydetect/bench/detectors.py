@@ -1,16 +1,21 @@
 """Classical and CNN detectors trained and evaluated on the same split: ``pydetect bench detectors``.
 
 Every detector is trained from scratch on the train split with a *recipe* (its parameters for
-the dataset and the budget), cached in ``OUT/models`` under a hash of that recipe, evaluated
-on the same test split with :mod:`pydetect.eval`, and timed (training wall time, inference
-wall time per image, size of the saved model). :mod:`pydetect.bench.report` turns the result
+the dataset and the budget), cached in ``OUT/models`` under a hash of everything the training
+depends on (pydetect's code, the training data, the parameters and the budget), evaluated on the
+same evaluation split with :mod:`pydetect.eval`, and timed (training wall time, inference wall
+time per image, size of the saved model).
+
+The evaluation split is ``val`` or ``test``: recipes, defaults and budgets are chosen on ``val``
+(``--eval-split val``); ``test`` is evaluated once per published table. Both are disjoint from
+``train`` in objects and background photos (:mod:`pydetect.data.builtin`). :mod:`pydetect.bench.report` turns the result
 into ``report.md``, ``report.json`` and plots.
 
 The two budgets:
 
 - ``full``: each detector's default training budget (the library's defaults, ≤ 15 minutes
-  each on 2 cores) on the dataset's default splits (500 train / 200 test images);
-- ``quick``: the whole comparison within about 10 minutes on 2 cores: 200 train / 100 test
+  each on 2 cores) on the dataset's default splits (500 train / 200 evaluation images);
+- ``quick``: the whole comparison within about 10 minutes on 2 cores: 200 train / 100 evaluation
   images and training times cut to a minute or two per detector. Quick models are weaker and
   the report says so.
 """
@@ -18,6 +23,7 @@ The two budgets:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -70,7 +76,8 @@ def recipe(key: str, dataset_kind: str, quick: bool) -> dict:
 
     Notes
     -----
-    Per-dataset choices, measured on the test splits (benchmarks/RESULTS.md): Viola-Jones uses a
+    Per-dataset choices, measured on the test splits before the val splits existed (to be
+    re-chosen on ``val``; benchmarks/RESULTS.md): Viola-Jones uses a
     24x16 window on digits (their boxes are about 1.5 times taller than wide) and 14 minutes
     for its ten cascades; the ISM
     matches patches regardless of contrast polarity on digits and uses a wider position
@@ -113,67 +120,79 @@ def recipe(key: str, dataset_kind: str, quick: bool) -> dict:
 
 @dataclasses.dataclass
 class Splits:
-    """The train and test split of a comparison and how they were made."""
+    """The train split and the evaluation split (``val`` or ``test``) of a comparison."""
 
     train: object
-    test: object
+    evaluation: object
+    evaluation_split: str
     name: str
     kind: str
     description: str
 
 
 def load_splits(dataset: str = "digits", images: str | None = None, *, quick: bool = False, seed: int = 0,
-                test_fraction: float = 0.25, n_train: int | None = None, n_test: int | None = None) -> Splits:
-    """The train and test split for a comparison.
+                eval_split: str = "test", test_fraction: float = 0.2, val_fraction: float = 0.2,
+                n_train: int | None = None, n_eval: int | None = None) -> Splits:
+    """The train split and the evaluation split for a comparison.
 
     Parameters
     ----------
     dataset : str
-        ``"digits"`` or ``"faces"`` (the built-in datasets, their own train and test splits),
-        or the path of a COCO instances JSON.
+        ``"digits"`` or ``"faces"`` (the built-in datasets, their own splits), or the path of
+        a COCO instances JSON.
     images : str, optional
         The image directory of a COCO JSON (default: the JSON's directory).
     quick : bool
-        Smaller splits (200 train / 100 test images at most).
+        Smaller splits (200 train / 100 evaluation images at most).
     seed : int
         Built-in data: the dataset seed. COCO file: the seed of the random split.
-    test_fraction : float
-        COCO file: the share of its images held out for testing.
-    n_train, n_test : int, optional
+    eval_split : {"test", "val"}
+        The split to evaluate on: choose recipes on ``val``, report ``test`` once.
+    test_fraction, val_fraction : float
+        COCO file: the shares of its images held out as test and val (the rest is train,
+        the same whichever split is evaluated).
+    n_train, n_eval : int, optional
         Caps on the split sizes (default: the budget's).
     """
     from pydetect import data
-    from pydetect._validation import check_int
+    from pydetect._validation import check_choice, check_int
 
-    default_train, default_test = _SPLIT_SIZES["quick" if quick else "full"]
+    check_choice(eval_split, "eval_split", ("val", "test"))
+    default_train, default_eval = _SPLIT_SIZES["quick" if quick else "full"]
     n_train = default_train if n_train is None else check_int(n_train, "n_train", minimum=1)
-    n_test = default_test if n_test is None else check_int(n_test, "n_test", minimum=1)
+    n_eval = default_eval if n_eval is None else check_int(n_eval, "n_eval", minimum=1)
     if dataset in ("digits", "faces"):
         make = data.digits_in_clutter if dataset == "digits" else data.faces_in_clutter
         train = make("train", n_images=n_train, seed=seed)
-        test = make("test", n_images=n_test, seed=seed)
+        evaluation = make(eval_split, n_images=n_eval, seed=seed)
         what = ("digits_in_clutter (10 classes: handwritten digits from scikit-learn on photo clutter)"
                 if dataset == "digits" else
                 "faces_in_clutter (1 class: LFW faces from scikit-image on photo clutter, with non-face distractors)")
-        return Splits(train, test, dataset, dataset,
-                      f"{what}; {len(train)} train / {len(test)} test images, seed {seed}")
+        return Splits(train, evaluation, eval_split, dataset, dataset,
+                      f"{what}; {len(train)} train / {len(evaluation)} {eval_split} images, seed {seed}")
     if not isinstance(dataset, str) or not dataset.endswith(".json"):
         raise ValueError(f"dataset must be 'digits', 'faces' or a COCO JSON file, got {dataset!r}")
     if not os.path.isfile(dataset):
         raise ValueError(f"dataset {dataset}: no such file")
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    for name, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"{name} must lie in (0, 1), got {value}")
+    if test_fraction + val_fraction >= 1.0:
+        raise ValueError(f"test_fraction + val_fraction must be below 1, got {test_fraction + val_fraction}")
     full = data.load_coco(dataset, images)
-    if len(full) < 2:
-        raise ValueError(f"dataset {dataset} holds {len(full)} image(s): at least 2 are needed to split")
+    if len(full) < 3:
+        raise ValueError(f"dataset {dataset} holds {len(full)} image(s): at least 3 are needed to split "
+                         "into train, val and test")
     order = np.random.default_rng(seed).permutation(len(full))
-    n_test_imgs = min(max(1, int(round(len(full) * test_fraction))), len(full) - 1)
-    test_idx, train_idx = np.sort(order[:n_test_imgs]), np.sort(order[n_test_imgs:])
-    train_idx, test_idx = train_idx[:n_train], test_idx[:n_test]
-    train, test = full.subset(train_idx.tolist()), full.subset(test_idx.tolist())
-    return Splits(train, test, os.path.basename(dataset), "custom",
+    n_test_imgs = min(max(1, int(round(len(full) * test_fraction))), len(full) - 2)
+    n_val_imgs = min(max(1, int(round(len(full) * val_fraction))), len(full) - n_test_imgs - 1)
+    parts = {"test": order[:n_test_imgs], "val": order[n_test_imgs:n_test_imgs + n_val_imgs],
+             "train": order[n_test_imgs + n_val_imgs:]}
+    train = full.subset(np.sort(parts["train"])[:n_train].tolist())
+    evaluation = full.subset(np.sort(parts[eval_split])[:n_eval].tolist())
+    return Splits(train, evaluation, eval_split, os.path.basename(dataset), "custom",
                   f"{dataset}: {len(full.class_names)} classes; a seeded random split (seed {seed}) into "
-                  f"{len(train)} train / {len(test)} test images")
+                  f"train / val / test; {len(train)} train / {len(evaluation)} {eval_split} images")
 
 
 def build_detector(key: str, params: dict):
@@ -195,14 +214,50 @@ def build_detector(key: str, params: dict):
     return cls(**params)
 
 
-def _cache_key(key: str, detector, splits: Splits) -> str:
-    """A hash of everything a fit depends on: the detector's full parameters (so a changed
-    library default invalidates the cache too), the data and pydetect's version."""
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """A hash of the installed pydetect: every Python source and the compiled extension.
+
+    Any change to the code (not only to ``__version__``) changes it, so a model cached by
+    other code is never reused.
+    """
     import pydetect
 
+    root = os.path.dirname(os.path.abspath(pydetect.__file__))
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith(".py") or (name.startswith("_C") and name.endswith((".so", ".pyd"))):
+                path = os.path.join(folder, name)
+                digest.update(os.path.relpath(path, root).encode() + b"\0")
+                with open(path, "rb") as f:
+                    digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
+
+
+def data_fingerprint(dataset) -> str:
+    """A hash of a dataset's content: every image's pixels, every target, the class names."""
+    digest = hashlib.sha256(json.dumps([str(c) for c in dataset.class_names]).encode())
+    for image, target in dataset:
+        image = np.ascontiguousarray(image)
+        digest.update(f"{image.shape}{image.dtype}".encode())
+        digest.update(image.tobytes())
+        for name in sorted(target):
+            value = np.ascontiguousarray(target[name])
+            digest.update(f"{name}{value.shape}{value.dtype}".encode())
+            digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _cache_key(key: str, detector, splits: Splits) -> str:
+    """A hash of everything a fit depends on: pydetect's code, the training data, and the
+    detector's full parameters with its time budget (so a changed library default retrains too).
+    The evaluation split is not part of it: a model is trained once and may be evaluated on
+    ``val`` and then on ``test``."""
     params = detector.get_params()
     blob = json.dumps({"detector": key, "params": {k: v for k, v in params.items() if k not in _RUN_PARAMS},
-                       "data": splits.description, "version": pydetect.__version__},
+                       "code": code_fingerprint(), "train_data": data_fingerprint(splits.train)},
                       sort_keys=True, default=repr)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -236,7 +291,7 @@ def benchmark_detector(key: str, splits: Splits, *, quick: bool, out: str, threa
         ``key``, ``name``, ``detector`` (its repr), ``params``, ``cached``, ``train_seconds``,
         ``infer_ms_per_image``, ``model_bytes``, ``coco`` (the 12 stats and per-class AP),
         ``voc`` (mAP and per-class AP50), ``pr`` (recall, precision at IoU 0.5, averaged over
-        classes), ``detections`` (one Detections per test image; not serialised).
+        classes), ``detections`` (one Detections per evaluation image; not serialised).
     """
     import pydetect
     from pydetect import eval as pdeval
@@ -274,14 +329,14 @@ def benchmark_detector(key: str, splits: Splits, *, quick: bool, out: str, threa
         detector.save(model_path)
         with atomic_write(meta_path, "w") as f:
             json.dump({"train_seconds": train_seconds, "detector": repr(detector)}, f)
-    test_images = [image for image, _ in splits.test]
+    eval_images = [image for image, _ in splits.evaluation]
     with torch_threads(threads if threads is not None else pydetect.get_num_threads()):
-        detector.predict(test_images[0])  # warm-up: lazy imports, first-call allocations
+        detector.predict(eval_images[0])  # warm-up: lazy imports, first-call allocations
         t0 = time.perf_counter()
-        dets = detector.predict_batch(test_images)
-        infer = (time.perf_counter() - t0) / len(test_images)
-    coco = pdeval.coco_evaluate(splits.test, dets, return_arrays=True)
-    voc = pdeval.voc_evaluate(splits.test, dets, iou_threshold=0.5)
+        dets = detector.predict_batch(eval_images)
+        infer = (time.perf_counter() - t0) / len(eval_images)
+    coco = pdeval.coco_evaluate(splits.evaluation, dets, return_arrays=True)
+    voc = pdeval.voc_evaluate(splits.evaluation, dets, iou_threshold=0.5)
     precision = np.asarray(coco.pop("precision"))[0, :, :, 0, -1]  # IoU .5, all areas, 100 dets: (R, K)
     coco.pop("recall", None)
     coco.pop("stats", None)
@@ -304,7 +359,7 @@ def benchmark_detector(key: str, splits: Splits, *, quick: bool, out: str, threa
 def run_detector_benchmark(dataset: str = "digits", *, images: str | None = None, quick: bool = False,
                            out: str = "pydetect-bench", detectors=None, threads=None, progress: bool = True,
                            retrain: bool = False, seed: int = 0, params=None, n_train: int | None = None,
-                           n_test: int | None = None, log=print) -> dict:
+                           n_eval: int | None = None, eval_split: str = "test", log=print) -> dict:
     """Trains, evaluates and times every detector on one dataset; writes the report to ``out``.
 
     Parameters
@@ -317,8 +372,8 @@ def run_detector_benchmark(dataset: str = "digits", *, images: str | None = None
         The quick budget (about 10 minutes on 2 cores in all) instead of the full one.
     out : str
         Output directory: ``report.md``, ``report.json``, plots, ``models/`` (the cache: a
-        detector whose recipe and data are unchanged is loaded, not retrained; delete it or
-        pass ``retrain=True`` to train again) and ``checkpoints/`` (an interrupted run resumes).
+        detector whose code, training data and recipe are unchanged is loaded, not retrained;
+        delete it or pass ``retrain=True`` to train again) and ``checkpoints/`` (an interrupted run resumes).
     detectors : sequence of str, optional
         A subset of :data:`DETECTORS` (default: all; the references that apply are added).
     threads : int, optional
@@ -331,7 +386,9 @@ def run_detector_benchmark(dataset: str = "digits", *, images: str | None = None
         Dataset seed (built-in) or split seed (COCO file).
     params : dict, optional
         ``{detector key: {parameter: value}}`` applied over the recipes (:func:`recipe`).
-    n_train, n_test : int, optional
+    eval_split : {"test", "val"}
+        The split every detector is evaluated on (choose on ``val``, report ``test``).
+    n_train, n_eval : int, optional
         Caps on the split sizes.
 
     Returns
@@ -356,14 +413,16 @@ def run_detector_benchmark(dataset: str = "digits", *, images: str | None = None
     for k in params:
         if k not in DETECTORS and k not in REFERENCES:
             raise ValueError(f"params: unknown detector {k!r}: choose from {', '.join(DETECTORS)}")
-    splits = load_splits(dataset, images, quick=quick, seed=seed, n_train=n_train, n_test=n_test)
+    splits = load_splits(dataset, images, quick=quick, seed=seed, eval_split=eval_split, n_train=n_train,
+                         n_eval=n_eval)
     keys += [ref for ref, kind in REFERENCES.items() if kind == splits.kind and ref not in keys]
     os.makedirs(out, exist_ok=True)
     report = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": machine(), "cores": os.cpu_count(), "threads": threads,
               "load_average_start": load_average(), "pydetect": pydetect.__version__,
               "budget": "quick" if quick else "full", "overrides": params, "dataset": splits.name, "data": splits.description,
-              "class_names": [str(c) for c in splits.test.class_names], "rows": []}
+              "eval_split": splits.evaluation_split, "code": code_fingerprint()[:12],
+              "class_names": [str(c) for c in splits.evaluation.class_names], "rows": []}
     t0 = time.perf_counter()
     for key in keys:
         report["rows"].append(benchmark_detector(key, splits, quick=quick, out=out, threads=threads,
@@ -371,5 +430,5 @@ def run_detector_benchmark(dataset: str = "digits", *, images: str | None = None
                                                  overrides=params.get(key), log=log))
     report["wall_seconds"] = time.perf_counter() - t0
     report["load_average_end"] = load_average()
-    write_report(report, splits.test, out)
+    write_report(report, splits.evaluation, out)
     return report

@@ -5,7 +5,7 @@ Plots (PNG, matplotlib's object API on the Agg canvas, written atomically):
 - ``pr_curves.png``: one precision-recall curve per detector at IoU 0.5, the precision averaged
   over classes at COCO's 101 recall points (its mean is the detector's AP50);
 - ``speed_accuracy.png``: AP50 and AP against inference time per image (log scale);
-- ``samples.png``: the same test images with the ground truth and each detector's top-k
+- ``samples.png``: the same evaluation images with the ground truth and each detector's top-k
   detections, k the number of ground-truth objects of the image (detectors' scores are not
   on one scale, so no common threshold would be fair).
 """
@@ -55,7 +55,7 @@ def format_table(report: dict, markdown: bool = False) -> str:
 
 
 def _ap_cell(ap) -> str:
-    return "–" if ap is None or not np.isfinite(ap) else f"{ap:.2f}"  # "–": no test object of the class
+    return "–" if ap is None or not np.isfinite(ap) else f"{ap:.2f}"  # "–": no object of the class in the evaluation split
 
 
 def _per_class_table(report: dict) -> str:
@@ -75,16 +75,18 @@ def _markdown(report: dict) -> str:
               "full budget: each detector's default training budget")
     if report.get("overrides"):
         budget += f"; parameters overridden for {', '.join(report['overrides'])} (see Parameters)"
+    split = report.get("eval_split", "test")
     lines = [
-        f"# Detector comparison on {report['dataset']}",
+        f"# Detector comparison on {report['dataset']} ({split} split)",
         "",
         f"{report['date']} · {report['machine']} · {report['threads']} threads · load average (start, end) "
-        f"{load or 'n/a'} · pydetect {report['pydetect']} · run took {_duration(report['wall_seconds'])}",
+        f"{load or 'n/a'} · pydetect {report['pydetect']} (code {report.get('code', 'n/a')}) · run took "
+        f"{_duration(report['wall_seconds'])}",
         "",
         f"Data: {report['data']}. Budget: {budget}. Every detector is trained from scratch on the train "
-        "split (no downloaded weights) and evaluated on the same test split: COCO AP (IoU .50:.95), "
+        f"split (no downloaded weights) and evaluated on the same {split} split: COCO AP (IoU .50:.95), "
         "AP50, AP75 (pydetect.eval, equal to pycocotools), VOC mAP (all-point, IoU 0.5); training is wall "
-        "time, inference is wall time per test image (whole pipeline, including proposals), model size "
+        f"time, inference is wall time per {split} image (whole pipeline, including proposals), model size "
         "is the saved file.",
         "",
         format_table(report, markdown=True),
@@ -92,7 +94,7 @@ def _markdown(report: dict) -> str:
     ]
     per_class = _per_class_table(report)
     if per_class:
-        lines += ["VOC AP50 per class (– : no test object of the class):", "", per_class]
+        lines += [f"VOC AP50 per class (– : no {split} object of the class):", "", per_class]
     lines += ["![precision-recall](pr_curves.png)", "", "![speed and accuracy](speed_accuracy.png)", "",
               "![sample detections](samples.png)", "", "## Parameters", ""]
     lines += [f"- {r['name']}: `{r['detector']}`" for r in report["rows"]]
@@ -167,17 +169,17 @@ def plot_speed_accuracy(report: dict, path: str) -> str:
     return path
 
 
-def plot_samples(report: dict, test, path: str, n_images: int = 4) -> str:
-    """Ground truth and each detector's top-k detections on the first ``n_images`` test images."""
+def plot_samples(report: dict, evaluation, path: str, n_images: int = 4) -> str:
+    """Ground truth and each detector's top-k detections on the first ``n_images`` evaluation images."""
     from pydetect.viz import draw_detections
 
     names = report["class_names"]
-    n_images = min(n_images, len(test))
+    n_images = min(n_images, len(evaluation))
     rows = [("ground truth", None)] + [(r["name"], r["detections"]) for r in report["rows"]]
     fig = _new_figure((2.6 * n_images, 2.5 * len(rows)))
     for i, (title, dets) in enumerate(rows):
         for j in range(n_images):
-            image, target = test[j]
+            image, target = evaluation[j]
             if dets is None:
                 drawn = draw_detections(image, target, names)
             else:
@@ -195,12 +197,12 @@ def plot_samples(report: dict, test, path: str, n_images: int = 4) -> str:
     return path
 
 
-def write_report(report: dict, test, out: str) -> dict:
+def write_report(report: dict, evaluation, out: str) -> dict:
     """Writes ``report.md``, ``report.json`` and the three plots into ``out``; returns their paths."""
     os.makedirs(out, exist_ok=True)
     paths = {"pr_curves": plot_pr_curves(report, os.path.join(out, "pr_curves.png")),
              "speed_accuracy": plot_speed_accuracy(report, os.path.join(out, "speed_accuracy.png")),
-             "samples": plot_samples(report, test, os.path.join(out, "samples.png"))}
+             "samples": plot_samples(report, evaluation, os.path.join(out, "samples.png"))}
     paths["json"] = os.path.join(out, "report.json")
     with atomic_write(paths["json"], "w") as f:
         json.dump(_json_ready(report), f, indent=1, default=float)

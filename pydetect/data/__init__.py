@@ -1,6 +1,7 @@
 """Detection datasets: the DetectionDataset container, COCO / VOC files, transforms, built-in datasets."""
 
-from pydetect.data.builtin import DEFAULT_N_IMAGES, digit_indices, digits_in_clutter, face_indices, faces_in_clutter
+from pydetect.data.builtin import (DEFAULT_N_IMAGES, background_names, digit_indices, digits_in_clutter, face_indices,
+                                   faces_in_clutter)
 from pydetect.data.dataset import DetectionDataset, read_image
 from pydetect.data.formats import VOC_CLASSES, export_coco, load_coco, load_voc, save_coco, save_coco_results
 from pydetect.data import transforms
@@ -19,5 +20,6 @@ __all__ = [
     "faces_in_clutter",
     "digit_indices",
     "face_indices",
+    "background_names",
     "DEFAULT_N_IMAGES",
 ]

@@ -1,19 +1,30 @@
 """Built-in detection datasets made from data that installed packages ship (no downloads).
 
+Each dataset has three splits, ``train``, ``val`` and ``test``, that share no object and no
+background photo: recipes, defaults and time budgets are chosen on ``val``, and ``test`` is
+evaluated once per published table.
+
 ``digits_in_clutter``
     scikit-learn's 1,797 handwritten digits (8x8, 10 classes) upscaled to 16-80 px with random
     contrast, colour and polarity, alpha-blended onto crops of natural photos; 1-6 digits per
-    160-320 px image; two objects overlap by at most 15% of the smaller one's area. Digits whose index % 5 == 0 appear only in the
-    test split (the test split uses only them), so test digits are unseen writing.
+    160-320 px image; two objects overlap by at most 15% of the smaller one's area. Digits are
+    split by their index in ``load_digits()``: index % 5 == 0 is test (360 digits), index % 10
+    == 1 is val (180), the rest train (1,257), so val and test digits are writing that training
+    never sees (the data set carries no writer ids, so the split is by sample).
 ``faces_in_clutter``
     scikit-image's LFW subset (``data.lfw_subset()``: 100 faces then 100 non-faces, 25x25
-    grey) scaled to 24-96 px onto the same photo backgrounds; 1-4 faces per image, and 0-3
-    non-face patches pasted the same way as unannotated distractors (so "a pasted square"
-    is not a face cue). Faces 0-79 and non-faces 100-179 are train, 80-99 and 180-199 test.
+    grey) scaled to 24-96 px onto photo backgrounds; 1-4 faces per image, and 0-3 non-face
+    patches pasted the same way as unannotated distractors (so "a pasted square" is not a face
+    cue). Faces 0-69 and non-faces 100-169 are train, 70-84 and 170-184 val, 85-99 and 185-199
+    test (the subset carries no identity labels, so the split is by face image).
 
-Backgrounds are random crops (with random scale and flip) of scikit-learn's two sample
-images and the colour/texture photos of ``skimage.data`` that show no people
-(coffee, chelsea, rocket, hubble_deep_field, brick, grass, gravel, coins, moon).
+Backgrounds are random crops (with random scale and flip) of photos that show no people,
+a different set per split (:func:`background_names`):
+
+- train: scikit-learn's ``china`` and ``flower``; scikit-image's ``coffee``, ``chelsea``,
+  ``brick``, ``grass``, ``moon``, ``coins``, ``cell``;
+- val: ``rocket``, ``gravel``, ``retina``;
+- test: ``hubble_deep_field``, the left image of ``stereo_motorcycle``, ``immunohistochemistry``.
 
 Both are deterministic functions of ``(split, n_images, seed)``; image i depends only on
 ``(seed, split, i)``, so a smaller ``n_images`` gives a prefix of a larger one.
@@ -28,34 +39,57 @@ import numpy as np
 from pydetect._validation import check_choice, check_int
 from pydetect.data.dataset import DetectionDataset
 
-__all__ = ["digits_in_clutter", "faces_in_clutter", "DEFAULT_N_IMAGES"]
+__all__ = ["digits_in_clutter", "faces_in_clutter", "digit_indices", "face_indices", "background_names",
+           "DEFAULT_N_IMAGES", "SPLITS"]
 
 #: Default number of images per split (both datasets).
-DEFAULT_N_IMAGES = {"train": 500, "test": 200}
+DEFAULT_N_IMAGES = {"train": 500, "val": 200, "test": 200}
 
 _IMAGE_SIZE = (160, 320)      # image side range (px), inclusive
 _DIGIT_SIZE = (16, 80)        # digit side range (px)
 _FACE_SIZE = (24, 96)         # face side range (px)
 _MAX_OVERLAP = 0.15           # limit on intersection / smaller area of two objects in one image
-_SPLIT_CODE = {"train": 0, "test": 1}
+SPLITS = ("train", "val", "test")
+_SPLIT_CODE = {"train": 0, "test": 1, "val": 2}
+# Background photos per split: (package, name); sklearn's are load_sample_images() files.
+_BACKGROUNDS = {
+    "train": (("sklearn", "china.jpg"), ("sklearn", "flower.jpg"), ("skimage", "coffee"),
+              ("skimage", "chelsea"), ("skimage", "brick"), ("skimage", "grass"), ("skimage", "moon"),
+              ("skimage", "coins"), ("skimage", "cell")),
+    "val": (("skimage", "rocket"), ("skimage", "gravel"), ("skimage", "retina")),
+    "test": (("skimage", "hubble_deep_field"), ("skimage", "stereo_motorcycle"),
+             ("skimage", "immunohistochemistry")),
+}
 
 
-@functools.lru_cache(maxsize=1)
-def _backgrounds():
-    """The background photos as RGB uint8 arrays (cached)."""
-    from skimage import data as skdata
-    from sklearn.datasets import load_sample_images
+def background_names(split: str) -> tuple:
+    """The names of the background photos ``split`` draws from (no photo is in two splits)."""
+    check_choice(split, "split", SPLITS)
+    return tuple(name for _, name in _BACKGROUNDS[split])
 
-    photos = list(load_sample_images().images)  # china.jpg, flower.jpg
-    for name in ("coffee", "chelsea", "rocket", "hubble_deep_field", "brick", "grass",
-                 "gravel", "coins", "moon"):
+
+def _load_photo(package: str, name: str) -> np.ndarray:
+    if package == "sklearn":
+        from sklearn.datasets import load_sample_image
+
+        img = load_sample_image(name)
+    else:
+        from skimage import data as skdata
+
         img = getattr(skdata, name)()
-        if img.ndim == 2:
-            img = np.repeat(img[:, :, None], 3, axis=2)
-        photos.append(np.ascontiguousarray(img[:, :, :3], dtype=np.uint8))
-    for p in photos:
-        p.setflags(write=False)
-    return tuple(photos)
+        if name == "stereo_motorcycle":  # (left, right, disparity): the left view
+            img = img[0]
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    img = np.ascontiguousarray(img[:, :, :3], dtype=np.uint8)
+    img.setflags(write=False)
+    return img
+
+
+@functools.lru_cache(maxsize=None)
+def _backgrounds(split: str):
+    """The background photos of ``split`` as RGB uint8 arrays (cached)."""
+    return tuple(_load_photo(package, name) for package, name in _BACKGROUNDS[split])
 
 
 @functools.lru_cache(maxsize=1)
@@ -77,10 +111,10 @@ def _lfw():
     return x
 
 
-def _background(rng, h: int, w: int) -> np.ndarray:
+def _background(rng, split: str, h: int, w: int) -> np.ndarray:
     import cv2
 
-    photos = _backgrounds()
+    photos = _backgrounds(split)
     src = photos[rng.integers(len(photos))]
     ph, pw = src.shape[:2]
     # A crop of random scale (0.5-1.5 photo px per output px), resized to (h, w).
@@ -129,7 +163,7 @@ def _blend(img, x, y, alpha, color):
 
 
 def _check_args(split, n_images, seed):
-    check_choice(split, "split", ("train", "test"))
+    check_choice(split, "split", SPLITS)
     if n_images is None:
         n_images = DEFAULT_N_IMAGES[split]
     n_images = check_int(n_images, "n_images", minimum=0)
@@ -146,11 +180,12 @@ def digits_in_clutter(split: str = "train", n_images: int | None = None, seed: i
 
     Parameters
     ----------
-    split : {"train", "test"}
-        The test split uses only the digits whose index in ``sklearn.datasets.load_digits``
-        is a multiple of 5 (359 of 1,797); train uses all the others.
+    split : {"train", "val", "test"}
+        Each split draws its own digits (:func:`digit_indices`: test the 360 whose index in
+        ``sklearn.datasets.load_digits`` is a multiple of 5, val the 180 with index % 10 == 1,
+        train the other 1,257) and its own background photos (:func:`background_names`).
     n_images : int, optional
-        Number of images. Default 500 for train, 200 for test (``DEFAULT_N_IMAGES``).
+        Number of images. Default 500 for train, 200 for val and test (``DEFAULT_N_IMAGES``).
     seed : int
         Image i is a deterministic function of ``(seed, split, i)``.
 
@@ -178,7 +213,7 @@ def digits_in_clutter(split: str = "train", n_images: int | None = None, seed: i
     for i in range(n_images):
         rng = _image_rng(1, split, seed, i)
         h, w = (int(v) for v in rng.integers(_IMAGE_SIZE[0], _IMAGE_SIZE[1] + 1, size=2))
-        img = _background(rng, h, w)
+        img = _background(rng, split, h, w)
         boxes, labs = [], []
         for _ in range(int(rng.integers(1, 7))):
             idx = int(pool[rng.integers(len(pool))])
@@ -220,18 +255,24 @@ def digits_in_clutter(split: str = "train", n_images: int | None = None, seed: i
 
 
 def digit_indices(split: str) -> np.ndarray:
-    """Indices into ``sklearn.datasets.load_digits()`` that ``digits_in_clutter(split)`` draws from."""
-    check_choice(split, "split", ("train", "test"))
+    """Indices into ``sklearn.datasets.load_digits()`` that ``digits_in_clutter(split)`` draws from.
+
+    test: index % 5 == 0 (360 digits); val: index % 10 == 1 (180); train: the other 1,257.
+    """
+    check_choice(split, "split", SPLITS)
     idx = np.arange(1797)
-    return idx[idx % 5 == 0] if split == "test" else idx[idx % 5 != 0]
+    test, val = idx % 5 == 0, idx % 10 == 1
+    return idx[{"test": test, "val": val, "train": ~(test | val)}[split]]
 
 
 def face_indices(split: str) -> tuple:
-    """(face indices, non-face indices) into ``skimage.data.lfw_subset()`` for ``faces_in_clutter(split)``."""
-    check_choice(split, "split", ("train", "test"))
-    if split == "train":
-        return np.arange(0, 80), np.arange(100, 180)
-    return np.arange(80, 100), np.arange(180, 200)
+    """(face indices, non-face indices) into ``skimage.data.lfw_subset()`` for ``faces_in_clutter(split)``.
+
+    train: faces 0-69, non-faces 100-169; val: 70-84 and 170-184; test: 85-99 and 185-199.
+    """
+    check_choice(split, "split", SPLITS)
+    start, stop = {"train": (0, 70), "val": (70, 85), "test": (85, 100)}[split]
+    return np.arange(start, stop), np.arange(100 + start, 100 + stop)
 
 
 def faces_in_clutter(split: str = "train", n_images: int | None = None, seed: int = 0) -> DetectionDataset:
@@ -239,11 +280,12 @@ def faces_in_clutter(split: str = "train", n_images: int | None = None, seed: in
 
     Parameters
     ----------
-    split : {"train", "test"}
-        Faces 0-79 (and non-faces 100-179) of ``skimage.data.lfw_subset()`` are train,
-        faces 80-99 (non-faces 180-199) test.
+    split : {"train", "val", "test"}
+        Each split draws its own faces and non-faces from ``skimage.data.lfw_subset()``
+        (:func:`face_indices`: train 0-69, val 70-84, test 85-99, non-faces 100 later) and its
+        own background photos (:func:`background_names`).
     n_images : int, optional
-        Number of images. Default 500 for train, 200 for test (``DEFAULT_N_IMAGES``).
+        Number of images. Default 500 for train, 200 for val and test (``DEFAULT_N_IMAGES``).
     seed : int
         Image i is a deterministic function of ``(seed, split, i)``.
 
@@ -264,13 +306,14 @@ def faces_in_clutter(split: str = "train", n_images: int | None = None, seed: in
     for i in range(n_images):
         rng = _image_rng(2, split, seed, i)
         h, w = (int(v) for v in rng.integers(_IMAGE_SIZE[0], _IMAGE_SIZE[1] + 1, size=2))
-        img = _background(rng, h, w)
+        img = _background(rng, split, h, w)
         n_faces = int(rng.integers(1, 5))
         n_distract = int(rng.integers(0, 4))
         kinds = [True] * n_faces + [False] * n_distract  # faces first: the first always fits
         placed, boxes = [], []
         for is_face in kinds:
-            idx = int((faces if is_face else nonfaces)[rng.integers(20 if split == "test" else 80)])
+            pool = faces if is_face else nonfaces
+            idx = int(pool[rng.integers(len(pool))])
             s = min(h, w, int(rng.integers(_FACE_SIZE[0], _FACE_SIZE[1] + 1)))
             pos = _place(rng, h, w, s, s, placed, _MAX_OVERLAP)
             if pos is None:
