@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def data():
-    return (digits_in_clutter("train", n_images=60, seed=21), digits_in_clutter("test", n_images=20, seed=21))
+    return (digits_in_clutter("train", n_images=60, seed=21), digits_in_clutter("val", n_images=20, seed=21))
 
 
 def test_rcnn_learns_shapes_and_round_trips(tmp_path):
@@ -30,6 +30,7 @@ def test_rcnn_learns_shapes_and_round_trips(tmp_path):
     det.fit(train)
     dets = det.predict_batch([test[i][0] for i in range(len(test))])
     ap = ref.ap50(test, dets)
+    print(f"RCNN shapes AP50 {ap:.3f}")
     assert ap >= 0.6, f"AP50 {ap:.3f}"
     det.save(tmp_path / "rcnn.pkl")
     again = RCNN.load(tmp_path / "rcnn.pkl").predict(test[0][0])
@@ -56,8 +57,8 @@ def test_rcnn_learns_digits(data, tmp_path):
 
 @pytest.fixture(scope="module")
 def digits_small():
-    """The split of the FasterRCNN learning check: 80 training images, 40 test images."""
-    return digits_in_clutter("train", n_images=80, seed=7), digits_in_clutter("test", n_images=40, seed=7)
+    """The split of the FasterRCNN learning check: 80 training images, 40 val images."""
+    return digits_in_clutter("train", n_images=80, seed=7), digits_in_clutter("val", n_images=40, seed=7)
 
 
 @pytest.mark.slow

@@ -199,7 +199,7 @@ def test_viola_jones_detector_small(tmp_path):
     from pydetect.detectors.viola_jones import ViolaJonesDetector
 
     train = data_mod.faces_in_clutter("train", n_images=20)
-    test = data_mod.faces_in_clutter("test", n_images=3)
+    test = data_mod.faces_in_clutter("val", n_images=3)
     det = ViolaJonesDetector(num_stages=2, max_weak_count=8, num_pos=150, num_neg=150,
                              max_features=2000, progress=False)
     assert det.fit(train) is det
@@ -220,6 +220,10 @@ def test_viola_jones_detector_small(tmp_path):
         ViolaJonesDetector().fit(train, class_name="cat")
 
 
+# Measured on the val split: see benchmarks/RESULTS.md ("Learning checks").
+VJ_FACES_FLOOR = 0.80
+
+
 @pytest.mark.slow
 def test_viola_jones_faces_ap50():
     data_mod = pytest.importorskip("pydetect.data")
@@ -227,9 +231,11 @@ def test_viola_jones_faces_ap50():
     from pydetect.detectors.viola_jones import ViolaJonesDetector
 
     det = ViolaJonesDetector(progress=False).fit(data_mod.faces_in_clutter("train"))
-    test = data_mod.faces_in_clutter("test")
-    dets = [det.predict(img) for img, _ in test]
-    assert pdeval.voc_evaluate(test, dets, iou_threshold=0.5)["mAP"] >= 0.80
+    val = data_mod.faces_in_clutter("val")
+    dets = [det.predict(img) for img, _ in val]
+    ap = pdeval.voc_evaluate(val, dets, iou_threshold=0.5)["mAP"]
+    print(f"ViolaJonesDetector faces AP50 {ap:.3f}")
+    assert ap >= VJ_FACES_FLOOR, f"AP50 {ap:.3f}"
 
 
 def test_viola_jones_one_cascade_per_class_equals_single_class_fits():
