@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 import _reference_rcnn as ref  # noqa: E402
 from pydetect.data import DetectionDataset, digits_in_clutter  # noqa: E402
-from pydetect.detectors import FasterRCNN, NotFittedError  # noqa: E402
+from pydetect.detectors import RCNN, FasterRCNN, NotFittedError  # noqa: E402
 from pydetect.models import training  # noqa: E402
 
 
@@ -171,27 +171,16 @@ def test_fit_anchors_follow_the_boxes():
     assert sizes[0] == pytest.approx(np.sqrt(200) * 1.0, rel=0.2) and sizes[-1] < np.sqrt(3200)
 
 
-def test_random_resize_moves_boxes_with_the_pixels():
-    # A bright rectangle on black: after the random resize its pixels must still fill the
-    # resized box (to within the one-pixel blur of bilinear interpolation).
-    img = torch.zeros(3, 60, 80)
-    img[:, 10:30, 20:50] = 1.0
-    target = {"boxes": torch.tensor([[20.0, 10, 50, 30]]), "labels": torch.tensor([0])}
-    rng = np.random.default_rng(0)
-    seen = set()
-    for _ in range(6):
-        out, t, p = training.random_resize(img, target, rng, (0.6, 1.6), proposals=target["boxes"].clone())
-        h, w = out.shape[-2:]
-        assert (h, w) not in seen
-        seen.add((h, w))
-        x1, y1, x2, y2 = t["boxes"][0].tolist()
-        assert [x1, y1, x2, y2] == pytest.approx([20 * w / 80, 10 * h / 60, 50 * w / 80, 30 * h / 60])
-        torch.testing.assert_close(p, t["boxes"])
-        ys, xs = torch.nonzero(out[0] > 0.5, as_tuple=True)
-        assert abs(xs.min().item() - x1) <= 1 and abs(xs.max().item() + 1 - x2) <= 1
-        assert abs(ys.min().item() - y1) <= 1 and abs(ys.max().item() + 1 - y2) <= 1
+def test_bad_scale_jitter_and_augment_are_rejected_before_training():
+    one = digits_in_clutter("train", n_images=1, seed=0)
     with pytest.raises(ValueError, match="scale_jitter"):
-        tiny_detector(scale_jitter=(1.2, 0.8)).fit(digits_in_clutter("train", n_images=1, seed=0))
+        tiny_detector(scale_jitter=(1.2, 0.8)).fit(one)
+    with pytest.raises(ValueError, match="augment"):
+        tiny_detector(augment={"colour": 0.3, "sharpen": 1.0}).fit(one)
+    with pytest.raises(ValueError, match="augment"):
+        tiny_detector(augment={"blur": 1.5}).fit(one)
+    with pytest.raises(ValueError, match="augment"):
+        RCNN(augment="strong").fit(one)
 
 
 def test_crops_follow_the_image_scale():

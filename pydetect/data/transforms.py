@@ -1,10 +1,13 @@
 """Training transforms that move the boxes with the pixels.
 
-Each transform is a callable ``t(image, target) -> (image, target)`` on an RGB uint8
-(H, W, 3) image and a target dict (``boxes`` (K, 4) xyxy, ``labels`` and any other
-per-object arrays, which are filtered together when objects are dropped). Random
-transforms draw from their own ``numpy.random.Generator`` (``seed`` argument), so a
-pipeline is reproducible. :class:`TransformedDataset` applies a pipeline on indexing.
+Each transform is a callable ``t(image, target, rng=None) -> (image, target)`` on an RGB
+uint8 (H, W, 3) image and a target dict (``boxes`` (K, 4) xyxy, ``labels`` and any other
+per-object arrays, which are filtered together when objects are dropped; geometric transforms
+also move an optional ``proposals`` (R, 4) array). Random transforms draw from ``rng`` when
+one is given (a training loop passes its own, checkpointed generator) and otherwise from
+their own ``numpy.random.Generator`` (``seed`` argument), so a pipeline is reproducible.
+:class:`TransformedDataset` applies a pipeline on indexing; :func:`detection_augmentation`
+builds the training augmentation the CNN detectors use by default.
 """
 
 from __future__ import annotations
@@ -13,11 +16,33 @@ import numpy as np
 
 from pydetect._validation import check_fraction, check_int, check_positive
 
-__all__ = ["Compose", "Resize", "RandomHorizontalFlip", "RandomCrop", "PhotometricJitter", "TransformedDataset"]
+__all__ = ["Compose", "Resize", "RandomHorizontalFlip", "RandomCrop", "PhotometricJitter", "RandomInvert",
+           "RandomGrayscale", "RandomGaussianBlur", "RandomNoise", "RandomScale", "RandomShear",
+           "TransformedDataset", "detection_augmentation"]
+
+#: Target keys holding boxes that geometric transforms move with the pixels.
+_BOX_KEYS = ("boxes", "proposals")
+
+
+#: ITU-R BT.601 luma weights, as cv2.cvtColor(RGB2GRAY) uses.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def _rng(seed):
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def _resize(image, target, oh: int, ow: int):
+    """``image`` resized to (oh, ow) (area filter when shrinking), boxes and ``area`` scaled."""
+    import cv2
+
+    h, w = image.shape[:2]
+    out = cv2.resize(image, (ow, oh), interpolation=cv2.INTER_AREA if oh * ow < h * w else cv2.INTER_LINEAR)
+    sx, sy = ow / w, oh / h
+    target = _map_boxes(target, lambda b: b * np.array([sx, sy, sx, sy]))
+    if "area" in target:
+        target["area"] = target["area"] * (sx * sy)
+    return out, target
 
 
 def _filter(target: dict, keep: np.ndarray) -> dict:
@@ -26,15 +51,24 @@ def _filter(target: dict, keep: np.ndarray) -> dict:
             for key, v in target.items()}
 
 
+def _map_boxes(target: dict, fn) -> dict:
+    """A copy of ``target`` with ``fn`` applied to each box array (``boxes``, ``proposals``)."""
+    target = dict(target)
+    for key in _BOX_KEYS:
+        if key in target and target[key] is not None:
+            target[key] = np.asarray(fn(np.asarray(target[key], np.float64).reshape(-1, 4)), np.float32)
+    return target
+
+
 class Compose:
-    """Applies transforms in order."""
+    """Applies transforms in order (passing ``rng`` on to each)."""
 
     def __init__(self, transforms):
         self.transforms = list(transforms)
 
-    def __call__(self, image, target):
+    def __call__(self, image, target, rng=None):
         for t in self.transforms:
-            image, target = t(image, target)
+            image, target = t(image, target, rng)
         return image, target
 
     def __repr__(self):
@@ -72,20 +106,12 @@ class Resize:
             scale = min(scale, self.max_size / max(h, w))
         return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
 
-    def __call__(self, image, target):
-        import cv2
-
+    def __call__(self, image, target, rng=None):
         h, w = image.shape[:2]
         oh, ow = self.output_size(h, w)
         if (oh, ow) == (h, w):
             return image, target
-        out = cv2.resize(image, (ow, oh), interpolation=cv2.INTER_AREA if oh * ow < h * w else cv2.INTER_LINEAR)
-        sx, sy = ow / w, oh / h
-        target = dict(target)
-        target["boxes"] = (target["boxes"] * np.array([sx, sy, sx, sy], np.float32)).astype(np.float32)
-        if "area" in target:
-            target["area"] = target["area"] * (sx * sy)
-        return out, target
+        return _resize(image, target, oh, ow)
 
     def __repr__(self):
         return f"Resize(size={self.size}, min_size={self.min_size}, max_size={self.max_size})"
@@ -98,13 +124,11 @@ class RandomHorizontalFlip:
         self.p = check_fraction(p, "p")
         self.rng = _rng(seed)
 
-    def __call__(self, image, target):
-        if self.rng.random() >= self.p:
+    def __call__(self, image, target, rng=None):
+        if (rng or self.rng).random() >= self.p:
             return image, target
         w = image.shape[1]
-        b = target["boxes"]
-        target = dict(target)
-        target["boxes"] = np.column_stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]]).astype(np.float32).reshape(-1, 4)
+        target = _map_boxes(target, lambda b: np.column_stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]]))
         return np.ascontiguousarray(image[:, ::-1]), target
 
     def __repr__(self):
@@ -134,14 +158,15 @@ class RandomCrop:
         self.p = check_fraction(p, "p")
         self.rng = _rng(seed)
 
-    def __call__(self, image, target):
-        if self.rng.random() >= self.p:
+    def __call__(self, image, target, rng=None):
+        rng = rng or self.rng
+        if rng.random() >= self.p:
             return image, target
         h, w = image.shape[:2]
-        ch = max(1, int(round(h * self.rng.uniform(self.min_scale, self.max_scale))))
-        cw = max(1, int(round(w * self.rng.uniform(self.min_scale, self.max_scale))))
-        y0 = int(self.rng.integers(0, h - ch + 1))
-        x0 = int(self.rng.integers(0, w - cw + 1))
+        ch = max(1, int(round(h * rng.uniform(self.min_scale, self.max_scale))))
+        cw = max(1, int(round(w * rng.uniform(self.min_scale, self.max_scale))))
+        y0 = int(rng.integers(0, h - ch + 1))
+        x0 = int(rng.integers(0, w - cw + 1))
         b = target["boxes"].astype(np.float64) - np.array([x0, y0, x0, y0])
         clipped = b.copy()
         np.clip(clipped[:, 0::2], 0, cw, out=clipped[:, 0::2])
@@ -182,23 +207,24 @@ class PhotometricJitter:
             raise ValueError(f"hue must be <= 0.5, got {hue}")
         self.rng = _rng(seed)
 
-    def __call__(self, image, target):
+    def __call__(self, image, target, rng=None):
         import cv2
 
+        rng = rng or self.rng
         img = image.astype(np.float32)
-        order = self.rng.permutation(4)
+        order = rng.permutation(4)
         for op in order:
             if op == 0 and self.brightness:
-                img *= self.rng.uniform(1 - self.brightness, 1 + self.brightness)
+                img *= rng.uniform(1 - self.brightness, 1 + self.brightness)
             elif op == 1 and self.contrast:
-                grey = (img @ np.array([0.299, 0.587, 0.114], np.float32)).mean()
-                img = (img - grey) * self.rng.uniform(1 - self.contrast, 1 + self.contrast) + grey
+                grey = (img @ _LUMA).mean()
+                img = (img - grey) * rng.uniform(1 - self.contrast, 1 + self.contrast) + grey
             elif op == 2 and self.saturation:
-                grey = (img @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
-                img = (img - grey) * self.rng.uniform(1 - self.saturation, 1 + self.saturation) + grey
+                grey = (img @ _LUMA)[:, :, None]
+                img = (img - grey) * rng.uniform(1 - self.saturation, 1 + self.saturation) + grey
             elif op == 3 and self.hue:
                 hsv = cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV_FULL)
-                shift = int(round(self.rng.uniform(-self.hue, self.hue) * 256))
+                shift = int(round(rng.uniform(-self.hue, self.hue) * 256))
                 hsv[:, :, 0] = (hsv[:, :, 0].astype(np.int32) + shift) % 256
                 img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL).astype(np.float32)
         return np.clip(np.rint(img), 0, 255).astype(np.uint8), target
@@ -206,6 +232,211 @@ class PhotometricJitter:
     def __repr__(self):
         return (f"PhotometricJitter(brightness={self.brightness}, contrast={self.contrast}, "
                 f"saturation={self.saturation}, hue={self.hue})")
+
+
+class RandomInvert:
+    """Inverts the image (``255 - x``) with probability ``p``: the other ink polarity.
+
+    Dark ink on a light ground becomes light ink on a dark ground; for objects defined by
+    their shape, not their brightness (digits, text), both polarities occur in the wild.
+    """
+
+    def __init__(self, p: float = 0.5, seed=None):
+        self.p = check_fraction(p, "p")
+        self.rng = _rng(seed)
+
+    def __call__(self, image, target, rng=None):
+        if (rng or self.rng).random() >= self.p:
+            return image, target
+        return 255 - image, target
+
+    def __repr__(self):
+        return f"RandomInvert(p={self.p})"
+
+
+class RandomGrayscale:
+    """Replaces the colours by their luma (kept as 3 channels) with probability ``p``."""
+
+    def __init__(self, p: float = 0.1, seed=None):
+        self.p = check_fraction(p, "p")
+        self.rng = _rng(seed)
+
+    def __call__(self, image, target, rng=None):
+        import cv2
+
+        if (rng or self.rng).random() >= self.p:
+            return image, target
+        grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+        return np.repeat(grey[:, :, None], 3, axis=2), target
+
+    def __repr__(self):
+        return f"RandomGrayscale(p={self.p})"
+
+
+class RandomGaussianBlur:
+    """Gaussian blur with ``sigma`` drawn uniformly from ``sigma_range`` (px), with probability ``p``:
+    softer rendering, resampling and focus than the training images have."""
+
+    def __init__(self, p: float = 0.2, sigma_range=(0.3, 1.5), seed=None):
+        self.p = check_fraction(p, "p")
+        self.sigma_range = _check_range(sigma_range, "sigma_range")
+        self.rng = _rng(seed)
+
+    def __call__(self, image, target, rng=None):
+        import cv2
+
+        rng = rng or self.rng
+        if rng.random() >= self.p:
+            return image, target
+        sigma = rng.uniform(*self.sigma_range)
+        return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101), target
+
+    def __repr__(self):
+        return f"RandomGaussianBlur(p={self.p}, sigma_range={self.sigma_range})"
+
+
+class RandomNoise:
+    """Adds i.i.d. Gaussian noise whose standard deviation (grey levels) is drawn uniformly
+    from ``std_range``, with probability ``p``: sensor noise and compression grain."""
+
+    def __init__(self, p: float = 0.2, std_range=(2.0, 10.0), seed=None):
+        self.p = check_fraction(p, "p")
+        self.std_range = _check_range(std_range, "std_range")
+        self.rng = _rng(seed)
+
+    def __call__(self, image, target, rng=None):
+        rng = rng or self.rng
+        if rng.random() >= self.p:
+            return image, target
+        noisy = image + rng.normal(0.0, rng.uniform(*self.std_range), image.shape).astype(np.float32)
+        return np.clip(np.rint(noisy), 0, 255).astype(np.uint8), target
+
+    def __repr__(self):
+        return f"RandomNoise(p={self.p}, std_range={self.std_range})"
+
+
+class RandomScale:
+    """Resizes the image by independent factors along x and y, each log-uniform in
+    ``scale_range`` = (lo, hi), with probability ``p``; boxes (and proposals) follow exactly.
+
+    Axis-aligned scaling keeps every box tight around its object (a rotation would not), and
+    changing the aspect ratio too gives new shapes of the same objects.
+    """
+
+    def __init__(self, scale_range=(0.8, 1.25), p: float = 1.0, min_side: int = 8, seed=None):
+        self.scale_range = _check_range(scale_range, "scale_range")
+        if self.scale_range[0] <= 0:
+            raise ValueError(f"scale_range must be positive, got {scale_range!r}")
+        self.p = check_fraction(p, "p")
+        self.min_side = check_int(min_side, "min_side", minimum=1)
+        self.rng = _rng(seed)
+
+    def __call__(self, image, target, rng=None):
+        rng = rng or self.rng
+        if rng.random() >= self.p:
+            return image, target
+        lo, hi = np.log(self.scale_range[0]), np.log(self.scale_range[1])
+        sx, sy = np.exp(rng.uniform(lo, hi, 2))
+        h, w = image.shape[:2]
+        oh, ow = max(int(round(h * sy)), self.min_side), max(int(round(w * sx)), self.min_side)
+        return _resize(image, target, oh, ow)
+
+    def __repr__(self):
+        return f"RandomScale(scale_range={self.scale_range}, p={self.p})"
+
+
+class RandomShear:
+    """Slants the image horizontally by a shear drawn uniformly from [-shear, shear] (x moves
+    by that fraction of the height above the image centre), with probability ``p``.
+
+    Each box becomes the bounding box of its slanted corners, so it grows by ``|shear| *
+    height``: keep ``shear`` small (handwriting slant is ~0.1-0.3). The image keeps its size;
+    uncovered corners are filled by reflection.
+    """
+
+    def __init__(self, shear: float = 0.15, p: float = 0.5, seed=None):
+        self.shear = check_fraction(shear, "shear")
+        self.p = check_fraction(p, "p")
+        self.rng = _rng(seed)
+
+    def __call__(self, image, target, rng=None):
+        import cv2
+
+        rng = rng or self.rng
+        if rng.random() >= self.p:
+            return image, target
+        k = rng.uniform(-self.shear, self.shear)
+        h, w = image.shape[:2]
+        cy = h / 2.0
+        m = np.array([[1.0, k, -k * cy], [0.0, 1.0, 0.0]])
+        out = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+        def slant(b):
+            xs = b[:, [0, 2, 0, 2]] + k * (b[:, [1, 1, 3, 3]] - cy)
+            return np.column_stack([np.clip(xs.min(1), 0, w), b[:, 1], np.clip(xs.max(1), 0, w), b[:, 3]])
+
+        target = _map_boxes(target, slant)
+        boxes = target["boxes"]
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        if not keep.all():  # slanted out of the image entirely
+            target = _filter(target, keep)
+        return out, target
+
+    def __repr__(self):
+        return f"RandomShear(shear={self.shear}, p={self.p})"
+
+
+def _check_range(value, name):
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a pair of numbers (lo, hi), got {value!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo <= hi):
+        raise ValueError(f"{name} must satisfy 0 <= lo <= hi (finite), got {value!r}")
+    return lo, hi
+
+
+def detection_augmentation(*, hflip: bool = False, invert: float = 0.0, colour: float = 0.3,
+                           grey: float = 0.1, blur: float = 0.2, noise: float = 0.2,
+                           scale_range=(0.8, 1.25), shear: float = 0.0) -> Compose:
+    """The training augmentation of pydetect's CNN detectors, as one :class:`Compose`.
+
+    Photometric: brightness, contrast and saturation jitter of up to ``colour`` (and a hue
+    shift of up to ``colour / 10`` of the circle), the other ink polarity with probability
+    ``invert``, grey with probability ``grey``, Gaussian blur and noise each with their
+    probability. Geometric: independent x/y scale jitter in ``scale_range`` (None: off),
+    horizontal flips if ``hflip`` (only for classes that are mirror symmetric), a horizontal
+    shear of up to ``shear``. Geometric steps come first so that blur and noise act on the
+    final pixels. Each argument of 0 (or None) leaves its step out.
+
+    Parameters
+    ----------
+    hflip : bool
+    invert, grey, blur, noise : float in [0, 1]
+        Probabilities of each step.
+    colour : float in [0, 1]
+    scale_range : (float, float) or None
+    shear : float in [0, 1]
+
+    Returns
+    -------
+    Compose
+        Call it as ``pipeline(image, target, rng)``.
+    """
+    steps = []
+    if scale_range is not None:
+        steps.append(RandomScale(scale_range))
+    if hflip:
+        steps.append(RandomHorizontalFlip(0.5))
+    if check_fraction(shear, "shear") > 0:
+        steps.append(RandomShear(shear, p=0.5))
+    if check_fraction(colour, "colour") > 0:
+        steps.append(PhotometricJitter(colour, colour, colour, colour / 10))
+    for name, value, make in (("invert", invert, RandomInvert), ("grey", grey, RandomGrayscale),
+                              ("blur", blur, RandomGaussianBlur), ("noise", noise, RandomNoise)):
+        if check_fraction(value, name) > 0:
+            steps.append(make(p=value))
+    return Compose(steps)
 
 
 class TransformedDataset:

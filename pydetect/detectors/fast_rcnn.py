@@ -45,8 +45,8 @@ class FastRCNN(_TwoStageEstimator):
     roi_batch_size_per_image : int, default 64
     representation_size : int, default 256
     box_score_thresh, box_nms_thresh, detections_per_img : default 0.05, 0.5, 100
-    hflip, scale_jitter, seed, checkpoint_dir, resume, progress, num_threads
-        As in :class:`FasterRCNN` (the proposals are resized with the image). The proposals
+    hflip, scale_jitter, augment, seed, checkpoint_dir, resume, progress, num_threads
+        As in :class:`FasterRCNN` (the proposals move with the image). The proposals
         of the training images are computed once and cached in ``checkpoint_dir``
         (``proposals.npz``).
 
@@ -66,8 +66,8 @@ class FastRCNN(_TwoStageEstimator):
                  max_iter=8000, batch_size=2, lr=2e-3, ema_decay=None, weight_decay=1e-4, roi_batch_size_per_image=64,
                  balance_objects=True,
                  representation_size=256, box_score_thresh=0.05, box_nms_thresh=0.5, detections_per_img=100,
-                 hflip=False, scale_jitter=None, seed=0, checkpoint_dir=None, resume=True, progress=True,
-                 num_threads=None):
+                 hflip=False, scale_jitter=None, augment="default", seed=0, checkpoint_dir=None, resume=True,
+                 progress=True, num_threads=None):
         self.backbone = backbone
         self.proposal_mode = proposal_mode
         self.train_proposals = train_proposals
@@ -92,6 +92,7 @@ class FastRCNN(_TwoStageEstimator):
         self.detections_per_img = detections_per_img
         self.hflip = hflip
         self.scale_jitter = scale_jitter
+        self.augment = augment
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume

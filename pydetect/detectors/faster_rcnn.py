@@ -50,7 +50,7 @@ def _check_scale_range(value, name):
 
 def _check_params(est):
     """Checks the augmentation and scale parameters before any training starts."""
-    from pydetect.models.training import check_ema_decay
+    from pydetect.models.training import check_augment, check_ema_decay
 
     scale = getattr(est, "image_scale", 1.0)
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale <= 8:
@@ -60,6 +60,7 @@ def _check_params(est):
     check_fraction(getattr(est, "pretrain_shear", 0.0), "pretrain_shear")
     check_ema_decay(getattr(est, "ema_decay", None))
     _check_scale_range(getattr(est, "scale_jitter", None), "scale_jitter")
+    check_augment(est.augment)
 
 
 class _TwoStageEstimator(BaseDetector):
@@ -118,7 +119,8 @@ class _TwoStageEstimator(BaseDetector):
                     scale=getattr(self, "image_scale", 1.0), seed=self.seed)
                 self.pretrain_accuracy_, clf = T.pretrain_backbone(
                     body, crops, labels, len(class_names) + 1, boxes=inner, seconds=self.pretrain_seconds,
-                    max_epochs=self.pretrain_epochs, hflip_aug=self.hflip, seed=self.seed,
+                    max_epochs=self.pretrain_epochs, hflip_aug=self.hflip,
+                    augment=T.build_augmentation(self.augment, geometric=False), seed=self.seed,
                     progress=self.progress, return_classifier=True)
                 crop_fc = clf.fc
                 if path and rank == 0:
@@ -132,28 +134,25 @@ class _TwoStageEstimator(BaseDetector):
             # The detector's classifier starts as the crop classifier (pooled-feature branch).
             model.roi_heads.box_predictor.init_from_crop_classifier(crop_fc)
         images = [dataset[i][0] for i in range(len(dataset))]
-        tgts = [{"boxes": torch.as_tensor(t["boxes"], dtype=torch.float32).reshape(-1, 4),
-                 "labels": torch.as_tensor(t["labels"], dtype=torch.int64).reshape(-1)} for t in targets]
+        tgts = [{"boxes": np.asarray(t["boxes"], np.float32).reshape(-1, 4),
+                 "labels": np.asarray(t["labels"], np.int64).reshape(-1)} for t in targets]
         proposals = self._training_proposals(dataset, images)
-        hflip = self.hflip
-        scale_jitter = _check_scale_range(getattr(self, "scale_jitter", None), "scale_jitter")
+        if proposals is not None:
+            tgts = [dict(t, proposals=p.numpy()) for t, p in zip(tgts, proposals)]
+        augment = T.build_augmentation(self.augment, hflip=self.hflip,
+                                       scale_jitter=_check_scale_range(self.scale_jitter, "scale_jitter"))
         batch_size = self.batch_size
 
         def sample_batch(it, rank, world, rng):
             idx = rng.choice(len(images), size=min(batch_size, len(images)), replace=False)
             ims, ts, ps = [], [], []
             for i in idx:
-                im, t = T.image_to_tensor(images[i]), tgts[i]
-                p = proposals[i] if proposals is not None else None
-                if hflip and rng.random() < 0.5:
-                    im, t = T.hflip(im, t)
-                    if p is not None:
-                        p = T.hflip(im, {"boxes": p})[1]["boxes"]
-                if scale_jitter is not None:
-                    im, t, p = T.random_resize(im, t, rng, scale_jitter, p)
-                ims.append(im)
-                ts.append(t)
-                ps.append(p)
+                im, t = images[i], tgts[i]
+                if augment is not None:
+                    im, t = augment(im, t, rng)
+                ims.append(T.image_to_tensor(im))
+                ts.append({"boxes": torch.from_numpy(t["boxes"]), "labels": torch.from_numpy(t["labels"])})
+                ps.append(torch.from_numpy(t["proposals"]) if proposals is not None else None)
             return (ims, ts) if proposals is None else (ims, ts, ps)
 
         ckpt = os.path.join(ckpt_dir, self._checkpoint_name) if ckpt_dir else None
@@ -270,9 +269,12 @@ class FasterRCNN(_TwoStageEstimator):
         Horizontal-flip augmentation (off by default: digits are not mirror symmetric).
     scale_jitter : (float, float) or None, default None
         Each training image is resized by independent log-uniform x and y factors in this
-        range (:func:`pydetect.models.training.random_resize`; boxes stay exact). On
-        digits_in_clutter (0.75, 1.33) gave no gain at equal time (AP50 0.731 vs 0.723; with
-        the stretched pretraining crops 0.761 vs 0.762), so it is off by default.
+        range (:class:`pydetect.data.transforms.RandomScale`; boxes stay exact).
+    augment : "default", dict or None, default "default"
+        Photometric augmentation of the training images and pretraining crops (colour
+        jitter, grey, blur, noise; optionally ink inversion and shear):
+        :data:`pydetect.models.training.DEFAULT_AUGMENT`, or a dict overriding some of its
+        settings, or None for none (:func:`pydetect.data.transforms.detection_augmentation`).
     seed : int, default 0
     checkpoint_dir : path, optional
         Where the pretrained backbone and training checkpoints go (resumable).
@@ -300,7 +302,7 @@ class FasterRCNN(_TwoStageEstimator):
                  weight_decay=1e-4, rpn_batch_size_per_image=128, roi_batch_size_per_image=64, balance_objects=True,
                  rpn_pre_nms_top_n=(1000, 500), rpn_post_nms_top_n=(300, 150), representation_size=256,
                  box_score_thresh=0.05, box_nms_thresh=0.5, detections_per_img=100, hflip=False, scale_jitter=None,
-                 seed=0, checkpoint_dir=None, resume=True, progress=True, num_threads=None):
+                 augment="default", seed=0, checkpoint_dir=None, resume=True, progress=True, num_threads=None):
         self.backbone = backbone
         self.fpn = fpn
         self.image_scale = image_scale
@@ -328,6 +330,7 @@ class FasterRCNN(_TwoStageEstimator):
         self.detections_per_img = detections_per_img
         self.hflip = hflip
         self.scale_jitter = scale_jitter
+        self.augment = augment
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume

@@ -59,8 +59,9 @@ class RCNN(BaseDetector):
         paper's lambda).
     nms_thresh, score_thresh, detections_per_img : default 0.3, -1.0, 100
         ``score_thresh`` is on the SVM margin.
-    hflip, seed, checkpoint_dir, resume, progress, num_threads
-        As in :class:`FasterRCNN` (hflip flips the pretraining crops).
+    hflip, augment, seed, checkpoint_dir, resume, progress, num_threads
+        As in :class:`FasterRCNN` (hflip flips and ``augment`` jitters the pretraining crops;
+        the SVMs see the images as they are).
 
     Attributes
     ----------
@@ -75,8 +76,8 @@ class RCNN(BaseDetector):
     def __init__(self, *, backbone="vgg", crop_size=32, proposal_mode="fast", train_proposals=200,
                  test_proposals=300, pretrain_seconds=120.0, pretrain_epochs=40, svm_C=0.01,
                  hard_negative_rounds=2, neg_iou=0.3, bbox_reg_iou=0.6, bbox_reg_alpha=1000.0,
-                 nms_thresh=0.3, score_thresh=-1.0, detections_per_img=100, hflip=False, seed=0,
-                 checkpoint_dir=None, resume=True, progress=True, num_threads=None):
+                 nms_thresh=0.3, score_thresh=-1.0, detections_per_img=100, hflip=False, augment="default",
+                 seed=0, checkpoint_dir=None, resume=True, progress=True, num_threads=None):
         self.backbone = backbone
         self.crop_size = crop_size
         self.proposal_mode = proposal_mode
@@ -93,6 +94,7 @@ class RCNN(BaseDetector):
         self.score_thresh = score_thresh
         self.detections_per_img = detections_per_img
         self.hflip = hflip
+        self.augment = augment
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
@@ -127,6 +129,7 @@ class RCNN(BaseDetector):
         from pydetect.models import training as T
 
         class_names, targets = T.check_detection_dataset(dataset)
+        T.check_augment(self.augment)
         with T.torch_threads(self.num_threads):
             return self._fit(dataset, class_names, targets)
 
@@ -175,7 +178,9 @@ class RCNN(BaseDetector):
         if isinstance(self.backbone, str) and self.pretrain_seconds > 0:
             self.pretrain_accuracy_ = T.pretrain_backbone(
                 self.backbone_, crops, labels, k + 1, seconds=self.pretrain_seconds,
-                max_epochs=self.pretrain_epochs, hflip_aug=self.hflip, seed=self.seed, progress=self.progress)
+                max_epochs=self.pretrain_epochs, hflip_aug=self.hflip,
+                augment=T.build_augmentation(self.augment, geometric=False), seed=self.seed,
+                progress=self.progress)
         # 2. Features of every proposal and ground truth.
         feats, owners = [], []
         for i, (im, p, (gt, lab)) in enumerate(zip(images, props, gts)):

@@ -62,39 +62,59 @@ def image_to_tensor(image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
 
 
-def hflip(image: torch.Tensor, target: dict):
-    """Mirror a (3, H, W) image and its boxes."""
-    w = image.shape[-1]
-    b = target["boxes"].clone()
-    b[:, [0, 2]] = w - target["boxes"][:, [2, 0]]
-    return image.flip(-1), dict(target, boxes=b)
-
-
 def _log_uniform_pair(rng, scale_range):
     """Two independent factors (x, y), log-uniform in ``scale_range`` = (lo, hi)."""
     lo, hi = scale_range
     return tuple(np.exp(rng.uniform(np.log(lo), np.log(hi), 2)))
 
 
-def random_resize(image: torch.Tensor, target: dict, rng, scale_range, proposals=None):
-    """Resizes a (3, H, W) image by independent random factors along x and y, drawn
-    log-uniformly from ``scale_range`` = (lo, hi); boxes (and ``proposals``) follow exactly.
+#: The CNN detectors' default photometric augmentation (``augment="default"``), the keyword
+#: arguments of :func:`pydetect.data.transforms.detection_augmentation` besides the geometric
+#: ``hflip`` and ``scale_range``, which the detectors' ``hflip`` and ``scale_jitter`` give.
+#: Chosen on the digits ``val`` split (benchmarks/RESULTS.md, "Augmentation").
+DEFAULT_AUGMENT = {"colour": 0.3, "invert": 0.0, "grey": 0.1, "blur": 0.2, "noise": 0.2, "shear": 0.0}
+_AUGMENT_KEYS = tuple(DEFAULT_AUGMENT)
 
-    Axis-aligned scaling keeps every box tight around its object (a rotation would not),
-    and changing the aspect ratio too gives new shapes of the same handwriting: on
-    digits_in_clutter the detector otherwise fits the training instances (train AP50 0.98,
-    test 0.73). Returns (image, target, proposals).
+
+def check_augment(augment) -> dict | None:
+    """The ``augment`` parameter of the CNN detectors as detection_augmentation settings.
+
+    ``"default"`` is :data:`DEFAULT_AUGMENT`; None (or False) turns the photometric steps and
+    the shear off; a dict overrides some of the defaults.
     """
-    sx, sy = _log_uniform_pair(rng, scale_range)
-    h, w = int(image.shape[-2]), int(image.shape[-1])
-    nh, nw = max(int(round(h * sy)), 8), max(int(round(w * sx)), 8)
-    out = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False,
-                        antialias=bool(nh < h or nw < w))[0]
-    f = torch.tensor([nw / w, nh / h, nw / w, nh / h])
-    target = dict(target, boxes=target["boxes"] * f.to(target["boxes"].dtype))
-    if proposals is not None:
-        proposals = proposals * f.to(proposals.dtype)
-    return out, target, proposals
+    if augment is None or augment is False:
+        return None
+    if isinstance(augment, str):
+        if augment != "default":
+            raise ValueError(f"augment must be 'default', None or a dict, got {augment!r}")
+        return dict(DEFAULT_AUGMENT)
+    if not isinstance(augment, dict):
+        raise TypeError(f"augment must be 'default', None or a dict, got {type(augment).__name__}")
+    unknown = sorted(set(augment) - set(_AUGMENT_KEYS))
+    if unknown:
+        raise ValueError(f"augment: unknown setting(s) {unknown}; known: {list(_AUGMENT_KEYS)}")
+    settings = {**DEFAULT_AUGMENT, **augment}
+    for name, value in settings.items():
+        check_fraction(value, f"augment[{name!r}]")
+    return settings
+
+
+def build_augmentation(augment, *, hflip=False, scale_jitter=None, geometric=True):
+    """The training augmentation (a :class:`pydetect.data.transforms.Compose`) or None.
+
+    ``geometric=False`` leaves out the steps that change the image size or move boxes (for
+    fixed-size crops, whose flips the crop loop does itself).
+    """
+    from pydetect.data.transforms import detection_augmentation
+
+    settings = check_augment(augment)
+    if settings is None:
+        settings = dict.fromkeys(_AUGMENT_KEYS, 0.0)
+    if not geometric:
+        settings["shear"] = 0.0
+    pipeline = detection_augmentation(hflip=bool(hflip) and geometric,
+                                      scale_range=scale_jitter if geometric else None, **settings)
+    return pipeline if pipeline.transforms else None
 
 
 def fit_anchors(targets, n_sizes=4, ratio_quantiles=(0.1, 0.5, 0.9)):
@@ -155,7 +175,7 @@ def extract_crops(dataset, *, size=48, context=1.3, copies=2, backgrounds_per_im
     IoU < 0.2 with every object. ``scale`` is the detector's ``image_scale``: crops are cut
     at ``scale`` times native scale, as the detector's backbone sees the images. With
     ``stretch_range`` = (lo, hi), each object crop is cut from the image stretched by
-    independent log-uniform factors along x and y, as :func:`random_resize` does to whole
+    independent log-uniform factors along x and y, as :class:`pydetect.data.transforms.RandomScale` does to whole
     training images; with ``shear_range`` = s > 0, each object crop is also slanted by a
     uniform shear in [-s, s] about the box centre (the box keeps its width and height).
 
@@ -205,8 +225,13 @@ def extract_crops(dataset, *, size=48, context=1.3, copies=2, backgrounds_per_im
     return np.stack(crops), np.asarray(labels, np.int64), np.stack(inner).astype(np.float32)
 
 
+def crops_to_tensor(crops: np.ndarray) -> torch.Tensor:
+    """(M, S, S, 3) uint8 crops -> (M, 3, S, S) float32, normalised as the crop classifier expects."""
+    return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5).div_(0.25)
+
+
 def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, seconds=90.0, max_epochs=30,
-                      batch_size=64, lr=3e-3, hflip_aug=False, seed=0, progress=False,
+                      batch_size=64, lr=3e-3, hflip_aug=False, augment=None, seed=0, progress=False,
                       return_classifier=False):
     """Trains ``backbone`` as a crop classifier (AdamW, cosine schedule); returns crop accuracy
     (and the :class:`CropClassifier`, whose ``fc`` can initialise a detector's classifier, if
@@ -215,12 +240,15 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
     ``seconds`` caps the wall time; the schedule follows ``max(epoch progress, time progress)``.
     The returned accuracy is measured on 10% of the (shuffled) crops, held out (copies of
     one object may fall on both sides). With ``boxes`` (M, 4), the classifier pools that box
-    of each crop's feature map (RoIAlign) instead of the whole map.
+    of each crop's feature map (RoIAlign) instead of the whole map. ``augment`` (a transform
+    ``t(image, target, rng)`` that keeps the size, e.g. ``build_augmentation(...,
+    geometric=False)``) is applied to each training crop of each batch.
     """
     from pydetect.models.backbones import CropClassifier
 
     g = torch.Generator().manual_seed(seed)
-    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5).div_(0.25)
+    aug_rng = np.random.default_rng([seed, 1])
+    x = crops_to_tensor(crops)
     y = torch.from_numpy(labels)
     b = torch.from_numpy(boxes) if boxes is not None else None
     perm = torch.randperm(len(x), generator=g)
@@ -246,7 +274,13 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
             for group in opt.param_groups:
                 group["lr"] = lr * lr_factor(frac, 0.05)
             idx = order[j * batch_size:(j + 1) * batch_size]
-            xb = xt[idx].contiguous(memory_format=torch.channels_last)
+            if augment is None:
+                xb = xt[idx]
+            else:  # from the uint8 crops, through the augmentation
+                raw = crops[perm[n_val:][idx].numpy()]
+                no_boxes = {"boxes": np.zeros((0, 4), np.float32)}
+                xb = crops_to_tensor(np.stack([augment(c, no_boxes, aug_rng)[0] for c in raw]))
+            xb = xb.contiguous(memory_format=torch.channels_last)
             bb = bt[idx].clone() if bt is not None else None
             if hflip_aug:
                 flip = torch.rand(len(xb), generator=g) < 0.5
