@@ -196,7 +196,8 @@ class BaseDetector:
             obj = found(**dict(params, **modules))
             obj._set_state(decode(header.get("state", {}), arrays))
         except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
-            raise ValueError(f"{path}: a {found.__name__} model file that cannot be restored ({exc})") from None
+            detail = " ".join(str(exc).split())  # torch's load_state_dict errors span lines
+            raise ValueError(f"{path}: a {found.__name__} model file that cannot be restored ({detail})") from None
         return obj
 
     @classmethod

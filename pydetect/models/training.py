@@ -390,7 +390,8 @@ def restoring(path):
     try:
         yield
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
-        raise ValueError(f"{path}: cannot resume from this checkpoint ({type(exc).__name__}: {exc}); "
+        detail = " ".join(str(exc).split())  # torch's load_state_dict errors span lines
+        raise ValueError(f"{path}: cannot resume from this checkpoint ({type(exc).__name__}: {detail}); "
                          "delete it or pass resume=False to start afresh") from None
 
 
