@@ -450,8 +450,9 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
         schedule follows ``max(iteration / max_iter, elapsed / seconds)``.
     checkpoint_path : path, optional
         Written atomically every ``checkpoint_every`` iterations and at the end (model,
-        optimiser, iteration, elapsed time, random states). With ``resume``, an existing
-        checkpoint is loaded and training continues from it.
+        optimiser, iteration, elapsed time, random states: tensors and plain values only,
+        read back by :func:`load_checkpoint`). With ``resume``, an existing checkpoint is
+        loaded and training continues from it, its elapsed time counting towards ``seconds``.
     ema_decay : float in (0, 1), optional
         Keep a :class:`WeightAverage` of the weights and load it into ``model`` when
         training ends (the checkpoint keeps the live weights and the average, so a resumed
