@@ -109,12 +109,90 @@ def test_resume_continues_exactly(tmp_path, ema_decay):
     assert hist["iterations"] == 30 and hist["resumed_from"] is None
     with pytest.raises(KeyboardInterrupt):
         run_toy(tmp_path / "b", sample=toy_batches(fail_at=17), ema_decay=ema_decay)
-    state = torch.load(tmp_path / "b" / "toy.ckpt", weights_only=False)
+    state = torch.load(tmp_path / "b" / "toy.ckpt", weights_only=True)
     assert state["iteration"] == 16
     resumed, hist = run_toy(tmp_path / "b", ema_decay=ema_decay)
     assert hist["resumed_from"] == 16 and hist["iterations"] == 30
     for p, q in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(p, q)
+
+
+class FakeClock:
+    """Stands in for the ``time`` module of the code under test: each reading is one second
+    after the previous one, so time budgets end at a deterministic point."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        self.now += 1.0
+        return self.now
+
+
+def test_time_budget_counts_across_resumes(tmp_path, monkeypatch):
+    """A run killed and resumed trains about as long in all as one uninterrupted run."""
+    monkeypatch.setattr(training, "time", FakeClock())
+    _, straight = run_toy(tmp_path / "a", max_iter=1000, seconds=20)
+    assert 5 < straight["iterations"] < 1000 and 20 <= straight["seconds"] <= 21  # the budget ended it
+    with pytest.raises(KeyboardInterrupt):
+        run_toy(tmp_path / "b", max_iter=1000, seconds=20, sample=toy_batches(fail_at=7))
+    _, resumed = run_toy(tmp_path / "b", max_iter=1000, seconds=20)
+    assert resumed["resumed_from"] == 6
+    assert 20 <= resumed["seconds"] <= 22
+    assert abs(resumed["iterations"] - straight["iterations"]) <= 1
+
+
+class CountingBackbone(torch.nn.Module):
+    """A one-conv backbone that counts its training forward passes (optimiser steps)."""
+
+    out_channels = 4
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, stride=2)
+        self.steps = 0
+
+    def forward(self, x):
+        self.steps += self.training
+        return {"0": self.conv(x)}
+
+
+def test_pretraining_time_budget_counts_across_resumes(tmp_path, monkeypatch):
+    """Crop pretraining checkpoints every epoch; killed after its second checkpoint and
+    resumed, it takes about as many steps in all, in the same recorded time, as one run."""
+    monkeypatch.setattr(training, "time", FakeClock())
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (44, 16, 16, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, 44)
+    params = dict(seconds=30, max_epochs=100, batch_size=8, seed=0)
+
+    def pretrain(path, backbone):
+        return training.pretrain_backbone(backbone, crops, labels, 3, checkpoint_path=path, **params)
+
+    straight = CountingBackbone()
+    pretrain(tmp_path / "a.ckpt", straight)
+    done = training.load_checkpoint(tmp_path / "a.ckpt")
+    assert 10 < straight.steps < 5 * 100 and 30 <= done["seconds"] <= 33
+
+    save, saves = training._save_checkpoint, []
+
+    def save_then_die(path, state):
+        save(path, state)
+        saves.append(state["step"])
+        if len(saves) == 2:
+            raise KeyboardInterrupt("killed after the second epoch's checkpoint")
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_die)
+    first = CountingBackbone()
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tmp_path / "b.ckpt", first)
+    monkeypatch.setattr(training, "_save_checkpoint", save)
+    assert first.steps == saves[1] == 2 * 5
+    second = CountingBackbone()
+    pretrain(tmp_path / "b.ckpt", second)
+    resumed = training.load_checkpoint(tmp_path / "b.ckpt")
+    assert 30 <= resumed["seconds"] <= 33
+    assert abs(first.steps + second.steps - straight.steps) <= 1
 
 
 def test_weight_average_is_the_ramped_exponential_average(tmp_path):
@@ -131,7 +209,7 @@ def test_weight_average_is_the_ramped_exponential_average(tmp_path):
     model = ToyModel()
     training.train_loop(model, sample, max_iter=12, seconds=1e9, lr=0.1, seed=1, ema_decay=decay,
                         checkpoint_path=tmp_path / "toy.ckpt")
-    live = torch.load(tmp_path / "toy.ckpt", weights_only=False)["model"]
+    live = torch.load(tmp_path / "toy.ckpt", weights_only=True)["model"]
     history = snapshots + [live]  # weights after 0, 1, ..., 12 optimiser steps
     final = model.state_dict()
     for key, value in final.items():
@@ -151,7 +229,7 @@ def test_weight_average_is_the_ramped_exponential_average(tmp_path):
 def test_nan_loss_stops_with_checkpoint_intact(tmp_path):
     with pytest.raises(FloatingPointError, match="iteration 5.*last checkpoint"):
         run_toy(tmp_path, sample=toy_batches(nan_at=5))
-    state = torch.load(tmp_path / "toy.ckpt", weights_only=False)
+    state = torch.load(tmp_path / "toy.ckpt", weights_only=True)
     assert state["iteration"] == 4
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 

@@ -149,6 +149,44 @@ def test_resume_refuses_changed_parameters(trained, data):
         train_cascade(pos, bgs, checkpoint_dir=str(ckpt), resume=True, **params)
 
 
+def test_time_limit_counts_across_resumes(data, tmp_path, monkeypatch):
+    """Killed after its second stage and resumed, training stops where one uninterrupted run
+    with the same time limit does, having recorded about that limit in all."""
+    import json
+
+    from pydetect.cascade import training as ct
+
+    class FakeClock:  # each reading one second after the previous: a deterministic budget
+        now = 0.0
+
+        def perf_counter(self):
+            self.now += 1.0
+            return self.now
+
+    monkeypatch.setattr(ct, "time", FakeClock())
+    pos, bgs, _, _ = data
+    params = dict(PARAMS, num_stages=20, time_limit=10)
+    straight, log = train_cascade(pos, bgs, checkpoint_dir=str(tmp_path / "a"), return_log=True, **params)
+    assert log.stop_reason == "time limit of 10 s reached" and straight.num_stages >= 3
+    save = ct._save_checkpoint
+
+    def save_then_die(directory, model, *args):
+        save(directory, model, *args)
+        if len(model.stages) == 2:
+            raise KeyboardInterrupt("killed after the second stage's checkpoint")
+
+    monkeypatch.setattr(ct, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_cascade(pos, bgs, checkpoint_dir=str(tmp_path / "b"), **params)
+    monkeypatch.setattr(ct, "_save_checkpoint", save)
+    resumed, log = train_cascade(pos, bgs, checkpoint_dir=str(tmp_path / "b"), resume=True, return_log=True,
+                                 **params)
+    assert log.stop_reason == "time limit of 10 s reached"
+    assert resumed.num_stages == straight.num_stages
+    recorded = json.loads((tmp_path / "b" / "training.json").read_text())["seconds"]
+    assert recorded <= 10 + 4  # the last stage started within the limit and took a few readings
+
+
 def test_augment_positives(data):
     pos = data[0][:10]
     out = augment_positives(pos, 50, seed=1)

@@ -303,7 +303,7 @@ def benchmark_detector(key: str, splits: Splits, *, quick: bool, out: str, threa
     digest = _cache_key(key, fresh, splits)
     models_dir = os.path.join(out, "models")
     os.makedirs(models_dir, exist_ok=True)
-    model_path = os.path.join(models_dir, f"{key}-{digest}.pkl")
+    model_path = os.path.join(models_dir, f"{key}-{digest}.model")
     meta_path = os.path.join(models_dir, f"{key}-{digest}.json")
     detector, cached, train_seconds = None, False, 0.0
     if not retrain and os.path.isfile(model_path) and os.path.isfile(meta_path):

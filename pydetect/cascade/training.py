@@ -345,7 +345,8 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
         below this (default: ``max_false_alarm_rate ** num_stages``, OpenCV's required leaf
         false-alarm rate).
     time_limit : float, optional
-        Seconds; no new stage is started after this.
+        Seconds; no new stage is started after this. A resumed run counts the time the
+        checkpoint records (the training time up to its last stage) towards it.
     checkpoint_dir : path, optional
         After every stage, ``cascade.xml`` (OpenCV format) and ``training.json`` are written
         there (atomically).
@@ -417,10 +418,11 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
                   mode=mode, boost=boost, max_depth=max_depth,
                   weight_trim_rate=weight_trim_rate, num_pos=num_pos, num_neg=num_neg,
                   max_features=max_features, window=[h, w], random_state=random_state)
+    elapsed_before = 0.0
     if checkpoint_dir is not None:
         os.makedirs(checkpoint_dir, exist_ok=True)
         if resume:
-            model, log = _load_checkpoint(checkpoint_dir, params)
+            model, log, elapsed_before = _load_checkpoint(checkpoint_dir, params)
 
     miner = _NegativeMiner(bgs, (h, w), scale_factor, seed=[random_state, 7919, len(model.stages)])
     start = time.perf_counter()
@@ -433,7 +435,7 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
     try:
         while len(model.stages) < num_stages:
             s = len(model.stages)
-            if time_limit is not None and time.perf_counter() - start > time_limit:
+            if time_limit is not None and elapsed_before + time.perf_counter() - start > time_limit:
                 stop_reason = f"time limit of {time_limit:g} s reached"
                 break
             t0 = time.perf_counter()
@@ -495,7 +497,8 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
                           windows_scanned=int(scanned), seconds=time.perf_counter() - t0)
             log.append(record)
             if checkpoint_dir is not None:
-                _save_checkpoint(checkpoint_dir, model, log, params, max_depth)
+                _save_checkpoint(checkpoint_dir, model, log, params, max_depth,
+                                 elapsed_before + time.perf_counter() - start)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(weak=record["weak"], HR=f"{hit:.3f}", FA=f"{fa:.3f}",
@@ -542,9 +545,10 @@ def _check_backgrounds(backgrounds, window_hw):
     return out
 
 
-def _save_checkpoint(directory, model, log, params, max_depth):
+def _save_checkpoint(directory, model, log, params, max_depth, seconds):
+    """``seconds``: the training time so far, across resumes (the time budget's clock)."""
     model.to_cascade(max_depth).save(os.path.join(directory, "cascade.xml"))
-    state = {"params": params, "log": list(log)}
+    state = {"params": params, "log": list(log), "seconds": seconds}
     with atomic_write(os.path.join(directory, "training.json"), "w") as f:
         json.dump(state, f, indent=1)
 
@@ -555,7 +559,7 @@ def _load_checkpoint(directory, params):
     path_xml = os.path.join(directory, "cascade.xml")
     path_json = os.path.join(directory, "training.json")
     if not (os.path.exists(path_xml) and os.path.exists(path_json)):
-        return _StageModel(tuple(params["window"])), CascadeTrainingLog()
+        return _StageModel(tuple(params["window"])), CascadeTrainingLog(), 0.0
     with open(path_json) as f:
         state = json.load(f)
     saved = state.get("params", {})
@@ -566,4 +570,5 @@ def _load_checkpoint(directory, params):
     cascade = Cascade.load(path_xml)
     model = _StageModel.from_cascade(cascade)
     log = CascadeTrainingLog(state.get("log", [])[:len(model.stages)])
-    return model, log
+    # Checkpoints written before the time was recorded resume with a fresh budget.
+    return model, log, float(state.get("seconds", 0.0))

@@ -4,34 +4,63 @@
 - ``fit(dataset)`` validates, learns, sets attributes ending in ``_`` and returns ``self``;
 - ``predict(image) -> Detections``; ``predict_batch(images) -> list[Detections]``;
 - ``save(path)`` / ``Detector.load(path)``: a saved and loaded model predicts exactly the same.
+
+Model files (format 2)
+----------------------
+A model file is a zip archive (:mod:`pydetect._persist`) of ``header.json`` and
+``arrays/<i>.npy``; loading it never unpickles anything. The header holds
+
+- ``"format"``: 2; ``"pydetect"``: the version that wrote it;
+- ``"class"``: the detector's class name, one of :data:`DETECTORS` (any other is refused);
+- ``"params"``: :meth:`BaseDetector.get_params`, as tagged JSON (tuples, paths and arrays
+  survive); ``"modules"``: the names of parameters given as torch modules (a custom
+  ``backbone``), stored as ``null``: code is not data, so :meth:`BaseDetector.load` needs the
+  module again (``FasterRCNN.load(path, backbone=MyNet())``) and fills in its weights;
+- ``"state"``: the fitted state, as each class maps it to plain values in ``_get_state``
+  (arrays, tensors such as torch ``state_dict``s, JSON scalars, lists and dicts) and back
+  in ``_set_state``.
+
+Format 1, written by pydetect 0.1.0, pickled the instance: ``load(path, allow_pickle=True)``
+still reads it, but unpickling runs whatever code the file names, so only do that for files
+you trust, and save them again in format 2.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import pickle
+import sys
 
-from pydetect._io import atomic_write
+from pydetect._persist import decode, encode, is_zip_file, read_archive, write_archive
 
-__all__ = ["BaseDetector", "NotFittedError"]
+__all__ = ["BaseDetector", "NotFittedError", "DETECTORS"]
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+_PICKLE_FORMAT_VERSION = 1
+
+#: The detector classes a model file may name (class name -> module). A new detector is
+#: added here to become loadable; a file naming any other class is refused.
+DETECTORS = {
+    "ViolaJonesDetector": "pydetect.detectors.viola_jones",
+    "ImplicitShapeModel": "pydetect.detectors.ism",
+    "RCNN": "pydetect.detectors.rcnn",
+    "FastRCNN": "pydetect.detectors.fast_rcnn",
+    "FasterRCNN": "pydetect.detectors.faster_rcnn",
+}
 
 
 def _detector_class(name, path):
-    """The detector class a model file names; only pydetect's own classes are accepted."""
-    import importlib
+    """The class of :data:`DETECTORS` called ``name``; ValueError for any other name."""
+    if not isinstance(name, str) or name not in DETECTORS:
+        raise ValueError(f"{path}: names the class {name!r}, which is not one of pydetect's detectors "
+                         f"({', '.join(DETECTORS)})")
+    return getattr(importlib.import_module(DETECTORS[name]), name)
 
-    module, _, qualname = str(name).rpartition(".")
-    if not module.startswith("pydetect.") or not qualname:
-        raise ValueError(f"{path}: names the class {name!r}, which is not a pydetect detector")
-    try:
-        cls = getattr(importlib.import_module(module), qualname)
-    except (ImportError, AttributeError):
-        raise ValueError(f"{path}: names the class {name!r}, which this pydetect does not have") from None
-    if not (isinstance(cls, type) and issubclass(cls, BaseDetector)):
-        raise ValueError(f"{path}: {name!r} is not a pydetect detector")
-    return cls
+
+def _is_module(value) -> bool:
+    torch = sys.modules.get("torch")  # no module can exist before torch is imported
+    return torch is not None and isinstance(value, torch.nn.Module)
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -41,9 +70,10 @@ class NotFittedError(ValueError, AttributeError):
 class BaseDetector:
     """Base class: parameters, fitted-state checks, batch prediction and persistence.
 
-    Subclasses implement ``fit`` and ``predict``. The default persistence pickles the
-    instance's ``__dict__`` (parameters and fitted ``*_`` attributes; torch modules pickle
-    their tensors); override ``_get_state`` / ``_set_state`` when that is not enough.
+    Subclasses implement ``fit`` and ``predict``. The default persistence stores the
+    parameters and the fitted ``*_`` attributes as they are; a class whose fitted state holds
+    objects (torch modules, cascades, scikit-learn models) overrides ``_get_state`` /
+    ``_set_state`` to map them to arrays, tensors and JSON values (see the module docstring).
     """
 
     @classmethod
@@ -81,41 +111,116 @@ class BaseDetector:
 
     # Persistence --------------------------------------------------------------------
     def _get_state(self) -> dict:
-        return dict(vars(self))
+        """The fitted state as plain values (see the module docstring); override when a
+        fitted attribute is an object (a torch module, a model of another library)."""
+        return {k: getattr(self, k) for k in self._fitted_attributes()}
 
     def _set_state(self, state: dict) -> None:
+        """Restores what :meth:`_get_state` returned, on an instance built from the parameters."""
+        vars(self).update(state)
+
+    def _set_pickled_state(self, state: dict) -> None:
+        """Restores the instance ``__dict__`` that format 1 pickled."""
         vars(self).update(state)
 
     def save(self, path) -> None:
-        """Saves the fitted detector to ``path`` (written atomically)."""
+        """Saves the fitted detector to ``path`` (a model file of format 2, written atomically).
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        TypeError
+            A parameter or fitted attribute of a type a model file cannot hold (named).
+        """
         self._check_fitted()
-        payload = {"format": _FORMAT_VERSION,
-                   "class": f"{type(self).__module__}.{type(self).__qualname__}",
-                   "state": self._get_state()}
-        with atomic_write(path, "wb") as f:
-            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+        name = type(self).__name__
+        if DETECTORS.get(name) != type(self).__module__:
+            raise TypeError(f"{type(self).__module__}.{name} is not in pydetect.detectors.base.DETECTORS: "
+                            "add it there to save it")
+        import pydetect
+
+        params = self.get_params()
+        modules = [k for k, v in params.items() if _is_module(v)]
+        params.update(dict.fromkeys(modules))
+        arrays = []
+        header = {"format": _FORMAT_VERSION, "pydetect": pydetect.__version__, "class": name,
+                  "params": encode(params, arrays, "parameter"), "modules": modules,
+                  "state": encode(self._get_state(), arrays, "fitted state")}
+        write_archive(path, header, arrays)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, *, allow_pickle=False, **modules):
         """Loads a detector saved by :meth:`save`.
 
         Called on a subclass, the file must hold that class; called on ``BaseDetector``, it
         returns whichever pydetect detector the file holds.
 
-        Only load files you trust: the format is pickle.
+        Parameters
+        ----------
+        path : path
+        allow_pickle : bool, default False
+            Also read format 1 (pydetect 0.1.0's pickles). UNSAFE: unpickling a file can
+            run any code it names; only for files you trust.
+        **modules : torch.nn.Module
+            The parameters the detector was built with as torch modules (e.g. a custom
+            ``backbone``): the file keeps their weights, not their code.
+
+        Raises
+        ------
+        ValueError
+            Not a model file, a class outside :data:`DETECTORS`, another class than ``cls``,
+            a pickle without ``allow_pickle``, or missing / unexpected ``modules``.
         """
+        if not is_zip_file(path):
+            if allow_pickle:
+                return cls._load_pickle(path)
+            raise ValueError(f"{path}: not a pydetect model file of format {_FORMAT_VERSION} (a zip archive). "
+                             f"Files of format {_PICKLE_FORMAT_VERSION} (pydetect 0.1.0) are pickles, which can "
+                             "run code when loaded: if you trust this one, load it with allow_pickle=True "
+                             "and save it again")
+        header, arrays = read_archive(path)
+        if header.get("format") != _FORMAT_VERSION:
+            raise ValueError(f"{path}: model file format {header.get('format')!r}, this pydetect reads "
+                             f"format {_FORMAT_VERSION}")
+        found = cls._check_class(_detector_class(header.get("class"), path), path)
+        saved_modules = header.get("modules", [])
+        if not (isinstance(saved_modules, list) and all(isinstance(m, str) for m in saved_modules)):
+            raise ValueError(f"{path}: malformed header (modules {saved_modules!r})")
+        if sorted(modules) != sorted(saved_modules):
+            raise ValueError(f"{path}: the {found.__name__} was saved with the torch module parameters "
+                             f"{saved_modules}: pass exactly those to load (got {sorted(modules)}); "
+                             "the file holds their weights, not their code")
+        try:
+            params = decode(header.get("params", {}), arrays)
+            obj = found(**dict(params, **modules))
+            obj._set_state(decode(header.get("state", {}), arrays))
+        except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
+            detail = " ".join(str(exc).split())  # torch's load_state_dict errors span lines
+            raise ValueError(f"{path}: a {found.__name__} model file that cannot be restored ({detail})") from None
+        return obj
+
+    @classmethod
+    def _check_class(cls, found, path):
+        if cls is not BaseDetector and found is not cls:
+            raise ValueError(f"{path} holds a {found.__name__}, not a {cls.__name__}")
+        return found
+
+    @classmethod
+    def _load_pickle(cls, path):
+        """Format 1: a pickled ``{"format": 1, "class": "module.Name", "state": __dict__}``."""
         try:
             with open(path, "rb") as f:
                 payload = pickle.load(f)
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as exc:
             raise ValueError(f"{path}: not a pydetect model file ({exc})") from None
-        if not isinstance(payload, dict) or payload.get("format") != _FORMAT_VERSION:
-            raise ValueError(f"{path}: not a pydetect model file of format {_FORMAT_VERSION}")
-        expected = f"{cls.__module__}.{cls.__qualname__}"
-        if cls is BaseDetector:  # any pydetect detector: the file names its class
-            cls = _detector_class(payload.get("class"), path)
-        elif payload["class"] != expected:
-            raise ValueError(f"{path} holds a {payload['class']}, not a {expected}")
-        obj = cls.__new__(cls)
-        obj._set_state(payload["state"])
+        if not isinstance(payload, dict) or payload.get("format") != _PICKLE_FORMAT_VERSION:
+            raise ValueError(f"{path}: not a pydetect model file of format {_PICKLE_FORMAT_VERSION} or "
+                             f"{_FORMAT_VERSION}")
+        module, _, name = str(payload.get("class")).rpartition(".")
+        found = cls._check_class(_detector_class(name, path), path)
+        if module != DETECTORS[name]:
+            raise ValueError(f"{path}: names the class {payload.get('class')!r}, not pydetect's {name}")
+        obj = found.__new__(found)
+        obj._set_pickled_state(payload["state"])
         return obj

@@ -107,10 +107,11 @@ class _TwoStageEstimator(BaseDetector):
             path = os.path.join(ckpt_dir, "backbone_pretrained.pt") if ckpt_dir else None
             crop_fc = torch.nn.Linear(body.out_channels, len(class_names) + 1)
             if path and self.resume and os.path.exists(path):
-                saved = torch.load(path, map_location="cpu", weights_only=False)
-                body.load_state_dict(saved["state"])
-                crop_fc.load_state_dict(saved["fc"])
-                self.pretrain_accuracy_ = saved["accuracy"]
+                saved = T.load_checkpoint(path)
+                with T.restoring(path):
+                    body.load_state_dict(saved["state"])
+                    crop_fc.load_state_dict(saved["fc"])
+                    self.pretrain_accuracy_ = float(saved["accuracy"])
             else:
                 crops, labels, inner = T.extract_crops(
                     dataset, copies=getattr(self, "pretrain_copies", 2),
@@ -121,7 +122,8 @@ class _TwoStageEstimator(BaseDetector):
                     body, crops, labels, len(class_names) + 1, boxes=inner, seconds=self.pretrain_seconds,
                     max_epochs=self.pretrain_epochs, hflip_aug=self.hflip,
                     augment=T.build_augmentation(self.augment, geometric=False), seed=self.seed,
-                    progress=self.progress, return_classifier=True)
+                    progress=self.progress, return_classifier=True, resume=self.resume,
+                    checkpoint_path=os.path.join(ckpt_dir, "backbone_pretraining.ckpt") if ckpt_dir else None)
                 crop_fc = clf.fc
                 if path and rank == 0:
                     from pydetect._io import atomic_write
@@ -164,6 +166,22 @@ class _TwoStageEstimator(BaseDetector):
         self.model_ = model
         self.class_names_ = class_names
         return self
+
+    # ------------------------------------------------------------------------- persistence
+    def _get_state(self) -> dict:
+        return dict(super()._get_state(), model_=self.model_.state_dict())
+
+    def _set_state(self, state: dict) -> None:
+        """Rebuilds the network from the parameters and the fitted anchors, then loads its weights."""
+        import torch
+
+        state = dict(state)
+        weights = state.pop("model_")
+        vars(self).update(state)
+        with torch.random.fork_rng(devices=[]):  # the throwaway initial weights draw from torch's RNG
+            model = self._build(build_backbone(self.backbone, getattr(self, "fpn", False)), len(self.class_names_))
+        model.load_state_dict(weights)
+        self.model_ = model.eval()
 
     # ------------------------------------------------------------------------- inference
     def predict(self, image) -> Detections:

@@ -46,7 +46,7 @@ __all__ = ["ImplicitShapeModel"]
 
 
 class _ClassModel:
-    """The fitted codebook and occurrences of one class (plain arrays, picklable)."""
+    """The fitted codebook and occurrences of one class (plain arrays and numbers)."""
 
     def __init__(self, **arrays):
         self.__dict__.update(arrays)
@@ -358,6 +358,13 @@ class ImplicitShapeModel(BaseDetector):
                            occ_weight=occ_weight.astype(np.float64), occ_entry=entry,
                            figure_ground=fg, aspect=float(np.median(w[ok] / h[ok])),
                            scale_range=(float(sizes_obj.min()) / 2.0, float(sizes_obj.max()) * 2.0))
+
+    # Persistence: each class model is its dict of arrays and numbers.
+    def _get_state(self) -> dict:
+        return dict(super()._get_state(), models_={k: vars(m) for k, m in self.models_.items()})
+
+    def _set_state(self, state: dict) -> None:
+        vars(self).update(state, models_={k: _ClassModel(**m) for k, m in state["models_"].items()})
 
     # Detection ----------------------------------------------------------------------
     def _votes(self, model, pts, desc):

@@ -37,6 +37,29 @@ def _warp(image, boxes, size):
     return out
 
 
+def _sklearn_state(model):
+    """A fitted LinearSVC or Ridge (or None) as plain values: class, parameters, fitted arrays."""
+    if model is None:
+        return None
+    return {"class": type(model).__name__, "params": model.get_params(),
+            "fitted": {k: v for k, v in vars(model).items() if k.endswith("_") and not k.startswith("_")}}
+
+
+def _sklearn_from_state(state):
+    """Inverse of :func:`_sklearn_state`; only the two classes R-CNN fits are accepted."""
+    from sklearn.linear_model import Ridge
+    from sklearn.svm import LinearSVC
+
+    if state is None:
+        return None
+    classes = {"LinearSVC": LinearSVC, "Ridge": Ridge}
+    if state["class"] not in classes:
+        raise ValueError(f"scikit-learn model {state['class']!r} is not one of {sorted(classes)}")
+    model = classes[state["class"]](**state["params"])
+    vars(model).update(state["fitted"])
+    return model
+
+
 class RCNN(BaseDetector):
     """R-CNN: warped selective-search regions, CNN features, per-class linear SVMs.
 
@@ -101,6 +124,36 @@ class RCNN(BaseDetector):
         self.progress = progress
         self.num_threads = num_threads
 
+    def _new_backbone(self):
+        import torch
+        from pydetect import models
+
+        if isinstance(self.backbone, torch.nn.Module):
+            return self.backbone
+        if self.backbone == "vgg":
+            return models.VGGStyle()
+        raise ValueError(f"backbone must be 'vgg' or a torch module, got {self.backbone!r}")
+
+    # ------------------------------------------------------------------------- persistence
+    def _get_state(self) -> dict:
+        return dict(super()._get_state(), backbone_=self.backbone_.state_dict(),
+                    svms_=[_sklearn_state(m) for m in self.svms_],
+                    regressors_=[_sklearn_state(m) for m in self.regressors_])
+
+    def _set_state(self, state: dict) -> None:
+        import torch
+
+        state = dict(state)
+        weights = state.pop("backbone_")
+        svms, regressors = state.pop("svms_"), state.pop("regressors_")
+        vars(self).update(state)
+        with torch.random.fork_rng(devices=[]):  # the throwaway initial weights draw from torch's RNG
+            backbone = self._new_backbone()
+        backbone.load_state_dict(weights)
+        self.backbone_ = backbone.eval()
+        self.svms_ = [_sklearn_from_state(m) for m in svms]
+        self.regressors_ = [_sklearn_from_state(m) for m in regressors]
+
     # ------------------------------------------------------------------------- features
     def _features(self, crops, batch=256):
         """(M, S, S, 3) uint8 -> (M, 2 C) float32: global average and max of the last map."""
@@ -143,12 +196,7 @@ class RCNN(BaseDetector):
 
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        if isinstance(self.backbone, torch.nn.Module):
-            self.backbone_ = self.backbone
-        elif self.backbone == "vgg":
-            self.backbone_ = models.VGGStyle()
-        else:
-            raise ValueError(f"backbone must be 'vgg' or a torch module, got {self.backbone!r}")
+        self.backbone_ = self._new_backbone()
         k = len(class_names)
         images = [dataset[i][0] for i in range(len(dataset))]
         # 1. Proposals (cached) and warped crops for pretraining.
@@ -180,7 +228,9 @@ class RCNN(BaseDetector):
                 self.backbone_, crops, labels, k + 1, seconds=self.pretrain_seconds,
                 max_epochs=self.pretrain_epochs, hflip_aug=self.hflip,
                 augment=T.build_augmentation(self.augment, geometric=False), seed=self.seed,
-                progress=self.progress)
+                progress=self.progress, resume=self.resume,
+                checkpoint_path=os.path.join(self.checkpoint_dir, "backbone_pretraining.ckpt")
+                if self.checkpoint_dir else None)
         # 2. Features of every proposal and ground truth.
         feats, owners = [], []
         for i, (im, p, (gt, lab)) in enumerate(zip(images, props, gts)):

@@ -299,31 +299,33 @@ class ViolaJonesDetector(BaseDetector):
         det._set_single_class_aliases()
         return det
 
-    # Persistence: a Cascade holds a native (unpicklable) model; store its flat arrays.
+    # Persistence: a Cascade holds a native model; store its flat arrays.
     _CASCADE_FIELDS = ("stage_threshold", "stage_num_weak", "weak_num_nodes", "node_left",
                        "node_right", "node_feature", "node_threshold", "node_subset", "leaves",
                        "rects", "weights", "tilted")
+    _ALIASES = ("cascade_", "label_", "class_name_", "training_log_", "stop_reason_")
 
     def _get_state(self) -> dict:
-        state = dict(vars(self))
-        state.pop("cascade_", None)  # the alias of cascades_[0]
-        cascades = state.pop("cascades_", None)
-        if cascades is not None:
-            state["_cascade_arrays"] = [
-                dict({k: np.array(getattr(c, k)) for k in self._CASCADE_FIELDS},
-                     feature_type=c.feature_type, window_size=tuple(c.window_size), max_depth=c.max_depth)
-                for c in cascades]
+        state = {k: v for k, v in super()._get_state().items() if k not in self._ALIASES}
+        state["cascades_"] = [
+            dict({k: np.array(getattr(c, k)) for k in self._CASCADE_FIELDS},
+                 feature_type=c.feature_type, window_size=tuple(c.window_size), max_depth=c.max_depth)
+            for c in self.cascades_]
         return state
 
     def _set_state(self, state: dict) -> None:
         from pydetect.cascade.model import Cascade
 
         state = dict(state)
-        arrays = state.pop("_cascade_arrays", None)
+        self.cascades_ = [Cascade(**a) for a in state.pop("cascades_")]
         vars(self).update(state)
-        if arrays is not None:
-            self.cascades_ = [Cascade(**a) for a in arrays]
-            self._set_single_class_aliases()
+        self._set_single_class_aliases()
+
+    def _set_pickled_state(self, state: dict) -> None:
+        # Format 1 kept the cascades' arrays under "_cascade_arrays", the rest as __dict__.
+        state = dict(state)
+        arrays = state.pop("_cascade_arrays")
+        self._set_state(dict(state, cascades_=arrays))
 
     def predict(self, image) -> Detections:
         """Detects the class (or each class) in one image.

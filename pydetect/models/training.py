@@ -25,7 +25,8 @@ from pydetect._io import atomic_write
 from pydetect._validation import as_image, check_fraction
 
 __all__ = ["check_detection_dataset", "image_to_tensor", "extract_crops", "pretrain_backbone",
-           "fit_anchors", "train_loop", "lr_factor", "distributed_info"]
+           "fit_anchors", "train_loop", "lr_factor", "distributed_info", "load_checkpoint",
+           "restoring"]
 
 
 # ----------------------------------------------------------------------------- data
@@ -232,7 +233,7 @@ def crops_to_tensor(crops: np.ndarray) -> torch.Tensor:
 
 def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, seconds=90.0, max_epochs=30,
                       batch_size=64, lr=3e-3, hflip_aug=False, augment=None, seed=0, progress=False,
-                      return_classifier=False):
+                      return_classifier=False, checkpoint_path=None, resume=True):
     """Trains ``backbone`` as a crop classifier (AdamW, cosine schedule); returns crop accuracy
     (and the :class:`CropClassifier`, whose ``fc`` can initialise a detector's classifier, if
     ``return_classifier``).
@@ -243,6 +244,11 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
     of each crop's feature map (RoIAlign) instead of the whole map. ``augment`` (a transform
     ``t(image, target, rng)`` that keeps the size, e.g. ``build_augmentation(...,
     geometric=False)``) is applied to each training crop of each batch.
+
+    With a ``checkpoint_path``, the classifier, optimiser, step, elapsed time and random
+    states are written there (atomically) after every epoch and at the end; with ``resume``,
+    an existing checkpoint is loaded and training continues from it, its elapsed time
+    counting towards ``seconds``. The same crops must be given again.
     """
     from pydetect.models.backbones import CropClassifier
 
@@ -261,13 +267,31 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = max(len(xt) // batch_size, 1)
     total = steps_per_epoch * max_epochs
-    start, step = time.perf_counter(), 0
+    step, elapsed_before = 0, 0.0
+    if checkpoint_path is not None and resume and os.path.exists(checkpoint_path):
+        state = load_checkpoint(checkpoint_path)
+        with restoring(checkpoint_path):
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            step, elapsed_before = int(state["step"]), float(state["seconds"])
+            g.set_state(state["generator"])
+            aug_rng.bit_generator.state = state["augment_rng"]
+
+    def checkpoint(elapsed):
+        if checkpoint_path is not None and distributed_info()[0] == 0:
+            _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                               "step": step, "seconds": elapsed, "generator": g.get_state(),
+                                               "augment_rng": aug_rng.bit_generator.state})
+
+    start = time.perf_counter()
     bar = _bar(total, "pretrain backbone", progress)
+    if bar is not None and step:
+        bar.update(step)
     model.train()
     while step < total:
         order = torch.randperm(len(xt), generator=g)
         for j in range(steps_per_epoch):
-            frac = max(step / total, (time.perf_counter() - start) / seconds)
+            frac = max(step / total, (elapsed_before + time.perf_counter() - start) / seconds)
             if frac >= 1:
                 step = total
                 break
@@ -296,6 +320,8 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+        # After each epoch (its generator state starts the next one on resume) and at the end.
+        checkpoint(elapsed_before + time.perf_counter() - start)
     if bar is not None:
         bar.close()
     model.eval()
@@ -336,7 +362,7 @@ def cached_proposals(images, search, checkpoint_dir=None, resume=False, progress
     """
     path = os.path.join(checkpoint_dir, "proposals.npz") if checkpoint_dir else None
     if path and resume and os.path.exists(path):
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             return [z[f"p{i}"] for i in range(len(images))]
     bar = _bar(len(images), "selective search", progress)
     props = []
@@ -375,6 +401,34 @@ def distributed_info():
 def _save_checkpoint(path, state):
     with atomic_write(path, "wb") as f:
         torch.save(state, f)
+
+
+def load_checkpoint(path) -> dict:
+    """A checkpoint of this module (or the pretrained backbone of a detector), read with
+    ``torch.load(weights_only=True)``: tensors, numbers, strings and plain containers only,
+    so a crafted file cannot run code. Raises ValueError for anything else."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as exc:  # torch.load's errors on a malformed file are of many undocumented types
+        raise ValueError(f"{path}: not a pydetect checkpoint ({type(exc).__name__}); only tensors and plain "
+                         "containers are read from checkpoints, so nothing in the file was run") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a pydetect checkpoint (holds a {type(state).__name__}, not a dict)")
+    return state
+
+
+@contextlib.contextmanager
+def restoring(path):
+    """Turns a checkpoint that does not fit what is resumed (missing keys, other shapes)
+    into a ValueError naming it."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        detail = " ".join(str(exc).split())  # torch's load_state_dict errors span lines
+        raise ValueError(f"{path}: cannot resume from this checkpoint ({type(exc).__name__}: {detail}); "
+                         "delete it or pass resume=False to start afresh") from None
 
 
 def check_ema_decay(value):
@@ -432,8 +486,9 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
         schedule follows ``max(iteration / max_iter, elapsed / seconds)``.
     checkpoint_path : path, optional
         Written atomically every ``checkpoint_every`` iterations and at the end (model,
-        optimiser, iteration, elapsed time, random states). With ``resume``, an existing
-        checkpoint is loaded and training continues from it.
+        optimiser, iteration, elapsed time, random states: tensors and plain values only,
+        read back by :func:`load_checkpoint`). With ``resume``, an existing checkpoint is
+        loaded and training continues from it, its elapsed time counting towards ``seconds``.
     ema_decay : float in (0, 1), optional
         Keep a :class:`WeightAverage` of the weights and load it into ``model`` when
         training ends (the checkpoint keeps the live weights and the average, so a resumed
@@ -459,18 +514,21 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
     check_ema_decay(ema_decay)
     it, elapsed_before, resumed_from, saved_average = 0, 0.0, None, None
     if checkpoint_path is not None and resume and os.path.exists(checkpoint_path):
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        it, elapsed_before = int(state["iteration"]), float(state["seconds"])
-        rng.bit_generator.state = state["numpy_rng"][rank] if rank < len(state["numpy_rng"]) else rng.bit_generator.state
-        torch.set_rng_state(state["torch_rng"])
-        saved_average = state.get("ema")
+        state = load_checkpoint(checkpoint_path)
+        with restoring(checkpoint_path):
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            it, elapsed_before = int(state["iteration"]), float(state["seconds"])
+            if rank < len(state["numpy_rng"]):
+                rng.bit_generator.state = state["numpy_rng"][rank]
+            torch.set_rng_state(state["torch_rng"])
+            saved_average = state.get("ema")
         resumed_from = it
     # Built after a resume so that, without a saved average, it starts from the loaded weights.
     average = WeightAverage(model, ema_decay) if ema_decay is not None else None
     if average is not None and saved_average is not None:
-        average.load_state_dict(saved_average)
+        with restoring(checkpoint_path):
+            average.load_state_dict(saved_average)
 
     def checkpoint(elapsed):
         if checkpoint_path is None or rank != 0:
