@@ -349,3 +349,21 @@ def test_save_and_checkpoints_clear_stale_temp_files(vj, tmp_path):
     training.train_loop(LossModel(), lambda *a: (torch.ones(4, 2),), max_iter=1, seconds=1e9, lr=0.1,
                         checkpoint_path=tmp_path / "toy.ckpt")
     assert sorted(os.listdir(tmp_path)) == ["toy.ckpt", "vj.model"]
+
+
+@pytest.mark.parametrize("name", ["ViolaJonesDetector", "ImplicitShapeModel", "RCNN", "FastRCNN", "FasterRCNN"])
+def test_sklearn_clone_and_set_params(name):
+    # scikit-learn's clone rebuilds an estimator from get_params() and checks that every
+    # parameter comes back as the very object given: it fails on a constructor that changes
+    # or drops a parameter, and on a missing get_params / set_params.
+    base = pytest.importorskip("sklearn.base")
+    from pydetect import detectors
+
+    cls = getattr(detectors, name)
+    det = cls(progress=True)
+    twin = base.clone(det)
+    assert type(twin) is cls and twin is not det and twin.get_params() == det.get_params()
+    assert det.set_params(progress=False) is det and det.progress is False
+    assert base.clone(det).progress is False
+    with pytest.raises(ValueError, match="no parameter 'colour'"):
+        det.set_params(colour=1)

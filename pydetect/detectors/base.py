@@ -85,11 +85,24 @@ class BaseDetector:
     def _param_names(cls) -> list:
         return list(cls._param_defaults())
 
-    def get_params(self) -> dict:
+    def get_params(self, deep: bool = True) -> dict:
         """The constructor parameters as given (a model saved before a parameter existed
-        reports that parameter's default)."""
+        reports that parameter's default). ``deep`` is accepted for scikit-learn's API;
+        no parameter is itself an estimator."""
         defaults = self._param_defaults()
         return {name: getattr(self, name, defaults[name]) for name in defaults}
+
+    def set_params(self, **params):
+        """Sets constructor parameters (scikit-learn's API: ``sklearn.base.clone`` and grid
+        searches use it); returns self. Values are checked when ``fit`` runs, as for the
+        constructor; an unknown name raises ValueError."""
+        known = self._param_defaults()
+        for name, value in params.items():
+            if name not in known:
+                raise ValueError(f"{type(self).__name__} has no parameter {name!r}; "
+                                 f"its parameters are {', '.join(known)}")
+            setattr(self, name, value)
+        return self
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
