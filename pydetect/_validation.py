@@ -222,6 +222,14 @@ def as_int32_array(x, name: str) -> np.ndarray:
     """A C-contiguous int32 array of ``x``: integers, or floats with integral values, each in
     the int32 range; anything else raises (no wrap-around, no truncation)."""
     arr, _ = to_numpy(x, name)
+    if arr.dtype == object:  # e.g. Python ints beyond int64: as float64, exact in int32's range
+        try:
+            arr = arr.astype(np.float64)
+        except OverflowError:
+            raise ValueError(f"{name} must hold values in [{INT32_MIN}, {INT32_MAX}] (int32), "
+                             "got an integer beyond the float range") from None
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must hold integers, got objects") from None
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     if arr.size:

@@ -49,7 +49,22 @@ class Tree(NamedTuple):
 
 
 def tree_decision(tree: Tree, X: np.ndarray) -> np.ndarray:
-    """Values (N,) float64 of one tree on the rows of X (N, F)."""
+    """Values (N,) float64 of one tree on the rows of X (N, F).
+
+    Raises ValueError for a malformed tree: a child that is not a later node (a cycle would
+    loop for ever) or a missing leaf, or a feature index outside X's columns.
+    """
+    k = len(tree.left)
+    if not (len(tree.right) == len(tree.feature) == len(tree.threshold) == k >= 1):
+        raise ValueError("tree must have left, right, feature and threshold of one length >= 1")
+    for name in ("left", "right"):
+        child = np.asarray(getattr(tree, name), np.int64)
+        bad = (child >= k) | ((child > 0) & (child <= np.arange(k))) | (-child >= len(tree.leaves))
+        if bad.any():
+            raise ValueError(f"tree.{name} must hold later nodes (> 0) or leaves (<= 0) of the "
+                             f"tree's {k} nodes and {len(tree.leaves)} leaves, got {child}")
+    if (np.asarray(tree.feature) < 0).any() or (np.asarray(tree.feature) >= X.shape[1]).any():
+        raise ValueError(f"tree.feature must index X's {X.shape[1]} columns, got {tree.feature}")
     n = X.shape[0]
     rows = np.arange(n)
     node = np.zeros(n, dtype=np.int64)

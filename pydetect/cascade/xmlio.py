@@ -168,7 +168,7 @@ def _load_new(node) -> Cascade:
     fnodes = _items(_child(node, "features", "the cascade"))
     f = len(fnodes)
     rects = np.zeros((f, 3, 4), np.int32)
-    weights = np.zeros((f, 3), np.float32)
+    weights = np.zeros((f, 3))  # float64: Cascade refuses what float32 cannot hold
     tilted = np.zeros(f, bool)
     for i, fn in enumerate(fnodes):
         where = f"feature {i}"
