@@ -9,9 +9,6 @@ of killing the suite. Crafted XML files are written to tmp_path by the parent.
 import json
 import re
 
-import numpy as np
-import pytest
-
 from _isolated import run_isolated
 
 INT_MAX, INT_MIN = 2**31 - 1, -(2**31)
@@ -105,10 +102,10 @@ def test_xml_rectangles_near_int_max_are_rejected(tmp_path):
                        does_not_fit(INT_MAX, 0, 1, 1)),
     }
     for v in ("2147483648", "9223372036854775808", "1e308", "-2147483649"):
-        cases[f"new_{v}"] = (new_haar(rect=f"{v} 0 1 1 -1."), "feature 0, rectangle 0: a coordinate "
-                             "must be an int32")
-        cases[f"old_{v}"] = (old_haar(old_node(rect=f"0 {v} 1 1 -1.")), "rectangle coordinate must "
-                             "be an int32")
+        cases[f"new_{v}"] = (new_haar(rect=f"{v} 0 1 1 -1."),
+                             "feature 0, rectangle 0: a coordinate must be an int32")
+        cases[f"old_{v}"] = (old_haar(old_node(rect=f"0 {v} 1 1 -1.")),
+                             "rectangle coordinate must be an int32")
         cases[f"lbp_{v}"] = (new_lbp(rect=f"0 0 {v} 1"), "<rect> value must be an int32")
     assert_load_fails(tmp_path, cases)
 
@@ -118,11 +115,15 @@ def test_xml_tree_children_and_indices_out_of_range(tmp_path):
     two_nodes = (old_node(left=f"<left_node>{INT_MIN}</left_node>") +
                  old_node(left="<left_val>0.5</left_val>"))
     cases = {
-        "child_int_min": (new_haar(nodes=f"0 {INT_MIN} 0 0.5"), f"child index {INT_MIN} out of range"),
-        "child_int_max": (new_haar(nodes=f"{INT_MAX} -1 0 0.5"), f"child index {INT_MAX} out of range"),
-        "child_2_31": (new_haar(nodes="0 -2147483649 0 0.5"), "node 0: an index .* must be an int32"),
+        "child_int_min": (new_haar(nodes=f"0 {INT_MIN} 0 0.5"),
+                          f"child index {INT_MIN} out of range"),
+        "child_int_max": (new_haar(nodes=f"{INT_MAX} -1 0 0.5"),
+                          f"child index {INT_MAX} out of range"),
+        "child_2_31": (new_haar(nodes="0 -2147483649 0 0.5"),
+                       "node 0: an index .* must be an int32"),
         "feature_2_63": (new_haar(nodes="0 -1 9223372036854775807 0.5"), "must be an int32"),
-        "feature_int_max": (new_haar(nodes=f"0 -1 {INT_MAX} 0.5"), f"feature index {INT_MAX} out of"),
+        "feature_int_max": (new_haar(nodes=f"0 -1 {INT_MAX} 0.5"),
+                            f"feature index {INT_MAX} out of"),
         "lbp_child": (new_lbp(nodes=f"0 {INT_MIN} 0 -1 -1 -1 -1 -1 -1 -1 -1"),
                       f"child index {INT_MIN} out of range"),
         "lbp_subset": (new_lbp(nodes="0 -1 0 4294967295 -1 -1 -1 -1 -1 -1 -1"),
@@ -130,6 +131,12 @@ def test_xml_tree_children_and_indices_out_of_range(tmp_path):
         "old_child_int_min": (old_haar(two_nodes), f"child index {INT_MIN} out of range"),
         "old_child_2_31": (old_haar(old_node(left="<left_node>2147483648</left_node>")),
                            "<left_node> in stage 0, tree 0, node 0 must be an int32"),
+        # counts that do not match
+        "node_groups": (new_haar(nodes="0 -1 0"), "internalNodes must hold groups of 4"),
+        "leaf_count": (new_haar(leaves="1."), "1 nodes need 2 leaf values"),
+        "old_leaf_count": (old_haar(old_node(right="<right_node>-1</right_node>")),
+                           "expected 2 leaves"),
+        "old_rect_count": (old_haar(old_node(rect="0 0 4 2")), "a rectangle is 'x y w h weight'"),
     }
     assert_load_fails(tmp_path, cases)
 
@@ -145,13 +152,16 @@ def test_xml_non_numeric_and_non_finite_fields_name_the_field(tmp_path):
         "weight_nan": (new_haar(rect="0 0 4 2 nan"), "in feature 0 must be finite"),
         "weight_neg_inf": (new_haar(rect="0 0 4 2 -inf"), "in feature 0 must be finite"),
         "weight_1e308": (new_haar(rect="0 0 4 2 1e308"), "weights must be finite"),
-        "tilted_text": (new_haar(tilted="<tilted>yes</tilted>"), "<tilted> in feature 0 must be a number"),
+        "tilted_text": (new_haar(tilted="<tilted>yes</tilted>"),
+                        "<tilted> in feature 0 must be a number"),
         "width_text": (new_haar(width="wide"), "<width> in the cascade must be a number"),
-        "old_threshold": (old_haar(old_node(thr="x")), "<threshold> in stage 0, tree 0, node 0 must be a "
-                          "number"),
+        "old_threshold": (old_haar(old_node(thr="x")),
+                          "<threshold> in stage 0, tree 0, node 0 must be a number"),
         "old_threshold_inf": (old_haar(old_node(thr="-inf")), "<threshold> .* must be finite"),
-        "old_stage_threshold": (old_haar(sthr="NaN"), "<stage_threshold> in stage 0 must be finite"),
-        "old_leaf": (old_haar(old_node(right="<right_val>inf</right_val>")), "node 0 must be finite"),
+        "old_stage_threshold": (old_haar(sthr="NaN"),
+                                "<stage_threshold> in stage 0 must be finite"),
+        "old_leaf": (old_haar(old_node(right="<right_val>inf</right_val>")),
+                     "node 0 must be finite"),
     }
     assert_load_fails(tmp_path, cases)
 
@@ -189,7 +199,8 @@ def test_xml_deep_nesting_and_entity_expansion(tmp_path):
     entities = "".join(f'<!ENTITY e{i} "{f"&e{i - 1};" * 10}">' for i in range(1, 10))
     bomb = tmp_path / "bomb.xml"
     bomb.write_text(f'<?xml version="1.0"?><!DOCTYPE b [<!ENTITY e0 "lollollol">{entities}]>'
-                    "<opencv_storage><cascade><stageType>&e9;</stageType></cascade></opencv_storage>")
+                    "<opencv_storage><cascade><stageType>&e9;</stageType></cascade>"
+                    "</opencv_storage>")
     run_isolated(f"""
         import pytest
         from pydetect.cascade import Cascade
@@ -347,7 +358,8 @@ def test_group_rectangles_extreme_coordinates():
         assert (np.abs(rects[0, :2].astype(np.int64) - ({INT_MAX} - 195)) <= 256).all(), rects
         np.testing.assert_array_equal(rects[0, 2:], [100, 100])
         # sizes near INT_MAX: sums of x + width and width + height no longer wrap
-        huge = np.array([[0, 0, {INT_MAX}, {INT_MAX}]] * 3 + [[5, 5, {INT_MAX} - 5, {INT_MAX} - 5]] * 2)
+        huge = np.array([[0, 0, {INT_MAX}, {INT_MAX}]] * 3
+                        + [[5, 5, {INT_MAX} - 5, {INT_MAX} - 5]] * 2)
         rects, counts, _, _ = group_rectangles(huge, 1)
         assert counts.tolist() == [5]
         assert rects[0, 2] > 2**31 - 2**8
@@ -366,7 +378,8 @@ def test_group_rectangles_rejects_bad_values():
         good = np.array([[10, 10, 20, 20]] * 3)
         for rects, pattern in [(good + 0.5, "rects must hold integers"),
                                (np.where(good == 10, 2**31, good), "rects must hold values in"),
-                               (np.where(good == 10, 2**32 + 10, good), "rects must hold values in"),
+                               (np.where(good == 10, 2**32 + 10, good),
+                                "rects must hold values in"),
                                (np.where(good == 10, -2**63, good), "rects must hold values in"),
                                (np.where(good == 10, np.nan, good), "rects must hold integers"),
                                (np.where(good == 10, np.inf, good), "rects must hold integers"),

@@ -24,11 +24,11 @@ GROUP_EPS = 0.2  # OpenCV's GROUP_EPS in detectMultiScale
 MAX_PYRAMID_LEVELS = 1000
 
 
-def _pair(value, name, minimum):
+def _pair(value, name, minimum, expected="a (width, height) pair"):
     try:
         w, h = value
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a (width, height) pair, got {value!r}") from None
+        raise TypeError(f"{name} must be {expected}, got {value!r}") from None
     return check_int(w, f"{name}[0]", minimum=minimum), check_int(h, f"{name}[1]", minimum=minimum)
 
 
@@ -37,7 +37,7 @@ def _size(value, name):
         return (0, 0)
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value, value)
-    return _pair(value, name, 0)
+    return _pair(value, name, 0, "None, an int or a (width, height) pair")
 
 
 def pyramid_scales(window_size, image_size, scale_factor=1.1, min_size=None, max_size=None):

@@ -48,7 +48,7 @@ def _number(t, what):
 
 def _round(v, what):
     """An int32 from a real, rounded half to even as OpenCV's cvRound."""
-    i = int(round(v))
+    i = round(v)
     if not INT32_MIN <= i <= INT32_MAX:
         raise _Bad(f"{what} must be an int32, got {v!r}")
     return i
