@@ -119,7 +119,10 @@ def _as_real(value, name: str) -> float:
             value = value.item()
         else:
             raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int or fraction beyond float's range, e.g. 10**400
+        raise ValueError(f"{name} must be finite, got a number beyond the float range") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     return value
@@ -198,3 +201,67 @@ def check_size(value, name: str, *, minimum: int = 1) -> tuple:
         raise TypeError(f"{name} must be an int or a (height, width) pair, got {value!r}") from None
     return (check_int(height, f"{name} height", minimum=minimum),
             check_int(width, f"{name} width", minimum=minimum))
+
+
+# ---- cascade family: checked conversions to the int32 / float32 the kernels use ----------
+# numpy's astype wraps out-of-range integers and truncates floats without a word, and float32
+# turns 1e39 into inf: these helpers refuse instead, naming the argument.
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def check_int32(value, name: str, *, minimum: int = INT32_MIN) -> int:
+    """An integer in [minimum, 2**31 - 1] (a C int)."""
+    value = check_int(value, name, minimum=minimum)
+    if value > INT32_MAX:
+        raise ValueError(f"{name} must be <= {INT32_MAX}, got {value}")
+    return value
+
+
+def as_int32_array(x, name: str) -> np.ndarray:
+    """A C-contiguous int32 array of ``x``: integers, or floats with integral values, each in
+    the int32 range; anything else raises (no wrap-around, no truncation)."""
+    arr, _ = to_numpy(x, name)
+    if arr.dtype == object:  # e.g. Python ints beyond int64: as float64, exact in int32's range
+        try:
+            arr = arr.astype(np.float64)
+        except OverflowError:
+            raise ValueError(f"{name} must hold values in [{INT32_MIN}, {INT32_MAX}] (int32), "
+                             "got an integer beyond the float range") from None
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must hold integers, got objects") from None
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    if arr.size:
+        if arr.dtype.kind == "f":
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{name} must hold integers, got NaN or infinite values")
+            if (arr != np.trunc(arr)).any():
+                raise ValueError(f"{name} must hold integers, got non-integral values")
+        lo, hi = arr.min(), arr.max()
+        if lo < INT32_MIN or hi > INT32_MAX:
+            raise ValueError(f"{name} must hold values in [{INT32_MIN}, {INT32_MAX}] (int32), "
+                             f"got values in [{lo}, {hi}]")
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+def as_float32_array(x, name: str) -> np.ndarray:
+    """A C-contiguous float32 array of ``x`` whose values are all finite after the rounding to
+    float32 (|value| <= 3.4e38)."""
+    arr, _ = to_numpy(x, name)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+    if out.size and not np.isfinite(out).all():
+        bad = "NaN" if np.isnan(out).any() else "infinite (or beyond float32's 3.4e38)"
+        raise ValueError(f"{name} must be finite, got {bad} values")
+    return out
+
+
+def check_scale_factor(value, name: str = "scale_factor") -> float:
+    """A finite real > 1: the ratio between successive image pyramid scales."""
+    value = _as_real(value, name)
+    if not value > 1.0:
+        raise ValueError(f"{name} must be > 1, got {value}")
+    return value

@@ -349,6 +349,14 @@ void bind_haar(py::module_& m) {
      "scikit-image's Haar-like features in haar_like_feature_coord's order (bit i of type_mask "
      "selects type i of 'type-2-x', 'type-2-y', 'type-3-x', 'type-3-y', 'type-4').");
 
+  m.def("haar_check_features", [](const CArray<int32_t>& rects, const CArray<float>& weights,
+                                  const CArray<uint8_t>& tilted, int width, int height) {
+    const auto feats = haar_features_from_arrays(rects, weights, tilted);
+    pydetect::haar::check_features(feats.data(), static_cast<int64_t>(feats.size()), width, height);
+  }, py::arg("rects"), py::arg("weights"), py::arg("tilted"), py::arg("width"), py::arg("height"),
+     "Raises ValueError unless every weighted rectangle lies inside the width x height window "
+     "and every weight is finite (the check haar_compute makes).");
+
   m.def("haar_compute", [](const CArray<uint8_t>& windows, const CArray<int32_t>& rects,
                            const CArray<float>& weights, const CArray<uint8_t>& tilted,
                            bool normalize) {

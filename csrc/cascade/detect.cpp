@@ -20,6 +20,16 @@ bool Model::has_tilted() const {
   return std::any_of(tilted.begin(), tilted.end(), [](uint8_t t) { return t != 0; });
 }
 
+namespace {
+
+bool all_finite(const std::vector<float>& v) {
+  return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
+}
+
+}  // namespace
+
+// Every sum below is taken in int64: the values are arbitrary int32 from a file, and an
+// int32 x + w near INT_MAX would wrap and pass the window bounds.
 void Model::validate() const {
   PD_CHECK(feature_type == kHaar || feature_type == kLbp, "unknown feature type ", feature_type);
   PD_CHECK(window_width > 0 && window_height > 0, "window size must be positive, got ",
@@ -48,6 +58,10 @@ void Model::validate() const {
   } else {
     PD_CHECK(node_subset.size() == n_nodes * 8, "LBP nodes need 8 subset words each");
   }
+  PD_CHECK(all_finite(stage_threshold), "stage thresholds must be finite");
+  PD_CHECK(all_finite(node_threshold), "node thresholds must be finite");
+  PD_CHECK(all_finite(leaves), "leaf values must be finite");
+  PD_CHECK(all_finite(weights), "rectangle weights must be finite");
   const int nf = num_features();
   PD_CHECK(rects.size() == static_cast<size_t>(nf) * 12 &&
                weights.size() == static_cast<size_t>(nf) * 3,
@@ -56,7 +70,7 @@ void Model::validate() const {
   size_t node = 0;
   for (int32_t n : weak_num_nodes) {
     for (int32_t k = 0; k < n; ++k, ++node) {
-      for (int32_t child : {node_left[node], node_right[node]}) {
+      for (int64_t child : {node_left[node], node_right[node]}) {
         PD_CHECK(child < n && -child <= n, "tree child index ", child,
                  " out of range for a tree of ", n, " nodes");
         PD_CHECK(child <= 0 || child > k, "tree node ", k, " points back to node ", child);
@@ -65,26 +79,26 @@ void Model::validate() const {
                node_feature[node], " out of range [0, ", nf, ")");
     }
   }
+  const int64_t W = window_width, H = window_height;
   for (int f = 0; f < nf; ++f) {
-    const int32_t* r = &rects[static_cast<size_t>(f) * 12];
+    const int32_t* q = &rects[static_cast<size_t>(f) * 12];
     if (feature_type == kLbp) {
-      PD_CHECK(r[0] >= 0 && r[1] >= 0 && r[2] > 0 && r[3] > 0 &&
-                   r[0] + 3 * r[2] <= window_width && r[1] + 3 * r[3] <= window_height,
-               "LBP feature ", f, " (", r[0], " ", r[1], " ", r[2], " ", r[3],
-               ") does not fit the ", window_width, "x", window_height, " window");
+      const int64_t x = q[0], y = q[1], w = q[2], h = q[3];
+      PD_CHECK(x >= 0 && y >= 0 && w > 0 && h > 0 && x + 3 * w <= W && y + 3 * h <= H,
+               "LBP feature ", f, " (", x, " ", y, " ", w, " ", h, ") does not fit the ", W,
+               "x", H, " window");
       continue;
     }
-    for (int k = 0; k < 3; ++k, r += 4) {
-      if (weights[static_cast<size_t>(f) * 3 + k] == 0.0f && r[2] == 0 && r[3] == 0) continue;
-      const bool ok = tilted[f]
-                          ? (r[2] >= 0 && r[3] >= 0 && r[0] - r[3] >= 0 && r[1] >= 0 &&
-                             r[0] + r[2] <= window_width &&
-                             r[1] + r[2] + r[3] <= window_height)
-                          : (r[2] >= 0 && r[3] >= 0 && r[0] >= 0 && r[1] >= 0 &&
-                             r[0] + r[2] <= window_width && r[1] + r[3] <= window_height);
-      PD_CHECK(ok, "Haar feature ", f, " rectangle ", k, " (", r[0], " ", r[1], " ", r[2], " ",
-               r[3], tilted[f] ? ", tilted" : "", ") does not fit the ", window_width, "x",
-               window_height, " window");
+    for (int k = 0; k < 3; ++k, q += 4) {
+      // The scan reads the first two rectangles whatever their weights (times 0 when
+      // unused) and skips a third one of weight 0, so only that one may hold anything.
+      if (k == 2 && weights[static_cast<size_t>(f) * 3 + k] == 0.0f) continue;
+      const int64_t x = q[0], y = q[1], w = q[2], h = q[3];
+      const bool ok = w >= 0 && h >= 0 && y >= 0 &&
+                      (tilted[f] ? x - h >= 0 && x + w <= W && y + w + h <= H
+                                 : x >= 0 && x + w <= W && y + h <= H);
+      PD_CHECK(ok, "Haar feature ", f, " rectangle ", k, " (", x, " ", y, " ", w, " ", h,
+               tilted[f] ? ", tilted" : "", ") does not fit the ", W, "x", H, " window");
     }
   }
 }
@@ -164,6 +178,15 @@ Engine make_engine(const Model& m, int64_t stride, int64_t tilted_offset, int64_
     e.haar_stump.reserve(e.stump.size());
     for (int f = 0; f < nf; ++f) {
       for (int k = 0; k < 3; ++k) {
+        const float weight = m.weights[static_cast<size_t>(f) * 3 + k];
+        e.haar[f].weight[k] = weight;
+        // A third rectangle of weight 0 is never read (validate() does not check it): it
+        // keeps zero offsets. The loops skip the term when the weight is 0, as OpenCV does
+        // (skipping measured faster than adding a zero term: most features have two).
+        if (k == 2 && weight == 0.0f) {
+          e.haar[f].rect[k] = RectOffsets{0, 0, 0, 0};
+          continue;
+        }
         const int32_t* r = &m.rects[(static_cast<size_t>(f) * 3 + k) * 4];
         RectOffsets o = m.tilted[f] ? tilted_rect_offsets(r[0], r[1], r[2], r[3], stride)
                                     : upright_rect_offsets(r[0], r[1], r[2], r[3], stride);
@@ -172,16 +195,15 @@ Engine make_engine(const Model& m, int64_t stride, int64_t tilted_offset, int64_
               o.o3 += tilted_offset;
         }
         e.haar[f].rect[k] = o;
-        e.haar[f].weight[k] = m.weights[static_cast<size_t>(f) * 3 + k];
       }
     }
+    // Offsets fit int32: they lie inside the integral buffer, whose size is checked.
     auto fill = [&](const CompiledHaar& f, int32_t (*ofs)[4], float* weight) {
       for (int k = 0; k < 3; ++k) {
-        const bool used = f.weight[k] != 0.0f || k < 2;
-        ofs[k][0] = used ? static_cast<int32_t>(f.rect[k].o0) : 0;
-        ofs[k][1] = used ? static_cast<int32_t>(f.rect[k].o1) : 0;
-        ofs[k][2] = used ? static_cast<int32_t>(f.rect[k].o2) : 0;
-        ofs[k][3] = used ? static_cast<int32_t>(f.rect[k].o3) : 0;
+        ofs[k][0] = static_cast<int32_t>(f.rect[k].o0);
+        ofs[k][1] = static_cast<int32_t>(f.rect[k].o1);
+        ofs[k][2] = static_cast<int32_t>(f.rect[k].o2);
+        ofs[k][3] = static_cast<int32_t>(f.rect[k].o3);
         weight[k] = f.weight[k];
       }
     };
@@ -196,19 +218,8 @@ Engine make_engine(const Model& m, int64_t stride, int64_t tilted_offset, int64_
       }
     }
     for (const Stump& st : e.stump) {
-      const CompiledHaar& f = e.haar[st.feature];
       HaarStump h{};
-      for (int k = 0; k < 3; ++k) {
-        // A missing third rectangle keeps zero offsets and weight 0; the loops skip the
-        // term when the weight is 0, as OpenCV does (skipping measured faster than adding
-        // a zero term: most features have two rectangles).
-        const bool used = f.weight[k] != 0.0f || k < 2;
-        h.ofs[k][0] = used ? static_cast<int32_t>(f.rect[k].o0) : 0;
-        h.ofs[k][1] = used ? static_cast<int32_t>(f.rect[k].o1) : 0;
-        h.ofs[k][2] = used ? static_cast<int32_t>(f.rect[k].o2) : 0;
-        h.ofs[k][3] = used ? static_cast<int32_t>(f.rect[k].o3) : 0;
-        h.weight[k] = f.weight[k];
-      }
+      fill(e.haar[st.feature], h.ofs, h.weight);
       h.threshold = st.threshold;
       h.leaf[0] = st.right;
       h.leaf[1] = st.left;

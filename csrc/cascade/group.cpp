@@ -6,6 +6,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <numeric>
 
 #include "cascade/cascade.h"
@@ -14,12 +15,23 @@ namespace pydetect {
 namespace cascade {
 namespace {
 
+// Coordinates are any int32 (cv::groupRectangles takes any): sums and differences are
+// taken in int64 so that they cannot wrap; the results are OpenCV's wherever its int
+// arithmetic does not overflow.
 bool similar(const Candidate& a, const Candidate& b, double eps) {
   const double delta =
-      eps * (std::min(a.width, b.width) + std::min(a.height, b.height)) * 0.5;
-  return std::abs(a.x - b.x) <= delta && std::abs(a.y - b.y) <= delta &&
-         std::abs(a.x + a.width - b.x - b.width) <= delta &&
-         std::abs(a.y + a.height - b.y - b.height) <= delta;
+      eps * (int64_t(std::min(a.width, b.width)) + std::min(a.height, b.height)) * 0.5;
+  return std::abs(int64_t(a.x) - b.x) <= delta && std::abs(int64_t(a.y) - b.y) <= delta &&
+         std::abs(int64_t(a.x) + a.width - b.x - b.width) <= delta &&
+         std::abs(int64_t(a.y) + a.height - b.y - b.height) <= delta;
+}
+
+// saturate_cast<int>(float): the float rounded half to even, clamped to the int range (an
+// average of int32 values can round to 2^31 in float).
+int saturate_round(float v) {
+  if (!(v < 2147483648.0f)) return std::numeric_limits<int>::max();
+  if (v < -2147483648.0f) return std::numeric_limits<int>::min();
+  return round_half_even(v);
 }
 
 int find_root(std::vector<int>& parent, int i) {
@@ -47,10 +59,10 @@ int partition(const std::vector<Candidate>& r, double eps, std::vector<int>* lab
   std::stable_sort(by_x.begin(), by_x.end(), [&](int a, int b) { return r[a].x < r[b].x; });
   for (int s = 0; s < n; ++s) {
     const int i = by_x[s];
-    const double reach = eps * (r[i].width + r[i].height) * 0.5;
+    const double reach = eps * (int64_t(r[i].width) + r[i].height) * 0.5;
     for (int t = s + 1; t < n; ++t) {
       const int j = by_x[t];
-      if (r[j].x - r[i].x > reach) break;
+      if (int64_t(r[j].x) - r[i].x > reach) break;
       if (!similar(r[i], r[j], eps)) continue;
       const int a = find_root(parent, i), b = find_root(parent, j);
       if (a != b) parent[std::max(a, b)] = std::min(a, b);
@@ -96,10 +108,10 @@ void group_rectangles(std::vector<Candidate>* rects, std::vector<int>* neighbour
   for (int c = 0; c < k; ++c) {
     const float s = 1.f / static_cast<float>(count[c]);
     // OpenCV: saturate_cast<int>(int * float), i.e. a float product rounded half to even.
-    avg[c] = {round_half_even(static_cast<float>(sx[c]) * s),
-              round_half_even(static_cast<float>(sy[c]) * s),
-              round_half_even(static_cast<float>(sw[c]) * s),
-              round_half_even(static_cast<float>(sh[c]) * s), level[c], weight[c]};
+    avg[c] = {saturate_round(static_cast<float>(sx[c]) * s),
+              saturate_round(static_cast<float>(sy[c]) * s),
+              saturate_round(static_cast<float>(sw[c]) * s),
+              saturate_round(static_cast<float>(sh[c]) * s), level[c], weight[c]};
   }
   std::vector<Candidate> out;
   std::vector<int> nb;
@@ -112,11 +124,14 @@ void group_rectangles(std::vector<Candidate>* rects, std::vector<int>* neighbour
       const int n2 = count[j];
       if (j == i || n2 <= group_threshold) continue;
       const Candidate& r2 = avg[j];
-      const int dx = round_half_even(r2.width * eps);
-      const int dy = round_half_even(r2.height * eps);
+      // OpenCV's cvRound(width * eps) kept as a double: it may exceed the int range, and
+      // the sums below are exact in double (|values| < 2^53).
+      const double dx = std::nearbyint(r2.width * eps);
+      const double dy = std::nearbyint(r2.height * eps);
       inside = r1.x >= r2.x - dx && r1.y >= r2.y - dy &&
-               r1.x + r1.width <= r2.x + r2.width + dx &&
-               r1.y + r1.height <= r2.y + r2.height + dy && (n2 > std::max(3, n1) || n1 < 3);
+               double(r1.x) + r1.width <= double(r2.x) + r2.width + dx &&
+               double(r1.y) + r1.height <= double(r2.y) + r2.height + dy &&
+               (n2 > std::max(3, n1) || n1 < 3);
     }
     if (!inside) {
       out.push_back(r1);
@@ -133,7 +148,8 @@ void clip_candidates(std::vector<Candidate>* rects, std::vector<int>* neighbours
   for (size_t i = 0; i < rects->size(); ++i) {
     Candidate r = (*rects)[i];
     const int x1 = std::max(r.x, 0), y1 = std::max(r.y, 0);
-    const int x2 = std::min(r.x + r.width, width), y2 = std::min(r.y + r.height, height);
+    const int x2 = static_cast<int>(std::min<int64_t>(int64_t(r.x) + r.width, width));
+    const int y2 = static_cast<int>(std::min<int64_t>(int64_t(r.y) + r.height, height));
     if (x2 <= x1 || y2 <= y1) continue;
     r.x = x1, r.y = y1, r.width = x2 - x1, r.height = y2 - y1;
     (*rects)[j] = r;

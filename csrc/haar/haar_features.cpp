@@ -1,6 +1,7 @@
 #include "haar/haar_features.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "cascade/cascade.h"
 #include "common/check.h"
@@ -21,10 +22,25 @@ Feature make(int32_t type, bool tilted, Rect a, Rect b, Rect c = Rect{0, 0, 0, 0
   return f;
 }
 
+// Appends a feature, refusing to grow the bank past kMaxFeatures.
+void add(std::vector<Feature>& out, const Feature& f) {
+  PD_CHECK(static_cast<int64_t>(out.size()) < kMaxFeatures, "the bank would hold more than ",
+           kMaxFeatures, " features; use a smaller window or mode");
+  out.push_back(f);
+}
+
+// The enumerations visit W * H * W * H (x, y, dx, dy) tuples whatever they keep; the window
+// area bound keeps that under a second (and every coordinate sum far from overflow).
+void check_window(int W, int H) {
+  PD_CHECK(W >= 1 && H >= 1, "window must be at least 1x1, got ", W, "x", H);
+  PD_CHECK(int64_t(W) * H <= kMaxWindowArea, "window must have at most ", kMaxWindowArea,
+           " pixels to enumerate its features, got ", W, "x", H);
+}
+
 }  // namespace
 
 std::vector<Feature> enumerate_opencv(int W, int H, OpenCVMode mode) {
-  PD_CHECK(W >= 1 && H >= 1, "window must be at least 1x1, got ", W, "x", H);
+  check_window(W, H);
   const bool core = mode != OpenCVMode::Basic, all = mode == OpenCVMode::All;
   std::vector<Feature> out;
   for (int x = 0; x < W; ++x) {
@@ -32,37 +48,37 @@ std::vector<Feature> enumerate_opencv(int W, int H, OpenCVMode mode) {
       for (int dx = 1; dx <= W; ++dx) {
         for (int dy = 1; dy <= H; ++dy) {
           if (x + 2 * dx <= W && y + dy <= H)
-            out.push_back(make(kHaarX2, false, {x, y, 2 * dx, dy, -1.f}, {x + dx, y, dx, dy, 2.f}));
+            add(out, make(kHaarX2, false, {x, y, 2 * dx, dy, -1.f}, {x + dx, y, dx, dy, 2.f}));
           if (x + dx <= W && y + 2 * dy <= H)
-            out.push_back(make(kHaarY2, false, {x, y, dx, 2 * dy, -1.f}, {x, y + dy, dx, dy, 2.f}));
+            add(out, make(kHaarY2, false, {x, y, dx, 2 * dy, -1.f}, {x, y + dy, dx, dy, 2.f}));
           if (x + 3 * dx <= W && y + dy <= H)
-            out.push_back(make(kHaarX3, false, {x, y, 3 * dx, dy, -1.f}, {x + dx, y, dx, dy, 3.f}));
+            add(out, make(kHaarX3, false, {x, y, 3 * dx, dy, -1.f}, {x + dx, y, dx, dy, 3.f}));
           if (x + dx <= W && y + 3 * dy <= H)
-            out.push_back(make(kHaarY3, false, {x, y, dx, 3 * dy, -1.f}, {x, y + dy, dx, dy, 3.f}));
+            add(out, make(kHaarY3, false, {x, y, dx, 3 * dy, -1.f}, {x, y + dy, dx, dy, 3.f}));
           if (core) {
             if (x + 4 * dx <= W && y + dy <= H)
-              out.push_back(make(kHaarX4, false, {x, y, 4 * dx, dy, -1.f}, {x + dx, y, 2 * dx, dy, 2.f}));
+              add(out, make(kHaarX4, false, {x, y, 4 * dx, dy, -1.f}, {x + dx, y, 2 * dx, dy, 2.f}));
             if (x + dx <= W && y + 4 * dy <= H)
-              out.push_back(make(kHaarY4, false, {x, y, dx, 4 * dy, -1.f}, {x, y + dy, dx, 2 * dy, 2.f}));
+              add(out, make(kHaarY4, false, {x, y, dx, 4 * dy, -1.f}, {x, y + dy, dx, 2 * dy, 2.f}));
           }
           if (x + 2 * dx <= W && y + 2 * dy <= H)
-            out.push_back(make(kX2Y2, false, {x, y, 2 * dx, 2 * dy, -1.f}, {x, y, dx, dy, 2.f},
+            add(out, make(kX2Y2, false, {x, y, 2 * dx, 2 * dy, -1.f}, {x, y, dx, dy, 2.f},
                                {x + dx, y + dy, dx, dy, 2.f}));
           if (core && x + 3 * dx <= W && y + 3 * dy <= H)
-            out.push_back(make(kPoint, false, {x, y, 3 * dx, 3 * dy, -1.f}, {x + dx, y + dy, dx, dy, 9.f}));
+            add(out, make(kPoint, false, {x, y, 3 * dx, 3 * dy, -1.f}, {x + dx, y + dy, dx, dy, 9.f}));
           if (all) {
             if (x + 2 * dx <= W && y + 2 * dx + dy <= H && x - dy >= 0)
-              out.push_back(make(kTiltedX2, true, {x, y, 2 * dx, dy, -1.f}, {x, y, dx, dy, 2.f}));
+              add(out, make(kTiltedX2, true, {x, y, 2 * dx, dy, -1.f}, {x, y, dx, dy, 2.f}));
             if (x + dx <= W && y + dx + 2 * dy <= H && x - 2 * dy >= 0)
-              out.push_back(make(kTiltedY2, true, {x, y, dx, 2 * dy, -1.f}, {x, y, dx, dy, 2.f}));
+              add(out, make(kTiltedY2, true, {x, y, dx, 2 * dy, -1.f}, {x, y, dx, dy, 2.f}));
             if (x + 3 * dx <= W && y + 3 * dx + dy <= H && x - dy >= 0)
-              out.push_back(make(kTiltedX3, true, {x, y, 3 * dx, dy, -1.f}, {x + dx, y + dx, dx, dy, 3.f}));
+              add(out, make(kTiltedX3, true, {x, y, 3 * dx, dy, -1.f}, {x + dx, y + dx, dx, dy, 3.f}));
             if (x + dx <= W && y + dx + 3 * dy <= H && x - 3 * dy >= 0)
-              out.push_back(make(kTiltedY3, true, {x, y, dx, 3 * dy, -1.f}, {x - dy, y + dy, dx, dy, 3.f}));
+              add(out, make(kTiltedY3, true, {x, y, dx, 3 * dy, -1.f}, {x - dy, y + dy, dx, dy, 3.f}));
             if (x + 4 * dx <= W && y + 4 * dx + dy <= H && x - dy >= 0)
-              out.push_back(make(kTiltedX4, true, {x, y, 4 * dx, dy, -1.f}, {x + dx, y + dx, 2 * dx, dy, 2.f}));
+              add(out, make(kTiltedX4, true, {x, y, 4 * dx, dy, -1.f}, {x + dx, y + dx, 2 * dx, dy, 2.f}));
             if (x + dx <= W && y + dx + 4 * dy <= H && x - 4 * dy >= 0)
-              out.push_back(make(kTiltedY4, true, {x, y, dx, 4 * dy, -1.f}, {x - dy, y + dy, dx, 2 * dy, 2.f}));
+              add(out, make(kTiltedY4, true, {x, y, dx, 4 * dy, -1.f}, {x - dy, y + dy, dx, 2 * dy, 2.f}));
           }
         }
       }
@@ -72,7 +88,7 @@ std::vector<Feature> enumerate_opencv(int W, int H, OpenCVMode mode) {
 }
 
 std::vector<Feature> enumerate_skimage(int W, int H, unsigned type_mask) {
-  PD_CHECK(W >= 1 && H >= 1, "window must be at least 1x1, got ", W, "x", H);
+  check_window(W, H);
   std::vector<Feature> out;
   for (int t = 0; t < 5; ++t) {
     if (!(type_mask & (1u << t))) continue;
@@ -83,23 +99,23 @@ std::vector<Feature> enumerate_skimage(int W, int H, unsigned type_mask) {
             switch (t) {
               case 0:  // right - left
                 if (y + dy <= H && x + 2 * dx <= W)
-                  out.push_back(make(kSkType2X, false, {x, y, 2 * dx, dy, -1.f}, {x + dx, y, dx, dy, 2.f}));
+                  add(out, make(kSkType2X, false, {x, y, 2 * dx, dy, -1.f}, {x + dx, y, dx, dy, 2.f}));
                 break;
               case 1:  // bottom - top
                 if (y + 2 * dy <= H && x + dx <= W)
-                  out.push_back(make(kSkType2Y, false, {x, y, dx, 2 * dy, -1.f}, {x, y + dy, dx, dy, 2.f}));
+                  add(out, make(kSkType2Y, false, {x, y, dx, 2 * dy, -1.f}, {x, y + dy, dx, dy, 2.f}));
                 break;
               case 2:  // -left + middle - right
                 if (y + dy <= H && x + 3 * dx <= W)
-                  out.push_back(make(kSkType3X, false, {x, y, 3 * dx, dy, -1.f}, {x + dx, y, dx, dy, 2.f}));
+                  add(out, make(kSkType3X, false, {x, y, 3 * dx, dy, -1.f}, {x + dx, y, dx, dy, 2.f}));
                 break;
               case 3:  // -top + middle - bottom
                 if (y + 3 * dy <= H && x + dx <= W)
-                  out.push_back(make(kSkType3Y, false, {x, y, dx, 3 * dy, -1.f}, {x, y + dy, dx, dy, 2.f}));
+                  add(out, make(kSkType3Y, false, {x, y, dx, 3 * dy, -1.f}, {x, y + dy, dx, dy, 2.f}));
                 break;
               default:  // -TL + TR - BR + BL = whole - 2 TL - 2 BR
                 if (y + 2 * dy <= H && x + 2 * dx <= W)
-                  out.push_back(make(kSkType4, false, {x, y, 2 * dx, 2 * dy, 1.f}, {x, y, dx, dy, -2.f},
+                  add(out, make(kSkType4, false, {x, y, 2 * dx, 2 * dy, 1.f}, {x, y, dx, dy, -2.f},
                                      {x + dx, y + dy, dx, dy, -2.f}));
                 break;
             }
@@ -117,17 +133,20 @@ void check_features(const Feature* features, int64_t n, int W, int H) {
     PD_CHECK(f.rect[0].weight != 0.0f, "feature ", i, " has no rectangle (first weight is 0)");
     for (int r = 0; r < kMaxRects; ++r) {
       const Rect& q = f.rect[r];
+      PD_CHECK(std::isfinite(q.weight), "feature ", i, " rectangle ", r, " has a weight of ",
+               q.weight, "; weights must be finite");
       if (q.weight == 0.0f) continue;
-      PD_CHECK(q.w > 0 && q.h > 0, "feature ", i, " rectangle ", r, " has a non-positive size ", q.w,
-               "x", q.h);
+      // int64: an int32 x + w near INT_MAX would wrap and pass.
+      const int64_t x = q.x, y = q.y, w = q.w, h = q.h;
+      PD_CHECK(w > 0 && h > 0, "feature ", i, " rectangle ", r, " has a non-positive size ", w,
+               "x", h);
       if (!f.tilted) {
-        PD_CHECK(q.x >= 0 && q.y >= 0 && q.x + q.w <= W && q.y + q.h <= H, "feature ", i,
-                 " rectangle ", r, " (", q.x, ", ", q.y, ", ", q.w, ", ", q.h, ") leaves the ", W,
-                 "x", H, " window");
+        PD_CHECK(x >= 0 && y >= 0 && x + w <= W && y + h <= H, "feature ", i, " rectangle ", r,
+                 " (", x, ", ", y, ", ", w, ", ", h, ") leaves the ", W, "x", H, " window");
       } else {
-        PD_CHECK(q.x - q.h >= 0 && q.y >= 0 && q.x + q.w <= W && q.y + q.w + q.h <= H, "feature ", i,
-                 " tilted rectangle ", r, " (", q.x, ", ", q.y, ", ", q.w, ", ", q.h,
-                 ") leaves the ", W, "x", H, " window");
+        PD_CHECK(x - h >= 0 && y >= 0 && x + w <= W && y + w + h <= H, "feature ", i,
+                 " tilted rectangle ", r, " (", x, ", ", y, ", ", w, ", ", h, ") leaves the ",
+                 W, "x", H, " window");
       }
     }
   }

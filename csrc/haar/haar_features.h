@@ -16,6 +16,10 @@ namespace pydetect {
 namespace haar {
 
 constexpr int kMaxRects = 3;
+// Bounds of the enumerations (ValueError beyond): a window of at most 2^14 pixels (128 x 128)
+// and a bank of at most 2^24 features (about 1 GiB as Python arrays; 64 x 64 "all" has 13M).
+constexpr int64_t kMaxWindowArea = int64_t(1) << 14;
+constexpr int64_t kMaxFeatures = int64_t(1) << 24;
 
 struct Rect {
   int32_t x, y, w, h;
@@ -41,6 +45,7 @@ enum class OpenCVMode { Basic = 0, Core = 1, All = 2 };
 // Features in opencv_traincascade's order (CvHaarEvaluator::generateFeatures): loops
 // x, y, dx, dy; per position the types x2, y2, x3, y3, [x4, y4], x2y2, [point], [tilted...].
 // 24x24: 162,336 (BASIC), 261,600 (ALL).
+// Throws std::invalid_argument beyond kMaxWindowArea / kMaxFeatures.
 std::vector<Feature> enumerate_opencv(int width, int height, OpenCVMode mode);
 
 // scikit-image's haar_like_feature_coord order: for each requested type (bit i of

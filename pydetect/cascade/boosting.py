@@ -25,7 +25,8 @@ from typing import NamedTuple
 import numpy as np
 
 from pydetect import _C
-from pydetect._validation import check_choice, check_fraction, check_int, to_numpy
+from pydetect._validation import (as_float_array, check_choice, check_fraction, check_int,
+                                  to_numpy)
 
 __all__ = ["AdaBoost", "Tree", "tree_decision"]
 
@@ -48,7 +49,22 @@ class Tree(NamedTuple):
 
 
 def tree_decision(tree: Tree, X: np.ndarray) -> np.ndarray:
-    """Values (N,) float64 of one tree on the rows of X (N, F)."""
+    """Values (N,) float64 of one tree on the rows of X (N, F).
+
+    Raises ValueError for a malformed tree: a child that is not a later node (a cycle would
+    loop for ever) or a missing leaf, or a feature index outside X's columns.
+    """
+    k = len(tree.left)
+    if not (len(tree.right) == len(tree.feature) == len(tree.threshold) == k >= 1):
+        raise ValueError("tree must have left, right, feature and threshold of one length >= 1")
+    for name in ("left", "right"):
+        child = np.asarray(getattr(tree, name), np.int64)
+        bad = (child >= k) | ((child > 0) & (child <= np.arange(k))) | (-child >= len(tree.leaves))
+        if bad.any():
+            raise ValueError(f"tree.{name} must hold later nodes (> 0) or leaves (<= 0) of the "
+                             f"tree's {k} nodes and {len(tree.leaves)} leaves, got {child}")
+    if (np.asarray(tree.feature) < 0).any() or (np.asarray(tree.feature) >= X.shape[1]).any():
+        raise ValueError(f"tree.feature must index X's {X.shape[1]} columns, got {tree.feature}")
     n = X.shape[0]
     rows = np.arange(n)
     node = np.zeros(n, dtype=np.int64)
@@ -75,6 +91,21 @@ def _as_features(X, name="X"):
         raise ValueError(f"{name} must have shape (n_samples, n_features), got {tuple(arr.shape)}")
     if arr.size and not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite (found NaN or infinite values)")
+    return arr
+
+
+def _as_labels(y, n):
+    """(n,) labels: numbers, booleans or strings ((n, 1) is taken as (n,)); float labels must
+    be finite (NaN != NaN would put a sample in no class)."""
+    arr, _ = to_numpy(y, "y")
+    if arr.dtype.kind not in "biufUS":
+        raise TypeError(f"y must hold numbers, booleans or strings, got dtype {arr.dtype}")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.shape != (n,):
+        raise ValueError(f"y must have one label per row of X, shape ({n},), got {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError("y must hold finite labels, got NaN or infinite values")
     return arr
 
 
@@ -124,10 +155,7 @@ class AdaBoost:
     def _start(self, X, y, sample_weight):
         rate = self._check_params()
         X = _as_features(X)
-        y_arr, _ = to_numpy(y, "y")
-        y_arr = np.asarray(y_arr).reshape(-1)
-        if y_arr.shape[0] != X.shape[0]:
-            raise ValueError(f"y must have one label per row of X ({X.shape[0]}), got {y_arr.shape[0]}")
+        y_arr = _as_labels(y, X.shape[0])
         classes = np.unique(y_arr)
         if classes.size != 2:
             raise ValueError(f"y must hold exactly two classes, got {classes.size} ({classes[:5]})")
@@ -136,12 +164,14 @@ class AdaBoost:
         signs = np.where(y_arr == classes[1], 1, -1).astype(np.int8)
         w = None
         if sample_weight is not None:
-            w_arr, _ = to_numpy(sample_weight, "sample_weight")
-            w = np.ascontiguousarray(w_arr, dtype=np.float64).reshape(-1)
-            if w.shape[0] != X.shape[0]:
-                raise ValueError(f"sample_weight must have shape ({X.shape[0]},), got {w_arr.shape}")
-            if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-                raise ValueError("sample_weight must be finite, >= 0 and not all 0")
+            w, _ = as_float_array(sample_weight, "sample_weight", dtype=np.float64)
+            if w.shape != (X.shape[0],):
+                raise ValueError(f"sample_weight must have shape ({X.shape[0]},), got {w.shape}")
+            # the kernel divides by the sum: an overflowing one (1e308 + 1e308) zeroes them all
+            with np.errstate(over="ignore"):
+                total = w.sum()
+            if (w < 0).any() or not 0 < total < np.inf:
+                raise ValueError("sample_weight must be >= 0, not all 0, with a finite sum")
         self.classes_ = classes
         self.trees_ = []
         self._booster = _C.Booster(X, signs, w, _ALGORITHMS[self.algorithm], int(self.max_depth), rate)
@@ -161,9 +191,9 @@ class AdaBoost:
         Parameters
         ----------
         X : (N, F) array of real numbers (computed in float32)
-        y : (N,) array with two distinct labels
+        y : (N,) array with two distinct labels (numbers, booleans or strings; finite)
         sample_weight : (N,) array, optional
-            Initial weights (default uniform).
+            Initial weights, >= 0 with a positive finite sum (default uniform).
 
         Returns
         -------
@@ -224,5 +254,5 @@ class AdaBoost:
 
     def score(self, X, y) -> float:
         """Accuracy on (X, y)."""
-        y_arr = np.asarray(to_numpy(y, "y")[0]).reshape(-1)
-        return float(np.mean(self.predict(X) == y_arr))
+        pred = self.predict(X)
+        return float(np.mean(pred == _as_labels(y, len(pred))))

@@ -3,19 +3,33 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 
 import numpy as np
 
 from pydetect import _C
-from pydetect._validation import as_image, check_int, to_numpy
+from pydetect._validation import as_image, check_int, check_int32, check_scale_factor
 from pydetect.cascade.model import Cascade
 from pydetect.structures import Detections
 
-__all__ = ["CascadeDetector", "pyramid_scales"]
+__all__ = ["CascadeDetector", "pyramid_scales", "MAX_PYRAMID_LEVELS"]
 
 GROUP_EPS = 0.2  # OpenCV's GROUP_EPS in detectMultiScale
+
+
+#: Most levels an image pyramid may have: cv2 loops for ever when ``scale_factor`` is within
+#: rounding of 1. (A 4K image scanned with a 20-pixel window has 470 levels at 1.01.)
+MAX_PYRAMID_LEVELS = 1000
+
+
+def _pair(value, name, minimum, expected="a (width, height) pair"):
+    try:
+        w, h = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be {expected}, got {value!r}") from None
+    return check_int(w, f"{name}[0]", minimum=minimum), check_int(h, f"{name}[1]", minimum=minimum)
 
 
 def _size(value, name):
@@ -23,13 +37,7 @@ def _size(value, name):
         return (0, 0)
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value, value)
-    try:
-        w, h = value
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be None, an int or a (width, height) pair, "
-                        f"got {value!r}") from None
-    w, h = check_int(w, f"{name}[0]", minimum=0), check_int(h, f"{name}[1]", minimum=0)
-    return (w, h)
+    return _pair(value, name, 0, "None, an int or a (width, height) pair")
 
 
 def pyramid_scales(window_size, image_size, scale_factor=1.1, min_size=None, max_size=None):
@@ -38,7 +46,8 @@ def pyramid_scales(window_size, image_size, scale_factor=1.1, min_size=None, max
 
     Parameters
     ----------
-    window_size, image_size : (width, height)
+    window_size, image_size : (width, height) of ints >= 1
+    scale_factor : float > 1
     min_size, max_size : (width, height), int or None
 
     Returns
@@ -47,15 +56,29 @@ def pyramid_scales(window_size, image_size, scale_factor=1.1, min_size=None, max
         Empty when the image is smaller than the window. When ``min_size`` filters out
         every scale, the one whose window is closest to ``min_size`` (OpenCV's rule for
         ``min_size == max_size`` between two scales).
+
+    Raises
+    ------
+    ValueError
+        When the pyramid would have more than :data:`MAX_PYRAMID_LEVELS` levels
+        (``scale_factor`` too close to 1 for the image).
     """
-    ww, wh = window_size
-    iw, ih = image_size
+    ww, wh = _pair(window_size, "window_size", 1)
+    iw, ih = _pair(image_size, "image_size", 1)
+    scale_factor = check_scale_factor(scale_factor)
     min_w, min_h = _size(min_size, "min_size")
     max_w, max_h = _size(max_size, "max_size")
     if max_w == 0 or max_h == 0:
         max_w, max_h = iw, ih
     if ih < wh or iw < ww:
         return []
+    # Count the levels before building them: the window sizes ww * scale_factor**k that fit,
+    # give or take the rounding below (log1p stays accurate for factors near 1).
+    count = math.floor(math.log(min(iw / ww, ih / wh)) / math.log1p(scale_factor - 1.0)) + 1
+    if count > MAX_PYRAMID_LEVELS:
+        raise ValueError(f"scale_factor={scale_factor!r} would make an image pyramid of about "
+                         f"{count} levels for a {ww}x{wh} window in a {iw}x{ih} image; at most "
+                         f"{MAX_PYRAMID_LEVELS} are allowed: use a larger scale_factor")
     all_scales = []
     factor = 1.0
     while True:
@@ -120,7 +143,8 @@ class CascadeDetector:
             uint8 (or float in [0, 1], see ``pydetect._validation.as_image``). An RGB image
             is converted with OpenCV's RGB-to-grey weights.
         scale_factor : float > 1, default 1.1
-            Ratio between successive pyramid scales.
+            Ratio between successive pyramid scales; the pyramid may have at most
+            :data:`MAX_PYRAMID_LEVELS` levels (ValueError beyond).
         min_neighbors : int, default 3
             A group needs more than this many raw detections; 0 returns the raw windows.
         min_size, max_size : (width, height), int or None
@@ -139,18 +163,14 @@ class CascadeDetector:
         """
         import cv2
 
-        if isinstance(scale_factor, bool) or not isinstance(scale_factor, numbers.Real):
-            raise TypeError(f"scale_factor must be a real number, got "
-                            f"{type(scale_factor).__name__}")
-        if not (float(scale_factor) > 1.0) or not np.isfinite(scale_factor):
-            raise ValueError(f"scale_factor must be > 1, got {scale_factor}")
-        min_neighbors = check_int(min_neighbors, "min_neighbors")
+        scale_factor = check_scale_factor(scale_factor)
+        min_neighbors = check_int32(min_neighbors, "min_neighbors")
         img = as_image(gray, "gray")
         if img.ndim == 3:
             img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         h, w = img.shape
-        scales = pyramid_scales(self.cascade.window_size, (w, h), float(scale_factor),
-                                min_size, max_size)
+        scales = pyramid_scales(self.cascade.window_size, (w, h), scale_factor, min_size,
+                                max_size)
         levels = []
         for s in scales:
             lw = int(np.rint(np.float32(w) / s))

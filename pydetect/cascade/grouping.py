@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pydetect import _C
-from pydetect._validation import check_int, check_positive, to_numpy
+from pydetect._validation import as_float_array, as_int32_array, check_int32, check_positive
 
 __all__ = ["group_rectangles"]
 
@@ -24,11 +24,12 @@ def group_rectangles(rects, min_neighbors: int = 3, eps: float = 0.2, levels=Non
     Parameters
     ----------
     rects : int array, shape (N, 4)
-        ``(x, y, w, h)`` rectangles.
+        ``(x, y, w, h)`` rectangles: int32 values (floats must be integral).
     min_neighbors : int, default 3
     eps : float > 0, default 0.2
     levels, weights : arrays, shape (N,), optional
-        Reject levels and stage sums (``detectMultiScale3``); each cluster keeps its best.
+        Reject levels (int32) and finite stage sums (``detectMultiScale3``); each cluster
+        keeps its best.
 
     Returns
     -------
@@ -38,14 +39,18 @@ def group_rectangles(rects, min_neighbors: int = 3, eps: float = 0.2, levels=Non
     levels : (K,) int32
     weights : (K,) float64
     """
-    r, _ = to_numpy(rects, "rects")
-    r = np.ascontiguousarray(np.asarray(r).reshape(-1, 4) if np.size(r) == 0 else r,
-                             dtype=np.int32)
+    r = as_int32_array(rects, "rects")
+    if r.size == 0:
+        r = r.reshape(0, 4)
     if r.ndim != 2 or r.shape[1] != 4:
         raise ValueError(f"rects must have shape (N, 4), got {tuple(r.shape)}")
     n = r.shape[0]
-    lv = np.zeros(n, np.int32) if levels is None else np.ascontiguousarray(levels, np.int32)
-    wt = np.zeros(n, np.float64) if weights is None else np.ascontiguousarray(weights, np.float64)
-    min_neighbors = check_int(min_neighbors, "min_neighbors")
+    lv = np.zeros(n, np.int32) if levels is None else as_int32_array(levels, "levels")
+    wt = (np.zeros(n, np.float64) if weights is None
+          else as_float_array(weights, "weights", dtype=np.float64)[0])
+    for name, a in (("levels", lv), ("weights", wt)):
+        if a.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},) to match rects, got {a.shape}")
+    min_neighbors = check_int32(min_neighbors, "min_neighbors")
     eps = check_positive(eps, "eps")
     return _C.cascade_group(r, lv, wt, min_neighbors, eps)

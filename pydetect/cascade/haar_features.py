@@ -27,7 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from pydetect import _C
-from pydetect._validation import check_choice, check_int, check_size, to_numpy
+from pydetect._validation import (as_float32_array, as_int32_array, check_choice,
+                                  check_int, check_int32, check_size, to_numpy)
 
 __all__ = ["HaarFeatures", "FEATURE_TYPE_NAMES", "SKIMAGE_FEATURE_TYPES"]
 
@@ -45,6 +46,10 @@ _OPENCV_MODES = {"basic": 0, "core": 1, "all": 2}
 _DEFAULT_MAX_BYTES = 1 << 30
 
 
+def _check_window(window):
+    """(height, width), each an int in [1, 2**31 - 1] (the kernels' C ints)."""
+    h, w = check_size(window, "window")
+    return check_int32(h, "window height"), check_int32(w, "window width")
 
 
 class HaarFeatures:
@@ -53,7 +58,9 @@ class HaarFeatures:
     Parameters
     ----------
     window : (int, int) or int, default (24, 24)
-        Window ``(height, width)`` in pixels (the shape of the samples ``compute`` takes).
+        Window ``(height, width)`` in pixels (the shape of the samples ``compute`` takes). The
+        enumeration takes windows of at most 16384 pixels (128 x 128) and refuses banks of
+        more than 2**24 features (a 64 x 64 window has 13M features in mode "all").
     mode : {"basic", "core", "all", "skimage"}, default "basic"
         Which features: opencv_traincascade's sets or scikit-image's five types.
     feature_types : str or sequence of str, optional
@@ -79,7 +86,7 @@ class HaarFeatures:
     """
 
     def __init__(self, window=(24, 24), mode="basic", feature_types=None):
-        self.window = check_size(window, "window")
+        self.window = _check_window(window)
         self.mode = check_choice(mode, "mode", ("basic", "core", "all", "skimage"))
         h, w = self.window
         if mode == "skimage":
@@ -118,12 +125,26 @@ class HaarFeatures:
         tilted : (F,) bool array
         """
         bank = object.__new__(cls)
-        bank.window = check_size(window, "window")
+        bank.window = _check_window(window)
         bank.mode, bank.feature_types = "custom", None
-        bank.rects = np.ascontiguousarray(rects, dtype=np.int32).reshape(-1, 3, 4)
-        f = bank.rects.shape[0]
-        bank.weights = np.ascontiguousarray(weights, dtype=np.float32).reshape(f, 3)
-        bank.tilted = np.ascontiguousarray(tilted, dtype=bool).reshape(f)
+        bank.rects = as_int32_array(rects, "rects")
+        f = bank.rects.size // 12
+        if bank.rects.shape not in ((f, 3, 4), (0,)):
+            raise ValueError(f"rects must have shape (F, 3, 4), got {bank.rects.shape}")
+        bank.rects = bank.rects.reshape(f, 3, 4)
+        bank.weights = as_float32_array(weights, "weights")
+        if bank.weights.shape != (f, 3):
+            raise ValueError(f"weights must have shape ({f}, 3) to match rects, got "
+                             f"{bank.weights.shape}")
+        bank.tilted = np.ascontiguousarray(to_numpy(tilted, "tilted")[0], dtype=bool)
+        if bank.tilted.shape != (f,):
+            raise ValueError(f"tilted must have shape ({f},) to match rects, got "
+                             f"{bank.tilted.shape}")
+        try:
+            _C.haar_check_features(bank.rects, bank.weights, bank.tilted.view(np.uint8),
+                                   bank.window[1], bank.window[0])
+        except ValueError as exc:
+            raise ValueError(f"rects and weights: {exc}") from None
         bank.types = np.full(f, -1, np.int32)
         return bank
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pydetect._validation import as_float32_array, as_int32_array, check_int32, to_numpy
+
 __all__ = ["Cascade", "Stage", "WeakTree", "HaarFeature", "LBPFeature"]
 
 FEATURE_TYPES = ("HAAR", "LBP")
@@ -70,11 +72,12 @@ class Stage:
     weak: list = field(default_factory=list)
 
 
-def _arr(x, dtype, shape_tail=()):
-    a = np.ascontiguousarray(np.asarray(x, dtype=dtype))
-    if shape_tail and a.size == 0:
-        a = a.reshape((0,) + shape_tail)
-    return a
+def _rows(arr, name, tail):
+    """``arr`` reshaped to (-1,) + tail; an empty array of any shape gives (0,) + tail."""
+    if arr.size % int(np.prod(tail)):
+        raise ValueError(f"{name} must have shape (N, {', '.join(map(str, tail))}), got "
+                         f"{tuple(arr.shape)}")
+    return arr.reshape((-1,) + tail)
 
 
 class Cascade:
@@ -112,26 +115,31 @@ class Cascade:
                  node_subset, leaves, rects, weights, tilted, max_depth=None):
         if feature_type not in FEATURE_TYPES:
             raise ValueError(f"feature_type must be 'HAAR' or 'LBP', got {feature_type!r}")
-        w, h = (int(v) for v in window_size)
-        if w <= 0 or h <= 0:
-            raise ValueError(f"window_size must be positive, got {tuple(window_size)}")
+        try:
+            w, h = window_size
+        except (TypeError, ValueError):
+            raise TypeError(f"window_size must be a (width, height) pair, got "
+                            f"{window_size!r}") from None
+        # Every array is converted with range checks: a wrapped int32 or a float32 inf
+        # would otherwise reach the kernel as a valid-looking value.
         self.feature_type = feature_type
-        self.window_size = (w, h)
-        self.stage_threshold = _arr(stage_threshold, np.float32)
-        self.stage_num_weak = _arr(stage_num_weak, np.int32)
-        self.weak_num_nodes = _arr(weak_num_nodes, np.int32)
-        self.node_left = _arr(node_left, np.int32)
-        self.node_right = _arr(node_right, np.int32)
-        self.node_feature = _arr(node_feature, np.int32)
+        self.window_size = (check_int32(w, "window_size[0] (width)", minimum=1),
+                            check_int32(h, "window_size[1] (height)", minimum=1))
+        self.stage_threshold = as_float32_array(stage_threshold, "stage_threshold")
+        self.stage_num_weak = as_int32_array(stage_num_weak, "stage_num_weak")
+        self.weak_num_nodes = as_int32_array(weak_num_nodes, "weak_num_nodes")
+        self.node_left = as_int32_array(node_left, "node_left")
+        self.node_right = as_int32_array(node_right, "node_right")
+        self.node_feature = as_int32_array(node_feature, "node_feature")
         n = self.node_left.shape[0]
         self.node_threshold = (np.zeros(n, np.float32) if node_threshold is None
-                               else _arr(node_threshold, np.float32))
+                               else as_float32_array(node_threshold, "node_threshold"))
         self.node_subset = (np.zeros((n, 8 if feature_type == "LBP" else 0), np.int32)
-                            if node_subset is None else _arr(node_subset, np.int32))
-        self.leaves = _arr(leaves, np.float32)
-        self.rects = _arr(rects, np.int32, (3, 4)).reshape(-1, 3, 4)
-        self.weights = _arr(weights, np.float32, (3,)).reshape(-1, 3)
-        self.tilted = _arr(tilted, np.bool_)
+                            if node_subset is None else as_int32_array(node_subset, "node_subset"))
+        self.leaves = as_float32_array(leaves, "leaves")
+        self.rects = _rows(as_int32_array(rects, "rects"), "rects", (3, 4))
+        self.weights = _rows(as_float32_array(weights, "weights"), "weights", (3,))
+        self.tilted = np.ascontiguousarray(to_numpy(tilted, "tilted")[0], dtype=np.bool_)
         self.max_depth = max_depth
         self._native = None
         self._native_model()  # validates
@@ -142,17 +150,18 @@ class Cascade:
         """Builds a cascade from :class:`Stage` / :class:`WeakTree` and feature objects."""
         thr, nweak, nnodes = [], [], []
         left, right, feat, nthr, subs, leaves = [], [], [], [], [], []
-        for st in stages:
+        for si, st in enumerate(stages):
             thr.append(st.threshold)
             nweak.append(len(st.weak))
-            for t in st.weak:
+            for ti, t in enumerate(st.weak):
                 nnodes.append(len(t.left))
                 left.extend(t.left)
                 right.extend(t.right)
                 feat.extend(t.feature)
                 nthr.extend(t.threshold if len(t.threshold) else np.zeros(len(t.left)))
                 if feature_type == "LBP":
-                    subs.extend(np.asarray(t.subset, np.int64).reshape(-1, 8).tolist())
+                    name = f"stage {si} tree {ti} subset"
+                    subs.append(_rows(as_int32_array(t.subset, name), name, (8,)))
                 leaves.extend(t.leaves)
         f = len(features)
         rects = np.zeros((f, 3, 4), np.int32)
@@ -160,16 +169,23 @@ class Cascade:
         tilted = np.zeros(f, bool)
         for i, ft in enumerate(features):
             if feature_type == "LBP":
-                rects[i, 0] = ft.rect
-            else:
-                k = len(ft.rects)
-                if not 1 <= k <= 3:
-                    raise ValueError(f"Haar feature {i} must have 1 to 3 rectangles, got {k}")
-                rects[i, :k] = ft.rects
-                weights[i, :k] = ft.weights
-                tilted[i] = bool(ft.tilted)
-        subset = (np.asarray(subs, np.int64).astype(np.int32).reshape(-1, 8)
-                  if feature_type == "LBP" else None)
+                r = as_int32_array(ft.rect, f"feature {i} rect")
+                if r.shape != (4,):
+                    raise ValueError(f"feature {i} rect must be (x, y, w, h), got shape "
+                                     f"{r.shape}")
+                rects[i, 0] = r
+                continue
+            r = _rows(as_int32_array(ft.rects, f"feature {i} rects"), f"feature {i} rects", (4,))
+            wt = as_float32_array(ft.weights, f"feature {i} weights").reshape(-1)
+            k = len(r)
+            if not 1 <= k <= 3:
+                raise ValueError(f"Haar feature {i} must have 1 to 3 rectangles, got {k}")
+            if len(wt) != k:
+                raise ValueError(f"Haar feature {i} has {k} rectangles but {len(wt)} weights")
+            rects[i, :k] = r
+            weights[i, :k] = wt
+            tilted[i] = bool(ft.tilted)
+        subset = np.concatenate(subs) if feature_type == "LBP" and subs else None
         return cls(feature_type=feature_type, window_size=window_size, stage_threshold=thr,
                    stage_num_weak=nweak, weak_num_nodes=nnodes, node_left=left,
                    node_right=right, node_feature=feat, node_threshold=nthr,

@@ -30,8 +30,10 @@ import warnings
 import numpy as np
 
 from pydetect._io import atomic_write
-from pydetect._validation import as_image, check_choice, check_fraction, check_int, to_numpy
+from pydetect._validation import (as_image, check_choice, check_fraction, check_int,
+                                  check_scale_factor, to_numpy)
 from pydetect.cascade.boosting import AdaBoost, tree_decision
+from pydetect.cascade.detector import pyramid_scales
 from pydetect.cascade.haar_features import HaarFeatures
 
 __all__ = ["train_cascade", "augment_positives", "CascadeTrainingLog"]
@@ -206,8 +208,6 @@ class _NegativeMiner:
 
     def _levels(self, img):
         import cv2
-
-        from pydetect.cascade.detector import pyramid_scales
 
         h, w = img.shape
         wh, ww = self.window_hw
@@ -384,8 +384,9 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
     check_choice(boost, "boost", ("gentle", "discrete", "real"))
     if check_int(max_depth, "max_depth", minimum=1) > 2:
         raise ValueError(f"max_depth must be 1 or 2, got {max_depth}")
-    if scale_factor <= 1:
-        raise ValueError(f"scale_factor must be > 1, got {scale_factor}")
+    scale_factor = check_scale_factor(scale_factor)
+    for b in bgs:  # a pyramid too deep for scale_factor fails now, not at the first mining
+        pyramid_scales((w, h), b.shape[::-1], scale_factor)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir")
 

@@ -7,12 +7,14 @@ cascade saved here and loaded by ``cv2.CascadeClassifier`` holds the same float 
 
 from __future__ import annotations
 
+import math
 import os
 import xml.etree.ElementTree as ET
 
 import numpy as np
 
 from pydetect._io import atomic_write
+from pydetect._validation import INT32_MAX, INT32_MIN
 from pydetect.cascade.model import Cascade, HaarFeature, LBPFeature, Stage, WeakTree
 
 __all__ = ["load_cascade", "save_cascade"]
@@ -33,19 +35,45 @@ def _text(node, name, where):
     return (_child(node, name, where).text or "").strip()
 
 
-def _int(node, name, where):
-    t = _text(node, name, where)
+def _number(t, what):
+    """A finite real from the text of ``what``."""
     try:
-        return int(round(float(t)))
+        v = float(t)
     except ValueError:
-        raise _Bad(f"<{name}> in {where} must be a number, got {t!r}") from None
+        raise _Bad(f"{what} must be a number, got {t.strip()[:60]!r}") from None
+    if not math.isfinite(v):
+        raise _Bad(f"{what} must be finite, got {t.strip()[:60]!r}")
+    return v
+
+
+def _round(v, what):
+    """An int32 from a real, rounded half to even as OpenCV's cvRound."""
+    i = round(v)
+    if not INT32_MIN <= i <= INT32_MAX:
+        raise _Bad(f"{what} must be an int32, got {v!r}")
+    return i
+
+
+def _real(node, name, where):
+    return _number(_text(node, name, where), f"<{name}> in {where}")
+
+
+def _int(node, name, where):
+    return _round(_real(node, name, where), f"<{name}> in {where}")
 
 
 def _numbers(text, where):
-    try:
-        return [float(v) for v in (text or "").split()]
-    except ValueError:
-        raise _Bad(f"non-numeric value in {where}: {text.strip()[:60]!r}") from None
+    return [_number(v, f"a value in {where}") for v in (text or "").split()]
+
+
+def _ints(values, what):
+    return [_round(v, what) for v in values]
+
+
+def _flag(fn, where):
+    """The optional <tilted> flag: absent or empty means 0."""
+    t = fn.find("tilted")
+    return t is not None and (t.text or "").strip() != "" and _int(fn, "tilted", where) != 0
 
 
 def _items(node):
@@ -107,7 +135,7 @@ def _load_new(node) -> Cascade:
         raise _Bad("the cascade has no stages")
     for si, st in enumerate(stages):
         where = f"stage {si}"
-        thr.append(float(_text(st, "stageThreshold", where)))
+        thr.append(_real(st, "stageThreshold", where))
         weak = _items(_child(st, "weakClassifiers", where))
         if not weak:
             raise _Bad(f"{where} has no weak classifiers")
@@ -125,11 +153,13 @@ def _load_new(node) -> Cascade:
             nnodes.append(k)
             for j in range(k):
                 g = vals[j * node_step:(j + 1) * node_step]
-                left.append(int(round(g[0])))
-                right.append(int(round(g[1])))
-                feat.append(int(round(g[2])))
+                ints = _ints(g[:node_step if ncat else 3], f"{wh}, node {j}: an index or "
+                             "subset word")
+                left.append(ints[0])
+                right.append(ints[1])
+                feat.append(ints[2])
                 if ncat:
-                    subs.append([int(round(v)) for v in g[3:]])
+                    subs.append(ints[3:])
                     nthr.append(0.0)
                 else:
                     nthr.append(g[3])
@@ -138,7 +168,7 @@ def _load_new(node) -> Cascade:
     fnodes = _items(_child(node, "features", "the cascade"))
     f = len(fnodes)
     rects = np.zeros((f, 3, 4), np.int32)
-    weights = np.zeros((f, 3), np.float32)
+    weights = np.zeros((f, 3))  # float64: Cascade refuses what float32 cannot hold
     tilted = np.zeros(f, bool)
     for i, fn in enumerate(fnodes):
         where = f"feature {i}"
@@ -146,7 +176,7 @@ def _load_new(node) -> Cascade:
             r = _numbers(_text(fn, "rect", where), where)
             if len(r) != 4:
                 raise _Bad(f"{where}: <rect> must hold x y w h, got {len(r)} numbers")
-            rects[i, 0] = [int(round(v)) for v in r]
+            rects[i, 0] = _ints(r, f"{where}: a <rect> value")
             continue
         rs = _items(_child(fn, "rects", where))
         if not 1 <= len(rs) <= 3:
@@ -155,12 +185,10 @@ def _load_new(node) -> Cascade:
             r = _numbers(rn.text, where)
             if len(r) != 5:
                 raise _Bad(f"{where}: a rectangle is 'x y w h weight', got {len(r)} numbers")
-            rects[i, k] = [int(round(v)) for v in r[:4]]
+            rects[i, k] = _ints(r[:4], f"{where}, rectangle {k}: a coordinate")
             weights[i, k] = r[4]
-        t = fn.find("tilted")
-        tilted[i] = t is not None and int(round(float((t.text or "0").strip() or 0))) != 0
-    subset = (np.asarray(subs, np.int64).astype(np.int32).reshape(-1, 8)
-              if ncat else None)
+        tilted[i] = _flag(fn, where)
+    subset = np.asarray(subs, np.int32).reshape(-1, 8) if ncat else None
     try:
         return Cascade(feature_type=ftype, window_size=(width, height), stage_threshold=thr,
                        stage_num_weak=nweak, weak_num_nodes=nnodes, node_left=left,
@@ -191,13 +219,11 @@ def _load_old(node) -> Cascade:
                 r = [_numbers(rn.text, nw) for rn in rs]
                 if any(len(v) != 5 for v in r):
                     raise _Bad(f"{nw}: a rectangle is 'x y w h weight'")
-                t = fn.find("tilted")
-                tl = t is not None and int(round(float((t.text or "0").strip() or 0))) != 0
                 feat.append(len(features))
                 features.append(HaarFeature(
-                    np.array([[int(round(v)) for v in q[:4]] for q in r], np.int32),
-                    np.array([q[4] for q in r], np.float32), tl))
-                nthr.append(float(_text(nd, "threshold", nw)))
+                    np.array([_ints(q[:4], f"{nw}: a rectangle coordinate") for q in r], np.int32),
+                    np.array([q[4] for q in r]), _flag(fn, nw)))
+                nthr.append(_real(nd, "threshold", nw))
                 for side, out in (("left", left), ("right", right)):
                     val = nd.find(f"{side}_val")
                     if val is not None:
@@ -208,15 +234,15 @@ def _load_old(node) -> Cascade:
             if not left:
                 raise _Bad(f"{wh} has no nodes")
             weak.append(WeakTree(np.array(left), np.array(right), np.array(feat),
-                                 np.array(nthr, np.float32), np.zeros((0, 8), np.int32),
-                                 np.array(leaves, np.float32)))
+                                 np.array(nthr), np.zeros((0, 8), np.int32),
+                                 np.array(leaves)))
         if not weak:
             raise _Bad(f"{where} has no trees")
-        stages.append(Stage(float(_text(st, "stage_threshold", where)), weak))
+        stages.append(Stage(_real(st, "stage_threshold", where), weak))
     if not stages:
         raise _Bad("the cascade has no stages")
     try:
-        return Cascade.from_lists("HAAR", (int(size[0]), int(size[1])), stages, features)
+        return Cascade.from_lists("HAAR", tuple(_ints(size, "<size>")), stages, features)
     except ValueError as exc:
         raise _Bad(str(exc)) from None
 
