@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from pydetect._validation import check_fraction, check_int, check_positive
+from pydetect._validation import check_fraction, check_image_size, check_int, check_positive, check_size
 
 __all__ = ["Compose", "Resize", "RandomHorizontalFlip", "RandomCrop", "PhotometricJitter", "TransformedDataset"]
 
 
 def _rng(seed):
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if seed is None or isinstance(seed, np.random.Generator):
+        return np.random.default_rng(seed)
+    return np.random.default_rng(check_int(seed, "seed", minimum=0))
 
 
 def _filter(target: dict, keep: np.ndarray) -> dict:
@@ -31,6 +33,10 @@ class Compose:
 
     def __init__(self, transforms):
         self.transforms = list(transforms)
+        for i, t in enumerate(self.transforms):
+            if not callable(t):
+                raise TypeError(f"transforms[{i}] must be callable (image, target) -> (image, target), "
+                                f"got {type(t).__name__}")
 
     def __call__(self, image, target):
         for t in self.transforms:
@@ -57,7 +63,8 @@ class Resize:
         if (size is None) == (min_size is None and max_size is None):
             raise ValueError("give either size=(H, W) or min_size / max_size")
         if size is not None:
-            size = (check_int(size[0], "size[0]", minimum=1), check_int(size[1], "size[1]", minimum=1))
+            size = check_size(size, "size")
+            check_image_size(size[0], size[1], "size")
         self.size = size
         self.min_size = None if min_size is None else check_int(min_size, "min_size", minimum=1)
         self.max_size = None if max_size is None else check_int(max_size, "max_size", minimum=1)
@@ -76,9 +83,13 @@ class Resize:
         import cv2
 
         h, w = image.shape[:2]
+        if h == 0 or w == 0:
+            raise ValueError(f"image must not be empty, got shape {tuple(image.shape)}")
         oh, ow = self.output_size(h, w)
         if (oh, ow) == (h, w):
             return image, target
+        # min_size scales a thin image's long side up without bound: refuse before allocating.
+        check_image_size(oh, ow, f"the resized {w}x{h} image")
         out = cv2.resize(image, (ow, oh), interpolation=cv2.INTER_AREA if oh * ow < h * w else cv2.INTER_LINEAR)
         sx, sy = ow / w, oh / h
         target = dict(target)

@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from pydetect import ops
-from pydetect._validation import (as_image, check_choice, check_fraction, check_int,
+from pydetect._validation import (as_image, check_choice, check_fraction, check_image_size, check_int,
                                   check_positive)
 from pydetect.detectors.base import BaseDetector
 from pydetect.ism import codebook as cb
@@ -227,8 +227,9 @@ class ImplicitShapeModel(BaseDetector):
         gray = ft.to_gray(image)
         if self.upscale != 1.0:
             h, w = gray.shape
-            gray = cv2.resize(gray, (max(1, round(w * self.upscale)), max(1, round(h * self.upscale))),
-                              interpolation=cv2.INTER_LINEAR)
+            size = (max(1, round(w * self.upscale)), max(1, round(h * self.upscale)))
+            check_image_size(size[1], size[0], f"the {w}x{h} image upscaled by {self.upscale:g}")
+            gray = cv2.resize(gray, size, interpolation=cv2.INTER_LINEAR)
         pts = ft.detect_keypoints(gray, detector=self.detector, scales=self.dense_scales,
                                   step=self.dense_step)
         pts, desc = ft.describe(gray, pts, descriptor=self.descriptor, patch_size=self.patch_size,

@@ -21,7 +21,7 @@ import numbers
 
 import numpy as np
 
-from pydetect._validation import as_image, check_fraction, check_int
+from pydetect._validation import as_image, check_fraction, check_int, check_positive
 from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
 
@@ -207,6 +207,16 @@ class ViolaJonesDetector(BaseDetector):
         """
         import os
 
+        # Checked before the samples are cropped; the cascade's own parameters are checked by
+        # train_cascade.
+        self._window()
+        check_fraction(self.margin, "margin")
+        check_int(self.backgrounds_per_image, "backgrounds_per_image", minimum=0)
+        if self.time_limit is not None:
+            check_positive(self.time_limit, "time_limit")
+        check_int(self.random_state, "random_state", minimum=0)
+        if not hasattr(dataset, "class_names"):
+            raise TypeError(f"dataset must be a DetectionDataset, got {type(dataset).__name__}")
         names = [str(n) for n in dataset.class_names]
         if class_name is not None or len(names) == 1:
             chosen = [class_name]
