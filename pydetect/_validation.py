@@ -250,7 +250,7 @@ def check_image_size(height: int, width: int, name: str) -> None:
     """Refuses an image of more than :func:`max_image_pixels` pixels before it is allocated."""
     limit = max_image_pixels()
     if height * width > limit:
-        raise ValueError(f"{name} of {width}x{height} pixels exceeds the limit of {limit} pixels "
+        raise ValueError(f"{name} of {width:.0f}x{height:.0f} pixels exceeds the limit of {limit} pixels "
                          "(set PYDETECT_MAX_IMAGE_PIXELS to raise it)")
 
 

@@ -368,8 +368,9 @@ def _quiet_native_stderr():
 def _run(args) -> int:
     if args.threads is not None:
         import pydetect
+        from pydetect._validation import check_num_threads
 
-        pydetect.set_num_threads(args.threads)
+        pydetect.set_num_threads(check_num_threads(args.threads, "--threads"))
     return args.func(args)
 
 

@@ -19,6 +19,7 @@ __all__ = ["draw_detections", "plot_pr", "class_color", "draw_feature"]
 
 _MAX_THICKNESS = 32767  # OpenCV's MAX_THICKNESS
 _MAX_DPI = 1000  # a 6 x 5 inch figure of 6000 x 5000 pixels
+_MAX_COORD = 2**30
 
 
 def class_color(label: int) -> tuple:
@@ -80,10 +81,9 @@ def draw_detections(image, detections, class_names=None, *, score_threshold: flo
         raise ValueError(f"labels must lie in [0, {len(class_names)}) to index class_names, "
                          f"got values in [{labels.min()}, {labels.max()}]")
     h, w = img.shape[:2]
-    # Corners far outside the image would overflow OpenCV's int coordinates: moved to just
-    # beyond the border (by more than the line thickness), they draw the same rectangle.
-    pad = thickness + 1
-    boxes = np.clip(boxes, -pad, np.array([w, h, w, h]) + pad)
+    # OpenCV takes 32-bit int coordinates: corners beyond +-2**30, far outside any image,
+    # are moved there, which draws the same pixels.
+    boxes = np.clip(boxes, -_MAX_COORD, _MAX_COORD)
     font_scale = max(0.35, min(h, w) / 800)
     order = np.arange(len(boxes)) if scores is None else np.argsort(scores, kind="stable")  # best drawn last (on top)
     for i in order:

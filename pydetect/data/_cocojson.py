@@ -239,10 +239,10 @@ def parse_results(source, image_ids=None, category_ids=None) -> dict:
         out["category_id"] = np.array([int(r["category_id"]) for r in obj], np.int64).reshape(n)
         out["score"] = np.array([float(r["score"]) for r in obj], np.float64).reshape(n)
         out["bbox"] = np.array([[float(v) for v in r["bbox"]] for r in obj], np.float64).reshape(n, 4)
-    for key, allowed, label in (("image_id", image_ids, "image"), ("category_id", category_ids, "category")):
+    for key, allowed, label in (("image_id", image_ids, "an image"), ("category_id", category_ids, "a category")):
         if allowed is not None and n:
             bad = ~np.isin(out[key], np.asarray(list(allowed), np.int64))
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                raise ValueError(f"{name}: [{i}]['{key}'] = {out[key][i]} is not a {label} of the ground truth")
+                raise ValueError(f"{name}: [{i}]['{key}'] = {out[key][i]} is not {label} of the ground truth")
     return out
