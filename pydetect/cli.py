@@ -346,6 +346,8 @@ def _quiet_native_stderr():
         sys.stderr.flush()
         saved = os.dup(2)
     except (AttributeError, OSError, ValueError):  # no usable fd 2 (e.g. a captured or closed stderr)
+        saved = None
+    if saved is None:
         yield
         return
     old_stderr = sys.stderr

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pydetect._validation import as_boxes, as_labels, as_vector, check_int, to_numpy
+from pydetect._validation import as_boxes, as_int64, as_labels, as_vector, check_int, to_numpy
 
 __all__ = ["Detections"]
 
@@ -91,7 +91,9 @@ class Detections:
                 if key.shape != (n,):
                     raise IndexError(f"boolean index must have shape ({n},), got {key.shape}")
             elif key.dtype.kind in "iu" or key.size == 0:
-                key = key.astype(np.int64).reshape(-1) if key.size == 0 else key
+                if key.ndim > 1:
+                    raise IndexError(f"an index array must be 1-D, got shape {key.shape}")
+                key = as_int64(key, "index").reshape(-1)
                 if key.size and not (-n <= key.min() and key.max() < n):
                     raise IndexError(f"index array holds values in [{key.min()}, {key.max()}], out of range "
                                      f"for {n} detections")

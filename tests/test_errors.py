@@ -7,7 +7,6 @@ checks the kind of error and that its message names the culprit.
 """
 
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -364,7 +363,8 @@ def test_coco_results_nan_score_from_a_file(tmp_path):
 
 
 @pytest.mark.parametrize("changes, fragment", [
-    (dict(images=(0, "id", 2**63)), r"images\[0\]\['id'\] must be an integer in \[0, 2\*\*63\), got 9223372036854775808"),
+    (dict(images=(0, "id", 2**63)),
+     r"images\[0\]\['id'\] must be an integer in \[0, 2\*\*63\), got 9223372036854775808"),
     (dict(images=(0, "id", -1)), r"images\[0\]\['id'\] must be an integer in \[0, 2\*\*63\)"),
     (dict(images=(0, "width", 2**64)), r"images\[0\]\['width'\] must be a positive integer"),
     (dict(categories=(0, "id", -3)), r"categories\[0\]\['id'\] must be an integer in \[0, 2\*\*63\)"),

@@ -273,7 +273,7 @@ class DetectionDataset:
     def _index(self, i, name: str = "index") -> int:
         """``i`` as a position in [0, len), negative ones counting from the end."""
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
-            raise TypeError(f"{name} must be an integer or a slice, got {type(i).__name__}")
+            raise TypeError(f"{name} must be an integer, got {type(i).__name__}")
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"{name} {i} out of range for a dataset of {n} images")

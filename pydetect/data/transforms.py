@@ -52,11 +52,14 @@ class Resize:
 
     Parameters
     ----------
-    size : (H, W), optional
-        Exact output size.
+    size : int or (H, W), optional
+        Exact output size (an int gives a square).
     min_size, max_size : int, optional
         Otherwise: scale so the shorter side is ``min_size`` unless the longer side would
         exceed ``max_size`` (torchvision's GeneralizedRCNNTransform rule).
+
+    Output sizes of more than ``PYDETECT_MAX_IMAGE_PIXELS`` pixels (default 2**27) raise
+    ``ValueError``.
     """
 
     def __init__(self, size=None, *, min_size=None, max_size=None):
