@@ -16,7 +16,7 @@ except ImportError as exc:  # most often: the source tree shadows the installed 
         "install the package (pip install .) and run outside the source tree, or build it in place "
         "(cmake -S . -B build/dev && cmake --build build/dev)"
     ) from exc
-from pydetect._validation import check_int as _check_int
+from pydetect._validation import MAX_THREADS as _MAX_THREADS, check_int as _check_int
 from pydetect.structures import Detections
 from pydetect import ops
 
@@ -27,10 +27,10 @@ def set_num_threads(n: int) -> None:
     Parameters
     ----------
     n : int
-        Number of threads, >= 1. It applies process-wide to every kernel; torch's own
+        Number of threads, in [1, 1024]. It applies process-wide to every kernel; torch's own
         thread count (``torch.set_num_threads``) is separate.
     """
-    _C.set_num_threads(_check_int(n, "n", minimum=1))
+    _C.set_num_threads(_check_int(n, "n", minimum=1, maximum=_MAX_THREADS))
 
 
 def get_num_threads() -> int:

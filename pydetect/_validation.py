@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 def _is_torch_tensor(x) -> bool:
@@ -105,7 +106,7 @@ def as_labels(x, n: int, name: str = "labels"):
     arr, _ = to_numpy(x, name)
     if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and arr.size == 0):
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    arr = as_int64(arr, name)
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},) to match the boxes, got {tuple(arr.shape)}")
     return arr
@@ -144,13 +145,19 @@ def check_positive(value, name: str, *, strict: bool = True) -> float:
     return value
 
 
-def check_int(value, name: str, *, minimum: int | None = None) -> int:
-    """An integer (bools are refused), optionally >= minimum."""
+def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (bools are refused) in int64's range, optionally in [minimum, maximum]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    # Every integer ends up in numpy, torch or C++ as int64 at most: refuse what would overflow there.
+    maximum = INT64_MAX if maximum is None else min(maximum, INT64_MAX)
+    if not -INT64_MAX - 1 <= value <= maximum:
+        shown = value if value.bit_length() <= 128 else f"a {value.bit_length()}-bit integer"
+        raise ValueError(f"{name} must be <= {maximum}, got {shown}" if value > 0
+                         else f"{name} must be >= {-INT64_MAX - 1}, got {shown}")
     return value
 
 
@@ -265,3 +272,56 @@ def check_scale_factor(value, name: str = "scale_factor") -> float:
     if not value > 1.0:
         raise ValueError(f"{name} must be > 1, got {value}")
     return value
+
+
+# ---------------------------------------------------------------------------------------
+# Errors hardening: int64 arrays, finite reals and the image-size cap, shared by data, eval,
+# viz and the CLI.
+# ---------------------------------------------------------------------------------------
+def as_int64(arr: np.ndarray, name: str) -> np.ndarray:
+    """An integer array as C-contiguous int64; uint64 values >= 2**63 are refused, not wrapped."""
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > INT64_MAX:
+        raise ValueError(f"{name} must be <= {INT64_MAX}, got {int(arr.max())}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def check_real(value, name: str) -> float:
+    """A finite real number (bools are refused)."""
+    return _as_real(value, name)
+
+
+#: Default cap on the pixels of an image pydetect decodes or resizes to: 2**27 pixels
+#: (0.4 GB as RGB uint8), below Pillow's decompression-bomb limit so that its header check
+#: can enforce it. The environment variable PYDETECT_MAX_IMAGE_PIXELS overrides it.
+MAX_IMAGE_PIXELS = 2**27
+
+
+def max_image_pixels() -> int:
+    """The image-size cap: PYDETECT_MAX_IMAGE_PIXELS if set, else :data:`MAX_IMAGE_PIXELS`."""
+    import os
+
+    text = os.environ.get("PYDETECT_MAX_IMAGE_PIXELS")
+    if text is None:
+        return MAX_IMAGE_PIXELS
+    try:
+        return check_int(int(text), "PYDETECT_MAX_IMAGE_PIXELS", minimum=1)
+    except ValueError:
+        raise ValueError(f"the environment variable PYDETECT_MAX_IMAGE_PIXELS must be a positive integer, "
+                         f"got {text!r}") from None
+
+
+def check_image_size(height: int, width: int, name: str) -> None:
+    """Refuses an image of more than :func:`max_image_pixels` pixels before it is allocated."""
+    limit = max_image_pixels()
+    if height * width > limit:
+        raise ValueError(f"{name} of {width:.0f}x{height:.0f} pixels exceeds the limit of {limit} pixels "
+                         "(set PYDETECT_MAX_IMAGE_PIXELS to raise it)")
+
+
+#: Most threads a ``num_threads`` parameter may ask for (torch crashes when asked for 100,000).
+MAX_THREADS = 1024
+
+
+def check_num_threads(value, name: str = "num_threads"):
+    """None (leave the thread count alone) or an integer in [1, MAX_THREADS]."""
+    return None if value is None else check_int(value, name, minimum=1, maximum=MAX_THREADS)

@@ -1,15 +1,18 @@
 """The ``pydetect`` command line (also ``python -m pydetect``).
 
 Each verb is a pair: ``_add_<verb>(subparsers)`` declares its arguments and sets
-``func`` to a ``_run_<verb>(args)`` that returns an exit code. Expected failures (missing
-files, malformed JSON, bad values) print one line ``pydetect: error: ...`` and exit 2,
-never a traceback.
+``func`` to a ``_run_<verb>(args)`` that returns an exit code. Every failure prints one
+line ``pydetect: error: ...`` on stderr, never a traceback, and exits 2 for bad input
+(missing, unreadable or malformed files, corrupt images, bad values) or 1 for anything
+else; ``pydetect --traceback VERB ...`` shows the full traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 
 _DATASETS = ("digits", "faces")
@@ -83,13 +86,14 @@ def _add_detect(sub):
 
 
 def _run_detect(args) -> int:
-    import os
-
     import cv2
 
     from pydetect._io import atomic_write
+    from pydetect._validation import check_real
     from pydetect.data import read_image
     from pydetect.viz import draw_detections
+
+    check_real(args.score_threshold, "--score-threshold")
 
     if args.cascade:
         from pydetect.cascade import Cascade, CascadeDetector
@@ -304,9 +308,16 @@ _VERBS = [_add_bench, _add_train, _add_detect, _add_export_dataset, _add_eval]
 def build_parser() -> argparse.ArgumentParser:
     import pydetect
 
-    parser = argparse.ArgumentParser(prog="pydetect", description="Classical and CNN object detection.")
+    parser = argparse.ArgumentParser(
+        prog="pydetect", description="Classical and CNN object detection.",
+        epilog="Errors print one line (exit status 2 for bad input, 1 otherwise); --traceback shows the "
+               "full traceback and what native libraries (libpng, OpenCV, torch) wrote to stderr. Image "
+               "files of more than PYDETECT_MAX_IMAGE_PIXELS pixels (environment variable, default 2**27) "
+               "are refused before decoding.")
     parser.add_argument("--version", action="version", version=f"pydetect {pydetect.__version__}")
     parser.add_argument("--threads", type=int, default=None, help="threads for pydetect's kernels (default: all cores)")
+    parser.add_argument("--traceback", action="store_true",
+                        help="on error, show the full traceback instead of one line (for debugging)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
     for add in _VERBS:
@@ -314,24 +325,77 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Bad input: the user can fix it from the one-line message (exit status 2). Anything else is
+# a failure of pydetect or of the machine (exit status 1) and names its exception type.
+_BAD_INPUT = (ValueError, TypeError, OSError)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        message = f"{exc.filename}: {exc.strerror}"
+    else:
+        lines = str(exc).strip().splitlines()
+        message = lines[0] if lines else ""
+    if not isinstance(exc, _BAD_INPUT):
+        message = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        message += " (rerun with --traceback for details)"
+    return message or type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Sends what native libraries write to file descriptor 2 (libpng's "libpng error: ...",
+    libjpeg's warnings, OpenCV's log) to /dev/null, while Python's ``sys.stderr`` (messages,
+    warnings, progress bars) keeps writing where it did: a failure then reads as one line."""
+    try:
+        python_on_fd2 = sys.stderr.fileno() == 2
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (AttributeError, OSError, ValueError):  # no usable fd 2 (e.g. a captured or closed stderr)
+        saved = None
+    if saved is None:
+        yield
+        return
+    old_stderr = sys.stderr
+    if python_on_fd2:
+        sys.stderr = open(os.dup(saved), "w", buffering=1, encoding=old_stderr.encoding,
+                          errors=old_stderr.errors)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        if python_on_fd2:
+            sys.stderr.close()
+            sys.stderr = old_stderr
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _run(args) -> int:
+    if args.threads is not None:
+        import pydetect
+        from pydetect._validation import check_num_threads
+
+        pydetect.set_num_threads(check_num_threads(args.threads, "--threads"))
+    return args.func(args)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.traceback:
+        return _run(args)
     try:
-        if args.threads is not None:
-            import pydetect
-
-            pydetect.set_num_threads(args.threads)
-        return args.func(args)
-    except (ValueError, TypeError, OSError, KeyError) as exc:
-        message = str(exc) if not isinstance(exc, KeyError) else f"missing key {exc}"
-        if isinstance(exc, OSError) and exc.filename and exc.strerror:
-            message = f"{exc.filename}: {exc.strerror}"
-        print(f"pydetect: error: {message.splitlines()[0] if message else type(exc).__name__}", file=sys.stderr)
-        return 2
+        with _quiet_native_stderr():
+            return _run(args)
     except KeyboardInterrupt:
         print("pydetect: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # every failure becomes one line: see _BAD_INPUT
+        print(f"pydetect: error: {_one_line(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, _BAD_INPUT) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pydetect._validation import as_boxes, as_labels, as_vector, to_numpy
+from pydetect._validation import as_boxes, as_int64, as_labels, as_vector, check_int, to_numpy
 
 __all__ = ["Detections"]
 
@@ -80,12 +80,26 @@ class Detections:
 
     def __getitem__(self, key) -> "Detections":
         """Filters every field: an int, a slice, a boolean mask or an index array."""
-        if isinstance(key, (int, np.integer)):
-            key = slice(int(key), int(key) + 1 if int(key) != -1 else None)
-        else:
-            key, _ = to_numpy(key, "index") if not isinstance(key, slice) else (key, None)
-            if isinstance(key, np.ndarray) and key.dtype == bool and key.shape != (len(self),):
-                raise IndexError(f"boolean index must have shape ({len(self)},), got {key.shape}")
+        n = len(self)
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            if not -n <= key < n:
+                raise IndexError(f"index {key} out of range for {n} detections")
+            key = slice(int(key) % n, int(key) % n + 1)  # keeps the result a Detections
+        elif not isinstance(key, slice):
+            key, _ = to_numpy(key, "index")
+            if key.dtype == bool:
+                if key.shape != (n,):
+                    raise IndexError(f"boolean index must have shape ({n},), got {key.shape}")
+            elif key.dtype.kind in "iu" or key.size == 0:
+                if key.ndim > 1:
+                    raise IndexError(f"an index array must be 1-D, got shape {key.shape}")
+                key = as_int64(key, "index").reshape(-1)
+                if key.size and not (-n <= key.min() and key.max() < n):
+                    raise IndexError(f"index array holds values in [{key.min()}, {key.max()}], out of range "
+                                     f"for {n} detections")
+            else:
+                raise TypeError(f"index must be an int, a slice, a boolean mask or an integer array, "
+                                f"got dtype {key.dtype}")
         return Detections._from_fields({k: v[key] for k, v in self._fields.items()})
 
     @classmethod
@@ -109,6 +123,9 @@ class Detections:
         parts = list(parts)
         if not parts:
             return cls()
+        for i, p in enumerate(parts):
+            if not isinstance(p, Detections):
+                raise TypeError(f"parts[{i}] must be a Detections, got {type(p).__name__}")
         names = list(parts[0]._fields)
         for p in parts[1:]:
             if list(p._fields) != names:
@@ -124,11 +141,20 @@ class Detections:
         category_ids : sequence or dict, optional
             Maps a label to its COCO category id; default: the label itself.
         """
+        image_id = check_int(image_id, "image_id", minimum=0)
         b = self.boxes.astype(np.float64)
         xywh = np.column_stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]])
         out = []
         for box, score, label in zip(xywh.tolist(), self.scores.tolist(), self.labels.tolist()):
-            cat = label if category_ids is None else category_ids[label]
-            out.append({"image_id": image_id, "category_id": int(cat),
+            if label < 0:
+                raise ValueError(f"labels must be >= 0 to map to COCO categories, got {label}")
+            if category_ids is None:
+                cat = label
+            else:
+                try:
+                    cat = check_int(category_ids[label], f"category_ids[{label}]", minimum=0)
+                except (IndexError, KeyError):
+                    raise ValueError(f"category_ids has no entry for label {label}") from None
+            out.append({"image_id": image_id, "category_id": cat,
                         "bbox": [round(v, 3) for v in box], "score": float(score)})
         return out

@@ -11,18 +11,22 @@ import io
 import numpy as np
 
 from pydetect._io import atomic_write
-from pydetect._validation import as_image
+from pydetect._validation import as_boxes, as_image, as_labels, check_int, check_real
 
 from pydetect.cascade.draw import draw_feature  # a cascade feature drawn on its window
 
 __all__ = ["draw_detections", "plot_pr", "class_color", "draw_feature"]
+
+_MAX_THICKNESS = 32767  # OpenCV's MAX_THICKNESS
+_MAX_DPI = 1000  # a 6 x 5 inch figure of 6000 x 5000 pixels
+_MAX_COORD = 2**30
 
 
 def class_color(label: int) -> tuple:
     """A distinct, deterministic RGB colour for a class index (golden-ratio hue steps)."""
     import colorsys
 
-    h = (int(label) * 0.618033988749895) % 1.0
+    h = (check_int(label, "label") * 0.618033988749895) % 1.0
     r, g, b = colorsys.hsv_to_rgb(h, 0.85, 1.0)
     return int(r * 255), int(g * 255), int(b * 255)
 
@@ -54,17 +58,32 @@ def draw_detections(image, detections, class_names=None, *, score_threshold: flo
     """
     import cv2
 
+    from pydetect.structures import Detections
+
     img = as_image(image, "image")
     img = np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img.copy()
+    score_threshold = check_real(score_threshold, "score_threshold")
+    thickness = check_int(thickness, "thickness", minimum=1, maximum=_MAX_THICKNESS)
     if isinstance(detections, dict):
-        boxes = np.asarray(detections["boxes"], np.float64).reshape(-1, 4)
-        labels = np.asarray(detections["labels"], np.int64).reshape(-1)
+        for key in ("boxes", "labels"):
+            if key not in detections:
+                raise ValueError(f"a target dict in detections needs a {key!r} entry")
+        boxes = as_boxes(detections["boxes"], "detections['boxes']", dtype=np.float64)[0]
+        labels = as_labels(detections["labels"], len(boxes), "detections['labels']")
         scores = None
+    elif isinstance(detections, Detections):
+        boxes = detections.boxes.astype(np.float64)
+        labels = detections.labels
+        scores = detections.scores.astype(np.float64)
     else:
-        boxes = np.asarray(detections.boxes, np.float64)
-        labels = np.asarray(detections.labels)
-        scores = np.asarray(detections.scores, np.float64)
+        raise TypeError(f"detections must be a Detections or a target dict, got {type(detections).__name__}")
+    if class_names is not None and len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
+        raise ValueError(f"labels must lie in [0, {len(class_names)}) to index class_names, "
+                         f"got values in [{labels.min()}, {labels.max()}]")
     h, w = img.shape[:2]
+    # OpenCV takes 32-bit int coordinates: corners beyond +-2**30, far outside any image,
+    # are moved there, which draws the same pixels.
+    boxes = np.clip(boxes, -_MAX_COORD, _MAX_COORD)
     font_scale = max(0.35, min(h, w) / 800)
     order = np.arange(len(boxes)) if scores is None else np.argsort(scores, kind="stable")  # best drawn last (on top)
     for i in order:
@@ -134,6 +153,7 @@ def plot_pr(results, path, *, class_names=None, title: str | None = None, dpi: i
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    dpi = check_int(dpi, "dpi", minimum=1, maximum=_MAX_DPI)
     curves = _curves_from(results, class_names)
     fig = Figure(figsize=(6, 5))
     FigureCanvasAgg(fig)

@@ -26,13 +26,19 @@ def read_json(source, what: str):
                 return json.load(f), path
         except FileNotFoundError:
             raise FileNotFoundError(f"{what} file not found: {path}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # malformed JSON or text, or an integer of more than 4300 digits
             raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: not valid COCO JSON (nested too deeply)") from None
     return source, what
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+_INT64_MAX = 2**63 - 1
+
+
+def _is_id(v) -> bool:
+    """A COCO id or size: an integer in [0, 2**63), int64's range (a bool is not an integer here)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v <= _INT64_MAX
 
 
 def _is_num(v) -> bool:
@@ -66,7 +72,7 @@ def _fast_annotations(anns, image_ids, category_ids):
                    and type(a["id"]) is int and type(a["bbox"]) is list and len(a["bbox"]) == 4
                    and all(type(v) in _PLAIN_NUMBER for v in a["bbox"])
                    and type(a.get("area", 0.0)) in _PLAIN_NUMBER
-                   and a.get("iscrowd", 0) in (0, 1) for a in anns):
+                   and a.get("iscrowd", 0) in (0, 1) and a.get("difficult", 0) in (0, 1) for a in anns):
             return None
         out = {
             "image_id": np.fromiter((a["image_id"] for a in anns), np.int64, n),
@@ -87,7 +93,7 @@ def _fast_annotations(anns, image_ids, category_ids):
         return None
     if n and not (np.isin(out["image_id"], np.fromiter(image_ids, np.int64)).all()
                   and np.isin(out["category_id"], np.fromiter(category_ids, np.int64)).all()
-                  and np.unique(out["id"]).size == n):
+                  and np.unique(out["id"]).size == n and out["id"].min() >= 0):
         return None
     return out
 
@@ -109,13 +115,14 @@ def parse_gt(source) -> dict:
 
     img_out, seen = [], set()
     for i, im in enumerate(images):
-        if not isinstance(im, dict) or "id" not in im or not _is_int(im["id"]):
-            raise ValueError(f"{name}: images[{i}]['id'] must be an integer")
+        if not isinstance(im, dict) or "id" not in im or not _is_id(im["id"]):
+            got = im.get("id", "nothing") if isinstance(im, dict) else im
+            raise ValueError(f"{name}: images[{i}]['id'] must be an integer in [0, 2**63), got {got!r}")
         if im["id"] in seen:
             raise ValueError(f"{name}: images[{i}]['id'] = {im['id']} is a duplicate")
         seen.add(im["id"])
         for key in ("height", "width"):
-            if key in im and not (_is_int(im[key]) and im[key] > 0):
+            if key in im and not (_is_id(im[key]) and im[key] > 0):
                 raise ValueError(f"{name}: images[{i}]['{key}'] must be a positive integer, got {im[key]!r}")
         if "file_name" in im and not isinstance(im["file_name"], str):
             raise ValueError(f"{name}: images[{i}]['file_name'] must be a string")
@@ -123,8 +130,9 @@ def parse_gt(source) -> dict:
 
     cat_out, cseen = [], set()
     for i, c in enumerate(cats):
-        if not isinstance(c, dict) or "id" not in c or not _is_int(c["id"]):
-            raise ValueError(f"{name}: categories[{i}]['id'] must be an integer")
+        if not isinstance(c, dict) or "id" not in c or not _is_id(c["id"]):
+            got = c.get("id", "nothing") if isinstance(c, dict) else c
+            raise ValueError(f"{name}: categories[{i}]['id'] must be an integer in [0, 2**63), got {got!r}")
         if c["id"] in cseen:
             raise ValueError(f"{name}: categories[{i}]['id'] = {c['id']} is a duplicate")
         cseen.add(c["id"])
@@ -148,8 +156,8 @@ def parse_gt(source) -> dict:
         if not isinstance(a, dict):
             raise ValueError(f"{where} must be an object")
         for key in ("image_id", "category_id", "id"):
-            if key not in a or not _is_int(a[key]):
-                raise ValueError(f"{where}['{key}'] must be an integer, got {a.get(key, 'nothing')!r}")
+            if key not in a or not _is_id(a[key]):
+                raise ValueError(f"{where}['{key}'] must be an integer in [0, 2**63), got {a.get(key, 'nothing')!r}")
         if a["image_id"] not in seen:
             raise ValueError(f"{where}['image_id'] = {a['image_id']} is not in 'images'")
         if a["category_id"] not in cseen:
@@ -167,9 +175,10 @@ def parse_gt(source) -> dict:
             area = a["area"]
         else:
             area = bb[2] * bb[3]
+        for key in ("iscrowd", "difficult"):
+            if a.get(key, 0) not in (0, 1):  # True and False compare equal to 1 and 0
+                raise ValueError(f"{where}['{key}'] must be 0 or 1, got {a[key]!r}")
         crowd = a.get("iscrowd", 0)
-        if crowd not in (0, 1, True, False):
-            raise ValueError(f"{where}['iscrowd'] must be 0 or 1, got {crowd!r}")
         out["image_id"][i] = a["image_id"]
         out["category_id"][i] = a["category_id"]
         out["bbox"][i] = bb
@@ -192,7 +201,7 @@ def parse_results(source, image_ids=None, category_ids=None) -> dict:
     obj, name = read_json(source, "results")
     if isinstance(obj, dict) and "annotations" in obj:
         obj = obj["annotations"]
-    if not isinstance(obj, list):
+    if not isinstance(obj, (list, tuple)):
         raise ValueError(f"{name}: COCO results must be a JSON list of objects, got {type(obj).__name__}")
     n = len(obj)
     out = {"image_id": np.zeros(n, np.int64), "category_id": np.zeros(n, np.int64),
@@ -202,11 +211,14 @@ def parse_results(source, image_ids=None, category_ids=None) -> dict:
         out["category_id"] = np.fromiter((r["category_id"] for r in obj), np.int64, n)
         out["score"] = np.fromiter((r["score"] for r in obj), np.float64, n)
         box = np.array([r["bbox"] for r in obj], np.float64).reshape(n, 4)
-        ok = (all(type(r["image_id"]) is int and type(r["category_id"]) is int for r in obj)
+        # numpy would also convert strings and bools: only JSON numbers take the fast path.
+        ok = (all(type(r["image_id"]) is int and type(r["category_id"]) is int
+                  and type(r["score"]) in _PLAIN_NUMBER and type(r["bbox"]) is list
+                  and all(type(v) in _PLAIN_NUMBER for v in r["bbox"]) for r in obj)
               and np.isfinite(out["score"]).all() and np.isfinite(box).all()
-              and (box[:, 2:] >= 0).all())
+              and (box[:, 2:] >= 0).all() and (out["image_id"] >= 0).all() and (out["category_id"] >= 0).all())
         out["bbox"] = box
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
         for i, r in enumerate(obj):
@@ -214,8 +226,9 @@ def parse_results(source, image_ids=None, category_ids=None) -> dict:
             if not isinstance(r, dict):
                 raise ValueError(f"{where} must be an object")
             for key in ("image_id", "category_id"):
-                if key not in r or not _is_int(r[key]):
-                    raise ValueError(f"{where}['{key}'] must be an integer, got {r.get(key, 'nothing')!r}")
+                if key not in r or not _is_id(r[key]):
+                    raise ValueError(f"{where}['{key}'] must be an integer in [0, 2**63), "
+                                     f"got {r.get(key, 'nothing')!r}")
             if "score" not in r or not _is_num(r["score"]):
                 raise ValueError(f"{where}['score'] must be a finite number, got {r.get('score', 'nothing')!r}")
             if "bbox" not in r:
@@ -226,10 +239,10 @@ def parse_results(source, image_ids=None, category_ids=None) -> dict:
         out["category_id"] = np.array([int(r["category_id"]) for r in obj], np.int64).reshape(n)
         out["score"] = np.array([float(r["score"]) for r in obj], np.float64).reshape(n)
         out["bbox"] = np.array([[float(v) for v in r["bbox"]] for r in obj], np.float64).reshape(n, 4)
-    for key, allowed, label in (("image_id", image_ids, "image"), ("category_id", category_ids, "category")):
+    for key, allowed, label in (("image_id", image_ids, "an image"), ("category_id", category_ids, "a category")):
         if allowed is not None and n:
             bad = ~np.isin(out[key], np.asarray(list(allowed), np.int64))
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                raise ValueError(f"{name}: [{i}]['{key}'] = {out[key][i]} is not a {label} of the ground truth")
+                raise ValueError(f"{name}: [{i}]['{key}'] = {out[key][i]} is not {label} of the ground truth")
     return out

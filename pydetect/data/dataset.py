@@ -15,38 +15,74 @@ either way an indexed image comes back as an RGB (H, W, 3) uint8 array.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 
 import numpy as np
 
-from pydetect._validation import as_boxes, as_image, to_numpy
+from pydetect._validation import (as_boxes, as_float_array, as_image, as_int64, check_image_size, check_int,
+                                  check_size, max_image_pixels, to_numpy)
 
 __all__ = ["DetectionDataset", "read_image"]
+
+
+def _check_header_size(buf: np.ndarray, path: str) -> None:
+    """Refuses an image whose header claims more than ``max_image_pixels()`` pixels, before
+    anything is decoded. Formats Pillow does not know are left to OpenCV's own limits."""
+    from PIL import Image
+
+    name = f"image file {path}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(buf.tobytes())) as im:  # reads the header only
+                width, height = im.size
+    except Image.DecompressionBombError:
+        # Pillow refuses more than 2 * Image.MAX_IMAGE_PIXELS pixels without telling the size.
+        limit, cap = Image.MAX_IMAGE_PIXELS, max_image_pixels()
+        if limit and 2 * limit >= cap:
+            raise ValueError(f"{name} has more than {2 * limit} pixels, over the limit of {cap} pixels "
+                             "(set PYDETECT_MAX_IMAGE_PIXELS to raise it)") from None
+        return
+    except Exception:  # not a format Pillow knows, or a corrupt header: OpenCV decides
+        return
+    check_image_size(height, width, name)
 
 
 def read_image(path) -> np.ndarray:
     """Reads an image file with OpenCV and returns it as RGB (H, W, 3) uint8.
 
-    Grey images are replicated to three channels; an alpha channel is dropped.
+    Grey images are replicated to three channels; an alpha channel is dropped. The size is
+    read from the file's header first: images of more than ``PYDETECT_MAX_IMAGE_PIXELS``
+    pixels (default 2**27) are refused before any pixel memory is allocated.
 
     Raises
     ------
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If OpenCV cannot decode it.
+        If the path is not a regular file, the file is empty, too large or cannot be decoded.
     """
     import cv2
 
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"image file not found: {path}")
+    if not os.path.isfile(path):
+        raise ValueError(f"image file {path} is not a regular file")
     # imdecode (not imread) so that non-ASCII paths work everywhere.
     buf = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if buf.size == 0:
+        raise ValueError(f"image file {path} is empty")
+    _check_header_size(buf, path)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # OpenCV's own limits, e.g. on the image size
+        reason = str(exc).strip().splitlines()[0].partition(" error: ")[2] or str(exc).strip()
+        raise ValueError(f"cannot decode image file {path} ({reason})") from None
     if img is None:
-        raise ValueError(f"cannot decode image file {path}")
+        raise ValueError(f"cannot decode image file {path}: not an image, or a corrupt or truncated one")
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
@@ -79,7 +115,8 @@ def _check_target(target, i: int, n_classes: int) -> dict:
     lab, _ = to_numpy(target["labels"], f"{where}['labels']")
     if lab.dtype.kind not in "iu" and not (lab.dtype.kind == "f" and lab.size == 0):
         raise TypeError(f"{where}['labels'] must hold integers, got dtype {lab.dtype}")
-    lab = np.ascontiguousarray(lab, dtype=np.int64).reshape(-1) if lab.size == 0 else np.ascontiguousarray(lab, dtype=np.int64)
+    lab = as_int64(lab, f"{where}['labels']")
+    lab = lab.reshape(-1) if lab.size == 0 else lab
     if lab.ndim != 1 or lab.shape[0] != k:
         raise ValueError(f"{where}['labels'] must have shape ({k},) to match the boxes, got {tuple(lab.shape)}")
     if k and (lab.min() < 0 or lab.max() >= n_classes):
@@ -94,12 +131,25 @@ def _check_target(target, i: int, n_classes: int) -> dict:
     for key in ("iscrowd", "difficult"):
         out[key] = _as_flags(target[key], k, f"{where}[{key!r}]") if key in target else np.zeros(k, bool)
     if "area" in target and target["area"] is not None:
-        area, _ = to_numpy(target["area"], f"{where}['area']")
-        area = np.asarray(area, dtype=np.float64).reshape(-1) if area.size == 0 else np.asarray(area, np.float64)
+        area, _ = as_float_array(target["area"], f"{where}['area']", dtype=np.float64)
+        area = area.reshape(-1) if area.size == 0 else area
         if area.shape != (k,):
             raise ValueError(f"{where}['area'] must have shape ({k},), got {tuple(area.shape)}")
+        if k and area.min() < 0:
+            raise ValueError(f"{where}['area'] must be >= 0, got {area.min()}")
         out["area"] = area.copy()
     return out
+
+
+def _as_list(values, name: str) -> list:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a sequence, got {type(values).__name__}")
+    return list(values)
+
+
+def _as_ids(values, name: str) -> list:
+    """COCO ids: integers in [0, 2**63)."""
+    return [check_int(v, f"{name}[{i}]", minimum=0) for i, v in enumerate(_as_list(values, name))]
 
 
 def _clip_target(target: dict, h: int, w: int, where: str) -> dict:
@@ -152,11 +202,11 @@ class DetectionDataset:
     """
 
     def __init__(self, images, targets, class_names, *, image_ids=None, image_sizes=None, category_ids=None):
-        images = list(images)
-        targets = list(targets)
+        images = _as_list(images, "images")
+        targets = _as_list(targets, "targets")
         if isinstance(class_names, str):
             raise TypeError("class_names must be a sequence of strings, got a single string")
-        class_names = [str(c) for c in class_names]
+        class_names = [str(c) for c in _as_list(class_names, "class_names")]
         if not class_names:
             raise ValueError("class_names must not be empty")
         if len(set(class_names)) != len(class_names):
@@ -164,7 +214,7 @@ class DetectionDataset:
         if category_ids is None:
             category_ids = list(range(1, len(class_names) + 1))
         else:
-            category_ids = [int(c) for c in category_ids]
+            category_ids = _as_ids(category_ids, "category_ids")
             if len(category_ids) != len(class_names) or len(set(category_ids)) != len(category_ids):
                 raise ValueError(f"category_ids must be {len(class_names)} unique integers (one per class), "
                                  f"got {category_ids}")
@@ -174,12 +224,14 @@ class DetectionDataset:
         if image_ids is None:
             image_ids = list(range(n))
         else:
-            image_ids = [int(i) for i in image_ids]
+            image_ids = _as_ids(image_ids, "image_ids")
             if len(image_ids) != n:
                 raise ValueError(f"image_ids must have {n} entries, got {len(image_ids)}")
             if len(set(image_ids)) != n:
                 raise ValueError("image_ids must be unique")
-        sizes = [None] * n if image_sizes is None else [None if s is None else (int(s[0]), int(s[1])) for s in image_sizes]
+        sizes = [None] * n if image_sizes is None else [
+            None if s is None else check_size(s, f"image_sizes[{i}]")
+            for i, s in enumerate(_as_list(image_sizes, "image_sizes"))]
         if len(sizes) != n:
             raise ValueError(f"image_sizes must have {n} entries, got {len(sizes)}")
 
@@ -210,18 +262,22 @@ class DetectionDataset:
         """Returns ``(image, target)``: RGB uint8 (H, W, 3) and a dict of copied arrays."""
         if isinstance(i, slice):
             return self.subset(range(*i.indices(len(self))))
-        if not isinstance(i, (int, np.integer)):
-            raise TypeError(f"index must be an integer or a slice, got {type(i).__name__}")
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for a dataset of {n} images")
-        i = int(i) % n
+        i = self._index(i)
         img = self.load_image(i)
         tgt = self._targets[i]
         if self._sizes[i] is None:  # a path image seen for the first time
             self._sizes[i] = img.shape[:2]
             tgt = self._targets[i] = _clip_target(tgt, img.shape[0], img.shape[1], f"targets[{i}]")
         return img, {k: v.copy() for k, v in tgt.items()}
+
+    def _index(self, i, name: str = "index") -> int:
+        """``i`` as a position in [0, len), negative ones counting from the end."""
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer, got {type(i).__name__}")
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"{name} {i} out of range for a dataset of {n} images")
+        return int(i) % n
 
     def __iter__(self):
         for i in range(len(self)):
@@ -234,17 +290,18 @@ class DetectionDataset:
     # Access without decoding images ---------------------------------------------------
     def load_image(self, i: int) -> np.ndarray:
         """The i-th image as RGB uint8 (H, W, 3) (read from disk for a path image)."""
+        i = self._index(i)
         img = self._images[i]
         if isinstance(img, str):
-            img = read_image(img)
+            path, img = img, read_image(img)
             if self._sizes[i] is not None and tuple(img.shape[:2]) != tuple(self._sizes[i]):
-                raise ValueError(f"image {img!r} has size {img.shape[:2]}, expected {self._sizes[i]}")
+                raise ValueError(f"image file {path} has size {img.shape[:2]}, expected {self._sizes[i]}")
             return img
         return img.copy()
 
     def target(self, i: int) -> dict:
         """The i-th target (copies), without reading the image."""
-        return {k: v.copy() for k, v in self._targets[i].items()}
+        return {k: v.copy() for k, v in self._targets[self._index(i)].items()}
 
     @property
     def targets(self) -> list:
@@ -253,11 +310,12 @@ class DetectionDataset:
 
     def image_path(self, i: int):
         """The file path of image i, or None for an in-memory image."""
-        img = self._images[i]
+        img = self._images[self._index(i)]
         return img if isinstance(img, str) else None
 
     def image_size(self, i: int) -> tuple:
         """(H, W) of image i (reads the image once if it is a path of unknown size)."""
+        i = self._index(i)
         if self._sizes[i] is None:
             self[i]
         return tuple(self._sizes[i])
@@ -268,7 +326,7 @@ class DetectionDataset:
 
     def subset(self, indices) -> "DetectionDataset":
         """A new dataset with the images at ``indices`` (keeps their image ids)."""
-        indices = [int(i) for i in indices]
+        indices = [self._index(i, f"indices[{j}]") for j, i in enumerate(_as_list(indices, "indices"))]
         ds = DetectionDataset.__new__(DetectionDataset)
         ds._images = [self._images[i] for i in indices]
         ds._targets = [self._targets[i] for i in indices]

@@ -8,6 +8,7 @@ pydetect (as detectron2 and torchvision read them).
 from __future__ import annotations
 
 import json
+import math
 import os
 import xml.etree.ElementTree as ET
 
@@ -89,6 +90,11 @@ def load_coco(ann_json, image_dir=None) -> DetectionDataset:
     return DetectionDataset(images, targets, names, image_ids=ids, image_sizes=sizes, category_ids=cat_ids)
 
 
+def _check_dataset(dataset) -> None:
+    if not isinstance(dataset, DetectionDataset):
+        raise TypeError(f"dataset must be a DetectionDataset, got {type(dataset).__name__}")
+
+
 def _coco_gt_dict(dataset: DetectionDataset, file_names) -> dict:
     images, anns = [], []
     for i, t in enumerate(dataset.targets):
@@ -127,6 +133,7 @@ def save_coco(dataset: DetectionDataset, ann_json, image_dir=None) -> dict:
     dict
         The COCO dict written.
     """
+    _check_dataset(dataset)
     file_names = []
     for i in range(len(dataset)):
         path = dataset.image_path(i)
@@ -168,6 +175,7 @@ def save_coco_results(detections, dataset: DetectionDataset, path=None) -> list:
     """
     from pydetect.eval.voc import _check_detections
 
+    _check_dataset(dataset)
     detections = _check_detections(detections, dataset)
     out = []
     for i, d in enumerate(detections):
@@ -187,6 +195,7 @@ def export_coco(dataset: DetectionDataset, out_dir, ann_name: str = "annotations
 
     Returns the path of the annotation file; :func:`load_coco` on it gives the dataset back.
     """
+    _check_dataset(dataset)
     out_dir = os.fspath(out_dir)
     ann = os.path.join(out_dir, ann_name)
     save_coco(dataset, ann, os.path.join(out_dir, "images"))
@@ -213,9 +222,12 @@ def _xml_text(node, tag: str, where: str) -> str:
 def _xml_number(node, tag: str, where: str) -> float:
     text = _xml_text(node, tag, where)
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise ValueError(f"{where}: <{tag}> must be a number, got {text!r}") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: <{tag}> must be a finite number, got {text!r}")
+    return value
 
 
 def load_voc(root, split: str = "trainval", class_names=VOC_CLASSES, *, keep_difficult: bool = True) -> DetectionDataset:
@@ -270,6 +282,8 @@ def load_voc(root, split: str = "trainval", class_names=VOC_CLASSES, *, keep_dif
             hw = (int(_xml_number(size, "height", f"{path}: <size>")), int(_xml_number(size, "width", f"{path}: <size>")))
             if hw[0] <= 0 or hw[1] <= 0:
                 hw = None  # some VOC files carry 0 x 0: read the image for its size
+            elif max(hw) >= 2**31:
+                raise ValueError(f"{path}: <size> of {hw[1]}x{hw[0]} pixels is not an image size")
         fname = ann.findtext("filename")
         images.append(os.path.join(root, "JPEGImages", fname.strip() if fname and fname.strip() else f"{vid}.jpg"))
         boxes, labels, difficult = [], [], []
@@ -297,5 +311,7 @@ def load_voc(root, split: str = "trainval", class_names=VOC_CLASSES, *, keep_dif
         targets.append({"boxes": np.asarray(boxes, np.float32).reshape(-1, 4), "labels": np.asarray(labels, np.int64),
                         "difficult": np.asarray(difficult, bool)})
         sizes.append(hw)
-    image_ids = [int(v) for v in ids] if all(v.isdigit() for v in ids) and len(set(map(int, ids))) == len(ids) else None
+    # Numeric ids become the image ids when they are distinct and fit COCO's int64 ids.
+    numeric = all(v.isascii() and v.isdigit() and int(v) < 2**63 for v in ids)
+    image_ids = [int(v) for v in ids] if numeric and len(set(map(int, ids))) == len(ids) else None
     return DetectionDataset(images, targets, class_names, image_ids=image_ids, image_sizes=sizes)

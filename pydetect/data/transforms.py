@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pydetect._validation import check_fraction, check_int, check_positive
+from pydetect._validation import check_fraction, check_image_size, check_int, check_positive, check_size
 
 __all__ = ["Compose", "Resize", "RandomHorizontalFlip", "RandomCrop", "PhotometricJitter", "RandomInvert",
            "RandomGrayscale", "RandomGaussianBlur", "RandomNoise", "RandomScale", "RandomShear",
@@ -29,7 +29,9 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def _rng(seed):
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if seed is None or isinstance(seed, np.random.Generator):
+        return np.random.default_rng(seed)
+    return np.random.default_rng(check_int(seed, "seed", minimum=0))
 
 
 def _resize(image, target, oh: int, ow: int):
@@ -65,6 +67,10 @@ class Compose:
 
     def __init__(self, transforms):
         self.transforms = list(transforms)
+        for i, t in enumerate(self.transforms):
+            if not callable(t):
+                raise TypeError(f"transforms[{i}] must be callable (image, target) -> (image, target), "
+                                f"got {type(t).__name__}")
 
     def __call__(self, image, target, rng=None):
         for t in self.transforms:
@@ -80,18 +86,22 @@ class Resize:
 
     Parameters
     ----------
-    size : (H, W), optional
-        Exact output size.
+    size : int or (H, W), optional
+        Exact output size (an int gives a square).
     min_size, max_size : int, optional
         Otherwise: scale so the shorter side is ``min_size`` unless the longer side would
         exceed ``max_size`` (torchvision's GeneralizedRCNNTransform rule).
+
+    Output sizes of more than ``PYDETECT_MAX_IMAGE_PIXELS`` pixels (default 2**27) raise
+    ``ValueError``.
     """
 
     def __init__(self, size=None, *, min_size=None, max_size=None):
         if (size is None) == (min_size is None and max_size is None):
             raise ValueError("give either size=(H, W) or min_size / max_size")
         if size is not None:
-            size = (check_int(size[0], "size[0]", minimum=1), check_int(size[1], "size[1]", minimum=1))
+            size = check_size(size, "size")
+            check_image_size(size[0], size[1], "size")
         self.size = size
         self.min_size = None if min_size is None else check_int(min_size, "min_size", minimum=1)
         self.max_size = None if max_size is None else check_int(max_size, "max_size", minimum=1)
@@ -108,9 +118,13 @@ class Resize:
 
     def __call__(self, image, target, rng=None):
         h, w = image.shape[:2]
+        if h == 0 or w == 0:
+            raise ValueError(f"image must not be empty, got shape {tuple(image.shape)}")
         oh, ow = self.output_size(h, w)
         if (oh, ow) == (h, w):
             return image, target
+        # min_size scales a thin image's long side up without bound: refuse before allocating.
+        check_image_size(oh, ow, f"the resized {w}x{h} image")
         return _resize(image, target, oh, ow)
 
     def __repr__(self):

@@ -9,9 +9,9 @@ scores and class-specific box deltas, trained jointly (softmax + smooth L1). Min
 
 from __future__ import annotations
 
-
 import numpy as np
 
+from pydetect._validation import check_choice, check_int
 from pydetect.detectors.faster_rcnn import _TwoStageEstimator
 
 __all__ = ["FastRCNN"]
@@ -99,11 +99,16 @@ class FastRCNN(_TwoStageEstimator):
         self.progress = progress
         self.num_threads = num_threads
 
+    def _check_params(self):
+        super()._check_params()
+        check_choice(self.proposal_mode, "proposal_mode", ("single", "fast", "quality"))
+        check_int(self.train_proposals, "train_proposals", minimum=1)
+        check_int(self.test_proposals, "test_proposals", minimum=1)
+        check_choice(self.roi_pool, "roi_pool", ("pool", "align"))
+
     def _build(self, backbone, num_classes):
         from pydetect import models
 
-        if self.roi_pool not in ("pool", "align"):
-            raise ValueError(f"roi_pool must be 'pool' or 'align', got {self.roi_pool!r}")
         c = backbone.out_channels
         pooler = models.RoIPooler("0", 7, kind=self.roi_pool, sampling_ratio=2, aligned=True)
         heads = models.RoIHeads(pooler, models.TwoMLPHead(c * 49, self.representation_size, pooled_branch=True),

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from pydetect._validation import check_fraction, check_int
+from pydetect._validation import check_fraction, check_int, check_num_threads, check_positive
 from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
 
@@ -36,31 +36,41 @@ def build_backbone(backbone, fpn):
     raise ValueError(f"backbone must be 'vgg', 'resnet18' or a torch module, got {backbone!r}")
 
 
+_MAX_SCALE = 8.0  # image_scale and the resize ranges: beyond this the images no longer fit in memory
+_MAX_REPRESENTATION = 16384  # the box head's first layer alone would hold 0.8 GB of weights
+
+
 def _check_scale_range(value, name):
     if value is None:
         return None
     try:
-        lo, hi = (float(v) for v in value)
+        lo, hi = value
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be None or a pair (lo, hi), got {value!r}") from None
-    if not 0 < lo <= hi:
-        raise ValueError(f"{name} must satisfy 0 < lo <= hi, got {value!r}")
+    lo, hi = check_positive(lo, f"{name} lo"), check_positive(hi, f"{name} hi")
+    if not lo <= hi <= _MAX_SCALE:
+        raise ValueError(f"{name} must satisfy 0 < lo <= hi <= {_MAX_SCALE:g}, got {value!r}")
     return lo, hi
 
 
-def _check_params(est):
-    """Checks the augmentation and scale parameters before any training starts."""
-    from pydetect.models.training import check_augment, check_ema_decay
+def _check_positive_sequence(value, name):
+    """None, or a non-empty sequence of positive finite numbers (anchor sizes, aspect ratios)."""
+    if value is None:
+        return
+    if isinstance(value, str) or not hasattr(value, "__len__") or len(value) == 0:
+        raise ValueError(f"{name} must be None or a non-empty sequence of positive numbers, got {value!r}")
+    for i, v in enumerate(value):
+        check_positive(v, f"{name}[{i}]")
 
-    scale = getattr(est, "image_scale", 1.0)
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale <= 8:
-        raise ValueError(f"image_scale must be a number in (0, 8], got {scale!r}")
-    check_int(getattr(est, "pretrain_copies", 2), "pretrain_copies", minimum=1)
-    _check_scale_range(getattr(est, "pretrain_stretch", None), "pretrain_stretch")
-    check_fraction(getattr(est, "pretrain_shear", 0.0), "pretrain_shear")
-    check_ema_decay(getattr(est, "ema_decay", None))
-    _check_scale_range(getattr(est, "scale_jitter", None), "scale_jitter")
-    check_augment(est.augment)
+
+def _check_int_pair(value, name):
+    """A (training, testing) pair of ints >= 1."""
+    try:
+        train, test = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (training, testing), got {value!r}") from None
+    check_int(train, f"{name} (training)", minimum=1)
+    check_int(test, f"{name} (testing)", minimum=1)
 
 
 class _TwoStageEstimator(BaseDetector):
@@ -79,13 +89,38 @@ class _TwoStageEstimator(BaseDetector):
     def _test_proposals(self, images):
         return None
 
+    def _check_params(self):
+        """Checks every parameter the fit uses before any training starts (subclasses extend it)."""
+        from pydetect.models.training import check_augment, check_ema_decay
+
+        check_positive(self.pretrain_seconds, "pretrain_seconds", strict=False)
+        check_int(self.pretrain_epochs, "pretrain_epochs", minimum=1)
+        check_int(getattr(self, "pretrain_copies", 2), "pretrain_copies", minimum=1)
+        _check_scale_range(getattr(self, "pretrain_stretch", None), "pretrain_stretch")
+        check_fraction(getattr(self, "pretrain_shear", 0.0), "pretrain_shear")
+        check_positive(self.train_seconds, "train_seconds")
+        check_int(self.max_iter, "max_iter", minimum=1)
+        check_int(self.batch_size, "batch_size", minimum=1)
+        check_positive(self.lr, "lr")
+        check_ema_decay(getattr(self, "ema_decay", None))
+        check_positive(self.weight_decay, "weight_decay", strict=False)
+        check_int(self.roi_batch_size_per_image, "roi_batch_size_per_image", minimum=1)
+        check_int(self.representation_size, "representation_size", minimum=1, maximum=_MAX_REPRESENTATION)
+        check_fraction(self.box_score_thresh, "box_score_thresh")
+        check_fraction(self.box_nms_thresh, "box_nms_thresh")
+        check_int(self.detections_per_img, "detections_per_img", minimum=1)
+        _check_scale_range(getattr(self, "scale_jitter", None), "scale_jitter")
+        check_augment(self.augment)
+        check_int(self.seed, "seed", minimum=0)
+        check_num_threads(self.num_threads)
+
     # ------------------------------------------------------------------------- training
     def fit(self, dataset):
         """Pretrains the backbone on crops, then trains the detector end to end; returns self."""
         from pydetect.models import training as T
 
         class_names, targets = T.check_detection_dataset(dataset)
-        _check_params(self)
+        self._check_params()
         with T.torch_threads(self.num_threads):
             return self._fit(dataset, class_names, targets)
 
@@ -194,6 +229,7 @@ class _TwoStageEstimator(BaseDetector):
         from pydetect.models.training import image_to_tensor
 
         self._check_fitted()
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
         images = list(images)
         tensors = [image_to_tensor(im) for im in images]
         self.model_.eval()
@@ -390,6 +426,17 @@ class FasterRCNN(_TwoStageEstimator):
                                       image_scale=self.image_scale)
 
     _checkpoint_name = "faster_rcnn.ckpt"
+
+    def _check_params(self):
+        super()._check_params()
+        scale = check_positive(self.image_scale, "image_scale")
+        if scale > _MAX_SCALE:
+            raise ValueError(f"image_scale must be a number in (0, {_MAX_SCALE:g}], got {self.image_scale!r}")
+        _check_positive_sequence(self.anchor_sizes, "anchor_sizes")
+        _check_positive_sequence(self.aspect_ratios, "aspect_ratios")
+        check_int(self.rpn_batch_size_per_image, "rpn_batch_size_per_image", minimum=1)
+        _check_int_pair(self.rpn_pre_nms_top_n, "rpn_pre_nms_top_n")
+        _check_int_pair(self.rpn_post_nms_top_n, "rpn_post_nms_top_n")
 
     def _prepare(self, targets):
         from pydetect.models import training as T

@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from pydetect import ops
-from pydetect._validation import (as_image, check_choice, check_fraction, check_int,
+from pydetect._validation import (as_image, check_choice, check_fraction, check_image_size, check_int,
                                   check_positive)
 from pydetect.detectors.base import BaseDetector
 from pydetect.ism import codebook as cb
@@ -190,6 +190,8 @@ class ImplicitShapeModel(BaseDetector):
         check_choice(self.descriptor, "descriptor", ("patch", "sift"))
         check_int(self.patch_size, "patch_size", minimum=3)
         check_positive(self.patch_factor, "patch_factor")
+        if isinstance(self.dense_scales, str) or not hasattr(self.dense_scales, "__len__"):
+            raise TypeError(f"dense_scales must be a sequence of numbers, got {type(self.dense_scales).__name__}")
         if not len(self.dense_scales):
             raise ValueError("dense_scales must not be empty")
         for s in self.dense_scales:
@@ -197,9 +199,14 @@ class ImplicitShapeModel(BaseDetector):
         check_positive(self.dense_step, "dense_step")
         check_positive(self.min_contrast, "min_contrast", strict=False)
         check_positive(self.upscale, "upscale")
-        check_positive(self.cluster_threshold, "cluster_threshold", strict=False)
-        if self.activation_threshold is not None:
-            check_positive(self.activation_threshold, "activation_threshold", strict=False)
+        for name in ("cluster_threshold", "activation_threshold"):
+            value = getattr(self, name)
+            if value is None and name == "activation_threshold":
+                continue
+            # A similarity for patches (normalised correlation, at most 1), a distance for SIFT.
+            if check_positive(value, name, strict=False) > 1 and self.descriptor == "patch":
+                raise ValueError(f"{name} must be <= 1 with descriptor='patch' (a normalised "
+                                 f"correlation), got {value}")
         check_int(self.max_matches, "max_matches", minimum=1)
         check_int(self.max_agglomerative, "max_agglomerative", minimum=2)
         check_int(self.max_train_features, "max_train_features", minimum=2)
@@ -227,8 +234,9 @@ class ImplicitShapeModel(BaseDetector):
         gray = ft.to_gray(image)
         if self.upscale != 1.0:
             h, w = gray.shape
-            gray = cv2.resize(gray, (max(1, round(w * self.upscale)), max(1, round(h * self.upscale))),
-                              interpolation=cv2.INTER_LINEAR)
+            check_image_size(h * self.upscale, w * self.upscale, f"the {w}x{h} image upscaled by {self.upscale:g}")
+            size = (max(1, round(w * self.upscale)), max(1, round(h * self.upscale)))
+            gray = cv2.resize(gray, size, interpolation=cv2.INTER_LINEAR)
         pts = ft.detect_keypoints(gray, detector=self.detector, scales=self.dense_scales,
                                   step=self.dense_step)
         pts, desc = ft.describe(gray, pts, descriptor=self.descriptor, patch_size=self.patch_size,

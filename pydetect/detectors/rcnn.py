@@ -15,12 +15,15 @@ import os
 
 import numpy as np
 
+from pydetect._validation import (check_choice, check_fraction, check_int, check_num_threads, check_positive,
+                                  check_real)
 from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
 
 __all__ = ["RCNN"]
 
 _CONTEXT = 227.0 / (227.0 - 2 * 16)  # 16 px of context at a 227 px warp
+_MAX_CROP_SIZE = 1024  # 300 test proposals warped to 1024 x 1024 RGB already take 0.9 GB
 
 
 def _warp(image, boxes, size):
@@ -182,9 +185,31 @@ class RCNN(BaseDetector):
         from pydetect.models import training as T
 
         class_names, targets = T.check_detection_dataset(dataset)
-        T.check_augment(self.augment)
+        self._check_params()
         with T.torch_threads(self.num_threads):
             return self._fit(dataset, class_names, targets)
+
+    def _check_params(self):
+        """Checks every parameter the fit uses before any training starts."""
+        from pydetect.models.training import check_augment
+
+        check_int(self.crop_size, "crop_size", minimum=8, maximum=_MAX_CROP_SIZE)
+        check_choice(self.proposal_mode, "proposal_mode", ("single", "fast", "quality"))
+        check_int(self.train_proposals, "train_proposals", minimum=1)
+        check_int(self.test_proposals, "test_proposals", minimum=1)
+        check_positive(self.pretrain_seconds, "pretrain_seconds", strict=False)
+        check_int(self.pretrain_epochs, "pretrain_epochs", minimum=1)
+        check_positive(self.svm_C, "svm_C")
+        check_int(self.hard_negative_rounds, "hard_negative_rounds", minimum=0)
+        check_fraction(self.neg_iou, "neg_iou")
+        check_fraction(self.bbox_reg_iou, "bbox_reg_iou")
+        check_positive(self.bbox_reg_alpha, "bbox_reg_alpha", strict=False)
+        check_fraction(self.nms_thresh, "nms_thresh")
+        check_real(self.score_thresh, "score_thresh")
+        check_int(self.detections_per_img, "detections_per_img", minimum=1)
+        check_int(self.seed, "seed", minimum=0)
+        check_augment(self.augment)
+        check_num_threads(self.num_threads)
 
     def _fit(self, dataset, class_names, targets):
         import torch

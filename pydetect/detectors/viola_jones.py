@@ -21,7 +21,7 @@ import numbers
 
 import numpy as np
 
-from pydetect._validation import as_image, check_fraction, check_int
+from pydetect._validation import as_image, check_fraction, check_int, check_positive
 from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
 
@@ -126,6 +126,23 @@ class ViolaJonesDetector(BaseDetector):
             raise TypeError(f"window must be (height, width), got {self.window!r}") from None
         return check_int(h, "window height", minimum=3), check_int(w, "window width", minimum=3)
 
+    def _check_params(self):
+        """Checks the parameters fit and predict use, before the samples are cropped (the
+        cascade's own training parameters are checked by train_cascade)."""
+        from pydetect.cascade.detector import _size
+
+        self._window()
+        check_fraction(self.margin, "margin")
+        check_int(self.backgrounds_per_image, "backgrounds_per_image", minimum=0)
+        if self.time_limit is not None:
+            check_positive(self.time_limit, "time_limit")
+        check_int(self.random_state, "random_state", minimum=0)
+        if check_positive(self.scale_factor, "scale_factor") <= 1:
+            raise ValueError(f"scale_factor must be > 1, got {self.scale_factor}")
+        check_int(self.min_neighbors, "min_neighbors", minimum=0)
+        _size(self.min_size, "min_size")
+        _size(self.max_size, "max_size")
+
     def extract_samples(self, dataset, class_name=None):
         """Positive windows and background regions of one class of a DetectionDataset.
 
@@ -207,6 +224,9 @@ class ViolaJonesDetector(BaseDetector):
         """
         import os
 
+        self._check_params()
+        if not hasattr(dataset, "class_names"):
+            raise TypeError(f"dataset must be a DetectionDataset, got {type(dataset).__name__}")
         names = [str(n) for n in dataset.class_names]
         if class_name is not None or len(names) == 1:
             chosen = [class_name]

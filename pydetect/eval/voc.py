@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pydetect._validation import as_boxes, check_fraction, check_int
+from pydetect._validation import as_boxes, as_float_array, check_fraction, check_int
 
 __all__ = ["voc_evaluate", "voc_ap", "proposal_recall"]
 
@@ -38,8 +38,8 @@ def voc_ap(recall, precision, use_07_metric: bool = False) -> float:
     -------
     float
     """
-    rec = np.asarray(recall, np.float64).ravel()
-    prec = np.asarray(precision, np.float64).ravel()
+    rec = as_float_array(recall, "recall", dtype=np.float64)[0].ravel()
+    prec = as_float_array(precision, "precision", dtype=np.float64)[0].ravel()
     if rec.shape != prec.shape:
         raise ValueError(f"recall and precision must have the same shape, got {rec.shape} and {prec.shape}")
     if use_07_metric:
@@ -56,8 +56,13 @@ def voc_ap(recall, precision, use_07_metric: bool = False) -> float:
 
 
 def _check_detections(detections, dataset):
+    from pydetect.data.dataset import DetectionDataset
     from pydetect.structures import Detections
 
+    if not isinstance(dataset, DetectionDataset):
+        raise TypeError(f"dataset must be a DetectionDataset, got {type(dataset).__name__}")
+    if not hasattr(detections, "__iter__"):
+        raise TypeError(f"detections must be a list of Detections, got {type(detections).__name__}")
     detections = list(detections)
     if len(detections) != len(dataset):
         raise ValueError(f"detections must hold one Detections per dataset image ({len(dataset)}), "
@@ -191,14 +196,21 @@ def proposal_recall(proposals, dataset, iou_thresholds=None, max_proposals=None)
         (G,) per object, ``ABO`` ``{class: mean best IoU}``, ``MABO`` (mean of the per-class
         ABO over classes with objects, Uijlings et al.), ``n_proposals`` (mean per image).
     """
+    from pydetect.data.dataset import DetectionDataset
     from pydetect.ops import box_iou
     from pydetect.structures import Detections
 
     if iou_thresholds is None:
         iou_thresholds = np.linspace(0.5, 0.95, 10)
     thr = np.array([check_fraction(t, "iou_thresholds") for t in np.atleast_1d(iou_thresholds)], np.float64)
+    if thr.size == 0:
+        raise ValueError("iou_thresholds must not be empty")
     if max_proposals is not None:
         max_proposals = check_int(max_proposals, "max_proposals", minimum=1)
+    if not isinstance(dataset, DetectionDataset):
+        raise TypeError(f"dataset must be a DetectionDataset, got {type(dataset).__name__}")
+    if not hasattr(proposals, "__iter__"):
+        raise TypeError(f"proposals must be a list of box arrays, got {type(proposals).__name__}")
     proposals = list(proposals)
     if len(proposals) != len(dataset):
         raise ValueError(f"proposals must hold one box array per dataset image ({len(dataset)}), got {len(proposals)}")
