@@ -21,16 +21,25 @@ from pydetect.structures import Detections
 from pydetect import ops
 
 
+#: Most threads :func:`set_num_threads` accepts (1024): far above the core counts the
+#: kernels scale to, low enough that a slip cannot ask the system for a million threads.
+MAX_NUM_THREADS = _C.MAX_NUM_THREADS
+
+
 def set_num_threads(n: int) -> None:
     """Sets how many threads pydetect's C++ kernels use (default: all cores).
 
     Parameters
     ----------
-    n : int
-        Number of threads, >= 1. It applies process-wide to every kernel; torch's own
-        thread count (``torch.set_num_threads``) is separate.
+    n : int in [1, MAX_NUM_THREADS]
+        Number of threads. It applies process-wide to every kernel; torch's own thread
+        count (``torch.set_num_threads``) is separate. If the system refuses to start some
+        of them (a thread limit), a kernel runs on the threads it got.
     """
-    _C.set_num_threads(_check_int(n, "n", minimum=1))
+    n = _check_int(n, "n", minimum=1)
+    if n > MAX_NUM_THREADS:
+        raise ValueError(f"n must be <= MAX_NUM_THREADS ({MAX_NUM_THREADS}), got {n}")
+    _C.set_num_threads(n)
 
 
 def get_num_threads() -> int:
@@ -38,4 +47,4 @@ def get_num_threads() -> int:
     return _C.get_num_threads()
 
 
-__all__ = ["Detections", "ops", "set_num_threads", "get_num_threads", "__version__"]
+__all__ = ["Detections", "ops", "set_num_threads", "get_num_threads", "MAX_NUM_THREADS", "__version__"]

@@ -198,3 +198,12 @@ def check_size(value, name: str, *, minimum: int = 1) -> tuple:
         raise TypeError(f"{name} must be an int or a (height, width) pair, got {value!r}") from None
     return (check_int(height, f"{name} height", minimum=minimum),
             check_int(width, f"{name} width", minimum=minimum))
+
+
+# ----------------------------------------------------------------------------- hardening of the ops
+# (extreme values: NaN, inf, huge numbers and thread counts)
+
+
+def check_real(value, name: str) -> float:
+    """A finite real number, of any sign."""
+    return _as_real(value, name)

@@ -24,7 +24,7 @@ import numpy as np
 
 from pydetect import _C
 from pydetect._validation import (as_float_array, check_choice, check_int, check_positive,
-                                  to_numpy)
+                                  check_real, to_numpy)
 
 __all__ = ["accumulate_votes", "mean_shift", "bin_seeds"]
 
@@ -179,11 +179,23 @@ def bin_seeds(votes, weights=None, *, bandwidth_xy=0.1, bandwidth_scale=0.3, ada
     ``hxy = bandwidth_xy * s`` (adaptive) or ``bandwidth_xy``; like scikit-learn's
     ``bin_seeding`` but weighted. Bins with a mass below ``min_mass`` give no seed.
 
+    Parameters
+    ----------
+    votes : array, shape (V, 3)
+    weights : array, shape (V,), optional
+        Non-negative vote weights; default ones.
+    bandwidth_xy, bandwidth_scale : float > 0
+    adaptive : bool
+    min_mass : float
+
     Returns
     -------
     seeds : ndarray, shape (S, 3)
         By decreasing bin mass.
     """
+    bandwidth_xy = check_positive(bandwidth_xy, "bandwidth_xy")
+    bandwidth_scale = check_positive(bandwidth_scale, "bandwidth_scale")
+    min_mass = check_real(min_mass, "min_mass")
     v = _as_points(votes, "votes")
     w = (np.ones(v.shape[0], v.dtype) if weights is None
          else as_float_array(weights, "weights", dtype=v.dtype)[0])
@@ -201,11 +213,19 @@ def bin_seeds(votes, weights=None, *, bandwidth_xy=0.1, bandwidth_scale=0.3, ada
     else:
         sb = np.floor(v[:, 2] / bandwidth_scale)
         h = np.full(v.shape[0], bandwidth_xy)
-    key = np.column_stack([np.floor(v[:, 0] / h), np.floor(v[:, 1] / h), sb]).astype(np.int64)
-    key -= key.min(0)
-    dims = key.max(0) + 1
-    if float(np.prod(dims.astype(np.float64))) < 2.0**62:
-        _, inverse = np.unique(np.ravel_multi_index(key.T, dims), return_inverse=True)
+    # Bin keys stay float64 (floors of finite quotients are exact): extreme votes or
+    # bandwidths give keys beyond int64 or infinite (a bin width that under- or
+    # overflowed), which must not be cast. 0 / 0 (a zero coordinate, a zero-width bin)
+    # is bin 0.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        key = np.column_stack([np.floor(v[:, 0] / h), np.floor(v[:, 1] / h), sb])
+    key[np.isnan(key)] = 0.0
+    span = key.max(0) - key.min(0) + 1
+    if np.abs(key).max() < 2.0**52 and float(np.prod(span)) < 2.0**62:
+        # Fast path, keys exact integers: one int64 per bin (row-major over the keys' box,
+        # the same order as the rows').
+        _, inverse = np.unique(np.ravel_multi_index((key - key.min(0)).astype(np.int64).T,
+                                                    span.astype(np.int64)), return_inverse=True)
     else:
         _, inverse = np.unique(key, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)

@@ -17,7 +17,11 @@ from pydetect import _C
 from pydetect._validation import (as_image, check_choice, check_int, check_positive, like,
                                   to_numpy)
 
-__all__ = ["felzenszwalb", "selective_search", "MAX_SIZE", "SELECTIVE_SEARCH_MODES"]
+__all__ = ["felzenszwalb", "selective_search", "MAX_SIZE", "MAX_GAUSSIAN_SIGMA", "SELECTIVE_SEARCH_MODES"]
+
+#: Largest smoothing ``sigma`` of :func:`felzenszwalb`: a Gaussian radius of 4000 pixels
+#: (the kernel's value, ``csrc/segmentation/filters.h``).
+MAX_GAUSSIAN_SIGMA = _C.MAX_GAUSSIAN_SIGMA
 
 #: Longest image side selective search works at by default; larger images are shrunk
 #: (area averaging) to it and the boxes mapped back. The paper's images (PASCAL VOC) are
@@ -80,9 +84,11 @@ def felzenszwalb(image, scale: float = 1.0, sigma: float = 0.8, min_size: int = 
     scale : float > 0
         ``k`` of the paper for intensities on the 0..255 scale: larger gives larger
         segments.
-    sigma : float >= 0
+    sigma : float in [0, MAX_GAUSSIAN_SIGMA]
         Standard deviation of the Gaussian smoothing (0: none). Kernel radius
-        ``int(4 sigma + 0.5)``, borders reflected as in ``scipy.ndimage``.
+        ``int(4 sigma + 0.5)``, borders reflected as in ``scipy.ndimage``; at most
+        :data:`MAX_GAUSSIAN_SIGMA` (1000: a 4000-pixel radius), which bounds the kernel's
+        size and cost.
     min_size : int >= 0
         Minimum component size, enforced by post-processing.
 
@@ -94,6 +100,8 @@ def felzenszwalb(image, scale: float = 1.0, sigma: float = 0.8, min_size: int = 
     img, kind = _float_image(image)
     scale = check_positive(scale, "scale")
     sigma = check_positive(sigma, "sigma", strict=False)
+    if sigma > MAX_GAUSSIAN_SIGMA:
+        raise ValueError(f"sigma must be <= MAX_GAUSSIAN_SIGMA ({MAX_GAUSSIAN_SIGMA:g}), got {sigma:g}")
     min_size = check_int(min_size, "min_size", minimum=0)
     return like(_C.felzenszwalb(img, scale, sigma, min_size), kind)
 
