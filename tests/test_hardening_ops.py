@@ -7,13 +7,18 @@ fails one test instead of killing the suite. Snippets assert their own expectati
 against the brute-force references of tests/_reference*.py where one is cheap.
 """
 
+import importlib.util
+
 import pytest
 
 from _isolated import run_isolated
 
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="the autograd path needs torch")
+
 # ----------------------------------------------------------------------------- RoI align / pool
 
 
+@needs_torch
 @pytest.mark.parametrize("sampling_ratio", [257, 2**31, 2**63])
 def test_roi_align_sampling_ratio_above_the_maximum_is_refused(sampling_ratio):
     run_isolated(f"""
@@ -64,6 +69,7 @@ def test_roi_align_adaptive_grid_of_huge_boxes_is_clamped():
     """)
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_roi_ops_with_huge_finite_boxes_and_scales(dtype):
     run_isolated(f"""
@@ -204,6 +210,27 @@ def test_mean_shift_votes_spread_over_the_float64_range():
         for bxy in (1e-300, 1e300):
             seeds = bin_seeds(votes * [1, 1, 1e-300], bandwidth_xy=bxy, bandwidth_scale=1e-10)
             assert np.isfinite(seeds).all() and 1 <= len(seeds) <= len(votes)
+    """)
+
+
+def test_ism_weighted_means_near_the_float64_limit():
+    # Seeds and modes are weighted means: sums of weight x coordinate overflowed to inf
+    # (then NaN modes, or seeds the mean-shift refuses), though every mean is finite.
+    run_isolated("""
+        import numpy as np, pytest
+        from pydetect.ism import mean_shift, bin_seeds
+        votes = np.array([[1.5e308, -1.5e308, 1.0], [1.6e308, -1.6e308, 1.0], [0, 0, 1.0]])
+        weights = np.array([10.0, 30.0, 1.0])
+        seeds = bin_seeds(votes, weights, bandwidth_xy=1e308, bandwidth_scale=0.3, adaptive=False)
+        np.testing.assert_allclose(seeds, [[1.575e308, -1.575e308, 1.0], [0, 0, 1.0]], rtol=1e-12)
+        modes, scores, counts = mean_shift(votes, weights, seeds, bandwidth_xy=1e308, bandwidth_scale=0.3,
+                                           adaptive=False)
+        np.testing.assert_allclose(modes, seeds, rtol=1e-12)
+        np.testing.assert_array_equal(scores, [40.0, 1.0])
+        with pytest.raises(ValueError, match="weights"):
+            mean_shift(votes, [1e308, 1e308, 1.0])
+        with pytest.raises(ValueError, match="weights"):
+            bin_seeds(votes, [1.0, -1.0, 1.0])
     """)
 
 

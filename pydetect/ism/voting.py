@@ -52,6 +52,21 @@ def _as_points(x, name: str, dtype=None) -> np.ndarray:
     return arr
 
 
+def _as_weights(weights, v: np.ndarray) -> np.ndarray:
+    """(V,) vote weights, >= 0, default ones; their sum must be finite (the means of
+    weighted votes would overflow)."""
+    if weights is None:
+        return np.ones(v.shape[0], v.dtype)
+    w, _ = as_float_array(weights, "weights", dtype=v.dtype)
+    if w.shape != (v.shape[0],):
+        raise ValueError(f"weights must have shape ({v.shape[0]},) to match the votes, got {w.shape}")
+    if w.size and w.min() < 0:
+        raise ValueError("weights must be >= 0")
+    if not np.isfinite(w.sum(dtype=np.float64)):
+        raise ValueError("weights must have a finite sum, got an overflow to infinity")
+    return w
+
+
 def accumulate_votes(features, match_ptr, match_entry, match_weight, occ_ptr, occurrences,
                      occ_weight):
     """Casts the probabilistic Hough votes of matched features (C++, parallel).
@@ -130,7 +145,7 @@ def mean_shift(votes, weights=None, seeds=None, *, bandwidth_xy=0.1, bandwidth_s
     ----------
     votes : array, shape (V, 3)
     weights : array, shape (V,), optional
-        Non-negative vote weights; default ones.
+        Non-negative vote weights with a finite sum; default ones.
     seeds : array, shape (S, 3), optional
         Starting points; default the votes themselves (see :func:`bin_seeds` for fewer).
     bandwidth_xy, bandwidth_scale : float > 0
@@ -152,17 +167,13 @@ def mean_shift(votes, weights=None, seeds=None, *, bandwidth_xy=0.1, bandwidth_s
         Number of seeds that converged to each mode.
     """
     v = _as_points(votes, "votes")
-    w = (np.ones(v.shape[0], v.dtype) if weights is None
-         else as_float_array(weights, "weights", dtype=v.dtype)[0])
-    if w.shape != (v.shape[0],):
-        raise ValueError(f"weights must have shape ({v.shape[0]},) to match the votes, got {w.shape}")
-    if w.size and w.min() < 0:
-        raise ValueError("weights must be >= 0")
+    w = _as_weights(weights, v)
     s = v if seeds is None else _as_points(seeds, "seeds", dtype=v.dtype)
     bxy = check_positive(bandwidth_xy, "bandwidth_xy")
     bs = check_positive(bandwidth_scale, "bandwidth_scale")
     k = _KERNELS.index(check_choice(kernel, "kernel", _KERNELS))
-    it = check_int(max_iter, "max_iter", minimum=1)
+    # The kernel counts iterations in 32 bits; 2**31 - 1 of them is "until converged".
+    it = min(check_int(max_iter, "max_iter", minimum=1), 2**31 - 1)
     tol = check_positive(tol, "tol", strict=False)
     merge = check_positive(merge, "merge", strict=False)
     min_score = check_positive(min_score, "min_score", strict=False)
@@ -183,7 +194,7 @@ def bin_seeds(votes, weights=None, *, bandwidth_xy=0.1, bandwidth_scale=0.3, ada
     ----------
     votes : array, shape (V, 3)
     weights : array, shape (V,), optional
-        Non-negative vote weights; default ones.
+        Non-negative vote weights with a finite sum; default ones.
     bandwidth_xy, bandwidth_scale : float > 0
     adaptive : bool
     min_mass : float
@@ -197,10 +208,7 @@ def bin_seeds(votes, weights=None, *, bandwidth_xy=0.1, bandwidth_scale=0.3, ada
     bandwidth_scale = check_positive(bandwidth_scale, "bandwidth_scale")
     min_mass = check_real(min_mass, "min_mass")
     v = _as_points(votes, "votes")
-    w = (np.ones(v.shape[0], v.dtype) if weights is None
-         else as_float_array(weights, "weights", dtype=v.dtype)[0])
-    if w.shape != (v.shape[0],):
-        raise ValueError(f"weights must have shape ({v.shape[0]},), got {w.shape}")
+    w = _as_weights(weights, v)
     if v.shape[0] == 0:
         return v.reshape(0, 3)
     if adaptive:
@@ -231,8 +239,11 @@ def bin_seeds(votes, weights=None, *, bandwidth_xy=0.1, bandwidth_scale=0.3, ada
     inverse = inverse.reshape(-1)
     n = inverse.max() + 1
     mass = np.bincount(inverse, weights=w, minlength=n)
-    sums = np.stack([np.bincount(inverse, weights=w * v[:, d], minlength=n) for d in range(3)], 1)
     ok = mass > max(min_mass, 0.0)
-    seeds = sums[ok] / mass[ok, None]
+    # Each seed is a convex combination of its bin's votes (weights divided by the bin's
+    # mass first): sums of weight x coordinate could overflow near the float64 limits.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = w / mass[inverse]
+    seeds = np.stack([np.bincount(inverse, weights=share * v[:, d], minlength=n) for d in range(3)], 1)[ok]
     order = np.argsort(-mass[ok], kind="stable")
     return np.ascontiguousarray(seeds[order], dtype=v.dtype)

@@ -102,7 +102,8 @@ def felzenszwalb(image, scale: float = 1.0, sigma: float = 0.8, min_size: int = 
     sigma = check_positive(sigma, "sigma", strict=False)
     if sigma > MAX_GAUSSIAN_SIGMA:
         raise ValueError(f"sigma must be <= MAX_GAUSSIAN_SIGMA ({MAX_GAUSSIAN_SIGMA:g}), got {sigma:g}")
-    min_size = check_int(min_size, "min_size", minimum=0)
+    # Sizes above the pixel count all mean "merge everything": clamped, any int is fine.
+    min_size = min(check_int(min_size, "min_size", minimum=0), img.shape[0] * img.shape[1])
     return like(_C.felzenszwalb(img, scale, sigma, min_size), kind)
 
 
@@ -164,8 +165,9 @@ def selective_search(image, mode: str = "fast", seed: int = 0, max_boxes=None, m
     seed = check_int(seed, "seed", minimum=0)
     if seed >= 2**64:
         raise ValueError(f"seed must be < 2**64, got {seed}")
-    max_boxes = -1 if max_boxes is None else check_int(max_boxes, "max_boxes", minimum=0)
-    min_size = 0 if min_size is None else check_int(min_size, "min_size", minimum=1)
+    # Counts beyond the boxes or pixels there can be mean "all": clamped, any int is fine.
+    max_boxes = -1 if max_boxes is None else min(check_int(max_boxes, "max_boxes", minimum=0), 2**63 - 1)
+    min_size = 0 if min_size is None else min(check_int(min_size, "min_size", minimum=1), img.shape[0] * img.shape[1])
     max_size = check_int(max_size, "max_size", minimum=1)
     if max_size > 65535:
         raise ValueError(f"max_size must be <= 65535, got {max_size}")
