@@ -19,27 +19,30 @@ needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reas
 
 
 @needs_torch
-@pytest.mark.parametrize("sampling_ratio", [257, 2**31, 2**63])
-def test_roi_align_sampling_ratio_above_the_maximum_is_refused(sampling_ratio):
-    run_isolated(f"""
+def test_roi_align_sampling_ratio_above_the_maximum_is_refused():
+    # 2**31 samples per axis: the sample table's size wrapped, then out-of-bounds writes.
+    run_isolated("""
         import numpy as np, pytest, torch
+        import _reference_roi as ref
         from pydetect import ops, _C
         from pydetect.ops.roi import MAX_SAMPLING_RATIO
         assert MAX_SAMPLING_RATIO == 256
         x = np.zeros((1, 1, 8, 8))
         rois = np.array([[0, 0, 0, 4, 4.]])
-        with pytest.raises(ValueError, match="sampling_ratio"):
-            ops.roi_align(x, rois, 2, sampling_ratio={sampling_ratio})
-        with pytest.raises(ValueError, match="sampling_ratio"):
-            ops.roi_align(torch.zeros(1, 1, 8, 8, requires_grad=True), torch.tensor(rois), 2,
-                          sampling_ratio={sampling_ratio})
-        with pytest.raises(ValueError, match="sampling_ratio"):
-            ops.MultiScaleRoIAlign(["0"], 2, {sampling_ratio})
-        if {sampling_ratio} < 2**63:  # the private kernel refuses it too
+        for sampling_ratio in (257, 2**31, 2**63):
             with pytest.raises(ValueError, match="sampling_ratio"):
-                _C.roi_align_forward(x, rois, 1.0, 2, 2, {sampling_ratio}, False)
+                ops.roi_align(x, rois, 2, sampling_ratio=sampling_ratio)
+            with pytest.raises(ValueError, match="sampling_ratio"):
+                ops.roi_align(torch.zeros(1, 1, 8, 8, requires_grad=True), torch.tensor(rois), 2,
+                              sampling_ratio=sampling_ratio)
+            with pytest.raises(ValueError, match="sampling_ratio"):
+                ops.MultiScaleRoIAlign(["0"], 2, sampling_ratio)
+            if sampling_ratio < 2**63:  # the private kernels refuse it too
+                with pytest.raises(ValueError, match="sampling_ratio"):
+                    _C.roi_align_forward(x, rois, 1.0, 2, 2, sampling_ratio, False)
+                with pytest.raises(ValueError, match="sampling_ratio"):
+                    _C.roi_align_backward(np.zeros((1, 1, 2, 2)), rois, 1.0, 2, 2, 1, 1, 8, 8, sampling_ratio, False)
         # The maximum itself is accepted and is the average of its 256 x 256 samples.
-        import _reference_roi as ref
         x = np.random.default_rng(0).normal(size=(1, 1, 8, 8))
         np.testing.assert_allclose(ops.roi_align(x, rois, 1, sampling_ratio=256),
                                    ref.roi_align(x, rois, (1, 1), 1.0, 256), rtol=1e-12, atol=1e-12)
@@ -70,30 +73,32 @@ def test_roi_align_adaptive_grid_of_huge_boxes_is_clamped():
 
 
 @needs_torch
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_roi_ops_with_huge_finite_boxes_and_scales(dtype):
-    run_isolated(f"""
+def test_roi_ops_with_huge_finite_boxes_and_scales():
+    # Boxes near the dtype's limit, 1e30, a scale that overflows float32: forward and
+    # backward stay finite (means and maxima of the map), without overflowed grids.
+    run_isolated("""
         import numpy as np, torch
         from pydetect import ops
-        dtype = np.{dtype}
-        big = float(np.finfo(dtype).max) / 2
         rng = np.random.default_rng(0)
-        x = torch.tensor(rng.normal(size=(2, 3, 6, 7)), dtype=getattr(torch, "{dtype}"), requires_grad=True)
-        rois = torch.tensor([[0, -big, -big, big, big], [1, 0, 0, big, big], [0, 1e30, 0, 2, 2],
-                             [1, -big, 0, -big / 2, 5], [0, 0, 0, 3, 3]], dtype=x.dtype)
-        for scale in (1.0, 1e10, 1e300):
-            for aligned in (False, True):
-                for sr in (-1, 0, 2):
+        for dtype in (np.float32, np.float64):
+            big = float(np.finfo(dtype).max) / 2
+            x = torch.tensor(rng.normal(size=(2, 3, 6, 7)), dtype=getattr(torch, np.dtype(dtype).name),
+                             requires_grad=True)
+            rois = torch.tensor([[0, -big, -big, big, big], [1, 0, 0, big, big], [0, 1e30, 0, 2, 2],
+                                 [1, -big, 0, -big / 2, 5], [0, 0, 0, 3, 3]], dtype=x.dtype)
+            bound = x.detach().abs().max()
+            values = set(x.detach().numpy().ravel().tolist()) | {0.0}
+            for scale in (1.0, 1e300):
+                for aligned, sr in ((False, -1), (True, 0), (True, 2)):
                     out = ops.roi_align(x, rois, (3, 2), scale, sr, aligned)
                     assert out.shape == (5, 3, 3, 2) and torch.isfinite(out).all()
+                    assert (out.abs() <= bound * (1 + 1e-5)).all()
                     (g,) = torch.autograd.grad(out.sum(), x)
                     assert torch.isfinite(g).all()
-            out = ops.roi_pool(x, rois, (3, 2), scale)
-            assert torch.isfinite(out).all()
-            values = set(x.detach().numpy().ravel().tolist()) | {{0.0}}
-            assert set(out.detach().numpy().ravel().tolist()) <= values
-            (g,) = torch.autograd.grad(out.sum(), x)
-            assert torch.isfinite(g).all()
+                out = ops.roi_pool(x, rois, (3, 2), scale)
+                assert set(out.detach().numpy().ravel().tolist()) <= values
+                (g,) = torch.autograd.grad(out.sum(), x)
+                assert torch.isfinite(g).all()
     """)
 
 
@@ -385,6 +390,8 @@ def test_parallel_for_survives_threads_the_system_refuses(headroom_mib):
 def test_integral_image_of_a_sum_beyond_int32_is_int64():
     # 3000 x 3000 pixels of 255 sum to 2.295e9 > 2**31 - 1: the default int32 table wrapped.
     # 6000 columns, so that the tilted table's largest triangles (~9M pixels) pass 2**31 too.
+    # References: the float64 tables (exact integers, built by the other, SIMD, code path)
+    # everywhere, and the definitions at a few entries.
     run_isolated("""
         import numpy as np, pytest
         from pydetect import ops
@@ -392,24 +399,16 @@ def test_integral_image_of_a_sum_beyond_int32_is_int64():
         img[::7, ::5] = 3
         s, q, t = ops.integral_image(img, squared=True, tilted=True)
         assert s.dtype == np.int64 and t.dtype == np.int64 and q.dtype == np.float64
+        s64, q64, t64 = ops.integral_image(img, squared=True, tilted=True, dtype=np.float64)
+        assert (s == s64).all() and (q == q64).all() and (t == t64).all()  # float64: exact below 2**53
         v = img.astype(np.int64)
-        ref = np.zeros((3001, 6001), np.int64)
-        ref[1:, 1:] = v.cumsum(0).cumsum(1)
-        np.testing.assert_array_equal(s, ref)
-        assert s[-1, -1] == v.sum() > 2**31
-        ref[1:, 1:] = (v * v).cumsum(0).cumsum(1)
-        np.testing.assert_array_equal(q, ref.astype(np.float64))
-        # The tilted table: the float64 tables (exact integers, another code path) and the
-        # definition at a few entries.
-        t64 = ops.integral_image(img, tilted=True, dtype=np.float64)[1]
-        np.testing.assert_array_equal(t, t64.astype(np.int64))
         xs = np.arange(6000)
         for X, Y in ((0, 3000), (3000, 3000), (6000, 3000), (5999, 1700), (17, 2)):
-            total = sum(int(v[y, np.abs(xs - X + 1) <= Y - y - 1].sum()) for y in range(Y))
-            assert t[Y, X] == total
-        assert t.max() > 2**31
+            assert s[Y, X] == v[:Y, :X].sum() and q[Y, X] == (v[:Y, :X] ** 2).sum()
+            assert t[Y, X] == sum(int(v[y, np.abs(xs - X + 1) <= Y - y - 1].sum()) for y in range(Y))
+        assert s[-1, -1] > 2**31 and t.max() > 2**31
         # Explicit dtypes: int64 as the default; int32 refused rather than wrapped.
-        np.testing.assert_array_equal(ops.integral_image(img, dtype=np.int64), s)
+        assert (ops.integral_image(img, dtype=np.int64) == s).all()
         with pytest.raises(ValueError, match="int32"):
             ops.integral_image(img, dtype=np.int32)
         # Below the bound the default stays OpenCV's int32, and int32 stays allowed
