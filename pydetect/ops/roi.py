@@ -208,7 +208,9 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     output : Tensor or array, shape (K, C, PH, PW)
         Box corners are rounded to feature pixels (``round(x * spatial_scale)``), regions
         are at least 1×1 and inclusive of their end pixel; an empty bin gives 0. The
-        gradient flows to the argmax of each bin.
+        gradient flows to the argmax of each bin. Windows are computed in floating point
+        and clipped to the map, so that boxes beyond the integer range (where
+        torchvision's ``int`` casts are undefined) still pool the pixels they cover.
     """
     _check_device(input)
     dtype = _input_dtype(input)
@@ -270,7 +272,7 @@ def _make_modules():
         featmap_names : list of str
             Keys of the feature dict to pool from, finest first.
         output_size : int or (int, int)
-        sampling_ratio : int
+        sampling_ratio : int <= MAX_SAMPLING_RATIO
         canonical_scale : float, default 224
         canonical_level : int, default 4
         aligned : bool, default False
