@@ -16,9 +16,14 @@ except ImportError as exc:  # most often: the source tree shadows the installed 
         "install the package (pip install .) and run outside the source tree, or build it in place "
         "(cmake -S . -B build/dev && cmake --build build/dev)"
     ) from exc
-from pydetect._validation import MAX_THREADS as _MAX_THREADS, check_int as _check_int
+from pydetect._validation import check_int as _check_int
 from pydetect.structures import Detections
 from pydetect import ops
+
+
+#: Most threads :func:`set_num_threads` accepts (1024): far above the core counts the
+#: kernels scale to, low enough that a slip cannot ask the system for a million threads.
+MAX_NUM_THREADS = _C.MAX_NUM_THREADS
 
 
 def set_num_threads(n: int) -> None:
@@ -26,11 +31,12 @@ def set_num_threads(n: int) -> None:
 
     Parameters
     ----------
-    n : int
-        Number of threads, in [1, 1024]. It applies process-wide to every kernel; torch's own
-        thread count (``torch.set_num_threads``) is separate.
+    n : int in [1, MAX_NUM_THREADS]
+        Number of threads. It applies process-wide to every kernel; torch's own thread
+        count (``torch.set_num_threads``) is separate. If the system refuses to start some
+        of them (a thread limit), a kernel runs on the threads it got.
     """
-    _C.set_num_threads(_check_int(n, "n", minimum=1, maximum=_MAX_THREADS))
+    _C.set_num_threads(_check_int(n, "n", minimum=1, maximum=MAX_NUM_THREADS))
 
 
 def get_num_threads() -> int:
@@ -38,4 +44,4 @@ def get_num_threads() -> int:
     return _C.get_num_threads()
 
 
-__all__ = ["Detections", "ops", "set_num_threads", "get_num_threads", "__version__"]
+__all__ = ["Detections", "ops", "set_num_threads", "get_num_threads", "MAX_NUM_THREADS", "__version__"]

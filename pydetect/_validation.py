@@ -318,7 +318,8 @@ def check_image_size(height: int, width: int, name: str) -> None:
                          "(set PYDETECT_MAX_IMAGE_PIXELS to raise it)")
 
 
-#: Most threads a ``num_threads`` parameter may ask for (torch crashes when asked for 100,000).
+#: Most threads a ``num_threads`` parameter may ask for (torch crashes when asked for 100,000);
+#: the same cap as pydetect.MAX_NUM_THREADS, the C++ kernels' own (tests check they agree).
 MAX_THREADS = 1024
 
 

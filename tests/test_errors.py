@@ -574,9 +574,9 @@ def test_cli_train_on_corrupt_images(bad_files, subprocess_env):
 @pytest.mark.parametrize("args, fragment", [
     (["export-dataset", "digits", "--n-images", 10**30, "--out", "x"], "n_images must be <= 100000"),
     (["export-dataset", "digits", "--n-images", 2, "--out", "plain_file"], "plain_file"),
-    (["bench", "detectors", "--n-test", -1], "n_test must be >= 1"),
+    (["bench", "detectors", "--n-eval", -1], "n_eval must be >= 1"),
     (["bench", "detectors", "--dataset", "missing.json"], "missing.json"),
-    (["train", "faster_rcnn", "--set", "lr=-1", "--n-train", 2, "--n-test", 2, "--out", "m.pkl"], "lr must be > 0"),
+    (["train", "faster_rcnn", "--set", "lr=-1", "--n-train", 2, "--n-eval", 2, "--out", "m.pkl"], "lr must be > 0"),
     (["--threads", 10**6, "eval", "--gt", "a", "--results", "b"], "--threads must be <= 1024"),
     (["detect", "--cascade", "plain_file", "x.png", "--out", "o"], "plain_file"),
     (["detect", "--cascade", "a.xml", "x.png", "--out", "o", "--score-threshold", "nan"], "--score-threshold"),

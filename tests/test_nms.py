@@ -148,14 +148,17 @@ def box_sets(draw):
 def test_nms_properties(data, thr):
     boxes, scores = data
     keep = ops.nms(boxes, scores, thr)
-    kept_iou = ops.box_iou(boxes[keep], boxes[keep])
+    # The float32 IoU is compared with the threshold in double, as torchvision's kernel does
+    # (numpy 2 would otherwise compare float32 with float32(thr): 0.8f > 0.8f is False, but
+    # 0.800000012 > 0.8 is True).
+    kept_iou = ops.box_iou(boxes[keep], boxes[keep]).astype(np.float64)
     off_diagonal = ~np.eye(len(keep), dtype=bool)
     assert not np.any(kept_iou[off_diagonal] > thr)  # (NaN for zero-area pairs compares False)
     assert np.all(np.diff(scores[keep]) <= 0)
     dropped = np.setdiff1d(np.arange(len(boxes)), keep)
     position = {int(k): p for p, k in enumerate(keep)}
     for d in dropped:
-        overlaps = ops.box_iou(boxes[d:d + 1], boxes[keep])[0] > thr
+        overlaps = ops.box_iou(boxes[d:d + 1], boxes[keep])[0].astype(np.float64) > thr
         # suppressed by a kept box visited before it (higher score, or equal and lower index)
         assert any(overlaps[p] and (scores[k] > scores[d] or (scores[k] == scores[d] and k < d))
                    for k, p in position.items())

@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <sstream>
 #include <type_traits>
 #include <string>
@@ -15,12 +16,14 @@
 #include "boxes/box_ops.h"
 #include "boxes/nms.h"
 #include "common/parallel.h"
+#include "roi/roi_math.h"
 #include "roi/roi_ops.h"
 #include "haar/haar_features.h"
 #include "boosting/boosting.h"
 #include "integral/integral.h"
 #include "cascade/cascade.h"
 #include "segmentation/felzenszwalb.h"
+#include "segmentation/filters.h"
 #include "selective_search/selective_search.h"
 #include "ism/ism.h"
 
@@ -173,11 +176,19 @@ void bind_boxes(py::module_& m) {
 // ----------------------------------------------------------------------------- roi
 // RoI align / RoI max pool forward and backward. Python's torch.autograd.Function in
 // pydetect/ops/roi.py calls these on zero-copy numpy views of CPU tensors.
+void check_output_size(int64_t pooled_h, int64_t pooled_w) {
+  // Below 2^31 each: keeps PH * PW (and the offsets built from it) far from int64 overflow.
+  if (pooled_h <= 0 || pooled_w <= 0 || pooled_h > INT32_MAX || pooled_w > INT32_MAX) {
+    throw py::value_error("output_size must be in [1, 2^31) along each axis, got (" + std::to_string(pooled_h) +
+                          ", " + std::to_string(pooled_w) + ")");
+  }
+}
+
 void check_roi_args(const py::array& input, const py::array& rois, int64_t pooled_h,
                     int64_t pooled_w) {
   if (input.ndim() != 4) throw py::value_error("input must have shape (N, C, H, W), got " + shape_of(input));
   if (rois.ndim() != 2 || rois.shape(1) != 5) throw py::value_error("rois must have shape (K, 5), got " + shape_of(rois));
-  if (pooled_h <= 0 || pooled_w <= 0) throw py::value_error("output_size must be positive");
+  check_output_size(pooled_h, pooled_w);
 }
 
 void check_grad_shape(const py::array& grad, const py::array& rois, int64_t c, int64_t pooled_h,
@@ -213,6 +224,7 @@ void bind_roi(py::module_& m) {
                                  int64_t pooled_h, int64_t pooled_w, int64_t n, int64_t c, int64_t h,
                                  int64_t w, int64_t sampling_ratio, bool aligned) {
     if (rois.ndim() != 2 || rois.shape(1) != 5) throw py::value_error("rois must have shape (K, 5), got " + shape_of(rois));
+    check_output_size(pooled_h, pooled_w);
     if (n < 0 || c < 0 || h <= 0 || w <= 0) throw py::value_error("input shape must be positive");
     check_grad_shape(grad, rois, c, pooled_h, pooled_w);
     const int64_t k = rois.shape(0);
@@ -429,14 +441,18 @@ void bind_boosting(py::module_& m) {
 }
 
 // ----------------------------------------------------------------------------- integral
-// integral_image(img (H, W), squared, tilted, float64_sum) -> (sum, sqsum or None, tilted or None),
-// each (H + 1, W + 1). uint8 input: sum/tilted int32 (float64 if float64_sum); float input
-// (passed as float32 or float64): all float64. sqsum is float64.
+// integral_image(img (H, W), squared, tilted, sum_dtype) -> (sum, sqsum or None, tilted or None),
+// each (H + 1, W + 1). sum_dtype ("int32", "int64" or "float64"; float input: "float64"
+// only) is the dtype of sum and tilted. sqsum is float64.
 template <class In>
 void bind_integral_for(py::module_& m) {
-  m.def("integral_image", [](const CArray<In>& img, bool squared, bool tilted, bool float64_sum) {
+  m.def("integral_image", [](const CArray<In>& img, bool squared, bool tilted, const std::string& sum_dtype) {
     if (img.ndim() != 2) {
       throw py::value_error("image must have shape (H, W), got " + shape_of(img));
+    }
+    const bool integer_sum = sum_dtype == "int32" || sum_dtype == "int64";
+    if (!(sum_dtype == "float64" || (integer_sum && std::is_same<In, uint8_t>::value))) {
+      throw py::value_error("sum_dtype must be 'int32', 'int64' (uint8 images) or 'float64', got '" + sum_dtype + "'");
     }
     const int64_t h = img.shape(0), w = img.shape(1);
     const In* src = img.data();
@@ -457,9 +473,12 @@ void bind_integral_for(py::module_& m) {
       return py::make_tuple(sum, squared ? py::object(sq) : py::object(py::none()),
                             tilted ? py::object(tl) : py::object(py::none()));
     };
-    if (std::is_same<In, uint8_t>::value && !float64_sum) return run(int32_t{});
+    if constexpr (std::is_same<In, uint8_t>::value) {
+      if (sum_dtype == "int32") return run(int32_t{});
+      if (sum_dtype == "int64") return run(int64_t{});
+    }
     return run(double{});
-  }, py::arg("image"), py::arg("squared"), py::arg("tilted"), py::arg("float64_sum"),
+  }, py::arg("image"), py::arg("squared"), py::arg("tilted"), py::arg("sum_dtype"),
      "OpenCV-layout integral images (sum, squared sum or None, tilted sum or None).");
 }
 
@@ -604,12 +623,18 @@ void bind_segmentation(py::module_& m) {
       throw py::value_error("labels must have shape (" + std::to_string(h) + ", " + std::to_string(w) + "), got " +
                             shape_of(labels));
     }
-    int32_t n = 0;
+    // Labels index per-region tables: bounded by the pixel count, so that a stray huge
+    // label cannot size them (and INT32_MAX + 1 cannot wrap).
+    int64_t n = 0;
     for (py::ssize_t i = 0; i < labels.size(); ++i) {
-      if (labels.data()[i] < 0) throw py::value_error("labels must be >= 0");
-      n = std::max(n, labels.data()[i] + 1);
+      const int64_t l = labels.data()[i];
+      if (l < 0 || l >= h * w) {
+        throw py::value_error("labels must be in [0, H * W) = [0, " + std::to_string(h * w) + "), got " +
+                              std::to_string(l));
+      }
+      n = std::max(n, l + 1);
     }
-    return n;
+    return static_cast<int32_t>(n);
   };
 
   m.def("felzenszwalb", [image_dims](const CArray<float>& image, double scale, double sigma, int64_t min_size) {
@@ -789,10 +814,13 @@ void bind_ism(py::module_& m) {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "pydetect's private C++ kernels. Use the validated wrappers in pydetect.ops.";
 
+  m.attr("ROI_MAX_SAMPLING_RATIO") = pydetect::kMaxSamplingRatio;
+  m.attr("MAX_GAUSSIAN_SIGMA") = pydetect::kMaxGaussianSigma;
   m.def("get_num_threads", &pydetect::get_num_threads,
         "Number of threads the kernels use.");
+  m.attr("MAX_NUM_THREADS") = pydetect::kMaxNumThreads;
   m.def("set_num_threads", &pydetect::set_num_threads, py::arg("n"),
-        "Sets the number of threads the kernels use (n <= 0: all hardware threads).");
+        "Sets the number of threads the kernels use (n <= 0: all hardware threads; at most MAX_NUM_THREADS).");
 
   // float32 first, then float64: an exact-dtype contiguous array (what the Python
   // wrappers pass) matches its overload in pybind11's first, no-conversion pass.

@@ -99,18 +99,27 @@ std::vector<int64_t> nms_by_grid(const T* boxes, const int64_t* order, int64_t c
   std::nth_element(sides.begin(), sides.begin() + sides.size() / 2, sides.end());
   double cell = 0.5 * static_cast<double>(sides[sides.size() / 2]);
   const double span_x = static_cast<double>(max_x) - min_x, span_y = static_cast<double>(max_y) - min_y;
+  // float64 boxes near +-1e308 can make a side or a span overflow to infinity: no finite
+  // cell size fits them, and the scan gives the same result without a grid.
+  if (!std::isfinite(cell) || !std::isfinite(span_x) || !std::isfinite(span_y)) {
+    return nms_by_compaction(boxes, order, count, iou_threshold);
+  }
   // Bound the grid to a few cells per box (sparse outliers would otherwise blow it up).
   const double max_cells = 4.0 * static_cast<double>(count) + 64.0;
   if ((span_x / cell + 1) * (span_y / cell + 1) > max_cells) {
     cell = std::max(cell, std::sqrt(span_x * span_y / max_cells) + std::max(span_x, span_y) / max_cells);
   }
-  const int64_t cols = std::min<int64_t>(static_cast<int64_t>(span_x / cell) + 1, int64_t(max_cells));
-  const int64_t rows = std::min<int64_t>(static_cast<int64_t>(span_y / cell) + 1, int64_t(max_cells));
   const double inv_cell = 1.0 / cell;
-  auto cell_of = [inv_cell](T v, T origin, int64_t n) {
-    const int64_t c = static_cast<int64_t>((static_cast<double>(v) - origin) * inv_cell);
-    return std::min(std::max(c, int64_t(0)), n - 1);
+  // Cell index of a coordinate, clamped to [0, n) in double before the conversion (a
+  // product of huge spans can round outside the grid). Monotone in v, which is all the
+  // correctness argument above needs.
+  auto cell_of = [inv_cell](double v, double origin, int64_t n) {
+    const double c = (v - origin) * inv_cell;
+    if (!(c > 0.0)) return int64_t(0);
+    return c < double(n - 1) ? static_cast<int64_t>(c) : n - 1;
   };
+  const int64_t cols = cell_of(max_x, min_x, int64_t(max_cells)) + 1;
+  const int64_t rows = cell_of(max_y, min_y, int64_t(max_cells)) + 1;
 
   // A box covering more than this many cells is kept in one list that every query scans.
   constexpr int64_t kMaxCellsPerBox = 16;

@@ -7,18 +7,28 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
 namespace pydetect {
 
+// Most threads a kernel may use: far above any core count these kernels scale to, and low
+// enough that a typo (set_num_threads(10**6)) cannot ask the system for a million threads.
+constexpr int kMaxNumThreads = 1024;
+
 int get_num_threads();
-void set_num_threads(int n);  // n <= 0 restores the default: all hardware threads
+// n <= 0 restores the default (all hardware threads, at most kMaxNumThreads); n above
+// kMaxNumThreads throws std::invalid_argument.
+void set_num_threads(int n);
 
 // Calls body(lo, hi) on disjoint chunks [lo, hi) of at most `grain` items covering
 // [begin, end). Chunks are handed out dynamically, so uneven work (image pyramid levels,
 // classes of very different sizes) balances itself. Runs inline when one thread suffices.
 // The first exception thrown by a body is rethrown in the caller after all threads join.
+// If the system refuses a thread (std::system_error: thread limit, no memory for a stack),
+// the threads already running and the caller share the remaining chunks: fewer threads,
+// same result, never std::terminate.
 template <class Body>
 void parallel_for(int64_t begin, int64_t end, int64_t grain, const Body& body) {
   if (end <= begin) return;
@@ -49,7 +59,13 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const Body& body) {
   };
   std::vector<std::thread> helpers;
   helpers.reserve(static_cast<size_t>(num_workers - 1));
-  for (int64_t t = 1; t < num_workers; ++t) helpers.emplace_back(work);
+  for (int64_t t = 1; t < num_workers; ++t) {
+    try {
+      helpers.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;
+    }
+  }
   work();
   for (auto& helper : helpers) helper.join();
   if (error) std::rethrow_exception(error);

@@ -460,7 +460,10 @@ void integral_u8(const uint8_t* src, int64_t h, int64_t w, int64_t src_stride, S
 template <class In, class S, class Q>
 void integral_image(const In* src, int64_t h, int64_t w, int64_t src_stride, S* sum, Q* sqsum,
                     S* tilted, int64_t out_stride) {
-  if constexpr (std::is_same<In, uint8_t>::value) {
+  // int64 tables (uint8 images whose sum may pass 2^31) take the generic loops below: they
+  // exist for images above 8.4M pixels only, where one scalar pass is cheap next to the
+  // table's size.
+  if constexpr (std::is_same<In, uint8_t>::value && !std::is_same<S, int64_t>::value) {
 #if defined(PD_INTEGRAL_AVX2)
     static const bool avx2 = [] {
       __builtin_cpu_init();
@@ -534,6 +537,8 @@ void integral_image(const In* src, int64_t h, int64_t w, int64_t src_stride, S* 
 
 template void integral_image<uint8_t, int32_t, double>(const uint8_t*, int64_t, int64_t, int64_t,
                                                         int32_t*, double*, int32_t*, int64_t);
+template void integral_image<uint8_t, int64_t, double>(const uint8_t*, int64_t, int64_t, int64_t,
+                                                        int64_t*, double*, int64_t*, int64_t);
 template void integral_image<uint8_t, double, double>(const uint8_t*, int64_t, int64_t, int64_t,
                                                        double*, double*, double*, int64_t);
 template void integral_image<uint8_t, int32_t, int32_t>(const uint8_t*, int64_t, int64_t, int64_t,

@@ -74,8 +74,8 @@ HOST_DEVICE T rect_sum(const T* table, const RectOffsets& o) {
 // Computes any of the three tables of an h x w image `src` whose rows are `src_stride`
 // elements apart. Each output has (h + 1) rows of `out_stride` >= w + 1 elements; a null
 // pointer skips that table. Usable on any raw buffer (a window of a larger image, a pyramid
-// level). Supported types: In uint8_t with S int32_t / double and Q double / int32_t /
-// uint32_t; In float or double with S = Q = double.
+// level). Supported types: In uint8_t with S int32_t / int64_t / double and Q double /
+// int32_t / uint32_t (S = int64_t: Q = double only); In float or double with S = Q = double.
 template <class In, class S, class Q>
 void integral_image(const In* src, int64_t h, int64_t w, int64_t src_stride, S* sum, Q* sqsum,
                     S* tilted, int64_t out_stride);

@@ -76,6 +76,15 @@ void accumulate_votes(const T* features, int64_t num_features, const int64_t* ma
 
 namespace {
 
+// floor(offset / cell) clamped to [0, n) before the conversion to an integer: offsets
+// and cells may be huge or infinite (votes spread over +-1e308), and NaN (inf / inf, the
+// log of a non-positive scale) maps to cell 0.
+int64_t cell_index(double offset, double cell, int64_t n) {
+  const double c = std::floor(offset / cell);
+  if (!(c > 0)) return 0;
+  return c < double(n - 1) ? int64_t(c) : n - 1;
+}
+
 // A uniform 3-D grid over the votes, cells in CSR layout, so that a window visits only
 // the votes of the cells it overlaps. Axes: x, y and u = log(s) (adaptive windows span a
 // fixed range of log-scale) or u = s (fixed windows).
@@ -85,11 +94,7 @@ struct Grid {
   std::vector<int64_t> start;  // (nx * ny * nu + 1)
   std::vector<int64_t> index;  // vote indices grouped by cell
 
-  int64_t at(int d, double v) const {
-    const double c = std::floor((v - lo[d]) / cell[d]);
-    if (!(c > 0)) return 0;  // also NaN / -inf (log of a non-positive scale)
-    return std::min<int64_t>(n[d] - 1, int64_t(std::min(c, 1e15)));
-  }
+  int64_t at(int d, double v) const { return cell_index(v - lo[d], cell[d], n[d]); }
 };
 
 HOST_DEVICE double grid_u(bool adaptive, double s) { return adaptive ? std::log(s) : s; }
@@ -109,18 +114,19 @@ Grid build_grid(const T* votes, int64_t num, double cell_xy, double cell_u, bool
   const double extent_xy = std::max(hi[0] - g.lo[0], hi[1] - g.lo[1]);
   g.cell[0] = g.cell[1] = std::max({cell_xy, extent_xy / 1024.0, 1e-12});
   g.cell[2] = std::max({cell_u, (hi[2] - g.lo[2]) / 64.0, 1e-12});
-  int64_t total = 1;
-  for (int d = 0; d < 3; ++d) {
-    g.n[d] = int64_t(std::floor((hi[d] - g.lo[d]) / g.cell[d])) + 1;
-    total *= g.n[d];
-  }
-  // Keep the cell table no larger than ~4M entries (coarser u first, then x/y).
+  // Cells per axis: the cell sizes above give at most 1025 (x, y) and 65 (u); an extent
+  // that overflowed to infinity (votes at -1e308 and 1e308) gives an infinite cell and
+  // one cell.
+  const int64_t max_cells[3] = {1025, 1025, 65};
+  auto count_cells = [&] {
+    for (int d = 0; d < 3; ++d) g.n[d] = cell_index(hi[d] - g.lo[d], g.cell[d], max_cells[d]) + 1;
+    return g.n[0] * g.n[1] * g.n[2];
+  };
+  // Keep the cell table no larger than ~4M entries.
+  int64_t total = count_cells();
   while (total > (int64_t(1) << 22)) {
-    for (int d = 0; d < 3; ++d) {
-      g.cell[d] *= 2;
-      g.n[d] = int64_t(std::floor((hi[d] - g.lo[d]) / g.cell[d])) + 1;
-    }
-    total = g.n[0] * g.n[1] * g.n[2];
+    for (int d = 0; d < 3; ++d) g.cell[d] *= 2;
+    total = count_cells();
   }
   g.start.assign(static_cast<size_t>(total + 1), 0);
   std::vector<int64_t> cell_of(static_cast<size_t>(num));
@@ -154,11 +160,13 @@ double window_sums(const T* votes, const T* weights, const Grid& g, const MeanSh
         const int64_t i = g.index[k];
         const double x = votes[3 * i], y = votes[3 * i + 1], s = votes[3 * i + 2];
         const double d2 = window_distance2(w, m[0], m[1], m[2], x, y, s);
-        if (d2 > 1.0) continue;
+        if (!(d2 <= 1.0)) continue;  // also NaN: inf - inf at the ends of the float64 range
+        // Offsets from the centre, bounded by the window: sums of votes near 1e308 would
+        // overflow.
         const double wi = weights[i];
-        sx += wi * x;
-        sy += wi * y;
-        ss += wi * s;
+        sx += wi * (x - m[0]);
+        sy += wi * (y - m[1]);
+        ss += wi * (s - m[2]);
         sw += wi;
         score += wi * kernel_profile(p.kernel, d2);
       }
@@ -166,9 +174,9 @@ double window_sums(const T* votes, const T* weights, const Grid& g, const MeanSh
   }
   *flat_mass = sw;
   if (sw > 0) {
-    mean[0] = sx / sw;
-    mean[1] = sy / sw;
-    mean[2] = ss / sw;
+    mean[0] = m[0] + sx / sw;
+    mean[1] = m[1] + sy / sw;
+    mean[2] = m[2] + ss / sw;
   }
   return score;
 }

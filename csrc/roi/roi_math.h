@@ -64,8 +64,28 @@ HOST_DEVICE Bilinear<T> bilinear_weights(T y, T x, int64_t height, int64_t width
   return b;
 }
 
+// Largest number of samples per bin along each axis, explicit or adaptive. torchvision
+// has no bound: its adaptive count ceil(bin size) overflows for finite but huge boxes (a
+// 1e30-pixel box) and its sample table then writes out of bounds. Bins up to this many
+// feature pixels wide keep torchvision's exact semantics; wider bins (absurd for detection:
+// a box spanning 1800+ pixels of a stride-1 map pooled to 7x7) are averaged over this many
+// samples per axis, which bounds work and memory to 65536 samples per bin. An explicit
+// sampling_ratio above it is refused (pydetect.ops.roi.MAX_SAMPLING_RATIO mirrors it).
+constexpr int64_t kMaxSamplingRatio = 256;
+
+// Samples per bin along one axis: sampling_ratio if > 0, else ceil(bin size) clamped to
+// [0, kMaxSamplingRatio], decided in floating point before any conversion (a NaN, negative
+// or zero bin size gives 0 samples: an empty grid).
+template <class T>
+HOST_DEVICE int64_t align_grid_count(T bin_size, int64_t sampling_ratio) {
+  if (sampling_ratio > 0) return std::min(sampling_ratio, kMaxSamplingRatio);
+  if (!(bin_size > T(0))) return 0;
+  const T samples = std::ceil(bin_size);
+  return samples < T(kMaxSamplingRatio) ? static_cast<int64_t>(samples) : kMaxSamplingRatio;
+}
+
 // Geometry of one RoI for RoIAlign: where its bins start, their size, and how many
-// samples per bin along each axis (sampling_ratio <= 0: adaptive, ceil(bin size)).
+// samples per bin along each axis (see align_grid_count).
 template <class T>
 struct AlignGeometry {
   T start_y, start_x, bin_h, bin_w;
@@ -88,11 +108,8 @@ HOST_DEVICE AlignGeometry<T> align_geometry(const T* roi /* x1 y1 x2 y2 */, T sp
   }
   g.bin_h = roi_h / T(pooled_h);
   g.bin_w = roi_w / T(pooled_w);
-  // NaN or negative sizes give an empty grid (the comparison fails for NaN).
-  g.grid_h = sampling_ratio > 0 ? sampling_ratio
-                                : (g.bin_h > T(0) ? static_cast<int64_t>(std::ceil(g.bin_h)) : 0);
-  g.grid_w = sampling_ratio > 0 ? sampling_ratio
-                                : (g.bin_w > T(0) ? static_cast<int64_t>(std::ceil(g.bin_w)) : 0);
+  g.grid_h = align_grid_count(g.bin_h, sampling_ratio);
+  g.grid_w = align_grid_count(g.bin_w, sampling_ratio);
   return g;
 }
 
@@ -111,23 +128,33 @@ struct PoolWindow {
   int64_t h0, h1, w0, w1;
 };
 
+// floor / ceil of a window edge (in double: exact for every edge an int64 can hold) plus
+// the rounded RoI start, clipped to [0, size] before the conversion to an integer, so that
+// huge or infinite edges (a 1e30 box, a huge spatial_scale) clip instead of overflowing;
+// NaN (inf - inf) clips to 0, an empty window.
+HOST_DEVICE int64_t clip_edge(double edge, double start, int64_t size) {
+  const double v = edge + start;
+  if (!(v > 0.0)) return 0;
+  return v < double(size) ? static_cast<int64_t>(v) : size;
+}
+
 template <class T>
 HOST_DEVICE PoolWindow pool_window(const T* roi /* x1 y1 x2 y2 */, T spatial_scale,
                                    int64_t pooled_h, int64_t pooled_w, int64_t ph, int64_t pw,
                                    int64_t height, int64_t width) {
-  const int64_t rx0 = static_cast<int64_t>(std::round(roi[0] * spatial_scale));
-  const int64_t ry0 = static_cast<int64_t>(std::round(roi[1] * spatial_scale));
-  const int64_t rx1 = static_cast<int64_t>(std::round(roi[2] * spatial_scale));
-  const int64_t ry1 = static_cast<int64_t>(std::round(roi[3] * spatial_scale));
-  const int64_t roi_w = std::max<int64_t>(rx1 - rx0 + 1, 1);
-  const int64_t roi_h = std::max<int64_t>(ry1 - ry0 + 1, 1);
+  // torchvision rounds the corners to integers; here they stay integer-valued doubles.
+  const double rx0 = std::round(roi[0] * spatial_scale);
+  const double ry0 = std::round(roi[1] * spatial_scale);
+  const double rx1 = std::round(roi[2] * spatial_scale);
+  const double ry1 = std::round(roi[3] * spatial_scale);
+  const double roi_w = rx1 - rx0 + 1.0 > 1.0 ? rx1 - rx0 + 1.0 : 1.0;
+  const double roi_h = ry1 - ry0 + 1.0 > 1.0 ? ry1 - ry0 + 1.0 : 1.0;
   const T bin_h = T(roi_h) / T(pooled_h), bin_w = T(roi_w) / T(pooled_w);
-  auto clamp = [](int64_t v, int64_t hi) { return std::min(std::max<int64_t>(v, 0), hi); };
   PoolWindow w;
-  w.h0 = clamp(static_cast<int64_t>(std::floor(T(ph) * bin_h)) + ry0, height);
-  w.h1 = clamp(static_cast<int64_t>(std::ceil(T(ph + 1) * bin_h)) + ry0, height);
-  w.w0 = clamp(static_cast<int64_t>(std::floor(T(pw) * bin_w)) + rx0, width);
-  w.w1 = clamp(static_cast<int64_t>(std::ceil(T(pw + 1) * bin_w)) + rx0, width);
+  w.h0 = clip_edge(std::floor(T(ph) * bin_h), ry0, height);
+  w.h1 = clip_edge(std::ceil(T(ph + 1) * bin_h), ry0, height);
+  w.w0 = clip_edge(std::floor(T(pw) * bin_w), rx0, width);
+  w.w1 = clip_edge(std::ceil(T(pw + 1) * bin_w), rx0, width);
   return w;
 }
 

@@ -32,32 +32,43 @@ std::vector<std::vector<int64_t>> rois_by_image(const T* rois, int64_t k, int64_
 
 int64_t batch_index(double b) { return static_cast<int64_t>(b); }
 
-// Sample table of one RoI: PH * PW bins, each with grid_h * grid_w bilinear samples whose
-// weights are pre-divided by the sample count (the average of the bin). Forward and
-// backward both read this table, so they use exactly the same weights.
+// Samples of the sample tables held at once: bins are tabulated in parts of at most this
+// many samples (at least one bin), so that memory stays bounded whatever the output size
+// and sample counts (up to 256 x 256 per bin). A typical call (512 RoIs, 7x7 bins, 2x2
+// samples: 100k samples) fits in one part per RoI and one backward pass.
+constexpr int64_t kTableSamples = int64_t(1) << 20;
+
+// Bins per table part for a RoI with `per_bin` samples per bin.
+int64_t bins_per_part(int64_t per_bin) { return std::max<int64_t>(1, kTableSamples / std::max<int64_t>(per_bin, 1)); }
+
+// Sample table of bins [b0, b1) (row-major over the PH x PW bins) of one RoI: grid_h *
+// grid_w bilinear samples per bin whose weights are pre-divided by the sample count (the
+// average of the bin). Forward and backward both read these tables, so they use exactly
+// the same weights.
 template <class T>
-int64_t align_samples(const T* roi, int64_t h, int64_t w, T spatial_scale, int64_t ph_n,
-                      int64_t pw_n, int64_t sampling_ratio, bool aligned,
-                      std::vector<Bilinear<T>>* table) {
-  const AlignGeometry<T> g = align_geometry(roi, spatial_scale, ph_n, pw_n, sampling_ratio, aligned);
+void align_samples(const AlignGeometry<T>& g, int64_t pw_n, int64_t b0, int64_t b1, int64_t h,
+                   int64_t w, std::vector<Bilinear<T>>* table) {
   const int64_t per_bin = g.grid_h * g.grid_w;
   const T inv_count = T(1) / T(std::max<int64_t>(per_bin, 1));
-  table->resize(static_cast<size_t>(ph_n * pw_n * per_bin));
+  table->resize(static_cast<size_t>((b1 - b0) * per_bin));
   Bilinear<T>* s = table->data();
-  for (int64_t ph = 0; ph < ph_n; ++ph) {
-    for (int64_t pw = 0; pw < pw_n; ++pw) {
-      for (int64_t iy = 0; iy < g.grid_h; ++iy) {
-        const T y = align_sample_y(g, ph, iy);
-        for (int64_t ix = 0; ix < g.grid_w; ++ix) {
-          *s = bilinear_weights(y, align_sample_x(g, pw, ix), h, w);
-          for (int i = 0; i < 4; ++i) s->weight[i] *= inv_count;
-          ++s;
-        }
+  for (int64_t b = b0; b < b1; ++b) {
+    const int64_t ph = b / pw_n, pw = b % pw_n;
+    for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+      const T y = align_sample_y(g, ph, iy);
+      for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+        *s = bilinear_weights(y, align_sample_x(g, pw, ix), h, w);
+        for (int i = 0; i < 4; ++i) s->weight[i] *= inv_count;
+        ++s;
       }
     }
   }
-  return per_bin;
 }
+
+// One table part: bins [b0, b1) of RoI `roi`.
+struct TablePart {
+  int64_t roi, b0, b1;
+};
 
 }  // namespace
 
@@ -66,26 +77,32 @@ void roi_align_forward(const T* input, int64_t n, int64_t c, int64_t h, int64_t 
                        const T* rois, int64_t k, T spatial_scale, int64_t pooled_h,
                        int64_t pooled_w, int64_t sampling_ratio, bool aligned, T* output) {
   PD_CHECK(h * w < (int64_t(1) << 31), "feature planes must have fewer than 2^31 pixels, got ", h, "x", w);
+  PD_CHECK(sampling_ratio <= kMaxSamplingRatio, "sampling_ratio must be <= ", kMaxSamplingRatio, ", got ",
+           sampling_ratio);
   rois_by_image(rois, k, n);  // validates batch indices
   const int64_t plane = h * w, bins = pooled_h * pooled_w;
   parallel_for(0, k, 1, [&](int64_t lo, int64_t hi) {
     std::vector<Bilinear<T>> table;
     for (int64_t r = lo; r < hi; ++r) {
       const T* roi = rois + r * 5;
-      const int64_t per_bin = align_samples(roi + 1, h, w, spatial_scale, pooled_h, pooled_w,
-                                            sampling_ratio, aligned, &table);
+      const AlignGeometry<T> g = align_geometry(roi + 1, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned);
+      const int64_t per_bin = g.grid_h * g.grid_w, part = bins_per_part(per_bin);
       const T* image = input + batch_index(double(roi[0])) * c * plane;
-      for (int64_t ch = 0; ch < c; ++ch) {
-        const T* in = image + ch * plane;
-        T* out = output + (r * c + ch) * bins;
-        const Bilinear<T>* s = table.data();
-        for (int64_t b = 0; b < bins; ++b) {
-          T sum = T(0);
-          for (int64_t i = 0; i < per_bin; ++i, ++s) {
-            sum += s->weight[0] * in[s->offset[0]] + s->weight[1] * in[s->offset[1]] +
-                   s->weight[2] * in[s->offset[2]] + s->weight[3] * in[s->offset[3]];
+      for (int64_t b0 = 0; b0 < bins; b0 += part) {
+        const int64_t b1 = std::min(bins, b0 + part);
+        align_samples(g, pooled_w, b0, b1, h, w, &table);
+        for (int64_t ch = 0; ch < c; ++ch) {
+          const T* in = image + ch * plane;
+          T* out = output + (r * c + ch) * bins;
+          const Bilinear<T>* s = table.data();
+          for (int64_t b = b0; b < b1; ++b) {
+            T sum = T(0);
+            for (int64_t i = 0; i < per_bin; ++i, ++s) {
+              sum += s->weight[0] * in[s->offset[0]] + s->weight[1] * in[s->offset[1]] +
+                     s->weight[2] * in[s->offset[2]] + s->weight[3] * in[s->offset[3]];
+            }
+            out[b] = sum;
           }
-          out[b] = sum;
         }
       }
     }
@@ -97,45 +114,72 @@ void roi_align_backward(const T* grad_output, const T* rois, int64_t k, int64_t 
                         int64_t h, int64_t w, T spatial_scale, int64_t pooled_h,
                         int64_t pooled_w, int64_t sampling_ratio, bool aligned, T* grad_input) {
   PD_CHECK(h * w < (int64_t(1) << 31), "feature planes must have fewer than 2^31 pixels, got ", h, "x", w);
-  const auto groups = rois_by_image(rois, k, n);
+  PD_CHECK(sampling_ratio <= kMaxSamplingRatio, "sampling_ratio must be <= ", kMaxSamplingRatio, ", got ",
+           sampling_ratio);
+  rois_by_image(rois, k, n);  // validates batch indices
   const int64_t plane = h * w, bins = pooled_h * pooled_w;
-  // 1. Sample tables of all RoIs (in parallel over RoIs).
-  std::vector<std::vector<Bilinear<T>>> tables(static_cast<size_t>(k));
-  std::vector<int64_t> per_bin(static_cast<size_t>(k));
-  parallel_for(0, k, 16, [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) {
-      per_bin[r] = align_samples(rois + r * 5 + 1, h, w, spatial_scale, pooled_h, pooled_w,
-                                 sampling_ratio, aligned, &tables[r]);
+  // Table parts of all RoIs in (RoI, bin) order, grouped into passes of at most
+  // kTableSamples samples (or one part). Each pass adds its parts in that order, so every
+  // gradient element receives its terms in the same order whatever the number of passes.
+  std::vector<AlignGeometry<T>> geometry(static_cast<size_t>(k));
+  std::vector<TablePart> parts;
+  std::vector<size_t> pass_start{0};
+  int64_t pass_samples = 0;
+  for (int64_t r = 0; r < k; ++r) {
+    geometry[r] = align_geometry(rois + r * 5 + 1, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned);
+    const int64_t per_bin = geometry[r].grid_h * geometry[r].grid_w, part = bins_per_part(per_bin);
+    for (int64_t b0 = 0; b0 < bins; b0 += part) {
+      const TablePart p{r, b0, std::min(bins, b0 + part)};
+      const int64_t samples = (p.b1 - p.b0) * per_bin;
+      if (pass_samples > 0 && pass_samples + samples > kTableSamples) {
+        pass_start.push_back(parts.size());
+        pass_samples = 0;
+      }
+      parts.push_back(p);
+      pass_samples += samples;
     }
-  });
-  // 2. Scatter, one task per (image, block of channels): each plane has one writer.
+  }
+  pass_start.push_back(parts.size());
   const int64_t blocks = (c + kChannelBlock - 1) / kChannelBlock;
-  parallel_for(0, n * blocks, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t task = lo; task < hi; ++task) {
-      const int64_t img = task / blocks;
-      const int64_t c0 = (task % blocks) * kChannelBlock, c1 = std::min(c, c0 + kChannelBlock);
-      T* gin = grad_input + (img * c + c0) * plane;
-      std::fill(gin, gin + (c1 - c0) * plane, T(0));
-      for (const int64_t r : groups[img]) {
-        const Bilinear<T>* table = tables[r].data();
-        const int64_t m = per_bin[r];
-        for (int64_t ch = c0; ch < c1; ++ch) {
-          T* g_plane = grad_input + (img * c + ch) * plane;
-          const T* gout = grad_output + (r * c + ch) * bins;
-          const Bilinear<T>* s = table;
-          for (int64_t b = 0; b < bins; ++b) {
-            const T g = gout[b];
-            for (int64_t i = 0; i < m; ++i, ++s) {
-              g_plane[s->offset[0]] += s->weight[0] * g;
-              g_plane[s->offset[1]] += s->weight[1] * g;
-              g_plane[s->offset[2]] += s->weight[2] * g;
-              g_plane[s->offset[3]] += s->weight[3] * g;
+  std::vector<std::vector<Bilinear<T>>> tables;
+  for (size_t pass = 0; pass + 1 < pass_start.size(); ++pass) {
+    const int64_t first = static_cast<int64_t>(pass_start[pass]), last = static_cast<int64_t>(pass_start[pass + 1]);
+    // 1. Sample tables of the pass's parts (in parallel over parts).
+    tables.assign(static_cast<size_t>(last - first), {});
+    parallel_for(first, last, 16, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        const TablePart& p = parts[i];
+        align_samples(geometry[p.roi], pooled_w, p.b0, p.b1, h, w, &tables[i - first]);
+      }
+    });
+    // 2. Scatter, one task per (image, block of channels): each plane has one writer.
+    parallel_for(0, n * blocks, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t task = lo; task < hi; ++task) {
+        const int64_t img = task / blocks;
+        const int64_t c0 = (task % blocks) * kChannelBlock, c1 = std::min(c, c0 + kChannelBlock);
+        if (pass == 0) std::fill(grad_input + (img * c + c0) * plane, grad_input + (img * c + c1) * plane, T(0));
+        for (int64_t i = first; i < last; ++i) {
+          const TablePart& p = parts[i];
+          if (batch_index(double(rois[p.roi * 5])) != img) continue;
+          const int64_t m = geometry[p.roi].grid_h * geometry[p.roi].grid_w;
+          for (int64_t ch = c0; ch < c1; ++ch) {
+            T* g_plane = grad_input + (img * c + ch) * plane;
+            const T* gout = grad_output + (p.roi * c + ch) * bins;
+            const Bilinear<T>* s = tables[i - first].data();
+            for (int64_t b = p.b0; b < p.b1; ++b) {
+              const T g = gout[b];
+              for (int64_t j = 0; j < m; ++j, ++s) {
+                g_plane[s->offset[0]] += s->weight[0] * g;
+                g_plane[s->offset[1]] += s->weight[1] * g;
+                g_plane[s->offset[2]] += s->weight[2] * g;
+                g_plane[s->offset[3]] += s->weight[3] * g;
+              }
             }
           }
         }
       }
-    }
-  });
+    });
+  }
 }
 
 template <class T>

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/check.h"
+
 namespace pydetect {
 
 // scipy.ndimage "reflect": half-sample symmetric, periodic with period 2n.
@@ -19,8 +21,14 @@ inline int64_t reflect_index(int64_t i, int64_t n) {
   return i < n ? i : period - 1 - i;
 }
 
+// Largest Gaussian sigma: a radius of 4000 pixels, wider than any image these filters are
+// meant for, and 8001 taps per pixel and pass. Without a bound a huge sigma overflows the
+// tap count (or allocates it). pydetect.ops.felzenszwalb refuses larger values.
+constexpr double kMaxGaussianSigma = 1000.0;
+
 // Normalised Gaussian taps G(t), t = -r..r with r = int(4 sigma + 0.5), summed in order.
 inline std::vector<double> gaussian_taps(double sigma) {
+  PD_CHECK(sigma > 0.0 && sigma <= kMaxGaussianSigma, "sigma must be in (0, ", kMaxGaussianSigma, "], got ", sigma);
   const int64_t r = static_cast<int64_t>(4.0 * sigma + 0.5);
   std::vector<double> k(static_cast<size_t>(2 * r + 1));
   double sum = 0.0;

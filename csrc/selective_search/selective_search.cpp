@@ -116,7 +116,9 @@ PixelBins compute_pixel_bins(const float* image, int64_t h, int64_t w, int chann
 RegionSet build_regions(const PixelBins& bins, const int32_t* labels, int64_t n, int64_t h, int64_t w) {
   RegionSet r;
   const int C = bins.channels;
-  const int dc = kColorBins * C, dt = kTextureBins * kOrientations * C;
+  // int64: region index x histogram length passes 2^31 from ~9M regions (min_size 1, big
+  // images), where int32 products would wrap.
+  const int64_t dc = kColorBins * C, dt = kTextureBins * kOrientations * C;
   r.n = n;
   r.image_area = h * w;
   r.channels = C;
@@ -135,7 +137,7 @@ RegionSet build_regions(const PixelBins& bins, const int32_t* labels, int64_t n,
       const int32_t l = labels[p];
       PD_CHECK(l >= 0 && l < n, "selective search: label ", l, " out of range [0, ", n, ")");
       ++r.size[l];
-      int32_t* b = &r.box[4 * l];
+      int32_t* b = &r.box[4 * int64_t(l)];
       b[0] = std::min<int32_t>(b[0], int32_t(x));
       b[1] = std::min<int32_t>(b[1], int32_t(y));
       b[2] = std::max<int32_t>(b[2], int32_t(x));
@@ -186,7 +188,9 @@ Hierarchy group_regions(const RegionSet& init, int terms) {
   if (n <= 0) return out;
   const int64_t total = 2 * n - 1;
   const int C = init.channels;
-  const int dc = kColorBins * C, dt = kTextureBins * kOrientations * C;
+  // int64: region index x histogram length passes 2^31 from ~9M regions (min_size 1, big
+  // images), where int32 products would wrap.
+  const int64_t dc = kColorBins * C, dt = kTextureBins * kOrientations * C;
   const bool use_c = terms & kColour, use_t = terms & kTexture;
   std::vector<int64_t> size(init.size);
   size.resize(static_cast<size_t>(total));
@@ -218,7 +222,7 @@ Hierarchy group_regions(const RegionSet& init, int terms) {
     if (use_t) s += intersection(&texture[static_cast<size_t>(i * dt)], &texture[static_cast<size_t>(j * dt)], dt);
     if (terms & kSize) s += 1.0 - double(size[i] + size[j]) / area;
     if (terms & kFill) {
-      const int32_t *a = &out.boxes[4 * i], *b = &out.boxes[4 * j];
+      const int32_t *a = &out.boxes[4 * int64_t(i)], *b = &out.boxes[4 * int64_t(j)];
       const double bw = std::max(a[2], b[2]) - std::min(a[0], b[0]) + 1;
       const double bh = std::max(a[3], b[3]) - std::min(a[1], b[1]) + 1;
       s += 1.0 - (bw * bh - double(size[i] + size[j])) / area;
@@ -253,8 +257,8 @@ Hierarchy group_regions(const RegionSet& init, int terms) {
     if (use_t)
       for (int k = 0; k < dt; ++k)
         texture[static_cast<size_t>(t * dt + k)] = float(wa * texture[static_cast<size_t>(a * dt + k)] + wb * texture[static_cast<size_t>(b * dt + k)]);
-    int32_t* bt = &out.boxes[4 * t];
-    const int32_t *ba = &out.boxes[4 * a], *bb = &out.boxes[4 * b];
+    int32_t* bt = &out.boxes[4 * int64_t(t)];
+    const int32_t *ba = &out.boxes[4 * int64_t(a)], *bb = &out.boxes[4 * int64_t(b)];
     bt[0] = std::min(ba[0], bb[0]);
     bt[1] = std::min(ba[1], bb[1]);
     bt[2] = std::max(ba[2], bb[2]);

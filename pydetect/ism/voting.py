@@ -24,7 +24,7 @@ import numpy as np
 
 from pydetect import _C
 from pydetect._validation import (as_float_array, check_choice, check_int, check_positive,
-                                  to_numpy)
+                                  check_real, to_numpy)
 
 __all__ = ["accumulate_votes", "mean_shift", "bin_seeds"]
 
@@ -50,6 +50,21 @@ def _as_points(x, name: str, dtype=None) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise ValueError(f"{name} must have shape (N, 3) with columns (x, y, scale), got {tuple(arr.shape)}")
     return arr
+
+
+def _as_weights(weights, v: np.ndarray) -> np.ndarray:
+    """(V,) vote weights, >= 0, default ones; their sum must be finite (the means of
+    weighted votes would overflow)."""
+    if weights is None:
+        return np.ones(v.shape[0], v.dtype)
+    w, _ = as_float_array(weights, "weights", dtype=v.dtype)
+    if w.shape != (v.shape[0],):
+        raise ValueError(f"weights must have shape ({v.shape[0]},) to match the votes, got {w.shape}")
+    if w.size and w.min() < 0:
+        raise ValueError("weights must be >= 0")
+    if not np.isfinite(w.sum(dtype=np.float64)):
+        raise ValueError("weights must have a finite sum, got an overflow to infinity")
+    return w
 
 
 def accumulate_votes(features, match_ptr, match_entry, match_weight, occ_ptr, occurrences,
@@ -130,7 +145,7 @@ def mean_shift(votes, weights=None, seeds=None, *, bandwidth_xy=0.1, bandwidth_s
     ----------
     votes : array, shape (V, 3)
     weights : array, shape (V,), optional
-        Non-negative vote weights; default ones.
+        Non-negative vote weights with a finite sum; default ones.
     seeds : array, shape (S, 3), optional
         Starting points; default the votes themselves (see :func:`bin_seeds` for fewer).
     bandwidth_xy, bandwidth_scale : float > 0
@@ -152,17 +167,13 @@ def mean_shift(votes, weights=None, seeds=None, *, bandwidth_xy=0.1, bandwidth_s
         Number of seeds that converged to each mode.
     """
     v = _as_points(votes, "votes")
-    w = (np.ones(v.shape[0], v.dtype) if weights is None
-         else as_float_array(weights, "weights", dtype=v.dtype)[0])
-    if w.shape != (v.shape[0],):
-        raise ValueError(f"weights must have shape ({v.shape[0]},) to match the votes, got {w.shape}")
-    if w.size and w.min() < 0:
-        raise ValueError("weights must be >= 0")
+    w = _as_weights(weights, v)
     s = v if seeds is None else _as_points(seeds, "seeds", dtype=v.dtype)
     bxy = check_positive(bandwidth_xy, "bandwidth_xy")
     bs = check_positive(bandwidth_scale, "bandwidth_scale")
     k = _KERNELS.index(check_choice(kernel, "kernel", _KERNELS))
-    it = check_int(max_iter, "max_iter", minimum=1)
+    # The kernel counts iterations in 32 bits; 2**31 - 1 of them is "until converged".
+    it = min(check_int(max_iter, "max_iter", minimum=1), 2**31 - 1)
     tol = check_positive(tol, "tol", strict=False)
     merge = check_positive(merge, "merge", strict=False)
     min_score = check_positive(min_score, "min_score", strict=False)
@@ -179,16 +190,25 @@ def bin_seeds(votes, weights=None, *, bandwidth_xy=0.1, bandwidth_scale=0.3, ada
     ``hxy = bandwidth_xy * s`` (adaptive) or ``bandwidth_xy``; like scikit-learn's
     ``bin_seeding`` but weighted. Bins with a mass below ``min_mass`` give no seed.
 
+    Parameters
+    ----------
+    votes : array, shape (V, 3)
+    weights : array, shape (V,), optional
+        Non-negative vote weights with a finite sum; default ones.
+    bandwidth_xy, bandwidth_scale : float > 0
+    adaptive : bool
+    min_mass : float
+
     Returns
     -------
     seeds : ndarray, shape (S, 3)
         By decreasing bin mass.
     """
+    bandwidth_xy = check_positive(bandwidth_xy, "bandwidth_xy")
+    bandwidth_scale = check_positive(bandwidth_scale, "bandwidth_scale")
+    min_mass = check_real(min_mass, "min_mass")
     v = _as_points(votes, "votes")
-    w = (np.ones(v.shape[0], v.dtype) if weights is None
-         else as_float_array(weights, "weights", dtype=v.dtype)[0])
-    if w.shape != (v.shape[0],):
-        raise ValueError(f"weights must have shape ({v.shape[0]},), got {w.shape}")
+    w = _as_weights(weights, v)
     if v.shape[0] == 0:
         return v.reshape(0, 3)
     if adaptive:
@@ -201,18 +221,29 @@ def bin_seeds(votes, weights=None, *, bandwidth_xy=0.1, bandwidth_scale=0.3, ada
     else:
         sb = np.floor(v[:, 2] / bandwidth_scale)
         h = np.full(v.shape[0], bandwidth_xy)
-    key = np.column_stack([np.floor(v[:, 0] / h), np.floor(v[:, 1] / h), sb]).astype(np.int64)
-    key -= key.min(0)
-    dims = key.max(0) + 1
-    if float(np.prod(dims.astype(np.float64))) < 2.0**62:
-        _, inverse = np.unique(np.ravel_multi_index(key.T, dims), return_inverse=True)
+    # Bin keys stay float64 (floors of finite quotients are exact): extreme votes or
+    # bandwidths give keys beyond int64 or infinite (a bin width that under- or
+    # overflowed), which must not be cast. 0 / 0 (a zero coordinate, a zero-width bin)
+    # is bin 0.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        key = np.column_stack([np.floor(v[:, 0] / h), np.floor(v[:, 1] / h), sb])
+    key[np.isnan(key)] = 0.0
+    span = key.max(0) - key.min(0) + 1
+    if np.abs(key).max() < 2.0**52 and float(np.prod(span)) < 2.0**62:
+        # Fast path, keys exact integers: one int64 per bin (row-major over the keys' box,
+        # the same order as the rows').
+        _, inverse = np.unique(np.ravel_multi_index((key - key.min(0)).astype(np.int64).T,
+                                                    span.astype(np.int64)), return_inverse=True)
     else:
         _, inverse = np.unique(key, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     n = inverse.max() + 1
     mass = np.bincount(inverse, weights=w, minlength=n)
-    sums = np.stack([np.bincount(inverse, weights=w * v[:, d], minlength=n) for d in range(3)], 1)
     ok = mass > max(min_mass, 0.0)
-    seeds = sums[ok] / mass[ok, None]
+    # Each seed is a convex combination of its bin's votes (weights divided by the bin's
+    # mass first): sums of weight x coordinate could overflow near the float64 limits.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = w / mass[inverse]
+    seeds = np.stack([np.bincount(inverse, weights=share * v[:, d], minlength=n) for d in range(3)], 1)[ok]
     order = np.argsort(-mass[ok], kind="stable")
     return np.ascontiguousarray(seeds[order], dtype=v.dtype)

@@ -15,6 +15,26 @@ from pydetect._validation import to_numpy, like
 __all__ = ["integral_image"]
 
 
+_SUM_DTYPES = (np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.float64))
+_INT32_MAX = 2**31 - 1
+
+
+def _sum_dtype(arr: np.ndarray, dtype) -> str:
+    """Name of the sum table's dtype (arr: a validated uint8 or float image)."""
+    if arr.dtype != np.uint8:
+        return "float64"
+    if dtype is None:
+        # The tilted table's entries are partial sums too: the same bound covers them.
+        return "int32" if 255 * arr.size <= _INT32_MAX else "int64"
+    dtype = np.dtype(dtype)
+    if dtype == np.int32 and 255 * arr.size > _INT32_MAX:
+        total = int(arr.sum(dtype=np.int64))
+        if total > _INT32_MAX:
+            raise ValueError(f"dtype=int32 cannot hold this image's sum ({total} > 2**31 - 1); "
+                             "use dtype=None or numpy.int64")
+    return dtype.name
+
+
 def integral_image(gray, squared: bool = False, tilted: bool = False, dtype=None):
     r"""Sum, squared-sum and 45-degree tilted integral images of a grey image.
 
@@ -35,13 +55,17 @@ def integral_image(gray, squared: bool = False, tilted: bool = False, dtype=None
         uint8, float32 or float64 image (other integer types holding values in [0, 255]
         are taken as uint8).
     squared : bool, default False
-        Also return the squared-sum table (float64).
+        Also return the squared-sum table (float64, as OpenCV's; exact integers for uint8
+        images below 1.38e11 pixels, where ``255**2 * H * W`` reaches 2**53).
     tilted : bool, default False
         Also return the tilted table (same dtype as the sum).
-    dtype : {None, numpy.int32, numpy.float64}
-        Dtype of the sum and tilted tables. ``None``: int32 for uint8 input (exact while
-        the image sum is below 2**31; OpenCV wraps around the same way), float64 for
-        float input. float input always gives float64.
+    dtype : {None, numpy.int32, numpy.int64, numpy.float64}
+        Dtype of the sum and tilted tables. ``None``: for uint8 input, int32 (OpenCV's
+        default) when no image of that size can reach 2**31 (``255 * H * W < 2**31``, up
+        to ~8.4M pixels), else int64 (where ``cv2.integral`` would wrap around unless asked
+        for a wider ``sdepth``); float64 for float input. ``numpy.int32`` for an image whose
+        sum reaches 2**31 is a ValueError rather than a wrapped table. float input always
+        gives float64.
 
     Returns
     -------
@@ -60,23 +84,22 @@ def integral_image(gray, squared: bool = False, tilted: bool = False, dtype=None
         raise ValueError(f"gray must have shape (H, W), got {tuple(arr.shape)}")
     if arr.dtype == np.bool_ or arr.dtype.kind not in "uif":
         raise TypeError(f"gray must be a uint8 or float image, got dtype {arr.dtype}")
-    if dtype is not None and np.dtype(dtype) not in (np.dtype(np.int32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be None, numpy.int32 or numpy.float64, got {dtype!r}")
+    if dtype is not None and np.dtype(dtype) not in _SUM_DTYPES:
+        raise ValueError(f"dtype must be None, numpy.int32, numpy.int64 or numpy.float64, got {dtype!r}")
     if arr.dtype.kind in "iu" and arr.dtype != np.uint8:
         if arr.size and (arr.min() < 0 or arr.max() > 255):
             raise ValueError(f"an integer gray image must lie in [0, 255], got values in "
                              f"[{arr.min()}, {arr.max()}]")
         arr = arr.astype(np.uint8)
     if arr.dtype.kind == "f":
-        if dtype is not None and np.dtype(dtype) == np.int32:
-            raise ValueError("dtype=int32 needs a uint8 image; float images give float64 sums")
+        if dtype is not None and np.dtype(dtype).kind == "i":
+            raise ValueError(f"dtype={np.dtype(dtype)} needs a uint8 image; float images give float64 sums")
         if arr.dtype not in (np.float32, np.float64):
             arr = arr.astype(np.float64)
         if arr.size and not np.isfinite(arr).all():
             raise ValueError("gray must be finite, got NaN or infinite values")
     arr = np.ascontiguousarray(arr)
-    float64_sum = dtype is not None and np.dtype(dtype) == np.float64
-    s, q, t = _C.integral_image(arr, bool(squared), bool(tilted), float64_sum)
+    s, q, t = _C.integral_image(arr, bool(squared), bool(tilted), _sum_dtype(arr, dtype))
     out = [like(s, kind)]
     if squared:
         out.append(like(q, kind))

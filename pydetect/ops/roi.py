@@ -22,7 +22,15 @@ import numpy as np
 from pydetect import _C
 from pydetect._validation import _is_torch_tensor, check_int, check_positive, check_size
 
-__all__ = ["roi_align", "roi_pool", "RoIAlign", "RoIPool", "MultiScaleRoIAlign"]
+__all__ = ["roi_align", "roi_pool", "RoIAlign", "RoIPool", "MultiScaleRoIAlign", "MAX_SAMPLING_RATIO"]
+
+#: Largest ``sampling_ratio`` (samples per bin along each axis) of :func:`roi_align`; the
+#: adaptive count ``ceil(bin size)`` is clamped to it too. torchvision has no bound: its
+#: adaptive count overflows for finite but huge boxes. Bins up to this many feature pixels
+#: wide get torchvision's exact result; wider ones are averaged over this many samples per
+#: axis (65536 per bin), which bounds time and memory. The value is the kernel's
+#: (``csrc/roi/roi_math.h``).
+MAX_SAMPLING_RATIO = _C.ROI_MAX_SAMPLING_RATIO
 
 
 # ----------------------------------------------------------------------------- checks
@@ -75,6 +83,14 @@ def _rois_numpy(boxes, dtype: np.dtype, num_images: int) -> np.ndarray:
         raise ValueError(f"boxes[:, 0] must be image indices in [0, {num_images}), got values in "
                          f"[{idx.min():g}, {idx.max():g}]")
     return rois
+
+
+def _check_sampling_ratio(value) -> int:
+    value = check_int(value, "sampling_ratio")
+    if value > MAX_SAMPLING_RATIO:
+        raise ValueError(f"sampling_ratio must be <= MAX_SAMPLING_RATIO ({MAX_SAMPLING_RATIO}) "
+                         f"samples per bin and axis, got {value}")
+    return value
 
 
 # ----------------------------------------------------------------------------- autograd
@@ -149,8 +165,9 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
         ``(PH, PW)`` bins per region.
     spatial_scale : float, default 1.0
         Feature-map size over image size (1/16 for a stride-16 map).
-    sampling_ratio : int, default -1
-        Samples per bin along each axis; ``<= 0`` takes ``ceil(bin size)`` (adaptive).
+    sampling_ratio : int <= MAX_SAMPLING_RATIO (256), default -1
+        Samples per bin along each axis; ``<= 0`` takes ``ceil(bin size)`` (adaptive),
+        clamped to :data:`MAX_SAMPLING_RATIO`.
     aligned : bool, default False
         If True, shift box coordinates by -0.5 pixel (the pixel-centre convention of
         Detectron2). If False, the legacy behaviour: regions at least 1×1 feature pixels.
@@ -165,7 +182,7 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     dtype = _input_dtype(input)
     ph, pw = check_size(output_size, "output_size")
     scale = check_positive(spatial_scale, "spatial_scale")
-    sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
+    sampling_ratio = _check_sampling_ratio(sampling_ratio)
     if not isinstance(aligned, (bool, np.bool_)):
         raise TypeError(f"aligned must be a bool, got {type(aligned).__name__}")
     rois = _rois_numpy(boxes, dtype, int(input.shape[0]))
@@ -191,7 +208,9 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     output : Tensor or array, shape (K, C, PH, PW)
         Box corners are rounded to feature pixels (``round(x * spatial_scale)``), regions
         are at least 1×1 and inclusive of their end pixel; an empty bin gives 0. The
-        gradient flows to the argmax of each bin.
+        gradient flows to the argmax of each bin. Windows are computed in floating point
+        and clipped to the map, so that boxes beyond the integer range (where
+        torchvision's ``int`` casts are undefined) still pool the pixels they cover.
     """
     _check_device(input)
     dtype = _input_dtype(input)
@@ -253,7 +272,7 @@ def _make_modules():
         featmap_names : list of str
             Keys of the feature dict to pool from, finest first.
         output_size : int or (int, int)
-        sampling_ratio : int
+        sampling_ratio : int <= MAX_SAMPLING_RATIO
         canonical_scale : float, default 224
         canonical_level : int, default 4
         aligned : bool, default False
@@ -269,7 +288,7 @@ def _make_modules():
                 raise ValueError("featmap_names must be a non-empty list of feature names")
             self.featmap_names = [str(n) for n in featmap_names]
             self.output_size = check_size(output_size, "output_size")
-            self.sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
+            self.sampling_ratio = _check_sampling_ratio(sampling_ratio)
             self.canonical_scale = check_positive(canonical_scale, "canonical_scale")
             self.canonical_level = check_int(canonical_level, "canonical_level")
             self.aligned = aligned

@@ -17,7 +17,11 @@ from pydetect import _C
 from pydetect._validation import (as_image, check_choice, check_int, check_positive, like,
                                   to_numpy)
 
-__all__ = ["felzenszwalb", "selective_search", "MAX_SIZE", "SELECTIVE_SEARCH_MODES"]
+__all__ = ["felzenszwalb", "selective_search", "MAX_SIZE", "MAX_GAUSSIAN_SIGMA", "SELECTIVE_SEARCH_MODES"]
+
+#: Largest smoothing ``sigma`` of :func:`felzenszwalb`: a Gaussian radius of 4000 pixels
+#: (the kernel's value, ``csrc/segmentation/filters.h``).
+MAX_GAUSSIAN_SIGMA = _C.MAX_GAUSSIAN_SIGMA
 
 #: Longest image side selective search works at by default; larger images are shrunk
 #: (area averaging) to it and the boxes mapped back. The paper's images (PASCAL VOC) are
@@ -80,9 +84,11 @@ def felzenszwalb(image, scale: float = 1.0, sigma: float = 0.8, min_size: int = 
     scale : float > 0
         ``k`` of the paper for intensities on the 0..255 scale: larger gives larger
         segments.
-    sigma : float >= 0
+    sigma : float in [0, MAX_GAUSSIAN_SIGMA]
         Standard deviation of the Gaussian smoothing (0: none). Kernel radius
-        ``int(4 sigma + 0.5)``, borders reflected as in ``scipy.ndimage``.
+        ``int(4 sigma + 0.5)``, borders reflected as in ``scipy.ndimage``; at most
+        :data:`MAX_GAUSSIAN_SIGMA` (1000: a 4000-pixel radius), which bounds the kernel's
+        size and cost.
     min_size : int >= 0
         Minimum component size, enforced by post-processing.
 
@@ -94,7 +100,10 @@ def felzenszwalb(image, scale: float = 1.0, sigma: float = 0.8, min_size: int = 
     img, kind = _float_image(image)
     scale = check_positive(scale, "scale")
     sigma = check_positive(sigma, "sigma", strict=False)
-    min_size = check_int(min_size, "min_size", minimum=0)
+    if sigma > MAX_GAUSSIAN_SIGMA:
+        raise ValueError(f"sigma must be <= MAX_GAUSSIAN_SIGMA ({MAX_GAUSSIAN_SIGMA:g}), got {sigma:g}")
+    # Sizes above the pixel count all mean "merge everything": clamped, any int is fine.
+    min_size = min(check_int(min_size, "min_size", minimum=0), img.shape[0] * img.shape[1])
     return like(_C.felzenszwalb(img, scale, sigma, min_size), kind)
 
 
@@ -156,8 +165,9 @@ def selective_search(image, mode: str = "fast", seed: int = 0, max_boxes=None, m
     seed = check_int(seed, "seed", minimum=0)
     if seed >= 2**64:
         raise ValueError(f"seed must be < 2**64, got {seed}")
-    max_boxes = -1 if max_boxes is None else check_int(max_boxes, "max_boxes", minimum=0)
-    min_size = 0 if min_size is None else check_int(min_size, "min_size", minimum=1)
+    # Counts beyond the boxes or pixels there can be mean "all": clamped, any int is fine.
+    max_boxes = -1 if max_boxes is None else min(check_int(max_boxes, "max_boxes", minimum=0), 2**63 - 1)
+    min_size = 0 if min_size is None else min(check_int(min_size, "min_size", minimum=1), img.shape[0] * img.shape[1])
     max_size = check_int(max_size, "max_size", minimum=1)
     if max_size > 65535:
         raise ValueError(f"max_size must be <= 65535, got {max_size}")
