@@ -173,7 +173,7 @@ def test_batched_nms_properties(data, thr, num_labels):
     assert np.all(np.diff(scores[keep]) <= 0)
     for label in np.unique(labels):
         mine = keep[labels[keep] == label]
-        iou = ops.box_iou(boxes[mine], boxes[mine])
+        iou = ops.box_iou(boxes[mine], boxes[mine]).astype(np.float64)
         assert not np.any(iou[~np.eye(len(mine), dtype=bool)] > thr)
 
 
