@@ -1,41 +1,60 @@
 """Selective search: pydetect vs OpenCV contrib (cv2.ximgproc) and the `selectivesearch` package.
 
-Two parts:
+pydetect's modes follow the paper's segmentation parameters (k = 50, 100, 150, 300, min
+component size = k); OpenCV's presets use others (k = 200 for single, 150/300/450 for fast,
+150...750 for quality, min size 100) and return fewer boxes. So every comparison is made
+twice: pydetect as shipped ("paper k") and pydetect run with OpenCV's parameters through
+`ops.selective_search(..., scales=..., min_size=...)` ("OpenCV k").
 
-1. Time per image on natural photos shrunk to 500 px (longer side): pydetect's single/fast/
-   quality modes against OpenCV's single strategy / switchToSelectiveSearchFast /
-   switchToSelectiveSearchQuality at the same thread count, and pydetect's single mode
-   against the `selectivesearch` package (pure Python, one strategy; timed at its defaults
-   and at its README's scale=500, sigma=0.9, min_size=10). Calls are interleaved in one
-   process; warm-up, then the median of --repeats runs.
-2. Proposal quality on the digits_in_clutter and faces_in_clutter test splits: recall at
-   IoU 0.5 and 0.7 and MABO (Uijlings et al.) with every method's list capped at 500, 1000
-   and 2000 boxes (pydetect.eval.proposal_recall). The proposals of each method are cached
-   in --cache, so an interrupted run resumes.
+1. Time per image on natural photos shrunk to 500 px (longer side): pydetect (paper k),
+   pydetect (OpenCV k) and OpenCV's single strategy / switchToSelectiveSearchFast /
+   switchToSelectiveSearchQuality, calls interleaved in one process at the same thread
+   count (warm-up, then the median of --repeats rounds), with the boxes each returns; and
+   pydetect's single mode against the `selectivesearch` package (pure Python, one strategy)
+   where it is installed.
+2. Proposal quality on the digits_in_clutter and faces_in_clutter --split (default val):
+   recall at IoU 0.5 and 0.7 and MABO (Uijlings et al.), pydetect.eval.proposal_recall.
+   The like-for-like table cuts both lists of an image to the same number of boxes (the
+   smaller of the two counts: OpenCV's count for pydetect at paper k); the second table caps
+   every list at 500, 1000 and 2000 boxes, where a method that returns more boxes has an
+   advantage. Proposals are cached in --cache, so an interrupted run resumes.
 
-Needs opencv-contrib-python-headless and selectivesearch, which conflict with the shared
-venv's opencv-python-headless: run from a venv that has them, with pydetect on PYTHONPATH:
+Needs opencv-contrib-python-headless (and optionally selectivesearch), which conflict with
+the shared venv's opencv-python-headless: run from a venv that has them, with pydetect on
+PYTHONPATH:
 
-    PYTHONPATH=. /work/venv-ss/bin/python benchmarks/bench_proposals.py [--images 100]
+    PYTHONPATH=. /work/venv-ss/bin/python benchmarks/bench_proposals.py [--images 50]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import functools
 import os
 import statistics
 import tempfile
-import time
 import warnings
 
 import numpy as np
 
-from _harness import median_time
 import pydetect
 from pydetect import ops
+from pydetect.bench.timing import load_average, machine, time_alternating
 
 BUDGETS = (500, 1000, 2000)
 MODES = ("single", "fast", "quality")
+# OpenCV-contrib's presets as pydetect parameters: switchToSingleStrategy(k=200),
+# switchToSelectiveSearchFast/Quality(base_k=150, inc_k=150) (k <= base_k + 2 or 4 inc_k),
+# sigma 0.8, and createGraphSegmentation's min_size=100. Colour spaces and similarity
+# strategies are the paper's in both libraries.
+OPENCV_PARAMS = {
+    "single": {"scales": (200,), "min_size": 100},
+    "fast": {"scales": (150, 300, 450), "min_size": 100},
+    "quality": {"scales": (150, 300, 450, 600, 750), "min_size": 100},
+}
+# Method keys: pydetect as shipped, pydetect with OpenCV's parameters, OpenCV.
+LABELS = {"pydetect": "pydetect (paper k)", "pydetect_cvk": "pydetect (OpenCV k)", "opencv": "OpenCV"}
 
 
 def load_peers():
@@ -80,6 +99,17 @@ def selectivesearch_proposals(pkg, image, **kw):
     return boxes[np.sort(first)]
 
 
+def proposer(method, mode, peers):
+    """image -> (N, 4) boxes of one method in one mode."""
+    if method == "pydetect":
+        return lambda img: ops.selective_search(img, mode)
+    if method == "pydetect_cvk":
+        return lambda img: ops.selective_search(img, mode, **OPENCV_PARAMS[mode])
+    if method == "opencv":
+        return lambda img: opencv_proposals(peers["cv2"], img, mode)
+    return lambda img: selectivesearch_proposals(peers["selectivesearch"], img)
+
+
 def timing_images(size=500):
     import cv2
     from skimage import data
@@ -93,69 +123,47 @@ def timing_images(size=500):
     return images
 
 
-
-def interleaved(fns, repeats):
-    """Median times of several callables, run alternately after one warm-up each."""
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def run_timing(peers, threads, repeats, lines):
+def run_timing(peers, threads, repeats, modes):
+    """Time table rows, and the rows of pydetect single vs the selectivesearch package."""
     images = timing_images()
-    cv2 = peers.get("cv2")
+    methods = ["pydetect", "pydetect_cvk"] + (["opencv"] if "cv2" in peers else [])
+    rows, pkg_rows = [], []
     for n in threads:
         pydetect.set_num_threads(n)
-        if cv2 is not None:
-            cv2.setNumThreads(n)
-        for mode in MODES:
-            rows = []
+        if "cv2" in peers:
+            peers["cv2"].setNumThreads(n)
+        for mode in modes:
+            per_image = []
             for name, img in images.items():
-                fns = {"pydetect": lambda img=img: ops.selective_search(img, mode)}
-                if cv2 is not None:
-                    fns["opencv"] = lambda img=img: opencv_proposals(cv2, img, mode)
-                r = interleaved(fns, repeats if mode != "quality" else max(3, repeats // 2))
-                rows.append(r)
-                msg = f"threads={n} {mode:8s} {name:10s} {img.shape[1]}x{img.shape[0]}  pydetect {r['pydetect']*1e3:8.1f} ms"
-                if "opencv" in r:
-                    msg += f"  opencv {r['opencv']*1e3:8.1f} ms  ratio {r['pydetect'] / r['opencv']:.2f}"
-                print(msg, flush=True)
-            pd_ms = statistics.mean(r["pydetect"] for r in rows) * 1e3
-            line = f"| {n} | {mode} | {pd_ms:.0f} |"
-            if cv2 is not None:
-                cv_ms = statistics.mean(r["opencv"] for r in rows) * 1e3
-                ratio = statistics.mean(r["pydetect"] / r["opencv"] for r in rows)
-                line += f" {cv_ms:.0f} | {ratio:.2f}x |"
-            else:
-                line += " - | - |"
-            lines.append(line)
+                fns = {m: functools.partial(proposer(m, mode, peers), img) for m in methods}
+                boxes = {m: len(fn()) for m, fn in fns.items()}
+                t = time_alternating(fns, repeats if mode != "quality" else max(3, repeats // 2))
+                per_image.append((t, boxes))
+                print(f"threads={n} {mode:8s} {name:10s} " + "  ".join(
+                    f"{LABELS[m]} {t[m] * 1e3:8.1f} ms ({boxes[m]} boxes)" for m in methods), flush=True)
+            mean = {m: statistics.mean(t[m] for t, _ in per_image) * 1e3 for m in methods}
+            nbox = {m: statistics.mean(b[m] for _, b in per_image) for m in methods}
+            row = f"| {n} | {mode} | " + " | ".join(f"{mean[m]:.0f} ({nbox[m]:.0f})" for m in methods)
+            if "opencv" in methods:
+                row += " | " + " | ".join(
+                    f"{statistics.mean(t[m] / t['opencv'] for t, _ in per_image):.2f}x" for m in methods[:2])
+            rows.append(row + " |")
     pkg = peers.get("selectivesearch")
-    pkg_lines = []
     if pkg is not None:
         for n in threads:
             pydetect.set_num_threads(n)
             for label, kw in (("defaults (scale=1, sigma=0.8, min_size=50)", {}),
-                              ("README (scale=500, sigma=0.9, min_size=10)", dict(scale=500, sigma=0.9, min_size=10))):
+                              ("README (scale=500, sigma=0.9, min_size=10)", {"scale": 500, "sigma": 0.9, "min_size": 10})):
                 ratios = []
                 for name, img in images.items():
-                    r = interleaved({"pydetect": lambda img=img: ops.selective_search(img, "single"),
-                                     "pkg": lambda img=img: selectivesearch_proposals(pkg, img, **kw)},
-                                    max(3, repeats // 2))
+                    r = time_alternating({"pydetect": lambda img=img: ops.selective_search(img, "single"),
+                                          "pkg": lambda img=img, kw=kw: selectivesearch_proposals(pkg, img, **kw)},
+                                         max(3, repeats // 2))
                     ratios.append(r["pkg"] / r["pydetect"])
                     print(f"threads={n} single vs selectivesearch {label} {name}: pydetect {r['pydetect']*1e3:.1f} ms, "
                           f"package {r['pkg']*1e3:.1f} ms, speed-up {ratios[-1]:.1f}x", flush=True)
-                pkg_lines.append(f"| {n} | {label} | {statistics.mean(ratios):.1f}x |")
-    return pkg_lines
-
-
-def _cache_path(cache, dataset, method):
-    return os.path.join(cache, f"{dataset}__{method}.npz")
+                pkg_rows.append(f"| {n} | {label} | {statistics.mean(ratios):.1f}x |")
+    return rows, pkg_rows
 
 
 def _save_atomic(path, arrays):
@@ -165,83 +173,96 @@ def _save_atomic(path, arrays):
     os.replace(tmp, path)
 
 
-def proposals_for(method, dataset, name, cache, peers):
+def proposals_for(method, mode, dataset, key, cache, peers):
     """List of (N_i, 4) proposals per image, computed once and cached (resumable)."""
     from tqdm import tqdm
 
-    path = _cache_path(cache, name, method)
+    path = os.path.join(cache, f"{key}__{method}-{mode}.npz")
     if os.path.exists(path):
         with np.load(path) as z:
             return [z[f"p{i}"] for i in range(len(dataset))]
-    lib, mode = method.split("-")
-    out = []
-    for img, _ in tqdm(dataset, desc=f"{name} {method}", leave=False):
-        if lib == "pydetect":
-            out.append(ops.selective_search(img, mode))
-        elif lib == "opencv":
-            out.append(opencv_proposals(peers["cv2"], img, mode))
-        else:
-            out.append(selectivesearch_proposals(peers["selectivesearch"], img))
+    fn = proposer(method, mode, peers)
+    out = [fn(img) for img, _ in tqdm(dataset, desc=f"{key} {method}-{mode}", leave=False)]
     _save_atomic(path, {f"p{i}": p for i, p in enumerate(out)})
     return out
 
 
-def run_recall(peers, n_images, cache, modes, lines):
-    from pydetect import data
+def _scores(props, ds, **kw):
     from pydetect.eval import proposal_recall
 
+    r = proposal_recall(props, ds, iou_thresholds=[0.5, 0.7], **kw)
+    return r["n_proposals"], r["recall"][0], r["recall"][1], r["MABO"]
+
+
+def run_recall(peers, split, n_images, cache, modes):
+    """Rows of the like-for-like (same box count per image) table and of the capped table."""
+    from pydetect import data
+
     os.makedirs(cache, exist_ok=True)
-    datasets = {"digits_in_clutter": data.digits_in_clutter("test", n_images=n_images),
-                "faces_in_clutter": data.faces_in_clutter("test", n_images=n_images)}
-    methods = [f"pydetect-{m}" for m in modes]
-    if "cv2" in peers:
-        methods += [f"opencv-{m}" for m in modes]
+    datasets = {"digits_in_clutter": data.digits_in_clutter(split, n_images=n_images),
+                "faces_in_clutter": data.faces_in_clutter(split, n_images=n_images)}
+    methods = ["pydetect", "pydetect_cvk"] + (["opencv"] if "cv2" in peers else [])
+    matched, capped = [], []
     for name, ds in datasets.items():
-        cached = {}
-        for method in methods:
-            props = cached[method] = proposals_for(method, ds, name, cache, peers)
-            n_mean = np.mean([len(p) for p in props])
-            for budget in BUDGETS:
-                r = proposal_recall(props, ds, iou_thresholds=[0.5, 0.7], max_proposals=budget)
-                line = (f"| {name} | {method} | {budget} | {r['n_proposals']:.0f} (of {n_mean:.0f}) | "
-                        f"{r['recall'][0]:.3f} | {r['recall'][1]:.3f} | {r['MABO']:.3f} |")
-                print(line, flush=True)
-                lines.append(line)
-        # OpenCV often returns fewer boxes than the budget: also compare pydetect cut, per
-        # image, to exactly as many boxes as OpenCV returned.
+        key = f"{name}_{split}_{len(ds)}"
         for mode in modes:
-            if f"opencv-{mode}" not in cached:
+            props = {m: proposals_for(m, mode, ds, key, cache, peers) for m in methods}
+            for m in methods:
+                n_all = np.mean([len(p) for p in props[m]])
+                for budget in BUDGETS:
+                    n, r5, r7, mabo = _scores(props[m], ds, max_proposals=budget)
+                    capped.append(f"| {name} | {mode} | {LABELS[m]} | {budget} | {n:.0f} (of {n_all:.0f}) | "
+                                  f"{r5:.3f} | {r7:.3f} | {mabo:.3f} |")
+                    print(capped[-1], flush=True)
+            if "opencv" not in props:
                 continue
-            ours = [p[:len(q)] for p, q in zip(cached[f"pydetect-{mode}"], cached[f"opencv-{mode}"])]
-            r = proposal_recall(ours, ds, iou_thresholds=[0.5, 0.7])
-            line = (f"| {name} | pydetect-{mode}, cut to OpenCV's count per image | - | {r['n_proposals']:.0f} | "
-                    f"{r['recall'][0]:.3f} | {r['recall'][1]:.3f} | {r['MABO']:.3f} |")
-            print(line, flush=True)
-            lines.append(line)
+            # Both lists of each image cut, best-ranked first, to the smaller of the two counts.
+            for m in ("pydetect", "pydetect_cvk"):
+                cut = [min(len(p), len(q)) for p, q in zip(props[m], props["opencv"])]
+                ours = _scores([p[:c] for p, c in zip(props[m], cut)], ds)
+                theirs = _scores([q[:c] for q, c in zip(props["opencv"], cut)], ds)
+                matched.append(f"| {name} | {mode} | {LABELS[m]} | {ours[0]:.0f} | "
+                               + " | ".join(f"{a:.3f} / {b:.3f}" for a, b in zip(ours[1:], theirs[1:])) + " |")
+                print(matched[-1], flush=True)
+    return matched, capped
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=100, help="test images per dataset for recall")
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--images", type=int, default=50, help="images per dataset for the quality tables")
+    ap.add_argument("--split", default="val", choices=["val", "test"], help="dataset split for the quality tables")
+    ap.add_argument("--repeats", type=int, default=7, help="timing rounds (quality mode: half, at least 3)")
     ap.add_argument("--threads", type=int, nargs="+", default=[2])
-    ap.add_argument("--modes", nargs="+", default=list(MODES))
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--cache", default=os.path.join(os.path.dirname(__file__), "out", "proposals_cache"))
     ap.add_argument("--skip-timing", action="store_true")
     ap.add_argument("--skip-recall", action="store_true")
     args = ap.parse_args()
     peers = load_peers()
-    time_lines, pkg_lines, recall_lines = [], [], []
+    print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; "
+          f"load average {load_average()}", flush=True)
+    time_rows, pkg_rows, matched, capped = [], [], [], []
     if not args.skip_timing:
-        pkg_lines = run_timing(peers, args.threads, args.repeats, time_lines)
+        time_rows, pkg_rows = run_timing(peers, args.threads, args.repeats, args.modes)
+        print(f"load average after timing: {load_average()}", flush=True)
     if not args.skip_recall:
-        run_recall(peers, args.images, args.cache, args.modes, recall_lines)
-    print("\n| threads | mode | pydetect ms | OpenCV ms | time ratio |\n|---|---|---|---|---|")
-    print("\n".join(time_lines))
-    print("\n| threads | selectivesearch settings | single-mode speed-up |\n|---|---|---|")
-    print("\n".join(pkg_lines))
-    print("\n| dataset | method | budget | boxes used (of mean) | recall@0.5 | recall@0.7 | MABO |\n|---|---|---|---|---|---|---|")
-    print("\n".join(recall_lines))
+        matched, capped = run_recall(peers, args.split, args.images, args.cache, args.modes)
+    print(f"load average at the end: {load_average()}")
+    if time_rows:
+        print("\n| threads | mode | pydetect (paper k) ms (boxes) | pydetect (OpenCV k) ms (boxes) | OpenCV ms (boxes) "
+              "| ratio paper k / OpenCV | ratio OpenCV k / OpenCV |\n|---|---|---|---|---|---|---|")
+        print("\n".join(time_rows))
+    if pkg_rows:
+        print("\n| threads | selectivesearch settings | single-mode speed-up |\n|---|---|---|")
+        print("\n".join(pkg_rows))
+    if matched:
+        print("\n| dataset | mode | pydetect run with | boxes per image (both) | recall@0.5 pydetect / OpenCV "
+              "| recall@0.7 pydetect / OpenCV | MABO pydetect / OpenCV |\n|---|---|---|---|---|---|---|")
+        print("\n".join(matched))
+    if capped:
+        print("\n| dataset | mode | method | cap | boxes used (of mean) | recall@0.5 | recall@0.7 | MABO |"
+              "\n|---|---|---|---|---|---|---|---|")
+        print("\n".join(capped))
 
 
 if __name__ == "__main__":

@@ -164,6 +164,23 @@ def test_large_image_is_shrunk_and_boxes_mapped_back(rng):
     assert (ops.box_iou(objects * 4, boxes).max(1) > 0.85).all()
 
 
+@pytest.mark.parametrize("scales,min_size", [((200,), 100), ((30,), None), ((60.5, 400), 7)])
+def test_scales_and_min_size_set_the_segmentation(rng, scales, min_size):
+    """Single mode with given scales yields exactly the boxes of the HSV hierarchies grown
+    from felzenszwalb(HSV, k, min_size) for each k (min_size None: k, the paper's choice)."""
+    img, _ = _scene(rng)
+    hsv = _C.ss_convert_color(img, HSV)
+    want = set()
+    for k in scales:
+        labels = ops.felzenszwalb(hsv, scale=k, sigma=0.8, min_size=min_size or round(k))
+        inclusive = _C.ss_hierarchy(hsv, labels, 15)[2]
+        want |= {(x1, y1, x2 + 1, y2 + 1) for x1, y1, x2, y2 in inclusive.tolist()}
+    got = ops.selective_search(img, "single", scales=scales, min_size=min_size)
+    assert {tuple(b) for b in got.tolist()} == want
+    np.testing.assert_array_equal(ops.selective_search(img, "fast", scales=np.array([50, 100])),
+                                  ops.selective_search(img, "fast"))
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 3), (1, 300, 3), (300, 1, 3), (2, 700, 3), (700, 3), (3, 3)])
 def test_tiny_and_elongated_images(rng, shape):
     img = rng.integers(0, 256, size=shape).astype(np.uint8)
@@ -199,6 +216,15 @@ def test_grey_float_and_torch_inputs(rng):
     (dict(seed=-2), ValueError, "seed"),
     (dict(min_size=0), ValueError, "min_size"),
     (dict(max_size=0), ValueError, "max_size"),
+    (dict(scales=[]), ValueError, "scales"),
+    (dict(scales=[100, 0]), ValueError, r"scales\[1\]"),
+    (dict(scales=[-5]), ValueError, "scales"),
+    (dict(scales=[float("nan")]), ValueError, "scales"),
+    (dict(scales=[float("inf")]), ValueError, "scales"),
+    (dict(scales=100), TypeError, "scales must be a sequence"),
+    (dict(scales="100"), TypeError, "scales must be a sequence"),
+    (dict(scales=[None]), TypeError, r"scales\[0\] must be a real number"),
+    (dict(scales=np.ones((2, 2))), TypeError, r"scales\[0\] must be a real number"),
 ])
 def test_bad_input(kwargs, exc, match):
     kwargs = {"image": np.zeros((8, 8, 3), np.uint8), **kwargs}

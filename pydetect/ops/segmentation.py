@@ -11,6 +11,8 @@ References
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from pydetect import _C
@@ -108,7 +110,7 @@ def felzenszwalb(image, scale: float = 1.0, sigma: float = 0.8, min_size: int = 
 
 
 def selective_search(image, mode: str = "fast", seed: int = 0, max_boxes=None, min_size=None,
-                     max_size: int = MAX_SIZE):
+                     max_size: int = MAX_SIZE, scales=None):
     """Object proposals by selective search [2]_.
 
     Felzenszwalb segmentations [1]_ of the image in several colour spaces and at several
@@ -127,6 +129,14 @@ def selective_search(image, mode: str = "fast", seed: int = 0, max_boxes=None, m
     - ``"fast"``: {HSV, Lab} x {50, 100} x {C+T+S+F, T+S+F}: 8 hierarchies.
     - ``"quality"``: {HSV, Lab, rgI, H, I} x {50, 100, 150, 300} x
       {C+T+S+F, T+S+F, F, S}: 80 hierarchies.
+
+    ``scales`` and ``min_size`` replace the mode's ``k`` values and the minimum component
+    size. OpenCV-contrib's ``cv2.ximgproc.segmentation`` has the same colour spaces and
+    strategies but other segmentation parameters: ``switchToSingleStrategy()`` is
+    ``mode="single", scales=(200,), min_size=100``, ``switchToSelectiveSearchFast()`` is
+    ``mode="fast", scales=(150, 300, 450), min_size=100`` and
+    ``switchToSelectiveSearchQuality()`` is ``mode="quality", scales=(150, 300, 450, 600,
+    750), min_size=100`` (``benchmarks/bench_proposals.py`` compares the two this way).
 
     Ranking: each region gets its position in its hierarchy (1 = the last merge, the
     whole image) times a uniform random number; boxes of all hierarchies are sorted by
@@ -150,6 +160,10 @@ def selective_search(image, mode: str = "fast", seed: int = 0, max_boxes=None, m
         Images whose longer side exceeds this are shrunk (area averaging) to it before the
         search and the boxes are mapped back to the input's pixels. Default
         :data:`MAX_SIZE` (512).
+    scales : sequence of float > 0, or None
+        Felzenszwalb ``k`` values (``scale`` of :func:`felzenszwalb`, intensities on the
+        0..255 scale), one segmentation per value and colour space. None uses the mode's
+        (the paper's).
 
     Returns
     -------
@@ -172,6 +186,12 @@ def selective_search(image, mode: str = "fast", seed: int = 0, max_boxes=None, m
     if max_size > 65535:
         raise ValueError(f"max_size must be <= 65535, got {max_size}")
     spaces, ks, strategies = SELECTIVE_SEARCH_MODES[mode]
+    if scales is not None:
+        if isinstance(scales, (str, bytes)) or not isinstance(scales, (Sequence, np.ndarray)):
+            raise TypeError(f"scales must be a sequence of numbers or None, got {type(scales).__name__}")
+        if len(scales) == 0:
+            raise ValueError("scales must not be empty")
+        ks = [check_positive(k, f"scales[{i}]") for i, k in enumerate(scales)]
     boxes = _C.selective_search(np.ascontiguousarray(img), [_SPACES[s] for s in spaces],
                                 [float(k) for k in ks], [_STRATEGIES[s] for s in strategies],
                                 min_size, 0.8, seed, max_size, max_boxes)
