@@ -265,3 +265,17 @@ def check_scale_factor(value, name: str = "scale_factor") -> float:
     if not value > 1.0:
         raise ValueError(f"{name} must be > 1, got {value}")
     return value
+
+
+# ---- tiled inference and streaming (large images and many images) -------------------------
+
+def check_bool(value, name: str) -> bool:
+    """A bool (numpy bools too); integers and other values are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
+    return bool(value)
+
+
+def check_real(value, name: str) -> float:
+    """A finite real number (bools are refused)."""
+    return _as_real(value, name)
