@@ -122,15 +122,18 @@ def predict_tiled(detector, image, tile=(512, 512), overlap: float = 0.2, merge:
     try:
         tiles = tile_grid(source.size, (tile_h, tile_w), overlap)
         parts = []
+        # The whole-image boxes go first: at equal scores they lead the merges (a large object's
+        # whole box absorbs the pieces the tiles saw).
+        if full_image_pass and len(tiles) > 1:
+            small, (sy, sx) = read_downscaled(source, full_size)
+            parts.append(_shifted(predict([small])[0], 0.0, 0.0, sx, sy))
+            del small
         for start in range(0, len(tiles), batch_size):
             batch = tiles[start:start + batch_size]
             images = [source.read(*(int(v) for v in t)) for t in batch]
             for (x0, y0, _, _), dets in zip(batch, predict(images)):
                 parts.append(_shifted(dets, float(x0), float(y0)))
             del images
-        if full_image_pass and len(tiles) > 1:
-            small, (sy, sx) = read_downscaled(source, full_size)
-            parts.append(_shifted(predict([small])[0], 0.0, 0.0, sx, sy))
     finally:
         source.close()
     boxes, scores, labels = (np.concatenate(v) for v in zip(*parts))
