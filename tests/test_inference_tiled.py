@@ -298,6 +298,9 @@ def test_bad_detector_and_image(tmp_path):
         predict_tiled(BrightSquares(), np.zeros((64, 64), object), tile=32)
     with pytest.raises(FileNotFoundError, match="missing.png"):
         predict_tiled(BrightSquares(), str(tmp_path / "missing.png"), tile=32)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty"):
+        predict_tiled(BrightSquares(), str(tmp_path / "empty.png"), tile=32)
     fortran = tmp_path / "f.npy"
     np.save(fortran, np.asfortranarray(np.zeros((64, 64), np.uint8)))
     with pytest.raises(ValueError, match="Fortran"):

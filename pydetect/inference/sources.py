@@ -119,6 +119,8 @@ def open_image(image):
             raise FileNotFoundError(f"image file not found: {path}")
         if path.lower().endswith(".npy"):
             return NpyFileSource(path)
+        if os.path.getsize(path) == 0:  # OpenCV asserts (cv2.error) on an empty buffer
+            raise ValueError(f"cannot decode image file {path}: it is empty")
         from pydetect.data import read_image
 
         return ArraySource(read_image(path), path)
