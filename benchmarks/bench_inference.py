@@ -13,7 +13,7 @@
    tiled run and, with a detector that returns nothing (memory depends on the source, not the
    detector), for each kind of input.
 
-    PYTHONPATH=. python benchmarks/bench_inference.py [--images 60] [--repeats 3] [--no-record]
+    PYTHONPATH=. python benchmarks/bench_inference.py [--images 60] [--repeats 3] [--record]
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def main():
     parser.add_argument("--size", type=int, nargs=2, default=(8000, 10000), metavar=("H", "W"))
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=float, default=0.2)
-    parser.add_argument("--no-record", action="store_true", help="do not write benchmarks/RESULTS.md")
+    parser.add_argument("--record", action="store_true", help="write the tables into benchmarks/RESULTS.md")
     args = parser.parse_args()
 
     load_before = os.getloadavg()
@@ -213,7 +213,7 @@ def main():
     lines += [f"| {names[k]} | {v['rss_before_mb']:.0f} | {v['peak_rss_mb']:.0f} |" for k, v in m.items()] + [""]
     text = "\n".join(lines)
     print("\n" + text)
-    if not args.no_record:
+    if args.record:
         from pydetect._io import atomic_write
 
         with open(RESULTS) as f:

@@ -159,6 +159,7 @@ def test_unreadable_image_is_reported_and_retried(folder, tmp_path, capsys):
 
 def test_cli_tiled_detection_of_npy_images_from_a_glob(folder, tmp_path):
     import _mosaic
+
     from pydetect import data
 
     image, _, _ = _mosaic.mosaic(data.faces_in_clutter("test", n_images=6), (700, 900), seed=3)

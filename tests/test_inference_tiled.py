@@ -1,11 +1,11 @@
 """Tiled inference: tile geometry, lazy sources, the three merges against references, and
 objects inside one tile, across tile borders and at the image edges."""
 
+import _reference
+import _reference_inference as ref
 import numpy as np
 import pytest
 
-import _reference
-import _reference_inference as ref
 from pydetect import Detections
 from pydetect.inference import greedy_nmm, merge_detections, predict_tiled, tile_grid, weighted_boxes_fusion
 
@@ -100,6 +100,24 @@ def test_npy_path_memmap_and_array_give_the_same_tiles_and_detections(tmp_path, 
         np.testing.assert_array_equal(runs[name][1].scores, runs["array"][1].scores)
 
 
+def test_memmaps_are_read_from_their_file_unless_copy_on_write_or_views(tmp_path):
+    from pydetect.inference.sources import ArraySource, FileSource, open_image
+
+    image, _ = squares_image((300, 400), [(10, 10, 30, 200)])
+    path = tmp_path / "image.npy"
+    np.save(path, image)
+    assert isinstance(open_image(np.load(path, mmap_mode="r")), FileSource)  # pages never mapped in
+    assert isinstance(open_image(np.load(path, mmap_mode="r")[50:]), ArraySource)  # a view: its own offset
+    # Copy-on-write: the changes live in memory only, and the tiles must show them.
+    changed = np.load(path, mmap_mode="c")
+    changed[200:260, 300:360] = 255
+    assert isinstance(open_image(changed), ArraySource)
+    dets = predict_tiled(BrightSquares(), changed, tile=128, overlap=0.25)
+    np.testing.assert_array_equal(dets.boxes[np.argsort(dets.boxes[:, 0])], [[10, 10, 40, 40], [300, 200, 360, 260]])
+    view = predict_tiled(BrightSquares(), np.load(path, mmap_mode="r")[5:], tile=128, overlap=0.25)
+    np.testing.assert_array_equal(view.boxes, [[10, 5, 40, 35]])
+
+
 def test_grey_and_float_images_are_tiled_like_uint8(rng):
     grey, _ = squares_image((500, 600), [(50, 60, 40, 200)], channels=1)
     as_float = grey.astype(np.float64) / 255.0
@@ -127,8 +145,8 @@ def test_object_inside_one_tile_found_once_with_the_tile_alone_box_and_score(mer
     for (x, y, side, value), box in zip(squares, truth):
         (k,) = np.flatnonzero(np.abs(dets.boxes - box).max(1) < 1)
         # The tile that holds the square, run alone, gives the same box (shifted) and score.
-        x0 = [s for s in (0, 300, 600, 850) if s <= x and x + side <= s + TILE][0]
-        y0 = [s for s in (0, 300, 600) if s <= y and y + side <= s + TILE][0]
+        x0 = next(s for s in (0, 300, 600, 850) if s <= x and x + side <= s + TILE)
+        y0 = next(s for s in (0, 300, 600) if s <= y and y + side <= s + TILE)
         alone = BrightSquares()(image[y0:y0 + TILE, x0:x0 + TILE])
         shifted = alone.boxes + np.float32([x0, y0, x0, y0])
         (j,) = np.flatnonzero(np.abs(shifted - box).max(1) < 1)

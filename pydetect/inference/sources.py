@@ -4,11 +4,13 @@
 
 - a numpy array (or a CPU torch tensor), ``(H, W)`` grey or ``(H, W, 3)`` RGB: tiles are
   slices of it;
-- a ``numpy.memmap`` (e.g. ``np.load(path, mmap_mode="r")``): tiles are slices too; the
-  pages read stay in the OS page cache, which the kernel may count in the process' resident
-  size but reclaims when memory is short;
 - a path to a ``.npy`` file (C order): tiles are read from the file row by row, so the
   process holds one tile at a time (nothing is mapped);
+- a C-ordered ``numpy.memmap`` that maps its file (e.g. ``np.load(path, mmap_mode="r")``):
+  read from its file in the same way, since the pages a mapping touches stay resident (page
+  cache the kernel reclaims, but counted in the process' memory) until the whole image is;
+  a copy-on-write (``mode="c"``) memmap, whose changes are not in the file, or a view of a
+  memmap is sliced like an array;
 - a path to any other image file (PNG, JPEG, TIFF, ...): OpenCV decodes the whole image
   (these formats cannot be read by region through OpenCV), so memory is that of the image.
 
@@ -19,13 +21,14 @@ is per pixel, so a tile of the converted image equals the converted tile.
 
 from __future__ import annotations
 
+import mmap
 import os
 
 import numpy as np
 
 from pydetect._validation import as_image, check_int, to_numpy
 
-__all__ = ["open_image", "ArraySource", "NpyFileSource", "read_downscaled"]
+__all__ = ["open_image", "ArraySource", "FileSource", "read_downscaled"]
 
 
 def _check_layout(shape, dtype, name):
@@ -60,29 +63,33 @@ class ArraySource:
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-class NpyFileSource:
-    """Regions of a C-ordered ``.npy`` file, read row by row into the tile (one read per row)."""
+class FileSource:
+    """Regions of a C-ordered array stored in a file from byte ``offset`` on, read row by row
+    into the tile (one read per tile row)."""
 
-    def __init__(self, path):
+    def __init__(self, path, offset: int, shape, dtype):
         self._path = os.fspath(path)
-        self._file = open(self._path, "rb", buffering=0)
-        try:
-            version = np.lib.format.read_magic(self._file)
-            if version not in _NPY_HEADERS:
-                raise ValueError(f"{self._path}: .npy format version {version} is not supported (1.0 and 2.0 are)")
-            shape, fortran_order, dtype = _NPY_HEADERS[version](self._file)
-            if fortran_order:
-                raise ValueError(f"{self._path}: a Fortran-ordered .npy cannot be read by rows; save it in C "
-                                 "order (np.save(path, np.ascontiguousarray(a)))")
-            self.size = _check_layout(shape, dtype, self._path)
-        except BaseException:
-            self.close()
-            raise
-        self._offset = self._file.tell()
-        self._dtype = dtype
+        self.size = _check_layout(shape, np.dtype(dtype), self._path)
+        self._file = open(self._path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        self._offset = int(offset)
+        self._dtype = np.dtype(dtype)
         self._row_items = int(np.prod(shape[1:]))
         self._pixel_items = self._row_items // shape[1]
         self._tail = tuple(int(v) for v in shape[2:])
+
+    @classmethod
+    def from_npy(cls, path):
+        """The array of a ``.npy`` file (format 1.0 or 2.0, C order)."""
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in _NPY_HEADERS:
+                raise ValueError(f"{path}: .npy format version {version} is not supported (1.0 and 2.0 are)")
+            shape, fortran_order, dtype = _NPY_HEADERS[version](f)
+            offset = f.tell()
+        if fortran_order:
+            raise ValueError(f"{path}: a Fortran-ordered .npy cannot be read by rows; save it in C "
+                             "order (np.save(path, np.ascontiguousarray(a)))")
+        return cls(path, offset, shape, dtype)
 
     def read(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
         out = np.empty((y1 - y0, x1 - x0) + self._tail, self._dtype)
@@ -92,11 +99,11 @@ class NpyFileSource:
         for r in range(y1 - y0):
             self._file.seek(self._offset + ((y0 + r) * self._row_items + x0 * self._pixel_items) * item)
             if self._file.readinto(memoryview(rows[r]).cast("B")) != nbytes:
-                raise ValueError(f"{self._path}: file ends before row {y0 + r} (truncated .npy)")
+                raise ValueError(f"{self._path}: file ends before row {y0 + r} (truncated)")
         return as_image(out, self._path)
 
     def close(self) -> None:
-        if getattr(self, "_file", None) is not None:  # also when open() failed in __init__
+        if getattr(self, "_file", None) is not None:  # also when __init__ failed before open()
             self._file.close()
             self._file = None
 
@@ -104,12 +111,19 @@ class NpyFileSource:
         self.close()
 
 
+def _maps_its_file(array) -> bool:
+    """A memmap whose data are its file's bytes as they are: not a view (whose filename and
+    offset are its parent's), not copy-on-write, C order."""
+    return (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.mode != "c"
+            and array.filename is not None and array.flags.c_contiguous)
+
+
 def open_image(image):
     """An image source for ``image``: an array, a memmap, or a path (see the module docstring).
 
     Returns
     -------
-    ArraySource or NpyFileSource
+    ArraySource or FileSource
         With ``size == (height, width)``, ``read(x0, y0, x1, y1)`` returning a uint8 region and
         ``close()``.
     """
@@ -118,7 +132,7 @@ def open_image(image):
         if not os.path.exists(path):
             raise FileNotFoundError(f"image file not found: {path}")
         if path.lower().endswith(".npy"):
-            return NpyFileSource(path)
+            return FileSource.from_npy(path)
         if os.path.getsize(path) == 0:  # OpenCV asserts (cv2.error) on an empty buffer
             raise ValueError(f"cannot decode image file {path}: it is empty")
         from pydetect.data import read_image
@@ -126,6 +140,8 @@ def open_image(image):
         return ArraySource(read_image(path), path)
     if isinstance(image, (bytes, bytearray)):
         raise TypeError("image must be an array or a path (str / os.PathLike), got bytes")
+    if _maps_its_file(image):
+        return FileSource(image.filename, image.offset, image.shape, image.dtype)
     return ArraySource(image)
 
 

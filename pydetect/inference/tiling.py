@@ -37,7 +37,7 @@ def tile_starts(length: int, tile: int, overlap: float) -> np.ndarray:
     """
     if length <= tile:
         return np.zeros(1, np.int64)
-    stride = max(1, tile - int(round(overlap * tile)))
+    stride = max(1, tile - round(overlap * tile))
     n = -(-(length - tile) // stride) + 1  # ceil division: the last start reaches length - tile
     starts = np.arange(n, dtype=np.int64) * stride
     starts[-1] = length - tile
