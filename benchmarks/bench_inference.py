@@ -205,10 +205,12 @@ def main():
               f"| the detector on the original images ({large['n_own']} faces) | – | {large['own_recall']:.3f} | – |",
               "", "Peak RSS of a child process running predict_tiled over the whole image with a detector "
               "that returns nothing, by input; *before* is the peak before the call (the interpreter with numpy "
-              "and pydetect imported, and the image itself where it is loaded first):", "",
+              "and pydetect imported, and the image itself where it is loaded first). Measured as the child's "
+              "VmHWM: on Linux ru_maxrss carries the parent's peak through fork and exec (it reported the "
+              "benchmark process's ~200 MB for every child).", "",
               "| input | before MB | peak MB |", "|---|---|---|"]
     names = {"path": "path to the .npy file (tiles read row by row)",
-             "memmap": "np.load(path, mmap_mode='r') (pages read stay resident until the kernel reclaims them)",
+             "memmap": "np.load(path, mmap_mode='r') (read through its file like the path)",
              "array": "in-memory array (np.load)", "png": "path to a PNG (OpenCV decodes the whole image)"}
     lines += [f"| {names[k]} | {v['rss_before_mb']:.0f} | {v['peak_rss_mb']:.0f} |" for k, v in m.items()] + [""]
     text = "\n".join(lines)

@@ -228,6 +228,11 @@ def detect_folder(model, inputs, out, *, workers: int = 0, prefetch=None, engine
     ValueError
         Bad arguments, a model file that cannot be loaded, or an ``out`` holding a run with
         other settings.
+
+    Notes
+    -----
+    Worker processes are spawned, so they import the calling script's main module again: a
+    script calling this with ``workers > 0`` needs the ``if __name__ == "__main__":`` guard.
     """
     from tqdm.auto import tqdm
 
