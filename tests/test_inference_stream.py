@@ -207,3 +207,12 @@ def test_missing_model_and_inputs(folder, tmp_path):
         detect_folder(tmp_path / "nope.model", folder["images"], tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="missing"):
         detect_folder(folder["model"], tmp_path / "missing" / "*.png", tmp_path / "out")
+
+
+def test_ray_engine_without_ray_is_a_one_line_error(folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as where ray is not installed
+    argv = ["detect", "--model", str(folder["model"]), str(folder["images"]), "--out", str(tmp_path / "o"),
+            "--engine", "ray", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pydetect: error:") and "pydetect[ray]" in err and len(err.strip().splitlines()) == 1
