@@ -285,6 +285,15 @@ def as_int64(arr: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+# ---- tiled inference and streaming (large images and many images) -------------------------
+
+def check_bool(value, name: str) -> bool:
+    """A bool (numpy bools too); integers and other values are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
+    return bool(value)
+
+
 def check_real(value, name: str) -> float:
     """A finite real number (bools are refused)."""
     return _as_real(value, name)

@@ -69,68 +69,74 @@ def _run_eval(args) -> int:
 
 
 # detect -------------------------------------------------------------------------------------
+def _tile_size(text):
+    """``512`` or ``512,768`` / ``512x768`` (height, width)."""
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or H,W, got {text!r}") from None
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected N or H,W, got {text!r}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def _add_detect(sub):
-    p = sub.add_parser("detect", help="run a cascade or a saved detector on image files",
-                       description="Writes OUT/<name>.png with the detections drawn, and OUT/results.json "
-                                   "(COCO results; image ids are the images' positions, from 1, listed "
-                                   "in OUT/images.json).")
+    p = sub.add_parser("detect", help="run a cascade or a saved detector on any number of images",
+                       description="Streams the images (files, directories, glob patterns) through the model "
+                                   "and writes OUT/results.jsonl as images finish, OUT/images.json (index of the "
+                                   "finished images), OUT/results.json at the end (COCO results; image ids are "
+                                   "the images' positions, from 1, listed in OUT/run.json) and, unless --tile or "
+                                   "--no-draw, OUT/<name>.png with the detections drawn. Run the same command "
+                                   "again to resume after an interruption.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--cascade", help="OpenCV cascade XML (Haar or LBP)")
     source.add_argument("--model", help="a detector saved with Detector.save(path)")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, directories or glob patterns")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--scale-factor", type=float, default=1.1, help="cascade only (default 1.1)")
     p.add_argument("--min-neighbors", type=int, default=3, help="cascade only (default 3)")
-    p.add_argument("--score-threshold", type=float, default=0.0, help="drop detections scoring below this")
+    p.add_argument("--score-threshold", type=float, default=None, help="drop detections scoring below this")
+    p.add_argument("--workers", type=int, default=0,
+                   help="worker processes, each loading the model once (default 0: this process); "
+                        "with --engine ray, the number of actors")
+    p.add_argument("--prefetch", type=int, default=None, help="images in flight (default 2 per worker)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local processes, or Ray Data actors on the cluster of RAY_ADDRESS / --ray-address")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else local)")
+    p.add_argument("--tile", type=_tile_size, default=None, metavar="N|H,W",
+                   help="tiled inference with tiles of this size (pydetect.inference.predict_tiled)")
+    p.add_argument("--overlap", type=float, default=0.2, help="tile overlap, fraction of the tile (default 0.2)")
+    p.add_argument("--merge", choices=("greedy", "nms", "wbf"), default="greedy",
+                   help="how boxes of overlapping tiles are merged (default greedy)")
+    p.add_argument("--iou", type=float, default=0.5, help="merge threshold (default 0.5)")
+    p.add_argument("--match", choices=("iou", "ios"), default=None,
+                   help="merge metric (default: ios for greedy and wbf, iou for nms)")
+    p.add_argument("--full-image-pass", action="store_true",
+                   help="with --tile: also run once on the image downscaled to the tile's size")
+    p.add_argument("--no-draw", action="store_true", help="do not write the annotated images")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_detect)
 
 
 def _run_detect(args) -> int:
-    import cv2
-
-    from pydetect._io import atomic_write
     from pydetect._validation import check_real
-    from pydetect.data import read_image
-    from pydetect.viz import draw_detections
+    from pydetect.inference import detect_folder
 
-    check_real(args.score_threshold, "--score-threshold")
-
-    if args.cascade:
-        from pydetect.cascade import Cascade, CascadeDetector
-
-        detector = CascadeDetector(Cascade.load(args.cascade))
-        class_names = [os.path.splitext(os.path.basename(args.cascade))[0]]
-
-        def predict(image):
-            return detector.detect(image, scale_factor=args.scale_factor, min_neighbors=args.min_neighbors)
-    else:
-        from pydetect.detectors import BaseDetector
-
-        model = BaseDetector.load(args.model)
-        predict = model.predict
-        class_names = getattr(model, "class_names_", None)
-
-    os.makedirs(args.out, exist_ok=True)
-    results, listing = [], []
-    for image_id, path in enumerate(args.images, start=1):
-        image = read_image(path)
-        dets = predict(image)
-        dets = dets[dets.scores >= args.score_threshold]
-        drawn = draw_detections(image, dets, class_names)
-        name = os.path.splitext(os.path.basename(path))[0] + ".png"
-        ok, png = cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise ValueError(f"{path}: could not encode the annotated image")
-        with atomic_write(os.path.join(args.out, name), "wb") as f:
-            f.write(png.tobytes())
-        results += dets.to_coco(image_id)
-        listing.append({"id": image_id, "file_name": os.path.abspath(path), "annotated": name,
-                        "detections": len(dets)})
-        print(f"{path}: {len(dets)} detections")
-    with atomic_write(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f)
-    with atomic_write(os.path.join(args.out, "images.json"), "w") as f:
-        json.dump(listing, f, indent=1)
+    if args.score_threshold is not None:  # named as the user typed it
+        check_real(args.score_threshold, "--score-threshold")
+    summary = detect_folder(
+        args.cascade or args.model, args.images, args.out, workers=args.workers, prefetch=args.prefetch,
+        engine=args.engine, ray_address=args.ray_address, tile=args.tile, overlap=args.overlap,
+        merge=args.merge, iou=args.iou, match=args.match, full_image_pass=args.full_image_pass,
+        score_threshold=args.score_threshold, scale_factor=args.scale_factor, min_neighbors=args.min_neighbors,
+        draw=args.tile is None and not args.no_draw, progress=not args.no_progress)
+    print(f"{summary['done']} of {summary['images']} images, {summary['detections']} detections "
+          f"in {summary['seconds']:.1f} s: {summary['results']}")
+    if summary["failed"]:
+        first, error = next(iter(summary["failed"].items()))
+        raise ValueError(f"{len(summary['failed'])} images could not be read, e.g. {first}: {error} "
+                         f"(see {summary['index']})")
     return 0
 
 
