@@ -596,3 +596,20 @@ def test_cli_traceback_switch(tmp_path, subprocess_env):
     help_text = subprocess.run([sys.executable, "-m", "pydetect", "--help"], capture_output=True, text=True,
                                cwd=tmp_path, env=subprocess_env).stdout
     assert "--traceback" in help_text and "PYDETECT_MAX_IMAGE_PIXELS" in help_text
+
+
+@pytest.mark.parametrize("name, value, error", [
+    ("num_pos", float("inf"), TypeError), ("num_pos", float("nan"), TypeError), ("num_pos", "x", TypeError),
+    ("num_pos", 0, ValueError), ("num_neg", 10**30, ValueError), ("max_features", float("inf"), TypeError),
+    ("max_features", -1, ValueError), ("max_features", "x", TypeError), ("weight_trim_rate", float("nan"), ValueError),
+    ("time_limit", -1.0, ValueError), ("acceptance_ratio_break_value", 2.0, ValueError),
+])
+def test_train_cascade_counts_and_limits_are_checked_first(name, value, error):
+    # Each used to reach int() (OverflowError for inf) or numpy (a message without the name).
+    from pydetect.cascade import train_cascade
+
+    rng = np.random.default_rng(0)
+    pos = rng.integers(0, 256, (8, 24, 24), dtype=np.uint8)
+    bgs = [rng.integers(0, 256, (64, 64), dtype=np.uint8)]
+    with pytest.raises(error, match=name):
+        train_cascade(pos, bgs, num_stages=1, **{name: value})

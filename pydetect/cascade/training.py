@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 
 from pydetect._io import atomic_write
-from pydetect._validation import (as_image, check_choice, check_fraction, check_int,
+from pydetect._validation import (as_image, check_choice, check_fraction, check_int, check_positive,
                                   check_scale_factor, to_numpy)
 from pydetect.cascade.boosting import AdaBoost, tree_decision
 from pydetect.cascade.detector import pyramid_scales
@@ -385,6 +385,15 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
     if check_int(max_depth, "max_depth", minimum=1) > 2:
         raise ValueError(f"max_depth must be 1 or 2, got {max_depth}")
     scale_factor = check_scale_factor(scale_factor)
+    # Counts and limits are checked before any of them sizes an allocation or a loop.
+    num_pos = None if num_pos is None else check_int(num_pos, "num_pos", minimum=1)
+    num_neg = None if num_neg is None else check_int(num_neg, "num_neg", minimum=1)
+    max_features = None if max_features is None else check_int(max_features, "max_features", minimum=1)
+    weight_trim_rate = check_fraction(weight_trim_rate, "weight_trim_rate")
+    if time_limit is not None:
+        time_limit = check_positive(time_limit, "time_limit")
+    if acceptance_ratio_break_value is not None:
+        acceptance_ratio_break_value = check_fraction(acceptance_ratio_break_value, "acceptance_ratio_break_value")
     for b in bgs:  # a pyramid too deep for scale_factor fails now, not at the first mining
         pyramid_scales((w, h), b.shape[::-1], scale_factor)
     if resume and checkpoint_dir is None:
@@ -402,12 +411,11 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
     if augment is not False and augment is not None:
         n_aug = 4 * len(pos) if augment is True else check_int(augment, "augment", minimum=1)
         if num_pos is not None:
-            n_aug = max(n_aug, int(num_pos))
+            n_aug = max(n_aug, num_pos)
         pos = augment_positives(pos, n_aug, seed=random_state)
         pos = pos[_window_std(pos) > MIN_STD]
-    num_pos = len(pos) if num_pos is None else check_int(num_pos, "num_pos", minimum=1)
-    num_pos = min(num_pos, len(pos))
-    num_neg = num_pos if num_neg is None else check_int(num_neg, "num_neg", minimum=1)
+    num_pos = len(pos) if num_pos is None else min(num_pos, len(pos))
+    num_neg = num_pos if num_neg is None else num_neg
     if acceptance_ratio_break_value is None:
         acceptance_ratio_break_value = max_false_alarm_rate ** num_stages
 
