@@ -485,13 +485,18 @@ def test_detect_scale_factor_and_sizes_extremes():
                 det.detect(img, scale_factor=sf)
         assert len(pyramid_scales((24, 24), (160, 120), 1e308)) == 1
         det.detect(img, scale_factor=1e308)
-        # window sizes beyond any int: plain Python comparisons, no OverflowError
+        # window sizes up to int64's range: plain comparisons, no OverflowError; beyond it, a
+        # ValueError naming the argument (every integer parameter stops at int64)
         largest = det.detect(img, 1.1, 0, min_size=(161, 121)).boxes
-        for size in ({INT_MAX}, 2**63, (2**63, 1), (1, 2**63)):
+        for size in ({INT_MAX}, 2**63 - 1, (2**63 - 1, 1), (1, 2**63 - 1)):
             np.testing.assert_array_equal(det.detect(img, 1.1, 0, min_size=size).boxes, largest)
         everything = det.detect(img, 1.1, 0).boxes
-        for size in ({INT_MAX}, 2**63, (2**63, 2**63)):
+        for size in ({INT_MAX}, 2**63 - 1, (2**63 - 1, 2**63 - 1)):
             np.testing.assert_array_equal(det.detect(img, 1.1, 0, max_size=size).boxes, everything)
+        for name in ("min_size", "max_size"):
+            for size in (2**63, (2**63, 1), 10**30):
+                with pytest.raises(ValueError, match=name):
+                    det.detect(img, **{{name: size}})
         for size in (-1, -(2**63), (24, -1)):
             with pytest.raises(ValueError, match="min_size"):
                 det.detect(img, min_size=size)
@@ -501,7 +506,8 @@ def test_detect_scale_factor_and_sizes_extremes():
             with pytest.raises(ValueError, match="min_neighbors"):
                 det.detect(img, min_neighbors=mn)
         assert len(det.detect(img, min_neighbors={INT_MAX})) == 0
-        for args, err in [(((2**63, 24), (160, 120)), None), (((0, 24), (160, 120)), ValueError),
+        for args, err in [(((2**63 - 1, 24), (160, 120)), None), (((2**63, 24), (160, 120)), ValueError),
+                          (((0, 24), (160, 120)), ValueError),
                           (((24, 24), (160, -1)), ValueError), ((24, (160, 120)), TypeError)]:
             if err is None:
                 assert pyramid_scales(*args) == []
