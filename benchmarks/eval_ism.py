@@ -10,7 +10,6 @@ import json
 import os
 import time
 
-import numpy as np
 
 import pydetect
 from pydetect.data import digits_in_clutter, faces_in_clutter

@@ -5,7 +5,6 @@ the kernels (and torchvision), so float32 results can be compared for exact equa
 Thresholds are compared as Python floats (double), as torchvision does.
 """
 
-import math
 
 import numpy as np
 

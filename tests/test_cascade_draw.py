@@ -46,7 +46,7 @@ def test_draw_feature_images():
     c = Cascade.load(os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml"))
     img = draw_feature(c, 0, scale=4)
     assert img.shape == (96, 96, 3) and img.dtype == np.uint8
-    f = c.features[0]  # rects (6,4,12,9) weight -1 and (6,7,12,3) weight 3: net +2 in the middle
+    # feature 0: rects (6,4,12,9) weight -1 and (6,7,12,3) weight 3: net +2 in the middle
     assert img[4 * 8, 4 * 10, 0] > img[4 * 8, 4 * 10, 2]   # positive: red
     assert img[4 * 5, 4 * 10, 2] > img[4 * 5, 4 * 10, 0]   # negative: blue
     assert (img[0, 0] == 128).all()                        # untouched background

@@ -75,7 +75,7 @@ def _boundaries(labels):
 @pytest.mark.parametrize("name,scale", [("astronaut", 1.0), ("astronaut", 100.0), ("coffee", 300.0),
                                         ("camera", 100.0)])
 def test_agrees_with_skimage(name, scale):
-    skimage = pytest.importorskip("skimage", reason="scikit-image is the peer")
+    pytest.importorskip("skimage", reason="scikit-image is the peer")
     from scipy import ndimage as ndi
     from skimage import data, segmentation
 
@@ -123,7 +123,7 @@ def test_bad_parameters():
 
 
 def test_property_matches_bruteforce():
-    hypothesis = pytest.importorskip("hypothesis", reason="property test")
+    pytest.importorskip("hypothesis", reason="property test")
     from hypothesis import given, settings, strategies as st
     from hypothesis.extra.numpy import arrays
 

@@ -1,6 +1,5 @@
 """FasterRCNN estimator: input checks, persistence, checkpoints/resume, NaN guard, learning."""
 
-import os
 
 import numpy as np
 import pytest

@@ -15,7 +15,7 @@ import numpy as np
 
 from pydetect._io import atomic_write
 from pydetect._validation import INT32_MAX, INT32_MIN
-from pydetect.cascade.model import Cascade, HaarFeature, LBPFeature, Stage, WeakTree
+from pydetect.cascade.model import Cascade, HaarFeature, Stage, WeakTree
 
 __all__ = ["load_cascade", "save_cascade"]
 
