@@ -338,9 +338,10 @@ def test_faster_rcnn_learns_digits(digits_small):
 
 @pytest.mark.slow
 def test_faster_rcnn_learns_shapes():
-    """~45 s of training on 40 synthetic images of squares and discs reaches AP50 >= 0.6 on
-    15 held-out images (0.92 measured when written, 2-core machine under load). Slow: the
-    digits check above replaced it in the default run."""
+    """~45 s of training on 40 synthetic images of squares and discs reaches AP50 >= 0.62 on
+    15 held-out images (0.765 with the default augmentation, 0.945 without, 2026-12-02; the
+    floor is 80% of the measured value, the rule for slow checks). Slow: the digits check
+    above replaced it in the default run."""
     import _shapes
 
     train, test = _shapes.shapes(40, seed=1), _shapes.shapes(15, seed=2)
@@ -351,19 +352,19 @@ def test_faster_rcnn_learns_shapes():
     dets = det.predict_batch([test[i][0] for i in range(len(test))])
     ap = ref.ap50(test, dets)
     print(f"FasterRCNN shapes AP50 {ap:.3f}")
-    assert ap >= 0.6, f"AP50 {ap:.3f} (crop accuracy {det.pretrain_accuracy_:.2f})"
+    assert ap >= 0.62, f"AP50 {ap:.3f} (crop accuracy {det.pretrain_accuracy_:.2f})"
 
 
-# Measured (torch at 1 thread, 2-core machine): see the docstring above. 80 train images,
-# 8 pretraining epochs over the default 8 stretched copies per object (crop accuracy 0.93),
-# 400 iterations: AP50 0.122 on the 40 test images, 103 s in all (2026-11-24, machine quiet);
-# with slanted crops, channels-last pretraining and object-balanced RoI sampling (the
-# current defaults): 0.114 (crop accuracy 0.90, 2026-11-25).
-# With the earlier 2 plain copies, 30 epochs gave 0.156 in 108 s; 200 iterations gave 0.011
-# and 250 gave 0.053. The floor sits well below the measured value, far above an untrained 0.
+# Measured (torch at 1 thread, 2-core machine) on the val split (unseen digits and background
+# photos), 2026-12-02: 80 train images, 8 pretraining epochs over 8 stretched, slanted copies
+# per object, 400 iterations: AP50 0.123 without augmentation, 0.286 with the default
+# augmentation (crop accuracy 0.89; ~110 s on a quiet machine). Earlier, on the old test split
+# (shared backgrounds): 0.114-0.156. The floor is about half the measured value (the project's
+# rule for in-suite checks); a planted bug (RoI labels without the background offset) scored
+# 0.043 (benchmarks/RESULTS.md).
 PRETRAIN_EPOCHS = 8
 FASTER_ITERS = 400
-FASTER_DIGITS_FLOOR = 0.08
+FASTER_DIGITS_FLOOR = 0.15
 
 
 def test_resnet18_fpn_variant_runs(tiny_data):

@@ -40,7 +40,7 @@ def test_rcnn_learns_shapes_and_round_trips(tmp_path):
 
 @pytest.mark.slow
 def test_rcnn_learns_digits(data, tmp_path):
-    """R-CNN on 60 digits-in-clutter images (~70 s): AP50 >= 0.05 on 20 held-out images,
+    """R-CNN on 60 digits-in-clutter images (~70 s): AP50 >= RCNN_FLOOR on 20 val images,
     where an untrained detector scores ~0."""
     train, test = data
     det = RCNN(pretrain_seconds=1e9, pretrain_epochs=10, train_proposals=100, test_proposals=150,
@@ -66,7 +66,7 @@ def test_fast_rcnn_learns_digits(digits_small):
     """A real learning check of Fast R-CNN on the built-in digits_in_clutter data: selective
     search ("fast", 300 proposals) on the 80 training images of the FasterRCNN check, crop
     pretraining for 30 epochs, then FAST_ITERS iterations of 2 images x 64 RoIs, must reach
-    AP50 >= FAST_DIGITS_FLOOR on 40 held-out images (measured value below); an untrained or
+    AP50 >= FAST_DIGITS_FLOOR on 40 val images (measured value below); an untrained or
     broken detector scores ~0. Slow: Fast R-CNN learns digits more slowly than Faster R-CNN
     (250 iterations, ~75 s, gave AP50 0.006), so the default run keeps the shapes check."""
     train, test = digits_small
@@ -103,12 +103,17 @@ def test_fast_rcnn_learns_shapes(roi_pool):
 # under load): RCNN on 60 digit images, ~70 s: AP50 0.098; FastRCNN on shapes, ~10 s each:
 # 0.987 with RoIAlign, 0.930 with RoI max pooling (2026-11-24); with the slanted crops and
 # object-balanced sampling, 0.970 and 0.955 (2026-11-25).
-RCNN_FLOOR = 0.05
+# RCNN on the digits val split (60 train / 20 val images, 2026-12-02): AP50 0.176 without
+# augmentation, 0.183 with the default (crop accuracy 0.44, proposal recall 0.74); the floor is
+# 80% of it (slow checks). Before the val split: 0.098 on the test split.
+RCNN_FLOOR = 0.15
 FAST_FLOOR = 0.6
-# Fast R-CNN on the digits split (80 train / 40 test images, 30 pretraining epochs, crop
-# accuracy 0.77, 800 iterations, 300 proposals): AP50 0.064, 160 s (2026-11-24, load ~3);
-# 250 iterations gave 0.006. The floor is half the measured value. Re-run 2026-11-25 after
-# crop pretraining became channels-last (same recipe otherwise): 0.047, crop accuracy 0.75.
+# Fast R-CNN on the digits val split (80 train / 40 val images, 30 pretraining epochs, 800
+# iterations, 300 proposals) with the default augmentation, 2026-12-02: AP50 0.198 (crop
+# accuracy 0.88, proposal recall 0.88); the floor is 80% of it (slow checks). On the old test
+# split without augmentation: 0.064 (2026-11-24) and 0.047 (2026-11-25); 250 iterations gave
+# 0.006. FastRCNN on shapes with the default augmentation: 0.903 (RoIAlign), 0.842 (RoI max
+# pool); the in-suite floor FAST_FLOOR stays at about 2/3 of the lower one.
 FAST_PRETRAIN_EPOCHS = 30
 FAST_ITERS = 800
-FAST_DIGITS_FLOOR = 0.03
+FAST_DIGITS_FLOOR = 0.16
