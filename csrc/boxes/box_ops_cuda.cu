@@ -24,7 +24,8 @@ __global__ void box_iou_kernel(const T* a, const T* b, int64_t m, int64_t total,
 // torchvision's nms_kernel layout: block (column block x, row block y) of 64 threads; thread t
 // compares row box (y * 64 + t) with the up to 64 boxes of column block x, staged in shared
 // memory, and writes one mask word. The earlier box (the row) comes first in the IoU, as the
-// kept box does on the CPU (hd_max / hd_min pick sides the same way when a coordinate is NaN).
+// kept box does on the CPU, so that even the intersection of a box with a NaN coordinate is
+// the CPU's (hd_max / hd_min pick a side of a NaN comparison).
 template <class T>
 __global__ void nms_mask_kernel(const T* boxes, int64_t n, T threshold, uint64_t* mask) {
   const int64_t words = (n + kNmsBlock - 1) / kNmsBlock;
