@@ -509,8 +509,10 @@ class WeightAverage:
         return {"decay": self.decay, "updates": self.updates, "state": self.state}
 
     def load_state_dict(self, saved):
+        """Restores :meth:`state_dict`'s values onto the model's device (checkpoints load on
+        the CPU); a key the model lacks is a KeyError."""
         self.decay, self.updates = float(saved["decay"]), int(saved["updates"])
-        self.state = {k: v.clone() for k, v in saved["state"].items()}
+        self.state = {k: v.to(self.state[k].device, copy=True) for k, v in saved["state"].items()}
 
 
 def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4, warmup=0.02,
