@@ -4,7 +4,6 @@
 // RoIAlign; Girshick, "Fast R-CNN", ICCV 2015, for RoI max pooling).
 #pragma once
 
-#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
