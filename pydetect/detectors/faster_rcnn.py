@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from pydetect._validation import check_device, check_fraction, check_int, check_num_threads, check_positive
+from pydetect._validation import check_fraction, check_int, check_num_threads, check_positive
 from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
 
@@ -113,7 +113,6 @@ class _TwoStageEstimator(BaseDetector):
         check_augment(self.augment)
         check_int(self.seed, "seed", minimum=0)
         check_num_threads(self.num_threads)
-        check_device(getattr(self, "device", "cpu"))
 
     # ------------------------------------------------------------------------- training
     def fit(self, dataset):

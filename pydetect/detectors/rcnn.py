@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from pydetect._validation import (check_choice, check_device, check_fraction, check_int, check_num_threads,
-                                  check_positive, check_real)
+from pydetect._validation import (check_choice, check_fraction, check_int, check_num_threads, check_positive,
+                                  check_real)
 from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
 
@@ -220,7 +220,6 @@ class RCNN(BaseDetector):
         check_int(self.seed, "seed", minimum=0)
         check_augment(self.augment)
         check_num_threads(self.num_threads)
-        check_device(getattr(self, "device", "cpu"))
 
     def _fit(self, dataset, class_names, targets, device):
         import torch
