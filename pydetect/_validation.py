@@ -335,3 +335,27 @@ MAX_THREADS = 1024
 def check_num_threads(value, name: str = "num_threads"):
     """None (leave the thread count alone) or an integer in [1, MAX_THREADS]."""
     return None if value is None else check_int(value, name, minimum=1, maximum=MAX_THREADS)
+
+
+# ---------------------------------------------------------------------------------------
+# Devices (CUDA): the ``device`` parameter of the CNN detectors. Only its form is checked
+# here; whether the GPU it names exists is checked when the detector uses it
+# (pydetect.models.training.resolve_device).
+# ---------------------------------------------------------------------------------------
+def check_device(value, name: str = "device"):
+    """The ``torch.device`` for ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device of type
+    cpu or cuda; TypeError for another type, ValueError for another device."""
+    import re
+
+    import torch
+
+    expected = "'cpu', 'cuda', 'cuda:N' or a torch.device of type cpu or cuda"
+    if isinstance(value, torch.device):
+        if value.type not in ("cpu", "cuda"):
+            raise ValueError(f"{name} must be {expected}, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", value):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return torch.device(value)

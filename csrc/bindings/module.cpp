@@ -822,6 +822,27 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_num_threads", &pydetect::set_num_threads, py::arg("n"),
         "Sets the number of threads the kernels use (n <= 0: all hardware threads; at most MAX_NUM_THREADS).");
 
+  m.def("nms_reduce_mask", [](const py::array& bits) {
+    // The words are bit patterns: uint64, or int64 (torch's 64-bit type) read as uint64.
+    const char kind = bits.dtype().kind();
+    const int64_t n = bits.ndim() == 2 ? bits.shape(0) : -1;
+    if (n < 0 || bits.shape(1) != (n + 63) / 64 || bits.itemsize() != 8 || (kind != 'u' && kind != 'i')) {
+      throw py::value_error("mask must be a uint64 or int64 array of shape (n, ceil(n / 64)), got " +
+                            std::string(py::str(bits.dtype())) + " " + shape_of(bits));
+    }
+    const CArray<uint64_t> mask = CArray<uint64_t>::ensure(bits);
+    const uint64_t* pm = mask.data();
+    std::vector<int64_t> keep;
+    {
+      py::gil_scoped_release release;
+      keep = pydetect::nms_reduce_mask(pm, n);
+    }
+    return to_array(keep);
+  }, py::arg("mask"),
+     "Greedy pass of bitmask NMS: mask uint64 (n, ceil(n / 64)) from _C_cuda.nms_mask (boxes in "
+     "decreasing-score order; bit j of row i set when box i suppresses box j > i) -> int64 kept "
+     "positions in that order.");
+
   // float32 first, then float64: an exact-dtype contiguous array (what the Python
   // wrappers pass) matches its overload in pybind11's first, no-conversion pass.
   bind_boxes<float>(m);

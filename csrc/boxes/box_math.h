@@ -3,7 +3,6 @@
 // The operation order matches torchvision's so that float32 results agree bit for bit.
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -18,8 +17,8 @@ HOST_DEVICE T box_area(T x1, T y1, T x2, T y2) {
 
 template <class T>
 HOST_DEVICE T intersection_area(T ax1, T ay1, T ax2, T ay2, T bx1, T by1, T bx2, T by2) {
-  const T w = std::max(T(0), std::min(ax2, bx2) - std::max(ax1, bx1));
-  const T h = std::max(T(0), std::min(ay2, by2) - std::max(ay1, by1));
+  const T w = hd_max(T(0), hd_min(ax2, bx2) - hd_max(ax1, bx1));
+  const T h = hd_max(T(0), hd_min(ay2, by2) - hd_max(ay1, by1));
   return w * h;
 }
 
@@ -34,6 +33,7 @@ HOST_DEVICE T iou_from_areas(T inter, T area_a, T area_b) {
 // The T value c such that, for every T value v, (double(v) > threshold) == (v > c).
 // torchvision compares a float IoU against a double threshold; comparing against c in T
 // gives the same decision while keeping inner loops in one precision (and vectorisable).
+// Host only: the CUDA launcher computes c once and passes it to the kernel.
 template <class T>
 inline T threshold_in(double threshold) {
   T c = static_cast<T>(threshold);

@@ -1,5 +1,6 @@
 #include "boxes/box_ops.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "boxes/box_math.h"

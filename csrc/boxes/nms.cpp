@@ -232,6 +232,20 @@ std::vector<int64_t> batched_nms(const T* boxes, const T* scores, const int64_t*
   return keep;
 }
 
+std::vector<int64_t> nms_reduce_mask(const uint64_t* mask, int64_t n) {
+  const int64_t words = (n + 63) / 64;
+  std::vector<uint64_t> removed(static_cast<size_t>(words), 0);
+  std::vector<int64_t> keep;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t block = i / 64;
+    if (removed[block] >> (i % 64) & 1) continue;
+    keep.push_back(i);
+    const uint64_t* row = mask + i * words;
+    for (int64_t j = block; j < words; ++j) removed[j] |= row[j];
+  }
+  return keep;
+}
+
 template <class T>
 void soft_nms(const T* boxes, const T* scores, int64_t n, double iou_threshold, double sigma,
               double score_threshold, SoftNmsMethod method, std::vector<int64_t>* keep,

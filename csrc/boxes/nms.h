@@ -25,6 +25,14 @@ template <class T>
 std::vector<int64_t> batched_nms(const T* boxes, const T* scores, const int64_t* labels, int64_t n,
                                  double iou_threshold, NmsAlgorithm algorithm = NmsAlgorithm::Auto);
 
+// The greedy pass of the bitmask NMS that CUDA kernels compute (torchvision's nms_kernel):
+// boxes are in visiting order (decreasing score) and row i of `mask` (n rows of
+// words = ceil(n / 64) uint64) has bit j % 64 of word j / 64 set when box i suppresses box j
+// (IoU > threshold, j > i). Box i is kept unless a kept box suppresses it. Only the words
+// from row i's own block on are read (the kernel writes the upper triangle). Returns the
+// kept positions in visiting order.
+std::vector<int64_t> nms_reduce_mask(const uint64_t* mask, int64_t n);
+
 enum class SoftNmsMethod { Linear = 0, Gaussian = 1 };
 
 // Soft-NMS (Bodla et al., ICCV 2017). Repeatedly selects the highest current score

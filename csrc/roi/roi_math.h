@@ -1,16 +1,23 @@
 // Per-sample math of RoI align and RoI pool, written once and shared by every loop
-// (forward, backward, and CUDA kernels if they ever exist). Semantics follow
+// (forward and backward, CPU and CUDA). Semantics follow
 // torchvision.ops.roi_align / roi_pool (He et al., "Mask R-CNN", ICCV 2017, for
 // RoIAlign; Girshick, "Fast R-CNN", ICCV 2015, for RoI max pooling).
 #pragma once
 
-#include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 
 #include "common/host_device.h"
 
 namespace pydetect {
+
+// Whether the batch-index column of a RoI names an image of the batch: an integer in [0, n)
+// (NaN is not).
+template <class T>
+HOST_DEVICE bool valid_batch_index(T b, int64_t n) {
+  return b >= T(0) && b < T(n) && b == std::floor(b);
+}
 
 // The four taps of one bilinear sample: plane offsets (y * width + x) and weights.
 // A sample outside [-1, H] x [-1, W] (or at a NaN position) has all weights 0.
@@ -78,7 +85,7 @@ constexpr int64_t kMaxSamplingRatio = 256;
 // or zero bin size gives 0 samples: an empty grid).
 template <class T>
 HOST_DEVICE int64_t align_grid_count(T bin_size, int64_t sampling_ratio) {
-  if (sampling_ratio > 0) return std::min(sampling_ratio, kMaxSamplingRatio);
+  if (sampling_ratio > 0) return hd_min(sampling_ratio, kMaxSamplingRatio);
   if (!(bin_size > T(0))) return 0;
   const T samples = std::ceil(bin_size);
   return samples < T(kMaxSamplingRatio) ? static_cast<int64_t>(samples) : kMaxSamplingRatio;
@@ -123,6 +130,32 @@ HOST_DEVICE T align_sample_x(const AlignGeometry<T>& g, int64_t pw, int64_t ix) 
   return g.start_x + T(pw) * g.bin_w + (T(ix) + T(0.5)) * g.bin_w / T(g.grid_w);
 }
 
+// 1 / (samples per bin): a bin's value is the average of its samples. An empty grid (0
+// samples) divides by 1; its bins are 0 as there is nothing to add.
+template <class T>
+HOST_DEVICE T align_inv_count(const AlignGeometry<T>& g) {
+  return T(1) / T(hd_max<int64_t>(g.grid_h * g.grid_w, 1));
+}
+
+// The taps of sample (iy, ix) of bin (ph, pw) in a height x width plane, their weights
+// pre-multiplied by inv_count (align_inv_count): the forward pass sums bilinear_sum over
+// a bin's samples, the backward pass scatters weight * gradient, so both use the same
+// weights.
+template <class T>
+HOST_DEVICE Bilinear<T> align_sample(const AlignGeometry<T>& g, int64_t ph, int64_t pw, int64_t iy,
+                                     int64_t ix, int64_t height, int64_t width, T inv_count) {
+  Bilinear<T> b = bilinear_weights(align_sample_y(g, ph, iy), align_sample_x(g, pw, ix), height, width);
+  for (int i = 0; i < 4; ++i) b.weight[i] *= inv_count;
+  return b;
+}
+
+// The weighted sum of the four taps of a sample in `plane`, in tap order.
+template <class T>
+HOST_DEVICE T bilinear_sum(const T* plane, const Bilinear<T>& s) {
+  return s.weight[0] * plane[s.offset[0]] + s.weight[1] * plane[s.offset[1]] +
+         s.weight[2] * plane[s.offset[2]] + s.weight[3] * plane[s.offset[3]];
+}
+
 // RoI max pooling: the window [h0, h1) x [w0, w1) of bin (ph, pw), clipped to the plane.
 struct PoolWindow {
   int64_t h0, h1, w0, w1;
@@ -156,6 +189,25 @@ HOST_DEVICE PoolWindow pool_window(const T* roi /* x1 y1 x2 y2 */, T spatial_sca
   w.w0 = clip_edge(std::floor(T(pw) * bin_w), rx0, width);
   w.w1 = clip_edge(std::ceil(T(pw + 1) * bin_w), rx0, width);
   return w;
+}
+
+// The maximum of a window of `plane` (row stride `width`) and its plane offset y * width + x
+// (the first one in row-major order on ties); an empty window gives 0 and offset -1. As in
+// torchvision the running maximum starts at -FLT_MAX for both float types, and a NaN pixel
+// never wins (NaN > best is false).
+template <class T>
+HOST_DEVICE T pool_max(const T* plane, int64_t width, const PoolWindow& win, int64_t* offset) {
+  const bool empty = win.h1 <= win.h0 || win.w1 <= win.w0;
+  T best = empty ? T(0) : T(-FLT_MAX);
+  int64_t best_at = -1;
+  for (int64_t y = win.h0; y < win.h1; ++y)
+    for (int64_t x = win.w0; x < win.w1; ++x)
+      if (plane[y * width + x] > best) {
+        best = plane[y * width + x];
+        best_at = y * width + x;
+      }
+  *offset = best_at;
+  return best;
 }
 
 }  // namespace pydetect

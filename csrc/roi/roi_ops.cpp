@@ -1,8 +1,6 @@
 #include "roi/roi_ops.h"
 
 #include <algorithm>
-#include <cstring>
-#include <limits>
 #include <vector>
 
 #include "common/check.h"
@@ -23,8 +21,7 @@ std::vector<std::vector<int64_t>> rois_by_image(const T* rois, int64_t k, int64_
   std::vector<std::vector<int64_t>> groups(static_cast<size_t>(n));
   for (int64_t r = 0; r < k; ++r) {
     const T b = rois[r * 5];
-    PD_CHECK(b >= T(0) && b < T(n) && b == std::floor(b), "rois[", r,
-             ", 0] must be an image index in [0, ", n, "), got ", b);
+    PD_CHECK(valid_batch_index(b, n), "rois[", r, ", 0] must be an image index in [0, ", n, "), got ", b);
     groups[static_cast<size_t>(b)].push_back(r);
   }
   return groups;
@@ -48,20 +45,13 @@ int64_t bins_per_part(int64_t per_bin) { return std::max<int64_t>(1, kTableSampl
 template <class T>
 void align_samples(const AlignGeometry<T>& g, int64_t pw_n, int64_t b0, int64_t b1, int64_t h,
                    int64_t w, std::vector<Bilinear<T>>* table) {
-  const int64_t per_bin = g.grid_h * g.grid_w;
-  const T inv_count = T(1) / T(std::max<int64_t>(per_bin, 1));
-  table->resize(static_cast<size_t>((b1 - b0) * per_bin));
+  const T inv_count = align_inv_count(g);
+  table->resize(static_cast<size_t>((b1 - b0) * g.grid_h * g.grid_w));
   Bilinear<T>* s = table->data();
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t ph = b / pw_n, pw = b % pw_n;
-    for (int64_t iy = 0; iy < g.grid_h; ++iy) {
-      const T y = align_sample_y(g, ph, iy);
-      for (int64_t ix = 0; ix < g.grid_w; ++ix) {
-        *s = bilinear_weights(y, align_sample_x(g, pw, ix), h, w);
-        for (int i = 0; i < 4; ++i) s->weight[i] *= inv_count;
-        ++s;
-      }
-    }
+    for (int64_t iy = 0; iy < g.grid_h; ++iy)
+      for (int64_t ix = 0; ix < g.grid_w; ++ix) *s++ = align_sample(g, ph, pw, iy, ix, h, w, inv_count);
   }
 }
 
@@ -97,10 +87,7 @@ void roi_align_forward(const T* input, int64_t n, int64_t c, int64_t h, int64_t 
           const Bilinear<T>* s = table.data();
           for (int64_t b = b0; b < b1; ++b) {
             T sum = T(0);
-            for (int64_t i = 0; i < per_bin; ++i, ++s) {
-              sum += s->weight[0] * in[s->offset[0]] + s->weight[1] * in[s->offset[1]] +
-                     s->weight[2] * in[s->offset[2]] + s->weight[3] * in[s->offset[3]];
-            }
+            for (int64_t i = 0; i < per_bin; ++i, ++s) sum += bilinear_sum(in, *s);
             out[b] = sum;
           }
         }
@@ -200,21 +187,7 @@ void roi_pool_forward(const T* input, int64_t n, int64_t c, int64_t h, int64_t w
         const T* in = image + ch * plane;
         T* out = output + (r * c + ch) * bins;
         int64_t* arg = argmax + (r * c + ch) * bins;
-        for (int64_t b = 0; b < bins; ++b) {
-          const PoolWindow& win = windows[b];
-          const bool empty = win.h1 <= win.h0 || win.w1 <= win.w0;
-          // torchvision starts from -FLT_MAX for both float types.
-          T best = empty ? T(0) : T(-std::numeric_limits<float>::max());
-          int64_t best_at = -1;
-          for (int64_t y = win.h0; y < win.h1; ++y)
-            for (int64_t x = win.w0; x < win.w1; ++x)
-              if (in[y * w + x] > best) {
-                best = in[y * w + x];
-                best_at = y * w + x;
-              }
-          out[b] = best;
-          arg[b] = best_at;
-        }
+        for (int64_t b = 0; b < bins; ++b) out[b] = pool_max(in, w, windows[b], &arg[b]);
       }
     }
   });

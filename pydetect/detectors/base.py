@@ -15,7 +15,8 @@ A model file is a zip archive (:mod:`pydetect._persist`) of ``header.json`` and
 - ``"params"``: :meth:`BaseDetector.get_params`, as tagged JSON (tuples, paths and arrays
   survive); ``"modules"``: the names of parameters given as torch modules (a custom
   ``backbone``), stored as ``null``: code is not data, so :meth:`BaseDetector.load` needs the
-  module again (``FasterRCNN.load(path, backbone=MyNet())``) and fills in its weights;
+  module again (``FasterRCNN.load(path, backbone=MyNet())``) and fills in its weights; a
+  ``device`` given as a torch.device is stored as its name (``"cuda:0"``);
 - ``"state"``: the fitted state, as each class maps it to plain values in ``_get_state``
   (arrays, tensors such as torch ``state_dict``s, JSON scalars, lists and dicts) and back
   in ``_set_state``.
@@ -61,6 +62,11 @@ def _detector_class(name, path):
 def _is_module(value) -> bool:
     torch = sys.modules.get("torch")  # no module can exist before torch is imported
     return torch is not None and isinstance(value, torch.nn.Module)
+
+
+def _is_device(value) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.device)
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -156,6 +162,7 @@ class BaseDetector:
         params = self.get_params()
         modules = [k for k, v in params.items() if _is_module(v)]
         params.update(dict.fromkeys(modules))
+        params.update({k: str(v) for k, v in params.items() if _is_device(v)})
         arrays = []
         header = {"format": _FORMAT_VERSION, "pydetect": pydetect.__version__, "class": name,
                   "params": encode(params, arrays, "parameter"), "modules": modules,
@@ -163,7 +170,7 @@ class BaseDetector:
         write_archive(path, header, arrays)
 
     @classmethod
-    def load(cls, path, *, allow_pickle=False, **modules):
+    def load(cls, path, *, allow_pickle=False, device=None, **modules):
         """Loads a detector saved by :meth:`save`.
 
         Called on a subclass, the file must hold that class; called on ``BaseDetector``, it
@@ -175,6 +182,10 @@ class BaseDetector:
         allow_pickle : bool, default False
             Also read format 1 (pydetect 0.1.0's pickles). UNSAFE: unpickling a file can
             run any code it names; only for files you trust.
+        device : "cpu", "cuda", "cuda:N" or torch.device, optional
+            For the CNN detectors: run on this device instead of the saved one (a model
+            trained on a GPU, used on a CPU). The weights load on the CPU and move to the
+            device at the first prediction, where the device is checked.
         **modules : torch.nn.Module
             The parameters the detector was built with as torch modules (e.g. a custom
             ``backbone``): the file keeps their weights, not their code.
@@ -183,11 +194,12 @@ class BaseDetector:
         ------
         ValueError
             Not a model file, a class outside :data:`DETECTORS`, another class than ``cls``,
-            a pickle without ``allow_pickle``, or missing / unexpected ``modules``.
+            a pickle without ``allow_pickle``, missing / unexpected ``modules``, or a
+            ``device`` for a detector without one.
         """
         if not is_zip_file(path):
             if allow_pickle:
-                return cls._load_pickle(path)
+                return cls._with_device(cls._load_pickle(path), device, path)
             raise ValueError(f"{path}: not a pydetect model file of format {_FORMAT_VERSION} (a zip archive). "
                              f"Files of format {_PICKLE_FORMAT_VERSION} (pydetect 0.1.0) are pickles, which can "
                              "run code when loaded: if you trust this one, load it with allow_pickle=True "
@@ -211,6 +223,16 @@ class BaseDetector:
         except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
             detail = " ".join(str(exc).split())  # torch's load_state_dict errors span lines
             raise ValueError(f"{path}: a {found.__name__} model file that cannot be restored ({detail})") from None
+        return cls._with_device(obj, device, path)
+
+    @staticmethod
+    def _with_device(obj, device, path):
+        """``obj`` with its ``device`` parameter set to ``device`` (None: as saved)."""
+        if device is not None:
+            if "device" not in obj._param_defaults():
+                raise ValueError(f"{path}: a {type(obj).__name__} has no device parameter (only the CNN "
+                                 "detectors do)")
+            obj.device = device
         return obj
 
     @classmethod

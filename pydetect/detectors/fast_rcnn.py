@@ -45,7 +45,7 @@ class FastRCNN(_TwoStageEstimator):
     roi_batch_size_per_image : int, default 64
     representation_size : int, default 256
     box_score_thresh, box_nms_thresh, detections_per_img : default 0.05, 0.5, 100
-    hflip, scale_jitter, augment, seed, checkpoint_dir, resume, progress, num_threads
+    hflip, scale_jitter, augment, seed, checkpoint_dir, resume, progress, num_threads, device
         As in :class:`FasterRCNN` (the proposals move with the image). The proposals
         of the training images are computed once and cached in ``checkpoint_dir``
         (``proposals.npz``).
@@ -67,7 +67,7 @@ class FastRCNN(_TwoStageEstimator):
                  balance_objects=True,
                  representation_size=256, box_score_thresh=0.05, box_nms_thresh=0.5, detections_per_img=100,
                  hflip=False, scale_jitter=None, augment="default", seed=0, checkpoint_dir=None, resume=True,
-                 progress=True, num_threads=None):
+                 progress=True, num_threads=None, device="cpu"):
         self.backbone = backbone
         self.proposal_mode = proposal_mode
         self.train_proposals = train_proposals
@@ -98,6 +98,7 @@ class FastRCNN(_TwoStageEstimator):
         self.resume = resume
         self.progress = progress
         self.num_threads = num_threads
+        self.device = device
 
     def _check_params(self):
         super()._check_params()

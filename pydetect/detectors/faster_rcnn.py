@@ -121,15 +121,16 @@ class _TwoStageEstimator(BaseDetector):
 
         class_names, targets = T.check_detection_dataset(dataset)
         self._check_params()
+        device = T.resolve_device(self.device)
         with T.torch_threads(self.num_threads):
-            return self._fit(dataset, class_names, targets)
+            return self._fit(dataset, class_names, targets, device)
 
-    def _fit(self, dataset, class_names, targets):
+    def _fit(self, dataset, class_names, targets, device):
         import torch
         from pydetect.models import training as T
 
         torch.manual_seed(self.seed)
-        rank, world = T.distributed_info()
+        rank, world = T.distributed_info(device)
         self._prepare(targets)
         ckpt_dir = self.checkpoint_dir
         if ckpt_dir is not None:
@@ -158,7 +159,8 @@ class _TwoStageEstimator(BaseDetector):
                     max_epochs=self.pretrain_epochs, hflip_aug=self.hflip,
                     augment=T.build_augmentation(self.augment, geometric=False), seed=self.seed,
                     progress=self.progress, return_classifier=True, resume=self.resume,
-                    checkpoint_path=os.path.join(ckpt_dir, "backbone_pretraining.ckpt") if ckpt_dir else None)
+                    checkpoint_path=os.path.join(ckpt_dir, "backbone_pretraining.ckpt") if ckpt_dir else None,
+                    device=device)
                 crop_fc = clf.fc
                 if path and rank == 0:
                     from pydetect._io import atomic_write
@@ -170,6 +172,7 @@ class _TwoStageEstimator(BaseDetector):
         if self.pretrain_accuracy_ is not None and not fpn:
             # The detector's classifier starts as the crop classifier (pooled-feature branch).
             model.roi_heads.box_predictor.init_from_crop_classifier(crop_fc)
+        model.to(device)
         images = [dataset[i][0] for i in range(len(dataset))]
         tgts = [{"boxes": np.asarray(t["boxes"], np.float32).reshape(-1, 4),
                  "labels": np.asarray(t["labels"], np.int64).reshape(-1)} for t in targets]
@@ -181,15 +184,17 @@ class _TwoStageEstimator(BaseDetector):
         batch_size = self.batch_size
 
         def sample_batch(it, rank, world, rng):
+            # Drawn and augmented on the CPU (numpy), then copied to the training device.
             idx = rng.choice(len(images), size=min(batch_size, len(images)), replace=False)
             ims, ts, ps = [], [], []
             for i in idx:
                 im, t = images[i], tgts[i]
                 if augment is not None:
                     im, t = augment(im, t, rng)
-                ims.append(T.image_to_tensor(im))
-                ts.append({"boxes": torch.from_numpy(t["boxes"]), "labels": torch.from_numpy(t["labels"])})
-                ps.append(torch.from_numpy(t["proposals"]) if proposals is not None else None)
+                ims.append(T.image_to_tensor(im).to(device))
+                ts.append({"boxes": torch.from_numpy(t["boxes"]).to(device),
+                           "labels": torch.from_numpy(t["labels"]).to(device)})
+                ps.append(torch.from_numpy(t["proposals"]).to(device) if proposals is not None else None)
             return (ims, ts) if proposals is None else (ims, ts, ps)
 
         ckpt = os.path.join(ckpt_dir, self._checkpoint_name) if ckpt_dir else None
@@ -207,7 +212,8 @@ class _TwoStageEstimator(BaseDetector):
         return dict(super()._get_state(), model_=self.model_.state_dict())
 
     def _set_state(self, state: dict) -> None:
-        """Rebuilds the network from the parameters and the fitted anchors, then loads its weights."""
+        """Rebuilds the network from the parameters and the fitted anchors, then loads its weights
+        (on the CPU: the first prediction moves it to ``device``)."""
         import torch
 
         state = dict(state)
@@ -224,22 +230,26 @@ class _TwoStageEstimator(BaseDetector):
         return self.predict_batch([image])[0]
 
     def predict_batch(self, images, batch_size=4) -> list:
-        """Detections of each image, run ``batch_size`` images at a time."""
+        """Detections of each image, run ``batch_size`` images at a time on ``device``."""
         import torch
-        from pydetect.models.training import image_to_tensor
+        from pydetect.models.training import image_to_tensor, resolve_device
 
         self._check_fitted()
         batch_size = check_int(batch_size, "batch_size", minimum=1)
+        device = resolve_device(getattr(self, "device", "cpu"))
         images = list(images)
         tensors = [image_to_tensor(im) for im in images]
-        self.model_.eval()
+        self.model_.to(device).eval()
         out = []
         with torch.no_grad():
             for s in range(0, len(tensors), batch_size):
-                chunk = tensors[s:s + batch_size]
+                chunk = [t.to(device) for t in tensors[s:s + batch_size]]
                 props = self._test_proposals(images[s:s + batch_size])
+                if props is not None:
+                    props = [p.to(device) for p in props]
                 for d in self.model_(chunk, proposals=props):
-                    out.append(Detections(d["boxes"].numpy(), d["scores"].numpy(), d["labels"].numpy()))
+                    out.append(Detections(d["boxes"].cpu().numpy(), d["scores"].cpu().numpy(),
+                                          d["labels"].cpu().numpy()))
         return out
 
 
@@ -338,6 +348,14 @@ class FasterRCNN(_TwoStageEstimator):
         torch intra-op threads during fit (default: leave torch's setting). On a loaded
         machine 1 is much faster than oversubscribed OpenMP threads (measured 0.55 s vs
         4.5 s per iteration with 2 threads at load average 7 on 2 cores).
+    device : "cpu", "cuda", "cuda:N" or torch.device, default "cpu"
+        Where fit and predict run the network: the model, images, targets, proposals and
+        pretraining crops go there (the numpy augmentation stays on the CPU). ``"cuda"`` is
+        the current GPU, or cuda:LOCAL_RANK under torchrun, where GPU processes synchronise
+        with NCCL (CPU ones with gloo). Checked when used: a GPU that torch cannot see is a
+        ValueError at fit or predict. A model file keeps the weights on the CPU; a loaded
+        model moves to ``device`` at its first prediction, and ``FasterRCNN.load(path,
+        device="cpu")`` overrides the saved device.
 
     Attributes
     ----------
@@ -356,7 +374,8 @@ class FasterRCNN(_TwoStageEstimator):
                  weight_decay=1e-4, rpn_batch_size_per_image=128, roi_batch_size_per_image=64, balance_objects=True,
                  rpn_pre_nms_top_n=(1000, 500), rpn_post_nms_top_n=(300, 150), representation_size=256,
                  box_score_thresh=0.05, box_nms_thresh=0.5, detections_per_img=100, hflip=False, scale_jitter=None,
-                 augment="default", seed=0, checkpoint_dir=None, resume=True, progress=True, num_threads=None):
+                 augment="default", seed=0, checkpoint_dir=None, resume=True, progress=True, num_threads=None,
+                 device="cpu"):
         self.backbone = backbone
         self.fpn = fpn
         self.image_scale = image_scale
@@ -390,6 +409,7 @@ class FasterRCNN(_TwoStageEstimator):
         self.resume = resume
         self.progress = progress
         self.num_threads = num_threads
+        self.device = device
 
     # ------------------------------------------------------------------------- building
     def _build(self, backbone, num_classes):

@@ -88,6 +88,10 @@ class RCNN(BaseDetector):
     hflip, augment, seed, checkpoint_dir, resume, progress, num_threads
         As in :class:`FasterRCNN` (hflip flips and ``augment`` jitters the pretraining crops;
         the SVMs see the images as they are).
+    device : "cpu", "cuda", "cuda:N" or torch.device, default "cpu"
+        Where the CNN runs (pretraining and features; the warps, SVMs and regressors stay on
+        the CPU). As in :class:`FasterRCNN`: checked at fit and predict, and a loaded model
+        moves to it at its first prediction (``RCNN.load(path, device="cpu")`` overrides it).
 
     Attributes
     ----------
@@ -103,7 +107,7 @@ class RCNN(BaseDetector):
                  test_proposals=300, pretrain_seconds=120.0, pretrain_epochs=40, svm_C=0.01,
                  hard_negative_rounds=2, neg_iou=0.3, bbox_reg_iou=0.6, bbox_reg_alpha=1000.0,
                  nms_thresh=0.3, score_thresh=-1.0, detections_per_img=100, hflip=False, augment="default",
-                 seed=0, checkpoint_dir=None, resume=True, progress=True, num_threads=None):
+                 seed=0, checkpoint_dir=None, resume=True, progress=True, num_threads=None, device="cpu"):
         self.backbone = backbone
         self.crop_size = crop_size
         self.proposal_mode = proposal_mode
@@ -126,6 +130,7 @@ class RCNN(BaseDetector):
         self.resume = resume
         self.progress = progress
         self.num_threads = num_threads
+        self.device = device
 
     def _new_backbone(self):
         import torch
@@ -144,6 +149,8 @@ class RCNN(BaseDetector):
                     regressors_=[_sklearn_state(m) for m in self.regressors_])
 
     def _set_state(self, state: dict) -> None:
+        """Rebuilds the backbone (on the CPU: the first prediction moves it to ``device``)
+        and the scikit-learn models."""
         import torch
 
         state = dict(state)
@@ -158,17 +165,19 @@ class RCNN(BaseDetector):
         self.regressors_ = [_sklearn_from_state(m) for m in regressors]
 
     # ------------------------------------------------------------------------- features
-    def _features(self, crops, batch=256):
-        """(M, S, S, 3) uint8 -> (M, 2 C) float32: global average and max of the last map."""
+    def _features(self, crops, device, batch=256):
+        """(M, S, S, 3) uint8 -> (M, 2 C) float32: global average and max of the last map,
+        computed on ``device`` (where the backbone is)."""
         import torch
 
         feats = []
         self.backbone_.eval()
         with torch.no_grad():
             for s in range(0, len(crops), batch):
-                x = torch.from_numpy(crops[s:s + batch]).permute(0, 3, 1, 2).float().div_(255).sub_(0.5).div_(0.25)
+                x = torch.from_numpy(crops[s:s + batch]).to(device)
+                x = x.permute(0, 3, 1, 2).float().div_(255).sub_(0.5).div_(0.25)
                 f = list(self.backbone_(x).values())[-1]
-                feats.append(torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1).numpy())
+                feats.append(torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1).cpu().numpy())
         c = 2 * self.backbone_.out_channels
         return np.concatenate(feats) if feats else np.zeros((0, c), np.float32)
 
@@ -186,8 +195,9 @@ class RCNN(BaseDetector):
 
         class_names, targets = T.check_detection_dataset(dataset)
         self._check_params()
+        device = T.resolve_device(self.device)
         with T.torch_threads(self.num_threads):
-            return self._fit(dataset, class_names, targets)
+            return self._fit(dataset, class_names, targets, device)
 
     def _check_params(self):
         """Checks every parameter the fit uses before any training starts."""
@@ -211,7 +221,7 @@ class RCNN(BaseDetector):
         check_augment(self.augment)
         check_num_threads(self.num_threads)
 
-    def _fit(self, dataset, class_names, targets):
+    def _fit(self, dataset, class_names, targets, device):
         import torch
         from sklearn.linear_model import Ridge
         from sklearn.svm import LinearSVC
@@ -221,7 +231,7 @@ class RCNN(BaseDetector):
 
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        self.backbone_ = self._new_backbone()
+        self.backbone_ = self._new_backbone().to(device)
         k = len(class_names)
         images = [dataset[i][0] for i in range(len(dataset))]
         # 1. Proposals (cached) and warped crops for pretraining.
@@ -255,12 +265,12 @@ class RCNN(BaseDetector):
                 augment=T.build_augmentation(self.augment, geometric=False), seed=self.seed,
                 progress=self.progress, resume=self.resume,
                 checkpoint_path=os.path.join(self.checkpoint_dir, "backbone_pretraining.ckpt")
-                if self.checkpoint_dir else None)
+                if self.checkpoint_dir else None, device=device)
         # 2. Features of every proposal and ground truth.
         feats, owners = [], []
         for i, (im, p, (gt, lab)) in enumerate(zip(images, props, gts)):
             boxes = np.concatenate([gt, p]) if len(p) else gt
-            feats.append(self._features(_warp(im, boxes, self.crop_size)))
+            feats.append(self._features(_warp(im, boxes, self.crop_size), device))
             owners.append((boxes, len(gt)))
         allf = np.concatenate(feats)
         self.feature_mean_ = allf.mean(0)
@@ -326,15 +336,18 @@ class RCNN(BaseDetector):
         """Detections of one image; scores are SVM margins (higher is more confident)."""
         import torch
         from pydetect import models, ops
-        from pydetect.models.training import image_to_tensor
+        from pydetect.models.training import image_to_tensor, resolve_device
 
         self._check_fitted()
+        device = resolve_device(getattr(self, "device", "cpu"))
+        self.backbone_.to(device)
         img = (image_to_tensor(image) * 255).round().byte().permute(1, 2, 0).numpy().copy()
         h, w = img.shape[:2]
         boxes = self._search(img, self.test_proposals)
         if len(boxes) == 0:
             return Detections()
-        f = (self._features(_warp(img, boxes, self.crop_size)) - self.feature_mean_) / self.feature_scale_
+        f = self._features(_warp(img, boxes, self.crop_size), device)
+        f = (f - self.feature_mean_) / self.feature_scale_
         coder = models.BoxCoder()
         out_b, out_s, out_l = [], [], []
         for c, (svm, reg) in enumerate(zip(self.svms_, self.regressors_)):

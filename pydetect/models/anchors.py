@@ -41,29 +41,31 @@ class AnchorGenerator:
     def num_anchors_per_location(self) -> list:
         return [len(s) * len(r) for s, r in zip(self.sizes, self.aspect_ratios)]
 
-    def cell_anchors(self, level: int) -> torch.Tensor:
+    def cell_anchors(self, level: int, device=None) -> torch.Tensor:
         """(A, 4) anchors centred at the origin, ratio-major then size."""
-        ratios = torch.tensor(self.aspect_ratios[level], dtype=torch.float32)
-        sizes = torch.tensor(self.sizes[level], dtype=torch.float32)
+        ratios = torch.tensor(self.aspect_ratios[level], dtype=torch.float32, device=device)
+        sizes = torch.tensor(self.sizes[level], dtype=torch.float32, device=device)
         h = torch.sqrt(ratios)[:, None] * sizes[None, :]
         w = (1.0 / torch.sqrt(ratios))[:, None] * sizes[None, :]
         return torch.stack([-w, -h, w, h], dim=2).reshape(-1, 4) / 2
 
-    def grid_anchors(self, feature_shapes, strides) -> torch.Tensor:
-        """Anchors (sum_l H_l W_l A, 4) for feature maps ``(H_l, W_l)`` of given strides."""
+    def grid_anchors(self, feature_shapes, strides, device=None) -> torch.Tensor:
+        """Anchors (sum_l H_l W_l A, 4) for feature maps ``(H_l, W_l)`` of given strides, on
+        ``device`` (default: the CPU)."""
         if len(feature_shapes) != len(self.sizes):
             raise ValueError(f"{len(feature_shapes)} feature maps for {len(self.sizes)} anchor levels")
         out = []
         for level, ((h, w), (sy, sx)) in enumerate(zip(feature_shapes, strides)):
-            ys = (torch.arange(h, dtype=torch.float32) + 0.5) * sy
-            xs = (torch.arange(w, dtype=torch.float32) + 0.5) * sx
+            ys = (torch.arange(h, dtype=torch.float32, device=device) + 0.5) * sy
+            xs = (torch.arange(w, dtype=torch.float32, device=device) + 0.5) * sx
             cy, cx = torch.meshgrid(ys, xs, indexing="ij")
             shifts = torch.stack([cx, cy, cx, cy], dim=2).reshape(-1, 1, 4)
-            out.append((shifts + self.cell_anchors(level)[None]).reshape(-1, 4))
+            out.append((shifts + self.cell_anchors(level, device)[None]).reshape(-1, 4))
         return torch.cat(out, 0)
 
     def __call__(self, image_shape, features) -> torch.Tensor:
-        """Anchors for a padded image batch of ``image_shape`` (H, W) and a list of (N, C, H_l, W_l)."""
+        """Anchors for a padded image batch of ``image_shape`` (H, W) and a list of (N, C, H_l, W_l),
+        on the features' device."""
         shapes = [tuple(f.shape[-2:]) for f in features]
         strides = [(image_shape[0] / h, image_shape[1] / w) for h, w in shapes]
-        return self.grid_anchors(shapes, strides)
+        return self.grid_anchors(shapes, strides, features[0].device)

@@ -175,6 +175,6 @@ class CropClassifier(nn.Module):
             return self.fc(torch.flatten(F.adaptive_avg_pool2d(f, 1), 1))
         from pydetect import ops
 
-        rois = torch.cat([torch.arange(len(boxes), dtype=f.dtype)[:, None], boxes.to(f.dtype)], 1)
+        rois = torch.cat([torch.arange(len(boxes), dtype=f.dtype, device=f.device)[:, None], boxes.to(f.dtype)], 1)
         pooled = ops.roi_align(f, rois, 7, f.shape[-1] / x.shape[-1], 2, True)
         return self.fc(pooled.mean((2, 3)))

@@ -49,9 +49,9 @@ class Matcher:
     def __call__(self, gt_boxes: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         r = boxes.shape[0]
         if gt_boxes.shape[0] == 0:
-            return torch.full((r,), self.BELOW_LOW, dtype=torch.int64)
+            return torch.full((r,), self.BELOW_LOW, dtype=torch.int64, device=boxes.device)
         if r == 0:
-            return torch.zeros(0, dtype=torch.int64)
+            return torch.zeros(0, dtype=torch.int64, device=boxes.device)
         iou = ops.box_iou(gt_boxes.detach().float(), boxes.detach().float())  # (G, R)
         iou = torch.nan_to_num(iou, nan=0.0)
         best, matches = iou.max(dim=0)
@@ -95,14 +95,17 @@ class BalancedSampler:
         neg = torch.nonzero(labels == 0).squeeze(1)
         num_pos = min(int(self.batch_size_per_image * self.positive_fraction), pos.numel())
         num_neg = min(self.batch_size_per_image - num_pos, neg.numel())
+        # The draws run on the CPU (torch's CPU generator, or ``generator``), whatever the
+        # labels' device: a GPU run samples as a CPU run does; the indices then index the
+        # labels' device.
         if groups is not None and 0 < num_pos < pos.numel():
             g = groups[pos]
             _, inverse, counts = torch.unique(g, return_inverse=True, return_counts=True)
-            weights = 1.0 / counts[inverse].to(torch.float64)
+            weights = 1.0 / counts[inverse].to(device="cpu", dtype=torch.float64)
             pos = pos[torch.multinomial(weights, num_pos, replacement=False, generator=generator)]
         else:
-            pos = pos[torch.randperm(pos.numel(), generator=generator)[:num_pos]]
-        neg = neg[torch.randperm(neg.numel(), generator=generator)[:num_neg]]
+            pos = pos[torch.randperm(pos.numel(), generator=generator, device="cpu")[:num_pos]]
+        neg = neg[torch.randperm(neg.numel(), generator=generator, device="cpu")[:num_neg]]
         pos_mask = torch.zeros_like(labels, dtype=torch.bool)
         neg_mask = torch.zeros_like(labels, dtype=torch.bool)
         pos_mask[pos] = True

@@ -10,6 +10,8 @@ R RoIs with 25% foreground, IoU >= 0.5 foreground, [0.1, 0.5) background).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -96,7 +98,7 @@ class RoIPooler(nn.Module):
     def forward(self, features, boxes, image_sizes):
         f = features[self.featmap_name]
         ref_h = self.image_shape[0] if self.image_shape else max(s[0] for s in image_sizes)
-        scale = 2.0 ** round(float(torch.log2(torch.tensor(f.shape[-2] / ref_h))))
+        scale = 2.0 ** round(math.log2(f.shape[-2] / ref_h))
         boxes = [b.to(f.dtype) for b in boxes]
         if self.kind == "pool":
             return ops.roi_pool(f, boxes, self.output_size, scale)
@@ -167,7 +169,7 @@ class RoIHeads(nn.Module):
             if self.add_gt_as_proposals and gt.numel():
                 props = torch.cat([props, gt], 0)
             m = self.matcher(gt, props)
-            labels = torch.zeros(props.shape[0], dtype=torch.int64)
+            labels = torch.zeros(props.shape[0], dtype=torch.int64, device=props.device)
             fg = m >= 0
             labels[fg] = gt_labels[m[fg]] + 1
             labels[m == Matcher.BETWEEN] = -1
@@ -195,7 +197,7 @@ class RoIHeads(nn.Module):
             k = scores.shape[1]
             boxes = torch.stack([boxes[..., 0].clamp(0, w), boxes[..., 1].clamp(0, h),
                                  boxes[..., 2].clamp(0, w), boxes[..., 3].clamp(0, h)], -1)
-            labels = torch.arange(k).expand(r, k)
+            labels = torch.arange(k, device=scores.device).expand(r, k)
             boxes, scores, labels = boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1)
             ok = (scores > self.score_thresh) & ((boxes[:, 2] - boxes[:, 0]) >= 1e-2) & \
                  ((boxes[:, 3] - boxes[:, 1]) >= 1e-2)

@@ -106,7 +106,8 @@ class RegionProposalNetwork(nn.Module):
     def filter_proposals(self, proposals, logits, image_sizes, level_sizes):
         """Top-k per level, clip, drop tiny/low-score, NMS per level, keep post_nms_top_n."""
         pre_n, post_n = self.pre_nms_top_n[self._mode()], self.post_nms_top_n[self._mode()]
-        levels = torch.cat([torch.full((n,), i, dtype=torch.int64) for i, n in enumerate(level_sizes)])
+        levels = torch.cat([torch.full((n,), i, dtype=torch.int64, device=logits.device)
+                            for i, n in enumerate(level_sizes)])
         out = []
         for boxes, scores, (h, w) in zip(proposals, logits.detach(), image_sizes):
             keep_idx, start = [], 0

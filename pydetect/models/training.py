@@ -22,10 +22,10 @@ import torch.nn.functional as F
 
 from pydetect import ops
 from pydetect._io import atomic_write
-from pydetect._validation import as_image, check_fraction
+from pydetect._validation import as_image, check_device, check_fraction
 
 __all__ = ["check_detection_dataset", "image_to_tensor", "extract_crops", "pretrain_backbone",
-           "fit_anchors", "train_loop", "lr_factor", "distributed_info", "load_checkpoint",
+           "fit_anchors", "train_loop", "lr_factor", "distributed_info", "resolve_device", "load_checkpoint",
            "restoring"]
 
 
@@ -233,7 +233,7 @@ def crops_to_tensor(crops: np.ndarray) -> torch.Tensor:
 
 def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, seconds=90.0, max_epochs=30,
                       batch_size=64, lr=3e-3, hflip_aug=False, augment=None, seed=0, progress=False,
-                      return_classifier=False, checkpoint_path=None, resume=True):
+                      return_classifier=False, checkpoint_path=None, resume=True, device="cpu"):
     """Trains ``backbone`` as a crop classifier (AdamW, cosine schedule); returns crop accuracy
     (and the :class:`CropClassifier`, whose ``fc`` can initialise a detector's classifier, if
     ``return_classifier``).
@@ -249,6 +249,10 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
     states are written there (atomically) after every epoch and at the end; with ``resume``,
     an existing checkpoint is loaded and training continues from it, its elapsed time
     counting towards ``seconds``. The same crops must be given again.
+
+    The classifier (and so ``backbone``) is trained on ``device`` (a torch.device or its
+    name) and left there; the crops stay on the CPU, where they are drawn, augmented and
+    flipped exactly as on a CPU run, and each batch is copied to ``device``.
     """
     from pydetect.models.backbones import CropClassifier
 
@@ -263,7 +267,7 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
     bv, bt = (b[perm[:n_val]], b[perm[n_val:]]) if b is not None else (None, None)
     # Channels-last convolutions: 64 -> 53 ms per 64-crop step on 2 cores, so ~20% more
     # epochs fit in the time budget. The backbone is handed back in the default layout.
-    model = CropClassifier(backbone, num_classes).to(memory_format=torch.channels_last)
+    model = CropClassifier(backbone, num_classes).to(device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = max(len(xt) // batch_size, 1)
     total = steps_per_epoch * max_epochs
@@ -278,7 +282,7 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
             aug_rng.bit_generator.state = state["augment_rng"]
 
     def checkpoint(elapsed):
-        if checkpoint_path is not None and distributed_info()[0] == 0:
+        if checkpoint_path is not None and distributed_info(device)[0] == 0:
             _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                                "step": step, "seconds": elapsed, "generator": g.get_state(),
                                                "augment_rng": aug_rng.bit_generator.state})
@@ -312,7 +316,9 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
                 if bb is not None:
                     w = xb.shape[-1]
                     bb[flip] = torch.stack([w - bb[flip, 2], bb[flip, 1], w - bb[flip, 0], bb[flip, 3]], 1)
-            loss = F.cross_entropy(model(xb, bb), yt[idx])
+            if bb is not None:
+                bb = bb.to(device)
+            loss = F.cross_entropy(model(xb.to(device), bb), yt[idx].to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -326,7 +332,8 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
         bar.close()
     model.eval()
     with torch.no_grad():
-        acc = float((model(xv, bv).argmax(1) == yv).float().mean())
+        scores = model(xv.to(device), bv.to(device) if bv is not None else None)
+        acc = float((scores.argmax(1).cpu() == yv).float().mean())
     model.to(memory_format=torch.contiguous_format)
     backbone.train()
     return (acc, model) if return_classifier else acc
@@ -386,16 +393,51 @@ def _bar(total, desc, enabled):
     return tqdm(total=total, desc=desc, leave=False)
 
 
-def distributed_info():
-    """(rank, world_size); starts a gloo process group under torchrun when needed."""
+def distributed_info(device=None):
+    """(rank, world_size); under torchrun, starts the process group when needed: NCCL when
+    training on a GPU (``device`` of type cuda, which becomes the process's current CUDA
+    device: :func:`resolve_device` makes ``"cuda"`` cuda:LOCAL_RANK), gloo otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("gloo")
+        if device is not None and torch.device(device).type == "cuda":
+            torch.cuda.set_device(torch.device(device))
+            dist.init_process_group("nccl")
+        else:
+            dist.init_process_group("gloo")
     return dist.get_rank(), dist.get_world_size()
+
+
+def resolve_device(device, name="device") -> torch.device:
+    """The torch.device a CNN detector's ``device`` parameter names, checked for use now.
+
+    ``"cuda"`` without an index is the process's GPU: cuda:LOCAL_RANK under torchrun (one
+    GPU per process), else torch's current CUDA device.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Not a device name or torch.device (:func:`pydetect._validation.check_device`); a
+        CUDA device when torch sees no GPU, or one beyond the GPUs it sees.
+    """
+    d = check_device(device, name)
+    if d.type != "cuda":
+        return d
+    if not torch.cuda.is_available():
+        raise ValueError(f"{name}={device!r} but CUDA is not available (torch.cuda.is_available() is False: "
+                         f"no GPU or driver, or a CPU-only torch build); use {name}='cpu'")
+    index = d.index
+    if index is None:
+        local_rank = os.environ.get("LOCAL_RANK")
+        index = int(local_rank) if local_rank is not None else torch.cuda.current_device()
+    count = torch.cuda.device_count()
+    if not 0 <= index < count:
+        raise ValueError(f"{name}={device!r} names CUDA device {index}, but torch sees {count} "
+                         f"(cuda:0 to cuda:{count - 1})")
+    return torch.device("cuda", index)
 
 
 def _save_checkpoint(path, state):
@@ -467,8 +509,10 @@ class WeightAverage:
         return {"decay": self.decay, "updates": self.updates, "state": self.state}
 
     def load_state_dict(self, saved):
+        """Restores :meth:`state_dict`'s values onto the model's device (checkpoints load on
+        the CPU); a key the model lacks is a KeyError."""
         self.decay, self.updates = float(saved["decay"]), int(saved["updates"])
-        self.state = {k: v.clone() for k, v in saved["state"].items()}
+        self.state = {k: v.to(self.state[k].device, copy=True) for k, v in saved["state"].items()}
 
 
 def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4, warmup=0.02,
@@ -479,8 +523,10 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
     Parameters
     ----------
     model : torch.nn.Module
-        ``model(*batch) -> dict of losses``.
+        ``model(*batch) -> dict of losses``, on the device to train on (its parameters'; under
+        torchrun a CUDA model trains with NCCL, a CPU one with gloo).
     sample_batch : callable (iteration, rank, world_size, numpy Generator) -> tuple of args
+        on the model's device
     max_iter : int
         Iterations (the schedule's length); ``seconds`` caps the wall time too, and the
         schedule follows ``max(iteration / max_iter, elapsed / seconds)``.
@@ -503,10 +549,13 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
     FloatingPointError
         On a NaN or infinite loss; the last checkpoint (if any) is left intact.
     """
-    rank, world = distributed_info()
+    device = next(model.parameters()).device
+    rank, world = distributed_info(device)
     train_model = model
     if world > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(model)
+        # On GPUs, one device per process (NCCL); on CPUs, device_ids must be None (gloo).
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                             weight_decay=weight_decay)
     rng = np.random.default_rng([seed, rank])
