@@ -10,6 +10,8 @@ R RoIs with 25% foreground, IoU >= 0.5 foreground, [0.1, 0.5) background).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -96,7 +98,8 @@ class RoIPooler(nn.Module):
     def forward(self, features, boxes, image_sizes):
         f = features[self.featmap_name]
         ref_h = self.image_shape[0] if self.image_shape else max(s[0] for s in image_sizes)
-        scale = 2.0 ** round(float(torch.log2(torch.tensor(f.shape[-2] / ref_h))))
+        # In Python, not on a tensor: a tensor's float() is a graph break for torch.compile.
+        scale = 2.0 ** round(math.log2(f.shape[-2] / ref_h))
         boxes = [b.to(f.dtype) for b in boxes]
         if self.kind == "pool":
             return ops.roi_pool(f, boxes, self.output_size, scale)
