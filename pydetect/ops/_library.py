@@ -74,78 +74,99 @@ def cuda_is_available() -> bool:
 
 # ----------------------------------------------------------------------------- checks
 # Shared by the real and the fake kernels, so an op fails the same way eagerly and traced.
+def _require(cond, error, message) -> None:
+    """Raises ``error(message())`` unless ``cond``. A symbolic condition (sizes while tracing)
+    goes to torch._check_with, which decides it or records a runtime assert instead of
+    guarding; a plain bool is decided here (torch._check costs ~1 us more a call)."""
+    if cond is True:
+        return
+    if cond is False:
+        raise error(message())
+    torch._check_with(error, cond, message)
+
+
 def _check_float(t, name: str, like=None, like_name: str = "") -> None:
-    torch._check_type(t.dtype in _FLOATS,
-                      lambda: f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
+    _require(t.dtype in _FLOATS, TypeError,
+             lambda: f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
     if like is not None:
-        torch._check_type(t.dtype == like.dtype,
-                          lambda: f"{name} must have the dtype of {like_name} ({like.dtype}), got {t.dtype}")
+        _require(t.dtype == like.dtype, TypeError,
+                 lambda: f"{name} must have the dtype of {like_name} ({like.dtype}), got {t.dtype}")
+
+
+def _check_dims(t, name: str, dims: int, last=None, shape: str = "") -> None:
+    """``t`` has ``dims`` dimensions (and ``last`` elements along the last one)."""
+    _require(t.dim() == dims, ValueError, lambda: f"{name} must have shape {shape}, got {tuple(t.shape)}")
+    if last is not None:
+        _require(t.shape[-1] == last, ValueError, lambda: f"{name} must have shape {shape}, got {tuple(t.shape)}")
+
+
+def _check_length(t, name: str, n) -> None:
+    _require(t.shape[0] == n, ValueError, lambda: f"{name} must have shape ({n},) to match the boxes, "
+                                                  f"got {tuple(t.shape)}")
 
 
 def _check_nms(boxes, scores) -> None:
     _check_float(boxes, "boxes")
     _check_float(scores, "scores", boxes, "boxes")
-    torch._check_value(boxes.dim() == 2 and boxes.shape[1] == 4,
-                       lambda: f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
-    torch._check_value(scores.dim() == 1, lambda: f"scores must have shape (N,), got {tuple(scores.shape)}")
-    torch._check_value(scores.shape[0] == boxes.shape[0],
-                       lambda: f"scores must have shape ({boxes.shape[0]},) to match the boxes, "
-                               f"got {tuple(scores.shape)}")
+    _check_dims(boxes, "boxes", 2, 4, "(N, 4)")
+    _check_dims(scores, "scores", 1, shape="(N,)")
+    _check_length(scores, "scores", boxes.shape[0])
 
 
 def _check_idxs(idxs, boxes) -> None:
-    torch._check_type(idxs.dtype == torch.int64, lambda: f"idxs must be int64, got {idxs.dtype}")
-    torch._check_value(idxs.dim() == 1, lambda: f"idxs must have shape (N,), got {tuple(idxs.shape)}")
-    torch._check_value(idxs.shape[0] == boxes.shape[0],
-                       lambda: f"idxs must have shape ({boxes.shape[0]},) to match the boxes, "
-                               f"got {tuple(idxs.shape)}")
+    _require(idxs.dtype == torch.int64, TypeError, lambda: f"idxs must be int64, got {idxs.dtype}")
+    _check_dims(idxs, "idxs", 1, shape="(N,)")
+    _check_length(idxs, "idxs", boxes.shape[0])
 
 
 def _check_box_iou(boxes1, boxes2) -> None:
     _check_float(boxes1, "boxes1")
     _check_float(boxes2, "boxes2", boxes1, "boxes1")
-    for t, name in ((boxes1, "boxes1"), (boxes2, "boxes2")):
-        torch._check_value(t.dim() == 2 and t.shape[1] == 4,
-                           lambda: f"{name} must have shape (N, 4), got {tuple(t.shape)}")
+    _check_dims(boxes1, "boxes1", 2, 4, "(N, 4)")
+    _check_dims(boxes2, "boxes2", 2, 4, "(M, 4)")
 
 
 def _check_pooled(pooled_height, pooled_width) -> None:
-    torch._check_value(1 <= pooled_height <= _MAX_POOLED and 1 <= pooled_width <= _MAX_POOLED,
-                       lambda: f"output size must be in [1, 2^31) along each axis, got "
-                               f"({pooled_height}, {pooled_width})")
+    for size in (pooled_height, pooled_width):
+        for cond in (size >= 1, size <= _MAX_POOLED):
+            _require(cond, ValueError, lambda: f"output size must be in [1, 2^31) along each axis, got "
+                                               f"({pooled_height}, {pooled_width})")
 
 
 def _check_rois(rois, like, like_name: str) -> None:
     _check_float(rois, "rois", like, like_name)
-    torch._check_value(rois.dim() == 2 and rois.shape[1] == 5,
-                       lambda: f"rois must have shape (K, 5) (batch index, x1, y1, x2, y2), got {tuple(rois.shape)}")
+    _check_dims(rois, "rois", 2, 5, "(K, 5) (batch index, x1, y1, x2, y2)")
 
 
 def _check_roi_forward(input, rois, pooled_height, pooled_width) -> None:
     _check_float(input, "input")
-    torch._check_value(input.dim() == 4, lambda: f"input must have shape (N, C, H, W), got {tuple(input.shape)}")
+    _check_dims(input, "input", 4, shape="(N, C, H, W)")
     _check_rois(rois, input, "input")
     _check_pooled(pooled_height, pooled_width)
 
 
 def _check_sampling_ratio(sampling_ratio) -> None:
-    torch._check_value(sampling_ratio <= _MAX_SAMPLING_RATIO,
-                       lambda: f"sampling_ratio must be <= {_MAX_SAMPLING_RATIO}, got {sampling_ratio}")
+    _require(sampling_ratio <= _MAX_SAMPLING_RATIO, ValueError,
+             lambda: f"sampling_ratio must be <= {_MAX_SAMPLING_RATIO}, got {sampling_ratio}")
 
 
 def _check_roi_grad(grad, rois, pooled_height, pooled_width, channels) -> None:
     _check_float(grad, "grad")
     _check_rois(rois, grad, "grad")
     _check_pooled(pooled_height, pooled_width)
-    expected = (rois.shape[0], channels, pooled_height, pooled_width)
-    torch._check_value(grad.dim() == 4 and tuple(grad.shape) == expected,
-                       lambda: f"grad must have shape (K, C, PH, PW) = {expected}, got {tuple(grad.shape)}")
+    _check_dims(grad, "grad", 4, shape="(K, C, PH, PW)")
+    for got, want in zip(grad.shape, (rois.shape[0], channels, pooled_height, pooled_width)):
+        _require(got == want, ValueError, lambda: f"grad must have shape (K, C, PH, PW) = "
+                                                  f"{(rois.shape[0], channels, pooled_height, pooled_width)}, "
+                                                  f"got {tuple(grad.shape)}")
 
 
 def _check_argmax(argmax, grad) -> None:
-    torch._check_type(argmax.dtype == torch.int64, lambda: f"argmax must be int64, got {argmax.dtype}")
-    torch._check_value(argmax.shape == grad.shape,
-                       lambda: f"argmax must have the shape of grad {tuple(grad.shape)}, got {tuple(argmax.shape)}")
+    _require(argmax.dtype == torch.int64, TypeError, lambda: f"argmax must be int64, got {argmax.dtype}")
+    _check_dims(argmax, "argmax", 4, shape="(K, C, PH, PW)")
+    for got, want in zip(argmax.shape, grad.shape):
+        _require(got == want, ValueError,
+                 lambda: f"argmax must have the shape of grad {tuple(grad.shape)}, got {tuple(argmax.shape)}")
 
 
 # ----------------------------------------------------------------------------- CPU kernels
@@ -419,6 +440,10 @@ def _roi_pool_setup(ctx, inputs, output):
     input, rois, spatial_scale, pooled_height, pooled_width = inputs
     ctx.save_for_backward(rois, output[1])
     ctx.args = (spatial_scale, pooled_height, pooled_width, *input.shape)
+    # Otherwise autograd fills an int64 zero "gradient" of argmax (as large as the output)
+    # before every backward: it doubled the backward's time at detector sizes. The output's
+    # own gradient is always defined when backward runs (argmax is not differentiable).
+    ctx.set_materialize_grads(False)
 
 
 def _roi_pool_grad(ctx, grad, grad_argmax):

@@ -124,9 +124,17 @@ def _checked_pool_args(input, boxes, output_size, spatial_scale):
 
 
 def _op_rois(rois: np.ndarray, input: Tensor) -> Tensor:
-    """Checked rois as the op takes them: the input's dtype and device (on the CPU, a view of
-    ``boxes`` when it already was such a tensor)."""
-    return torch.from_numpy(rois).to(device=input.device, dtype=input.dtype)
+    """Checked rois (in the dtype the input is computed in) on the input's device: on the CPU,
+    a view of ``boxes`` when it already was such a tensor."""
+    return torch.from_numpy(rois).to(input.device)
+
+
+def _compute(input: Tensor) -> Tensor:
+    """The input as computed: float16/bfloat16 in float32, with float32 boxes (the boxes are
+    not rounded to half precision; the result is cast back to the input's dtype)."""
+    if input.dtype == torch.float32 or input.dtype == torch.float64:
+        return input
+    return input.float()
 
 
 def _as_rois(boxes: Union[Tensor, List[Tensor]], input: Tensor) -> Tensor:
@@ -189,8 +197,10 @@ def roi_align(input: Tensor, boxes: Union[Tensor, List[Tensor]], output_size: Br
             sampling_ratio, aligned = _check_sampling_ratio(sampling_ratio), _check_aligned(aligned)
             boxes = _op_rois(rois, input)
     size = _pair(output_size)
-    return torch.ops.pydetect.roi_align(input, _as_rois(boxes, input), spatial_scale, size[0], size[1],
-                                        sampling_ratio, aligned)
+    x = _compute(input)
+    out = torch.ops.pydetect.roi_align(x, _as_rois(boxes, x), spatial_scale, size[0], size[1], sampling_ratio,
+                                       aligned)
+    return out.to(input.dtype)
 
 
 def _roi_align_array(input, boxes, output_size, spatial_scale, sampling_ratio, aligned):
@@ -231,7 +241,8 @@ def roi_pool(input: Tensor, boxes: Union[Tensor, List[Tensor]], output_size: Bro
             output_size, spatial_scale, rois = _checked_pool_args(input, boxes, output_size, spatial_scale)
             boxes = _op_rois(rois, input)
     size = _pair(output_size)
-    return torch.ops.pydetect.roi_pool(input, _as_rois(boxes, input), spatial_scale, size[0], size[1])[0]
+    x = _compute(input)
+    return torch.ops.pydetect.roi_pool(x, _as_rois(boxes, x), spatial_scale, size[0], size[1])[0].to(input.dtype)
 
 
 # ----------------------------------------------------------------------------- modules
