@@ -441,12 +441,13 @@ def _roi_pool_setup(ctx, inputs, output):
     ctx.save_for_backward(rois, output[1])
     ctx.args = (spatial_scale, pooled_height, pooled_width, *input.shape)
     # Otherwise autograd fills an int64 zero "gradient" of argmax (as large as the output)
-    # before every backward: it doubled the backward's time at detector sizes. The output's
-    # own gradient is always defined when backward runs (argmax is not differentiable).
+    # before every backward: it doubled the backward's time at detector sizes.
     ctx.set_materialize_grads(False)
 
 
 def _roi_pool_grad(ctx, grad, grad_argmax):
+    if grad is None:  # an undefined output gradient (autograd may pass one): none for the input
+        return None, None, None, None, None
     rois, argmax = ctx.saved_tensors
     grad_input = torch.ops.pydetect._roi_pool_backward(grad, rois, argmax, *ctx.args)
     return grad_input, None, None, None, None
