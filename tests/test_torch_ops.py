@@ -19,7 +19,7 @@ import pydetect
 from _isolated import run_isolated
 from pydetect import _C, ops
 
-O = torch.ops.pydetect
+PD = torch.ops.pydetect
 OPS = ("nms", "batched_nms", "box_iou", "roi_align", "_roi_align_backward", "roi_pool", "_roi_pool_backward")
 DTYPES = [torch.float32, torch.float64]
 
@@ -46,16 +46,16 @@ def op_cases(dtype):
     x.requires_grad_(True)
     k, c = rois.shape[0], x.shape[1]
     grad = torch.randn(k, c, 3, 2, dtype=dtype)
-    _, argmax = O.roi_pool(x.detach(), rois, 0.5, 3, 2)
+    _, argmax = PD.roi_pool(x.detach(), rois, 0.5, 3, 2)
     return [
-        ("nms", O.nms, (b, s, 0.5)),
-        ("batched_nms", O.batched_nms, (b, s, labels, 0.5)),
-        ("box_iou", O.box_iou, (b, b[:7])),
-        ("roi_align", O.roi_align, (x, rois, 0.5, 3, 2, 2, True)),
-        ("roi_align", O.roi_align, (x, rois, 0.5, 3, 2, -1, False)),
-        ("_roi_align_backward", O._roi_align_backward, (grad, rois, 0.5, 3, 2, 2, c, 11, 13, 2, True)),
-        ("roi_pool", O.roi_pool, (x, rois, 0.5, 3, 2)),
-        ("_roi_pool_backward", O._roi_pool_backward, (grad, rois, argmax, 0.5, 3, 2, 2, c, 11, 13)),
+        ("nms", PD.nms, (b, s, 0.5)),
+        ("batched_nms", PD.batched_nms, (b, s, labels, 0.5)),
+        ("box_iou", PD.box_iou, (b, b[:7])),
+        ("roi_align", PD.roi_align, (x, rois, 0.5, 3, 2, 2, True)),
+        ("roi_align", PD.roi_align, (x, rois, 0.5, 3, 2, -1, False)),
+        ("_roi_align_backward", PD._roi_align_backward, (grad, rois, 0.5, 3, 2, 2, c, 11, 13, 2, True)),
+        ("roi_pool", PD.roi_pool, (x, rois, 0.5, 3, 2)),
+        ("_roi_pool_backward", PD._roi_pool_backward, (grad, rois, argmax, 0.5, 3, 2, 2, c, 11, 13)),
     ]
 
 
@@ -63,7 +63,7 @@ def op_cases(dtype):
 def test_ops_are_registered_with_cpu_autograd_and_autocast_kernels():
     has = torch._C._dispatch_has_kernel_for_dispatch_key
     for name in OPS:
-        assert hasattr(O, name)
+        assert hasattr(PD, name)
         assert has(f"pydetect::{name}", "CPU")
         assert has(f"pydetect::{name}", "Meta")  # the fake kernel
     for name in ("roi_align", "roi_pool"):
@@ -94,24 +94,24 @@ def test_opcheck_under_autocast():
 def test_op_level_checks_raise_value_and_type_errors():
     x, rois = roi_case(torch.float32)
     with pytest.raises(TypeError, match="rois must have the dtype of input"):
-        O.roi_align(x, rois.double(), 1.0, 2, 2, 0, False)
+        PD.roi_align(x, rois.double(), 1.0, 2, 2, 0, False)
     with pytest.raises(ValueError, match=r"rois must have shape \(K, 5\)"):
-        O.roi_pool(x, rois[:, :4], 1.0, 2, 2)
+        PD.roi_pool(x, rois[:, :4], 1.0, 2, 2)
     with pytest.raises(ValueError, match="output size"):
-        O.roi_align(x, rois, 1.0, 0, 2, 0, False)
+        PD.roi_align(x, rois, 1.0, 0, 2, 0, False)
     with pytest.raises(ValueError, match="sampling_ratio"):
-        O.roi_align(x, rois, 1.0, 2, 2, 257, False)
+        PD.roi_align(x, rois, 1.0, 2, 2, 257, False)
     bad = rois.clone()
     bad[0, 0] = 5
     with pytest.raises(ValueError, match="image index"):  # checked by the C++ kernel
-        O.roi_align(x, bad, 1.0, 2, 2, 0, False)
+        PD.roi_align(x, bad, 1.0, 2, 2, 0, False)
     b, s = boxes_and_scores()
     with pytest.raises(ValueError, match=r"scores must have shape \(60,\)"):
-        O.nms(b, s[:5], 0.5)
+        PD.nms(b, s[:5], 0.5)
     with pytest.raises(TypeError, match="idxs must be int64"):
-        O.batched_nms(b, s, torch.zeros(60, dtype=torch.int32), 0.5)
+        PD.batched_nms(b, s, torch.zeros(60, dtype=torch.int32), 0.5)
     with pytest.raises(TypeError, match="boxes must be float16"):
-        O.nms(b.long(), s, 0.5)
+        PD.nms(b.long(), s, 0.5)
 
 
 # ----------------------------------------------------------------------------- numpy path parity
@@ -131,7 +131,7 @@ def test_tensor_results_equal_the_numpy_path_bit_for_bit(dtype):
     np.testing.assert_array_equal(ops.roi_pool(x, rois, 3, 0.5).numpy(), ops.roi_pool(x.numpy(), rois.numpy(), 3, 0.5))
     # The backward op against the kernel's backward on the same arrays.
     grad = torch.randn(len(rois), 3, 3, 2, dtype=dtype)
-    np.testing.assert_array_equal(O._roi_align_backward(grad, rois, 0.5, 3, 2, 2, 3, 11, 13, 2, True).numpy(),
+    np.testing.assert_array_equal(PD._roi_align_backward(grad, rois, 0.5, 3, 2, 2, 3, 11, 13, 2, True).numpy(),
                                   _C.roi_align_backward(grad.numpy(), rois.numpy(), 0.5, 3, 2, 2, 3, 11, 13, 2, True))
 
 
@@ -177,8 +177,8 @@ def test_import_without_the_cuda_extension():
 def test_gradcheck_through_the_registered_ops(aligned, sampling_ratio):
     x, rois = roi_case(torch.float64, k=5)
     x.requires_grad_(True)
-    torch.autograd.gradcheck(lambda t: O.roi_align(t, rois, 0.5, 3, 2, sampling_ratio, aligned), (x,))
-    torch.autograd.gradcheck(lambda t: O.roi_pool(t, rois, 0.5, 3, 2)[0], (x,))
+    torch.autograd.gradcheck(lambda t: PD.roi_align(t, rois, 0.5, 3, 2, sampling_ratio, aligned), (x,))
+    torch.autograd.gradcheck(lambda t: PD.roi_pool(t, rois, 0.5, 3, 2)[0], (x,))
 
 
 # ----------------------------------------------------------------------------- half precision
@@ -195,7 +195,8 @@ def test_half_inputs_compute_in_float32_and_keep_their_dtype(half):
         fn(xg, rh, (3, 2), 0.5).sum().backward()
         assert xg.grad.dtype == half
     b, s = boxes_and_scores()
-    assert ops.nms(b.to(half), s.to(half), 0.5).tolist() == ops.nms(b.to(half).float(), s.to(half).float(), 0.5).tolist()
+    bh, sh = b.to(half), s.to(half)
+    assert ops.nms(bh, sh, 0.5).tolist() == ops.nms(bh.float(), sh.float(), 0.5).tolist()
 
 
 def test_bfloat16_under_cpu_autocast():
@@ -204,9 +205,9 @@ def test_bfloat16_under_cpu_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = ops.roi_align(xb, rois, (3, 2), 0.5, 2, True)  # rois float32: cast to input's dtype
         # The raw op with mixed dtypes: the autocast rule computes both in float32.
-        raw = O.roi_align(xb, rois, 0.5, 3, 2, 2, True)
+        raw = PD.roi_align(xb, rois, 0.5, 3, 2, 2, True)
         pooled = ops.roi_pool(xb, rois, 3, 0.5)
-        keep = O.nms(*[t.bfloat16() for t in boxes_and_scores()], 0.5)
+        keep = PD.nms(*[t.bfloat16() for t in boxes_and_scores()], 0.5)
     assert out.dtype == raw.dtype == pooled.dtype == torch.bfloat16
     expected = ops.roi_align(xb.detach().float(), rois, (3, 2), 0.5, 2, True)
     torch.testing.assert_close(out.float(), expected, rtol=1e-2, atol=1e-2)
@@ -253,7 +254,8 @@ def test_script_modules_equal_eager_and_survive_save_load():
         (ops.RoIAlign((3, 2), 0.5, 2, True), (x, rois)),
         (ops.RoIPool(3, 0.5), (x, rois)),
         (PoolBoxes(ops.RoIAlign(3, 1.0, -1)), (x, as_list)),
-        (ops.MultiScaleRoIAlign(["a", "b"], 3, 2, canonical_scale=8, canonical_level=3), (feats, as_list, [(22, 26)] * 2)),
+        (ops.MultiScaleRoIAlign(["a", "b"], 3, 2, canonical_scale=8, canonical_level=3),
+         (feats, as_list, [(22, 26)] * 2)),
     ]
     for module, args in modules:
         scripted = torch.jit.script(module)
@@ -338,13 +340,14 @@ def test_export_roi_align_module():
     x, rois = roi_case(torch.float32)
     module = ops.RoIAlign((3, 2), 0.5, 2)
     exported = torch.export.export(module, (x, rois))
-    assert any(n.target == O.roi_align.default for n in exported.graph.nodes)
+    assert any(n.target == PD.roi_align.default for n in exported.graph.nodes)
     torch.testing.assert_close(exported.module()(x, rois), module(x, rois), rtol=0, atol=0)
 
 
 # ----------------------------------------------------------------------------- reprs
 def test_module_reprs_show_their_settings():
-    assert repr(ops.RoIAlign(7, 0.25, 2)) == "RoIAlign(output_size=(7, 7), spatial_scale=0.25, sampling_ratio=2, aligned=False)"
+    assert repr(ops.RoIAlign(7, 0.25, 2)) == \
+        "RoIAlign(output_size=(7, 7), spatial_scale=0.25, sampling_ratio=2, aligned=False)"
     assert repr(ops.RoIPool((3, 2), 0.5)) == "RoIPool(output_size=(3, 2), spatial_scale=0.5)"
     # torchvision's string for torchvision's settings, and the others when not at their defaults.
     assert repr(ops.MultiScaleRoIAlign(["0"], (7, 7), 2)) == \
@@ -352,3 +355,26 @@ def test_module_reprs_show_their_settings():
     assert repr(ops.MultiScaleRoIAlign(["0", "1"], 7, 2, canonical_scale=64, aligned=True)) == (
         "MultiScaleRoIAlign(featmap_names=['0', '1'], output_size=(7, 7), sampling_ratio=2, "
         "canonical_scale=64.0, aligned=True)")
+
+
+def test_detector_forward_compiles_as_one_graph():
+    # The FasterRCNN pieces in eval mode: once dynamo captures data-dependent sizes (boolean
+    # masks, NMS results), nothing in the ops or the RoI pooler breaks the graph.
+    from pydetect import models
+
+    torch.manual_seed(0)
+    heads = models.RoIHeads(models.RoIPooler("0", 4), models.TwoMLPHead(16 * 16, 32), models.FastRCNNPredictor(32, 4))
+    model = models.GeneralizedRCNN(models.VGGStyle(widths=(8, 8, 16, 16), depths=(1, 1, 1, 1)),
+                                   models.RegionProposalNetwork(models.AnchorGenerator(((16, 32),), ((1.0,),)),
+                                                                models.RPNHead(16, 2)),
+                                   heads, size_divisible=8).eval()
+    images = [torch.rand(3, 48, 64), torch.rand(3, 40, 56)]
+    torch._dynamo.reset()
+    with torch.no_grad(), torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):
+        explained = torch._dynamo.explain(model)(images)
+        assert explained.graph_break_count == 0, [r.reason for r in explained.break_reasons]
+        torch._dynamo.reset()
+        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+        for got, want in zip(compiled(images), model(images)):
+            for key in ("boxes", "scores", "labels"):
+                torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
