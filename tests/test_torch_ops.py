@@ -7,6 +7,7 @@ half-precision cases. CUDA kernels are tested on a GPU by the CUDA tests; here o
 pydetect imports and stays CPU-only without them.
 """
 
+import ctypes
 import io
 
 import numpy as np
@@ -169,6 +170,93 @@ def test_import_without_the_cuda_extension():
         keep = ops.nms(torch.tensor([[0.0, 0, 1, 1], [0, 0, 1, 1.1]]), torch.tensor([0.5, 0.9]), 0.5)
         assert keep.tolist() == [1]
     """)
+
+
+class HostCudaContract:
+    """pydetect._C_cuda's contract (CUDA_CONTRACT.md) run on host memory: each call wraps the
+    raw pointers it gets as numpy arrays and computes with the CPU kernels, so that the CUDA
+    kernels' Python side (argument order, sizes, dtype codes, zero-filled gradients, the
+    sorted boxes and bit mask of NMS) is checked on a machine without a GPU."""
+
+    @staticmethod
+    def array(ptr, shape, dtype):
+        count = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return np.frombuffer((ctypes.c_char * count).from_address(ptr), dtype).reshape(shape)
+
+    def box_iou(self, device, a, n, b, m, out, code, stream):
+        t = (np.float32, np.float64)[code]
+        self.array(out, (n, m), t)[:] = _C.box_iou(self.array(a, (n, 4), t), self.array(b, (m, 4), t))
+
+    def nms_mask(self, device, boxes, n, iou_threshold, mask, code, stream):
+        b = self.array(boxes, (n, 4), (np.float32, np.float64)[code])
+        over = np.triu(ref.box_iou(b, b) > iou_threshold, 1)  # j > i
+        words = np.zeros((n, (n + 63) // 64 * 64), bool)
+        words[:, :n] = over
+        bits = np.packbits(words.reshape(n, -1, 64), axis=2, bitorder="little")
+        self.array(mask, (n, (n + 63) // 64), np.uint64)[:] = bits.view(np.uint64).reshape(n, -1)
+
+    @staticmethod
+    def nms_reduce_mask(mask):
+        n = mask.shape[0]
+        bits = np.unpackbits(mask.view(np.uint8).reshape(n, -1), axis=1, bitorder="little")[:, :n].astype(bool)
+        removed, keep = np.zeros(n, bool), []
+        for i in range(n):
+            if not removed[i]:
+                keep.append(i)
+                removed |= bits[i]
+        return np.array(keep, np.int64)
+
+    def roi_align_forward(self, device, x, rois, out, code, n, c, h, w, r, ph, pw, scale, sr, aligned, stream):
+        t = (np.float32, np.float64)[code]
+        self.array(out, (r, c, ph, pw), t)[:] = _C.roi_align_forward(
+            self.array(x, (n, c, h, w), t), self.array(rois, (r, 5), t), scale, ph, pw, sr, aligned)
+
+    def roi_align_backward(self, device, g, rois, out, code, n, c, h, w, r, ph, pw, scale, sr, aligned, stream):
+        t = (np.float32, np.float64)[code]
+        self.array(out, (n, c, h, w), t)[:] += _C.roi_align_backward(  # atomic adds into zeros
+            self.array(g, (r, c, ph, pw), t), self.array(rois, (r, 5), t), scale, ph, pw, n, c, h, w, sr, aligned)
+
+    def roi_pool_forward(self, device, x, rois, out, argmax, code, n, c, h, w, r, ph, pw, scale, stream):
+        t = (np.float32, np.float64)[code]
+        o, a = _C.roi_pool_forward(self.array(x, (n, c, h, w), t), self.array(rois, (r, 5), t), scale, ph, pw)
+        self.array(out, (r, c, ph, pw), t)[:] = o
+        self.array(argmax, (r, c, ph, pw), np.int64)[:] = a
+
+    def roi_pool_backward(self, device, g, argmax, rois, out, code, n, c, h, w, r, ph, pw, stream):
+        t = (np.float32, np.float64)[code]
+        self.array(out, (n, c, h, w), t)[:] += _C.roi_pool_backward(
+            self.array(g, (r, c, ph, pw), t), self.array(argmax, (r, c, ph, pw), np.int64),
+            self.array(rois, (r, 5), t), n, c, h, w)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_cuda_kernels_follow_the_contract(monkeypatch, dtype):
+    lib = pydetect.ops._library
+    fake = HostCudaContract()
+    monkeypatch.setattr(lib, "_C_cuda", fake)
+    monkeypatch.setattr(lib, "_launch", lambda fn, like, *args: fn(0, *args, 0))
+    monkeypatch.setattr(lib._C, "nms_reduce_mask", fake.nms_reduce_mask, raising=False)
+    b, s = boxes_and_scores(150, dtype)
+    s[::7] = s[0]  # ties: lower index first
+    assert torch.equal(lib._nms_cuda(b, s, 0.5), PD.nms(b, s, 0.5))
+    assert torch.equal(lib._nms_cuda(b[:0], s[:0], 0.5), PD.nms(b[:0], s[:0], 0.5))
+    assert torch.equal(lib._box_iou_cuda(b, b[:9]), PD.box_iou(b, b[:9]))
+    x, rois = roi_case(dtype)
+    args = (rois, 0.5, 3, 2)
+    assert torch.equal(lib._roi_align_cuda(x, *args, 2, True), PD.roi_align(x, *args, 2, True))
+    out, argmax = lib._roi_pool_cuda(x, *args)
+    want, want_argmax = PD.roi_pool(x, *args)
+    assert torch.equal(out, want) and torch.equal(argmax, want_argmax)
+    grad = torch.randn(len(rois), 3, 3, 2, dtype=dtype)
+    sizes = (2, 3, 11, 13)
+    assert torch.equal(lib._roi_align_backward_cuda(grad, *args, *sizes, 2, True),
+                       PD._roi_align_backward(grad, *args, *sizes, 2, True))
+    assert torch.equal(lib._roi_pool_backward_cuda(grad, rois, argmax, 0.5, 3, 2, *sizes),
+                       PD._roi_pool_backward(grad, rois, argmax, 0.5, 3, 2, *sizes))
+    bad = rois.clone()
+    bad[0, 0] = 2
+    with pytest.raises(ValueError, match="image indices"):
+        lib._roi_align_cuda(x, bad, 0.5, 3, 2, 2, True)
 
 
 # ----------------------------------------------------------------------------- autograd

@@ -254,6 +254,14 @@ def _cuda(t):
     return (t.float() if t.dtype in _HALF else t).contiguous()
 
 
+def _same_device(*named) -> None:
+    """The kernels read every tensor through a device pointer: all must be on one GPU."""
+    (first, first_name), *rest = named
+    for t, name in rest:
+        _require(t.device == first.device, ValueError,
+                 lambda: f"{name} is on {t.device} but {first_name} is on {first.device}")
+
+
 def _launch(fn, like, *args):
     with torch.cuda.device(like.device):
         stream = torch.cuda.current_stream(like.device).cuda_stream
@@ -275,6 +283,7 @@ def _check_batch_indices_cuda(rois, batch_size) -> None:
 
 def _nms_cuda(boxes, scores, iou_threshold):
     _check_nms(boxes, scores)
+    _same_device((boxes, "boxes"), (scores, "scores"))
     n = boxes.shape[0]
     # Equal scores: lower index first, as on the CPU (a stable sort).
     order = torch.sort(_cuda(scores), descending=True, stable=True).indices
@@ -297,6 +306,7 @@ def _batched_nms_cuda(boxes, scores, idxs, iou_threshold):
 
 def _box_iou_cuda(boxes1, boxes2):
     _check_box_iou(boxes1, boxes2)
+    _same_device((boxes1, "boxes1"), (boxes2, "boxes2"))
     a, b = _cuda(boxes1), _cuda(boxes2)
     out = torch.empty((a.shape[0], b.shape[0]), dtype=a.dtype, device=a.device)
     if out.numel():
@@ -308,6 +318,7 @@ def _box_iou_cuda(boxes1, boxes2):
 def _roi_align_cuda(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
     _check_roi_forward(input, rois, pooled_height, pooled_width)
     _check_sampling_ratio(sampling_ratio)
+    _same_device((input, "input"), (rois, "rois"))
     x, r = _cuda(input), _cuda(rois)
     n, c, h, w = x.shape
     _check_batch_indices_cuda(r, n)
@@ -322,6 +333,7 @@ def _roi_align_backward_cuda(grad, rois, spatial_scale, pooled_height, pooled_wi
                              height, width, sampling_ratio, aligned):
     _check_roi_grad(grad, rois, pooled_height, pooled_width, channels)
     _check_sampling_ratio(sampling_ratio)
+    _same_device((grad, "grad"), (rois, "rois"))
     g, r = _cuda(grad), _cuda(rois)
     _check_batch_indices_cuda(r, batch_size)
     out = torch.zeros((batch_size, channels, height, width), dtype=g.dtype, device=g.device)
@@ -334,6 +346,7 @@ def _roi_align_backward_cuda(grad, rois, spatial_scale, pooled_height, pooled_wi
 
 def _roi_pool_cuda(input, rois, spatial_scale, pooled_height, pooled_width):
     _check_roi_forward(input, rois, pooled_height, pooled_width)
+    _same_device((input, "input"), (rois, "rois"))
     x, r = _cuda(input), _cuda(rois)
     n, c, h, w = x.shape
     _check_batch_indices_cuda(r, n)
@@ -350,17 +363,17 @@ def _roi_pool_backward_cuda(grad, rois, argmax, spatial_scale, pooled_height, po
                             channels, height, width):
     _check_roi_grad(grad, rois, pooled_height, pooled_width, channels)
     _check_argmax(argmax, grad)
-    g, r = _cuda(grad), _cuda(rois)
+    _same_device((grad, "grad"), (rois, "rois"), (argmax, "argmax"))
+    g, r, a = _cuda(grad), _cuda(rois), argmax.contiguous()
     _check_batch_indices_cuda(r, batch_size)
     # argmax indexes the H*W plane: out of range, it would write outside the gradient.
-    bad = ((argmax < -1) | (argmax >= height * width)).any()
+    bad = ((a < -1) | (a >= height * width)).any()
     if bad.item():
         raise ValueError(f"argmax must hold indices in [-1, {height * width})")
     out = torch.zeros((batch_size, channels, height, width), dtype=g.dtype, device=g.device)
     if g.numel() and out.numel():
-        _launch(_C_cuda.roi_pool_backward, g, g.data_ptr(), argmax.contiguous().data_ptr(), r.data_ptr(),
-                out.data_ptr(), _dtype_code(g), batch_size, channels, height, width, r.shape[0], pooled_height,
-                pooled_width)
+        _launch(_C_cuda.roi_pool_backward, g, g.data_ptr(), a.data_ptr(), r.data_ptr(), out.data_ptr(),
+                _dtype_code(g), batch_size, channels, height, width, r.shape[0], pooled_height, pooled_width)
     return out.to(grad.dtype)
 
 
