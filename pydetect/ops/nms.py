@@ -107,7 +107,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: fl
     """
     if not torch.jit.is_scripting():
         if not isinstance(boxes, Tensor):
-            if np.size(boxes) == 0:
+            if as_boxes(boxes)[0].shape[0] == 0:
                 return np.zeros(0, np.int64)
             b, s, kind = _boxes_and_scores(boxes, scores)
             lab = as_labels(labels, b.shape[0])
