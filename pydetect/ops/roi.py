@@ -191,7 +191,10 @@ def roi_align(input: Tensor, boxes: Union[Tensor, List[Tensor]], output_size: Br
     """
     if not torch.jit.is_scripting():
         if not isinstance(input, Tensor):
-            return _roi_align_array(np.asarray(input), boxes, output_size, spatial_scale, sampling_ratio, aligned)
+            input = np.asarray(input)
+            (ph, pw), scale, rois = _checked_pool_args(input, boxes, output_size, spatial_scale)
+            sampling_ratio, aligned = _check_sampling_ratio(sampling_ratio), _check_aligned(aligned)
+            return _C.roi_align_forward(np.ascontiguousarray(input), rois, scale, ph, pw, sampling_ratio, aligned)
         if _library.eager():
             output_size, spatial_scale, rois = _checked_pool_args(input, boxes, output_size, spatial_scale)
             sampling_ratio, aligned = _check_sampling_ratio(sampling_ratio), _check_aligned(aligned)
@@ -201,12 +204,6 @@ def roi_align(input: Tensor, boxes: Union[Tensor, List[Tensor]], output_size: Br
     out = torch.ops.pydetect.roi_align(x, _as_rois(boxes, x), spatial_scale, size[0], size[1], sampling_ratio,
                                        aligned)
     return out.to(input.dtype)
-
-
-def _roi_align_array(input, boxes, output_size, spatial_scale, sampling_ratio, aligned):
-    (ph, pw), scale, rois = _checked_pool_args(input, boxes, output_size, spatial_scale)
-    sampling_ratio, aligned = _check_sampling_ratio(sampling_ratio), _check_aligned(aligned)
-    return _C.roi_align_forward(np.ascontiguousarray(input), rois, scale, ph, pw, sampling_ratio, aligned)
 
 
 @torch.fx.wrap
