@@ -19,6 +19,7 @@ except ImportError as exc:  # most often: the source tree shadows the installed 
 from pydetect._validation import check_int as _check_int
 from pydetect.structures import Detections
 from pydetect import ops
+from pydetect.ops._library import cuda_is_available
 
 
 #: Most threads :func:`set_num_threads` accepts (1024): far above the core counts the
@@ -44,4 +45,5 @@ def get_num_threads() -> int:
     return _C.get_num_threads()
 
 
-__all__ = ["Detections", "ops", "set_num_threads", "get_num_threads", "MAX_NUM_THREADS", "__version__"]
+__all__ = ["Detections", "ops", "set_num_threads", "get_num_threads", "cuda_is_available", "MAX_NUM_THREADS",
+           "__version__"]

@@ -98,6 +98,7 @@ class RoIPooler(nn.Module):
     def forward(self, features, boxes, image_sizes):
         f = features[self.featmap_name]
         ref_h = self.image_shape[0] if self.image_shape else max(s[0] for s in image_sizes)
+        # In Python, not on a tensor: a tensor's float() is a graph break for torch.compile.
         scale = 2.0 ** round(math.log2(f.shape[-2] / ref_h))
         boxes = [b.to(f.dtype) for b in boxes]
         if self.kind == "pool":

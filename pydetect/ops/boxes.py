@@ -4,14 +4,20 @@ Boxes are ``(x1, y1, x2, y2)`` in continuous pixel coordinates (width = ``x2 - x
 torchvision.ops; each function accepts numpy arrays or CPU torch tensors of float32 or
 float64 (integers and float16 compute in float32) and returns the kind it was given.
 Results equal torchvision's bit for bit in float32 (same operation order).
+:func:`box_iou` of tensors calls the registered op ``torch.ops.pydetect.box_iou`` (scriptable,
+traceable, CUDA where pydetect has CUDA kernels).
 """
 
-from __future__ import annotations
+from typing import Tuple
 
 import numpy as np
+import torch
+import torch.fx
+from torch import Tensor
 
 from pydetect import _C
 from pydetect._validation import as_boxes, check_choice, check_positive, like
+from pydetect.ops import _library
 
 __all__ = ["box_area", "box_iou", "box_convert", "clip_boxes", "remove_small_boxes"]
 
@@ -35,7 +41,8 @@ def box_area(boxes):
     return like(_C.box_area(arr), kind)
 
 
-def box_iou(boxes1, boxes2):
+@torch.fx.wrap
+def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """Intersection over union of every pair of boxes.
 
     Parameters
@@ -50,10 +57,19 @@ def box_iou(boxes1, boxes2):
         torchvision. Mixed float32/float64 inputs compute in float64. Rows are computed
         in parallel (:func:`pydetect.set_num_threads`).
     """
-    a, kind = as_boxes(boxes1, "boxes1")
-    b, _ = as_boxes(boxes2, "boxes2")
-    dtype = np.result_type(a.dtype, b.dtype)
-    return like(_C.box_iou(a.astype(dtype, copy=False), b.astype(dtype, copy=False)), kind)
+    if not torch.jit.is_scripting():
+        if not isinstance(boxes1, Tensor):
+            a, kind = as_boxes(boxes1, "boxes1")
+            b, _ = as_boxes(boxes2, "boxes2")
+            dtype = np.result_type(a.dtype, b.dtype)
+            return like(_C.box_iou(a.astype(dtype, copy=False), b.astype(dtype, copy=False)), kind)
+        if _library.eager():
+            _library.check_device(boxes1, "boxes1")
+            a, _ = as_boxes(_library.host(boxes1), "boxes1")
+            b, _ = as_boxes(_library.host(boxes2), "boxes2")
+            boxes1, boxes2 = boxes1.reshape(a.shape), _library.as_tensor(boxes2).reshape(b.shape)
+    boxes1, boxes2 = _library.compute_pair(boxes1, boxes2)
+    return torch.ops.pydetect.box_iou(boxes1, boxes2)
 
 
 def box_convert(boxes, in_fmt: str, out_fmt: str):
@@ -76,7 +92,7 @@ def box_convert(boxes, in_fmt: str, out_fmt: str):
     return like(_C.box_convert(arr, _FORMATS[in_fmt], _FORMATS[out_fmt]), kind)
 
 
-def _image_size(size) -> tuple[float, float]:
+def _image_size(size) -> Tuple[float, float]:
     try:
         height, width = size
     except (TypeError, ValueError):

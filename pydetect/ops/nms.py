@@ -4,15 +4,23 @@ Greedy NMS visits boxes by decreasing score and drops every box whose IoU with a
 already kept box is greater than ``iou_threshold``. Equal scores are visited lower index
 first (a stable sort), which is what torchvision's CPU ``nms`` does: pydetect's kept
 indices equal torchvision's, in the same order, for float32 and float64 inputs.
+
+For tensors, :func:`nms` and :func:`batched_nms` call the registered torch ops
+``torch.ops.pydetect.nms`` / ``batched_nms`` (see :mod:`pydetect.ops._library`): they can be
+scripted (torch.jit.script), traced (torch.fx, torch.compile, torch.export) and run on CUDA
+tensors where pydetect has CUDA kernels. Arrays take the direct path to the C++ kernels.
 """
 
-from __future__ import annotations
-
 import numpy as np
+import torch
+import torch.fx
+from torch import Tensor
 
 from pydetect import _C
 from pydetect._validation import (as_boxes, as_labels, as_vector, check_choice,
                                   check_fraction, check_positive, like)
+from pydetect.ops import _library
+from pydetect.ops._library import compute_pair
 
 __all__ = ["nms", "batched_nms", "soft_nms"]
 
@@ -24,7 +32,20 @@ def _boxes_and_scores(boxes, scores):
     return b.astype(dtype, copy=False), s.astype(dtype, copy=False), kind
 
 
-def nms(boxes, scores, iou_threshold: float):
+def _checked(boxes: Tensor, scores, iou_threshold, labels=None):
+    """Checks the arguments of a tensor call as arrays are checked (on host views of the
+    tensors); returns them as tensors, an empty ``boxes`` shaped (0, 4)."""
+    _library.check_device(boxes, "boxes")
+    b, _, _ = _boxes_and_scores(_library.host(boxes), _library.host(scores))
+    if labels is not None:
+        as_labels(_library.host(labels), b.shape[0])
+        labels = _library.as_tensor(labels)
+    return (boxes.reshape(b.shape), _library.as_tensor(scores), check_fraction(iou_threshold, "iou_threshold"),
+            labels)
+
+
+@torch.fx.wrap
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy non-maximum suppression.
 
     Parameters
@@ -47,12 +68,18 @@ def nms(boxes, scores, iou_threshold: float):
     every step; on clustered detections that is far fewer comparisons than a scan of all
     later boxes, with the same result.
     """
-    b, s, kind = _boxes_and_scores(boxes, scores)
-    thr = check_fraction(iou_threshold, "iou_threshold")
-    return like(_C.nms(b, s, thr), kind)
+    if not torch.jit.is_scripting():
+        if not isinstance(boxes, Tensor):
+            b, s, kind = _boxes_and_scores(boxes, scores)
+            return like(_C.nms(b, s, check_fraction(iou_threshold, "iou_threshold")), kind)
+        if _library.eager():
+            boxes, scores, iou_threshold, _ = _checked(boxes, scores, iou_threshold)
+    boxes, scores = compute_pair(boxes, scores)
+    return torch.ops.pydetect.nms(boxes, scores, iou_threshold)
 
 
-def batched_nms(boxes, scores, labels, iou_threshold: float):
+@torch.fx.wrap
+def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float) -> Tensor:
     """Non-maximum suppression run independently within each label.
 
     Parameters
@@ -62,6 +89,9 @@ def batched_nms(boxes, scores, labels, iou_threshold: float):
     labels : integer array or Tensor, shape (N,)
         Boxes with different labels never suppress each other.
     iou_threshold : float in [0, 1]
+
+    An empty ``boxes`` gives an empty result whatever the other arguments (which may then be
+    None), as in torchvision.
 
     Returns
     -------
@@ -75,10 +105,20 @@ def batched_nms(boxes, scores, labels, iou_threshold: float):
     labels, which is what that trick approximates: IoUs are computed on the original
     coordinates, so no rounding from the offset can change a decision.
     """
-    b, s, kind = _boxes_and_scores(boxes, scores)
-    lab = as_labels(labels, b.shape[0])
-    thr = check_fraction(iou_threshold, "iou_threshold")
-    return like(_C.batched_nms(b, s, lab, thr), kind)
+    if not torch.jit.is_scripting():
+        if not isinstance(boxes, Tensor):
+            if as_boxes(boxes)[0].shape[0] == 0:
+                return np.zeros(0, np.int64)
+            b, s, kind = _boxes_and_scores(boxes, scores)
+            lab = as_labels(labels, b.shape[0])
+            return like(_C.batched_nms(b, s, lab, check_fraction(iou_threshold, "iou_threshold")), kind)
+        if _library.eager():
+            if boxes.numel() == 0:
+                return torch.zeros(0, dtype=torch.int64, device=boxes.device)
+            boxes, scores, iou_threshold, labels = _checked(boxes, scores, iou_threshold, labels)
+    boxes, scores = compute_pair(boxes, scores)
+    return torch.ops.pydetect.batched_nms(boxes, scores, labels.to(device=boxes.device, dtype=torch.int64),
+                                          iou_threshold)
 
 
 def soft_nms(boxes, scores, iou_threshold: float = 0.3, sigma: float = 0.5,

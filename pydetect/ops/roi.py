@@ -1,9 +1,12 @@
-"""RoI align and RoI max pooling with autograd, and their modules.
+"""RoI align and RoI max pooling, and their modules.
 
 Semantics are torchvision.ops' (``roi_align``, ``roi_pool``, ``RoIAlign``, ``RoIPool``,
-``MultiScaleRoIAlign``). The kernels are pydetect's C++ (``csrc/roi``), called on zero-copy
-numpy views of CPU tensors; the gradient is a ``torch.autograd.Function`` written here, so
-the extension never links against libtorch.
+``MultiScaleRoIAlign``). For tensors the functions call the registered torch ops
+``torch.ops.pydetect.roi_align`` / ``roi_pool`` (:mod:`pydetect.ops._library`: pydetect's C++
+kernels on zero-copy numpy views of CPU tensors, CUDA kernels where built, the gradient,
+autocast and fake kernels), so that they can be scripted (torch.jit.script), traced
+(torch.fx, torch.compile, torch.export) and differentiated; numpy arrays go straight to the
+C++ kernels. The extension never links against libtorch.
 
 References
 ----------
@@ -13,14 +16,19 @@ T.-Y. Lin et al., "Feature Pyramid Networks for Object Detection", CVPR 2017, eq
 (assigning RoIs to pyramid levels).
 """
 
-from __future__ import annotations
-
 import math
+from typing import Dict, List, Tuple, Union
 
 import numpy as np
+import torch
+import torch.fx
+from torch import Tensor, nn
+from torch.jit.annotations import BroadcastingList2
+from torch.nn.modules.utils import _pair
 
 from pydetect import _C
-from pydetect._validation import _is_torch_tensor, check_int, check_positive, check_size
+from pydetect._validation import check_int, check_positive, check_size
+from pydetect.ops import _library
 
 __all__ = ["roi_align", "roi_pool", "RoIAlign", "RoIPool", "MultiScaleRoIAlign", "MAX_SAMPLING_RATIO"]
 
@@ -32,14 +40,20 @@ __all__ = ["roi_align", "roi_pool", "RoIAlign", "RoIPool", "MultiScaleRoIAlign",
 #: (``csrc/roi/roi_math.h``).
 MAX_SAMPLING_RATIO = _C.ROI_MAX_SAMPLING_RATIO
 
+_TENSOR_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
 
 # ----------------------------------------------------------------------------- checks
-
-
-def _input_dtype(input, name="input"):
-    dtype = np.dtype(str(input.dtype).replace("torch.", "")) if _is_torch_tensor(input) else input.dtype
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"{name} must be float32 or float64, got {dtype}")
+def _input_dtype(input, name="input") -> np.dtype:
+    """The dtype the checks and C++ kernels use for ``input`` (half tensors: float32)."""
+    if isinstance(input, Tensor):
+        if input.dtype not in _TENSOR_DTYPES:
+            raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {input.dtype}")
+        dtype = np.dtype(np.float64 if input.dtype == torch.float64 else np.float32)
+    else:
+        dtype = input.dtype
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"{name} must be float32 or float64, got {dtype}")
     if input.ndim != 4:
         raise ValueError(f"{name} must have shape (N, C, H, W), got {tuple(input.shape)}")
     if input.shape[2] == 0 or input.shape[3] == 0:
@@ -51,7 +65,7 @@ def _rois_numpy(boxes, dtype: np.dtype, num_images: int) -> np.ndarray:
     """(K, 5) rois (batch index, x1, y1, x2, y2) from a (K, 5) array or a list of (L, 4)."""
 
     def arr(x, name):
-        a = x.detach().cpu().numpy() if _is_torch_tensor(x) else np.asarray(x)
+        a = _library.host(x).numpy() if isinstance(x, Tensor) else np.asarray(x)
         if a.dtype.kind not in "iuf":
             raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
         return a.astype(dtype, copy=False)
@@ -93,71 +107,62 @@ def _check_sampling_ratio(value) -> int:
     return value
 
 
-# ----------------------------------------------------------------------------- autograd
-def _function_classes():
-    import torch
-    from torch.autograd.function import once_differentiable
-
-    class RoIAlignFunction(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, input, rois, spatial_scale, ph, pw, sampling_ratio, aligned):
-            x = input.detach().contiguous()
-            out = _C.roi_align_forward(x.numpy(), rois, spatial_scale, ph, pw, sampling_ratio, aligned)
-            ctx.args = (rois, spatial_scale, ph, pw, tuple(x.shape), sampling_ratio, aligned)
-            return torch.from_numpy(out)
-
-        @staticmethod
-        @once_differentiable
-        def backward(ctx, grad_output):
-            rois, scale, ph, pw, (n, c, h, w), sampling_ratio, aligned = ctx.args
-            g = grad_output.detach().contiguous()
-            if g.dtype != torch.float32 and g.dtype != torch.float64:
-                g = g.to(torch.float32)
-            grad = _C.roi_align_backward(g.numpy(), rois, scale, ph, pw, n, c, h, w, sampling_ratio, aligned)
-            return torch.from_numpy(grad), None, None, None, None, None, None
-
-    class RoIPoolFunction(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, input, rois, spatial_scale, ph, pw):
-            x = input.detach().contiguous()
-            out, argmax = _C.roi_pool_forward(x.numpy(), rois, spatial_scale, ph, pw)
-            ctx.args = (rois, argmax, tuple(x.shape))
-            return torch.from_numpy(out)
-
-        @staticmethod
-        @once_differentiable
-        def backward(ctx, grad_output):
-            rois, argmax, (n, c, h, w) = ctx.args
-            g = grad_output.detach().contiguous()
-            grad = _C.roi_pool_backward(g.numpy(), argmax, rois, n, c, h, w)
-            return torch.from_numpy(grad), None, None, None, None
-
-    return RoIAlignFunction, RoIPoolFunction
+def _check_aligned(value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"aligned must be a bool, got {type(value).__name__}")
+    return bool(value)
 
 
-_FUNCTIONS = None
+def _checked_pool_args(input, boxes, output_size, spatial_scale):
+    """Checks the arguments common to both ops: ``((PH, PW), scale, rois (K, 5) array)``."""
+    if isinstance(input, Tensor):
+        _library.check_device(input, "input")
+    dtype = _input_dtype(input)
+    size = check_size(output_size, "output_size")
+    scale = check_positive(spatial_scale, "spatial_scale")
+    return size, scale, _rois_numpy(boxes, dtype, int(input.shape[0]))
 
 
-def _functions():
-    global _FUNCTIONS
-    if _FUNCTIONS is None:
-        _FUNCTIONS = _function_classes()
-    return _FUNCTIONS
+def _op_rois(rois: np.ndarray, input: Tensor) -> Tensor:
+    """Checked rois (in the dtype the input is computed in) on the input's device: on the CPU,
+    a view of ``boxes`` when it already was such a tensor."""
+    return torch.from_numpy(rois).to(input.device)
 
 
-def _check_device(input):
-    if _is_torch_tensor(input) and input.device.type != "cpu":
-        raise ValueError(f"input must be a CPU tensor, got a tensor on {input.device}")
+def _compute(input: Tensor) -> Tensor:
+    """The input as computed: float16/bfloat16 in float32, with float32 boxes (the boxes are
+    not rounded to half precision; the result is cast back to the input's dtype)."""
+    if input.dtype == torch.float32 or input.dtype == torch.float64:
+        return input
+    return input.float()
+
+
+def _as_rois(boxes: Union[Tensor, List[Tensor]], input: Tensor) -> Tensor:
+    """(K, 5) rois in the input's dtype and device, built with torch ops only (scripted and
+    traced calls; the eager path checks and builds them with :func:`_rois_numpy`)."""
+    if isinstance(boxes, Tensor):
+        rois = boxes
+    else:
+        parts: List[Tensor] = []
+        for i, b in enumerate(boxes):
+            parts.append(torch.cat([torch.full_like(b[:, :1], i), b], 1))
+        rois = torch.cat(parts, 0) if len(parts) > 0 else torch.zeros((0, 5))
+    return rois.to(device=input.device, dtype=input.dtype)
 
 
 # ----------------------------------------------------------------------------- functional
-def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
+@torch.fx.wrap
+def roi_align(input: Tensor, boxes: Union[Tensor, List[Tensor]], output_size: BroadcastingList2[int],
+              spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
     """RoIAlign: average of bilinear samples in each bin of each region (Mask R-CNN).
 
     Parameters
     ----------
-    input : Tensor or array, shape (N, C, H, W), float32 or float64
-        Feature maps. A tensor that requires grad receives its gradient.
+    input : Tensor or array, shape (N, C, H, W)
+        Feature maps: float32 or float64; tensors may also be float16 or bfloat16 (computed
+        in float32, returned in their dtype). A tensor that requires grad receives its
+        gradient. CUDA tensors run on pydetect's CUDA kernels where those are built
+        (:func:`pydetect.cuda_is_available`).
     boxes : Tensor or array, shape (K, 5), or list of N Tensor[L_i, 4]
         Regions ``(batch index, x1, y1, x2, y2)``, or one ``(x1, y1, x2, y2)`` list per
         image, in input-image coordinates (multiplied by ``spatial_scale``).
@@ -177,27 +182,39 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     output : Tensor or array, shape (K, C, PH, PW)
         Same kind and dtype as ``input``. Samples more than one pixel outside the map
         count as 0; samples on the border margin are clamped onto it.
+
+    Notes
+    -----
+    Tensors call ``torch.ops.pydetect.roi_align``, so the function can be scripted and
+    traced; the argument checks run eagerly only (not inside torch.jit.trace /
+    torch.compile, where the op's own shape and index checks remain).
     """
-    _check_device(input)
-    dtype = _input_dtype(input)
-    ph, pw = check_size(output_size, "output_size")
-    scale = check_positive(spatial_scale, "spatial_scale")
-    sampling_ratio = _check_sampling_ratio(sampling_ratio)
-    if not isinstance(aligned, (bool, np.bool_)):
-        raise TypeError(f"aligned must be a bool, got {type(aligned).__name__}")
-    rois = _rois_numpy(boxes, dtype, int(input.shape[0]))
-    if not _is_torch_tensor(input):
-        x = np.ascontiguousarray(input)
-        return _C.roi_align_forward(x, rois, scale, ph, pw, sampling_ratio, bool(aligned))
-    return _functions()[0].apply(input, rois, scale, ph, pw, sampling_ratio, bool(aligned))
+    if not torch.jit.is_scripting():
+        if not isinstance(input, Tensor):
+            input = np.asarray(input)
+            (ph, pw), scale, rois = _checked_pool_args(input, boxes, output_size, spatial_scale)
+            sampling_ratio, aligned = _check_sampling_ratio(sampling_ratio), _check_aligned(aligned)
+            return _C.roi_align_forward(np.ascontiguousarray(input), rois, scale, ph, pw, sampling_ratio, aligned)
+        if _library.eager():
+            output_size, spatial_scale, rois = _checked_pool_args(input, boxes, output_size, spatial_scale)
+            sampling_ratio, aligned = _check_sampling_ratio(sampling_ratio), _check_aligned(aligned)
+            boxes = _op_rois(rois, input)
+    size = _pair(output_size)
+    x = _compute(input)
+    out = torch.ops.pydetect.roi_align(x, _as_rois(boxes, x), spatial_scale, size[0], size[1], sampling_ratio,
+                                       aligned)
+    return out.to(input.dtype)
 
 
-def roi_pool(input, boxes, output_size, spatial_scale=1.0):
+@torch.fx.wrap
+def roi_pool(input: Tensor, boxes: Union[Tensor, List[Tensor]], output_size: BroadcastingList2[int],
+             spatial_scale: float = 1.0) -> Tensor:
     """RoI max pooling (Fast R-CNN): the maximum of each bin of each region.
 
     Parameters
     ----------
-    input : Tensor or array, shape (N, C, H, W), float32 or float64
+    input : Tensor or array, shape (N, C, H, W)
+        As in :func:`roi_align`.
     boxes : Tensor or array, shape (K, 5), or list of N Tensor[L_i, 4]
         As in :func:`roi_align`.
     output_size : int or (int, int)
@@ -212,141 +229,160 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
         and clipped to the map, so that boxes beyond the integer range (where
         torchvision's ``int`` casts are undefined) still pool the pixels they cover.
     """
-    _check_device(input)
-    dtype = _input_dtype(input)
-    ph, pw = check_size(output_size, "output_size")
-    scale = check_positive(spatial_scale, "spatial_scale")
-    rois = _rois_numpy(boxes, dtype, int(input.shape[0]))
-    if not _is_torch_tensor(input):
-        return _C.roi_pool_forward(np.ascontiguousarray(input), rois, scale, ph, pw)[0]
-    return _functions()[1].apply(input, rois, scale, ph, pw)
+    if not torch.jit.is_scripting():
+        if not isinstance(input, Tensor):
+            input = np.asarray(input)
+            (ph, pw), scale, rois = _checked_pool_args(input, boxes, output_size, spatial_scale)
+            return _C.roi_pool_forward(np.ascontiguousarray(input), rois, scale, ph, pw)[0]
+        if _library.eager():
+            output_size, spatial_scale, rois = _checked_pool_args(input, boxes, output_size, spatial_scale)
+            boxes = _op_rois(rois, input)
+    size = _pair(output_size)
+    x = _compute(input)
+    return torch.ops.pydetect.roi_pool(x, _as_rois(boxes, x), spatial_scale, size[0], size[1])[0].to(input.dtype)
 
 
 # ----------------------------------------------------------------------------- modules
-def _make_modules():
-    import torch
-    from torch import nn
+class RoIAlign(nn.Module):
+    """Module form of :func:`roi_align`; the arguments are checked here."""
 
-    class RoIAlign(nn.Module):
-        """Module form of :func:`roi_align`."""
+    def __init__(self, output_size: BroadcastingList2[int], spatial_scale: float = 1.0, sampling_ratio: int = -1,
+                 aligned: bool = False):
+        super().__init__()
+        self.output_size = check_size(output_size, "output_size")
+        self.spatial_scale = check_positive(spatial_scale, "spatial_scale")
+        self.sampling_ratio = _check_sampling_ratio(sampling_ratio)
+        self.aligned = _check_aligned(aligned)
 
-        def __init__(self, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
-            super().__init__()
-            self.output_size = check_size(output_size, "output_size")
-            self.spatial_scale = spatial_scale
-            self.sampling_ratio = sampling_ratio
-            self.aligned = aligned
+    def forward(self, input: Tensor, rois: Union[Tensor, List[Tensor]]) -> Tensor:
+        return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
 
-        def forward(self, input, rois):
-            return roi_align(input, rois, self.output_size, self.spatial_scale,
-                             self.sampling_ratio, self.aligned)
-
-        def extra_repr(self):
-            return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
-                    f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}")
-
-    class RoIPool(nn.Module):
-        """Module form of :func:`roi_pool`."""
-
-        def __init__(self, output_size, spatial_scale=1.0):
-            super().__init__()
-            self.output_size = check_size(output_size, "output_size")
-            self.spatial_scale = spatial_scale
-
-        def forward(self, input, rois):
-            return roi_pool(input, rois, self.output_size, self.spatial_scale)
-
-        def extra_repr(self):
-            return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
-
-    class MultiScaleRoIAlign(nn.Module):
-        """RoIAlign over several feature maps (FPN levels), each RoI on one level.
-
-        A RoI of area ``wh`` goes to level ``floor(k0 + log2(sqrt(wh) / s0))`` (Lin et al.
-        2017, eq. 1), clamped to the available levels, with ``s0 = canonical_scale`` and
-        ``k0 = canonical_level``. Scales of the maps are inferred from their sizes relative
-        to the largest image, rounded to powers of two (torchvision's rule).
-
-        Parameters
-        ----------
-        featmap_names : list of str
-            Keys of the feature dict to pool from, finest first.
-        output_size : int or (int, int)
-        sampling_ratio : int <= MAX_SAMPLING_RATIO
-        canonical_scale : float, default 224
-        canonical_level : int, default 4
-        aligned : bool, default False
-
-        Call: ``forward(features: dict[str, Tensor (N, C, H_l, W_l)], boxes: list of N
-        Tensor[L_i, 4], image_shapes: list of N (height, width)) -> Tensor (sum L_i, C, PH, PW)``.
-        """
-
-        def __init__(self, featmap_names, output_size, sampling_ratio, *, canonical_scale=224,
-                     canonical_level=4, aligned=False):
-            super().__init__()
-            if isinstance(featmap_names, str) or not featmap_names:
-                raise ValueError("featmap_names must be a non-empty list of feature names")
-            self.featmap_names = [str(n) for n in featmap_names]
-            self.output_size = check_size(output_size, "output_size")
-            self.sampling_ratio = _check_sampling_ratio(sampling_ratio)
-            self.canonical_scale = check_positive(canonical_scale, "canonical_scale")
-            self.canonical_level = check_int(canonical_level, "canonical_level")
-            self.aligned = aligned
-
-        def _scales(self, features, image_shapes):
-            max_h = max(s[0] for s in image_shapes)
-            max_w = max(s[1] for s in image_shapes)
-            scales = []
-            for f in features:
-                approx = float(f.shape[-2]) / float(max_h)
-                scales.append(2.0 ** round(math.log2(approx)))
-            return scales
-
-        def levels(self, boxes, scales):
-            """Index of the level each RoI of the concatenated ``boxes`` (K, 4) goes to."""
-            k_min = int(round(-math.log2(scales[0])))
-            k_max = int(round(-math.log2(scales[-1])))
-            size = torch.sqrt(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=0))
-            lvl = torch.floor(self.canonical_level + torch.log2(size / self.canonical_scale + 1e-6))
-            return (lvl.clamp(k_min, k_max) - k_min).to(torch.int64)
-
-        def forward(self, features, boxes, image_shapes):
-            missing = [n for n in self.featmap_names if n not in features]
-            if missing:
-                raise ValueError(f"features lacks the maps {missing}; it has {list(features)}")
-            maps = [features[n] for n in self.featmap_names]
-            if not isinstance(boxes, (list, tuple)):
-                raise TypeError("boxes must be a list of Tensor[L_i, 4], one per image")
-            if len(image_shapes) != len(boxes):
-                raise ValueError(f"image_shapes has {len(image_shapes)} entries for {len(boxes)} images")
-            scales = self._scales(maps, image_shapes)
-            dtype = maps[0].dtype
-            rois = torch.cat([torch.cat([torch.full((len(b), 1), float(i), dtype=dtype), b.to(dtype)], 1)
-                              for i, b in enumerate(boxes)], 0) if boxes else torch.zeros(0, 5, dtype=dtype)
-            if len(maps) == 1:
-                return roi_align(maps[0], rois, self.output_size, scales[0], self.sampling_ratio, self.aligned)
-            lvl = self.levels(rois[:, 1:], scales)
-            c = maps[0].shape[1]
-            out = maps[0].new_zeros((len(rois), c) + self.output_size)
-            for level, (fmap, scale) in enumerate(zip(maps, scales)):
-                idx = torch.nonzero(lvl == level).squeeze(1)
-                if idx.numel():
-                    pooled = roi_align(fmap, rois[idx], self.output_size, scale, self.sampling_ratio,
-                                       self.aligned)
-                    out = out.index_copy(0, idx, pooled)
-            return out
-
-    return RoIAlign, RoIPool, MultiScaleRoIAlign
+    def extra_repr(self) -> str:
+        return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+                f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}")
 
 
-def __getattr__(name):
-    # The module classes subclass torch.nn.Module; they are built when first asked for so
-    # that `import pydetect` does not import torch.
-    if name in ("RoIAlign", "RoIPool", "MultiScaleRoIAlign"):
-        classes = dict(zip(("RoIAlign", "RoIPool", "MultiScaleRoIAlign"), _make_modules()))
-        for qualname, cls in classes.items():  # picklable as pydetect.ops.roi.<name>
-            cls.__qualname__ = qualname
-            cls.__module__ = __name__
-        globals().update(classes)
-        return classes[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+class RoIPool(nn.Module):
+    """Module form of :func:`roi_pool`; the arguments are checked here."""
+
+    def __init__(self, output_size: BroadcastingList2[int], spatial_scale: float = 1.0):
+        super().__init__()
+        self.output_size = check_size(output_size, "output_size")
+        self.spatial_scale = check_positive(spatial_scale, "spatial_scale")
+
+    def forward(self, input: Tensor, rois: Union[Tensor, List[Tensor]]) -> Tensor:
+        return roi_pool(input, rois, self.output_size, self.spatial_scale)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
+
+
+def _log2(x: float) -> float:
+    # math.log2 is not available in TorchScript; every use rounds the result to an integer.
+    return math.log(x) / math.log(2.0)
+
+
+def _feature_scales(maps: List[Tensor], image_shapes: List[Tuple[int, int]]) -> List[float]:
+    # torchvision's rule: each map's height over the largest image height, rounded to a
+    # power of two.
+    max_h = 0
+    for shape in image_shapes:
+        max_h = max(max_h, shape[0])
+    scales: List[float] = []
+    for f in maps:
+        scales.append(2.0 ** round(_log2(float(f.shape[-2]) / float(max_h))))
+    return scales
+
+
+def _roi_levels(boxes: Tensor, scales: List[float], canonical_scale: float, canonical_level: int) -> Tensor:
+    k_min = int(round(-_log2(scales[0])))
+    k_max = int(round(-_log2(scales[-1])))
+    size = torch.sqrt(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=0))
+    level = torch.floor(canonical_level + torch.log2(size / canonical_scale + 1e-6))
+    return (level.clamp(k_min, k_max) - k_min).to(torch.int64)
+
+
+def _check_multiscale_inputs(features, boxes, image_shapes, featmap_names) -> None:
+    missing = [n for n in featmap_names if n not in features]
+    if missing:
+        raise ValueError(f"features lacks the maps {missing}; it has {list(features)}")
+    if not isinstance(boxes, (list, tuple)):
+        raise TypeError("boxes must be a list of Tensor[L_i, 4], one per image")
+    if len(image_shapes) != len(boxes):
+        raise ValueError(f"image_shapes has {len(image_shapes)} entries for {len(boxes)} images")
+
+
+@torch.fx.wrap
+def _multiscale_roi_align(features: Dict[str, Tensor], boxes: List[Tensor], image_shapes: List[Tuple[int, int]],
+                          featmap_names: List[str], output_size: Tuple[int, int], sampling_ratio: int,
+                          canonical_scale: float, canonical_level: int, aligned: bool) -> Tensor:
+    # A function of its own so that torch.fx records a MultiScaleRoIAlign call as one node.
+    if not torch.jit.is_scripting():
+        _check_multiscale_inputs(features, boxes, image_shapes, featmap_names)
+    maps = [features[name] for name in featmap_names]
+    scales = _feature_scales(maps, image_shapes)
+    rois = _as_rois(boxes, maps[0])
+    if len(maps) == 1:
+        return roi_align(maps[0], rois, output_size, scales[0], sampling_ratio, aligned)
+    levels = _roi_levels(rois[:, 1:], scales, canonical_scale, canonical_level)
+    out = maps[0].new_zeros((rois.shape[0], maps[0].shape[1], output_size[0], output_size[1]))
+    for level in range(len(maps)):
+        # Every level is pooled, even with no RoI: no data-dependent branch for tracers.
+        idx = torch.nonzero(levels == level).squeeze(1)
+        pooled = roi_align(maps[level], rois[idx], output_size, scales[level], sampling_ratio, aligned)
+        out = out.index_copy(0, idx, pooled)
+    return out
+
+
+class MultiScaleRoIAlign(nn.Module):
+    """RoIAlign over several feature maps (FPN levels), each RoI on one level.
+
+    A RoI of area ``wh`` goes to level ``floor(k0 + log2(sqrt(wh) / s0))`` (Lin et al.
+    2017, eq. 1), clamped to the available levels, with ``s0 = canonical_scale`` and
+    ``k0 = canonical_level``. Scales of the maps are inferred from their sizes relative
+    to the largest image, rounded to powers of two (torchvision's rule).
+
+    Parameters
+    ----------
+    featmap_names : list of str
+        Keys of the feature dict to pool from, finest first.
+    output_size : int or (int, int)
+    sampling_ratio : int <= MAX_SAMPLING_RATIO
+    canonical_scale : float, default 224
+    canonical_level : int, default 4
+    aligned : bool, default False
+
+    Call: ``forward(features: dict[str, Tensor (N, C, H_l, W_l)], boxes: list of N
+    Tensor[L_i, 4], image_shapes: list of N (height, width)) -> Tensor (sum L_i, C, PH, PW)``.
+    The repr shows torchvision's three settings, and the others where they differ from
+    their defaults.
+    """
+
+    def __init__(self, featmap_names, output_size, sampling_ratio, *, canonical_scale=224,
+                 canonical_level=4, aligned=False):
+        super().__init__()
+        if isinstance(featmap_names, str) or not featmap_names:
+            raise ValueError("featmap_names must be a non-empty list of feature names")
+        self.featmap_names = [str(n) for n in featmap_names]
+        self.output_size = check_size(output_size, "output_size")
+        self.sampling_ratio = _check_sampling_ratio(sampling_ratio)
+        self.canonical_scale = check_positive(canonical_scale, "canonical_scale")
+        self.canonical_level = check_int(canonical_level, "canonical_level")
+        self.aligned = _check_aligned(aligned)
+
+    def levels(self, boxes: Tensor, scales: List[float]) -> Tensor:
+        """Index of the level each RoI of the concatenated ``boxes`` (K, 4) goes to."""
+        return _roi_levels(boxes, scales, self.canonical_scale, self.canonical_level)
+
+    def forward(self, features: Dict[str, Tensor], boxes: List[Tensor],
+                image_shapes: List[Tuple[int, int]]) -> Tensor:
+        return _multiscale_roi_align(features, boxes, image_shapes, self.featmap_names, self.output_size,
+                                     self.sampling_ratio, self.canonical_scale, self.canonical_level, self.aligned)
+
+    def extra_repr(self) -> str:
+        text = (f"featmap_names={self.featmap_names}, output_size={self.output_size}, "
+                f"sampling_ratio={self.sampling_ratio}")
+        for name, default in (("canonical_scale", 224), ("canonical_level", 4), ("aligned", False)):
+            if getattr(self, name) != default:
+                text += f", {name}={getattr(self, name)}"
+        return text
