@@ -2,6 +2,7 @@
 single-node cluster started by the test (skipped without ray[data])."""
 
 import json
+import os
 
 import pytest
 
@@ -13,10 +14,17 @@ from pydetect.inference import detect_folder  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster(tmp_path_factory):
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Ray's workers start in the driver's working directory and put it first on sys.path: run
+    # from a source checkout, its unbuilt pydetect/ would shadow the installed package there.
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("ray-workdir"))
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    finally:
+        os.chdir(before)
     yield ray
     ray.shutdown()
 
