@@ -131,16 +131,29 @@ class Resize:
         return f"Resize(size={self.size}, min_size={self.min_size}, max_size={self.max_size})"
 
 
-class RandomHorizontalFlip:
-    """Mirrors the image left-right with probability ``p``; ``x -> W - x`` for the boxes."""
+class _RandomTransform:
+    """A transform applied with probability ``p``: ``apply(image, target, rng)`` runs when a
+    uniform draw from ``rng`` (the caller's generator, else the transform's own from ``seed``)
+    falls below ``p``."""
 
-    def __init__(self, p: float = 0.5, seed=None):
+    def __init__(self, p: float, seed=None):
         self.p = check_fraction(p, "p")
         self.rng = _rng(seed)
 
     def __call__(self, image, target, rng=None):
-        if (rng or self.rng).random() >= self.p:
+        rng = rng or self.rng
+        if rng.random() >= self.p:
             return image, target
+        return self.apply(image, target, rng)
+
+
+class RandomHorizontalFlip(_RandomTransform):
+    """Mirrors the image left-right with probability ``p``; ``x -> W - x`` for the boxes."""
+
+    def __init__(self, p: float = 0.5, seed=None):
+        super().__init__(p, seed)
+
+    def apply(self, image, target, rng):
         w = image.shape[1]
         target = _map_boxes(target, lambda b: np.column_stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]]))
         return np.ascontiguousarray(image[:, ::-1]), target
@@ -149,7 +162,7 @@ class RandomHorizontalFlip:
         return f"RandomHorizontalFlip(p={self.p})"
 
 
-class RandomCrop:
+class RandomCrop(_RandomTransform):
     """Crops a random window; boxes are clipped to it and dropped if too little remains.
 
     Parameters
@@ -169,13 +182,9 @@ class RandomCrop:
         if not self.min_scale <= self.max_scale <= 1.0:
             raise ValueError(f"need 0 < min_scale <= max_scale <= 1, got {min_scale}, {max_scale}")
         self.min_visible = check_fraction(min_visible, "min_visible")
-        self.p = check_fraction(p, "p")
-        self.rng = _rng(seed)
+        super().__init__(p, seed)
 
-    def __call__(self, image, target, rng=None):
-        rng = rng or self.rng
-        if rng.random() >= self.p:
-            return image, target
+    def apply(self, image, target, rng):
         h, w = image.shape[:2]
         ch = max(1, int(round(h * rng.uniform(self.min_scale, self.max_scale))))
         cw = max(1, int(round(w * rng.uniform(self.min_scale, self.max_scale))))
@@ -248,7 +257,7 @@ class PhotometricJitter:
                 f"saturation={self.saturation}, hue={self.hue})")
 
 
-class RandomInvert:
+class RandomInvert(_RandomTransform):
     """Inverts the image (``255 - x``) with probability ``p``: the other ink polarity.
 
     Dark ink on a light ground becomes light ink on a dark ground; for objects defined by
@@ -256,30 +265,24 @@ class RandomInvert:
     """
 
     def __init__(self, p: float = 0.5, seed=None):
-        self.p = check_fraction(p, "p")
-        self.rng = _rng(seed)
+        super().__init__(p, seed)
 
-    def __call__(self, image, target, rng=None):
-        if (rng or self.rng).random() >= self.p:
-            return image, target
+    def apply(self, image, target, rng):
         return 255 - image, target
 
     def __repr__(self):
         return f"RandomInvert(p={self.p})"
 
 
-class RandomGrayscale:
+class RandomGrayscale(_RandomTransform):
     """Replaces the colours by their luma (kept as 3 channels) with probability ``p``."""
 
     def __init__(self, p: float = 0.1, seed=None):
-        self.p = check_fraction(p, "p")
-        self.rng = _rng(seed)
+        super().__init__(p, seed)
 
-    def __call__(self, image, target, rng=None):
+    def apply(self, image, target, rng):
         import cv2
 
-        if (rng or self.rng).random() >= self.p:
-            return image, target
         grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
         return np.repeat(grey[:, :, None], 3, axis=2), target
 
@@ -287,21 +290,17 @@ class RandomGrayscale:
         return f"RandomGrayscale(p={self.p})"
 
 
-class RandomGaussianBlur:
+class RandomGaussianBlur(_RandomTransform):
     """Gaussian blur with ``sigma`` drawn uniformly from ``sigma_range`` (px), with probability ``p``:
     softer rendering, resampling and focus than the training images have."""
 
     def __init__(self, p: float = 0.2, sigma_range=(0.3, 1.5), seed=None):
-        self.p = check_fraction(p, "p")
+        super().__init__(p, seed)
         self.sigma_range = _check_range(sigma_range, "sigma_range")
-        self.rng = _rng(seed)
 
-    def __call__(self, image, target, rng=None):
+    def apply(self, image, target, rng):
         import cv2
 
-        rng = rng or self.rng
-        if rng.random() >= self.p:
-            return image, target
         sigma = rng.uniform(*self.sigma_range)
         return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101), target
 
@@ -309,19 +308,15 @@ class RandomGaussianBlur:
         return f"RandomGaussianBlur(p={self.p}, sigma_range={self.sigma_range})"
 
 
-class RandomNoise:
+class RandomNoise(_RandomTransform):
     """Adds i.i.d. Gaussian noise whose standard deviation (grey levels) is drawn uniformly
     from ``std_range``, with probability ``p``: sensor noise and compression grain."""
 
     def __init__(self, p: float = 0.2, std_range=(2.0, 10.0), seed=None):
-        self.p = check_fraction(p, "p")
+        super().__init__(p, seed)
         self.std_range = _check_range(std_range, "std_range")
-        self.rng = _rng(seed)
 
-    def __call__(self, image, target, rng=None):
-        rng = rng or self.rng
-        if rng.random() >= self.p:
-            return image, target
+    def apply(self, image, target, rng):
         noisy = image + rng.normal(0.0, rng.uniform(*self.std_range), image.shape).astype(np.float32)
         return np.clip(np.rint(noisy), 0, 255).astype(np.uint8), target
 
@@ -329,7 +324,7 @@ class RandomNoise:
         return f"RandomNoise(p={self.p}, std_range={self.std_range})"
 
 
-class RandomScale:
+class RandomScale(_RandomTransform):
     """Resizes the image by independent factors along x and y, each log-uniform in
     ``scale_range`` = (lo, hi), with probability ``p``; boxes (and proposals) follow exactly.
 
@@ -341,14 +336,10 @@ class RandomScale:
         self.scale_range = _check_range(scale_range, "scale_range")
         if self.scale_range[0] <= 0:
             raise ValueError(f"scale_range must be positive, got {scale_range!r}")
-        self.p = check_fraction(p, "p")
+        super().__init__(p, seed)
         self.min_side = check_int(min_side, "min_side", minimum=1)
-        self.rng = _rng(seed)
 
-    def __call__(self, image, target, rng=None):
-        rng = rng or self.rng
-        if rng.random() >= self.p:
-            return image, target
+    def apply(self, image, target, rng):
         lo, hi = np.log(self.scale_range[0]), np.log(self.scale_range[1])
         sx, sy = np.exp(rng.uniform(lo, hi, 2))
         h, w = image.shape[:2]
@@ -359,7 +350,7 @@ class RandomScale:
         return f"RandomScale(scale_range={self.scale_range}, p={self.p})"
 
 
-class RandomShear:
+class RandomShear(_RandomTransform):
     """Slants the image horizontally by a shear drawn uniformly from [-shear, shear] (x moves
     by that fraction of the height above the image centre), with probability ``p``.
 
@@ -370,15 +361,11 @@ class RandomShear:
 
     def __init__(self, shear: float = 0.15, p: float = 0.5, seed=None):
         self.shear = check_fraction(shear, "shear")
-        self.p = check_fraction(p, "p")
-        self.rng = _rng(seed)
+        super().__init__(p, seed)
 
-    def __call__(self, image, target, rng=None):
+    def apply(self, image, target, rng):
         import cv2
 
-        rng = rng or self.rng
-        if rng.random() >= self.p:
-            return image, target
         k = rng.uniform(-self.shear, self.shear)
         h, w = image.shape[:2]
         cy = h / 2.0
