@@ -67,6 +67,11 @@ def test_bench_detectors_writes_the_report(faces_run, capsys):
         assert np.mean(r["pr"]["precision"]) == pytest.approx(r["coco"]["AP50"], abs=1e-9)
     md = (out / "report.md").read_text()
     assert "quick budget" in md and "parameters overridden" in md
+    # Wall-clock budgets: the detectors with a detection-training loop say how far it got.
+    counted = {r["key"]: r["train_iterations"] for r in report["rows"]}
+    assert 1 <= counted["faster_rcnn"] <= 4 and 1 <= counted["fast_rcnn"] <= 4  # max_iter=4, 2 s
+    assert counted["viola_jones"] is None and counted["ism"] is None
+    assert f"Fast R-CNN {counted['fast_rcnn']}, Faster R-CNN {counted['faster_rcnn']}" in md
     for r in report["rows"]:
         assert f"| {r['name']} | {r['coco']['AP']:.3f} | {r['coco']['AP50']:.3f} |" in md
     for plot in ("pr_curves.png", "speed_accuracy.png", "samples.png"):

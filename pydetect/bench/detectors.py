@@ -289,7 +289,8 @@ def benchmark_detector(key: str, splits: Splits, *, quick: bool, out: str, threa
     -------
     dict
         ``key``, ``name``, ``detector`` (its repr), ``params``, ``cached``, ``train_seconds``,
-        ``infer_ms_per_image``, ``model_bytes``, ``coco`` (the 12 stats and per-class AP),
+        ``infer_ms_per_image``, ``train_iterations`` (detection-training iterations a wall-clock
+        budget allowed, for the detectors that report them; else None), ``model_bytes``, ``coco`` (the 12 stats and per-class AP),
         ``voc`` (mAP and per-class AP50), ``pr`` (recall, precision at IoU 0.5, averaged over
         classes), ``detections`` (one Detections per evaluation image; not serialised).
     """
@@ -344,15 +345,19 @@ def benchmark_detector(key: str, splits: Splits, *, quick: bool, out: str, threa
     mean_precision = np.clip(precision[:, valid], 0, None).mean(axis=1) if valid.any() else np.zeros(len(precision))
     from pydetect.eval.coco import REC_THRS
 
+    history = getattr(detector, "history_", None)
+    iterations = int(history["iterations"]) if isinstance(history, dict) and "iterations" in history else None
     row = {"key": key, "name": display_name(key), "detector": repr(detector), "params": params,
-           "cached": cached, "train_seconds": float(train_seconds), "infer_ms_per_image": infer * 1e3,
+           "cached": cached, "train_iterations": iterations, "train_seconds": float(train_seconds), "infer_ms_per_image": infer * 1e3,
            "model_bytes": os.path.getsize(model_path), "model_path": model_path,
            "coco": {k: (float(v) if np.isscalar(v) else v) for k, v in coco.items()},
            "voc": {"mAP": float(voc["mAP"]), "AP50": {str(k): float(v) for k, v in voc["AP"].items()}},
            "pr": {"recall": np.asarray(REC_THRS, float).tolist(), "precision": mean_precision.tolist()},
            "detections": dets}
     log(f"{display_name(key)}: AP {row['coco']['AP']:.3f}  AP50 {row['coco']['AP50']:.3f}  "
-        f"VOC mAP {row['voc']['mAP']:.3f}  train {train_seconds:.0f} s  {row['infer_ms_per_image']:.1f} ms/image")
+        f"VOC mAP {row['voc']['mAP']:.3f}  train {train_seconds:.0f} s"
+        + (f" ({iterations} iterations)" if iterations is not None else "")
+        + f"  {row['infer_ms_per_image']:.1f} ms/image")
     return row
 
 

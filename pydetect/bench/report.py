@@ -92,6 +92,11 @@ def _markdown(report: dict) -> str:
         format_table(report, markdown=True),
         "",
     ]
+    counted = [r for r in report["rows"] if r.get("train_iterations") is not None]
+    if counted:
+        # Wall-clock budgets: the iterations a run got are what makes two runs comparable.
+        lines += ["Detection-training iterations completed within the wall-clock budget: "
+                  + ", ".join(f"{r['name']} {r['train_iterations']}" for r in counted) + ".", ""]
     per_class = _per_class_table(report)
     if per_class:
         lines += [f"VOC AP50 per class (– : no {split} object of the class):", "", per_class]
