@@ -192,6 +192,50 @@ def test_windows_match_plain_reference():
             assert first[k] == pytest.approx(want[k], abs=1e-9)
 
 
+@pytest.mark.parametrize("name", ["haarcascade_frontalface_default.xml", "haarcascade_eye_tree_eyeglasses.xml",
+                                  "lbp"])
+def test_accepts_and_accepted_windows_agree_with_opencv_and_the_reference(name):
+    """`Cascade.accepts` (what training asks) and `accepted_windows` (the pixels training mines)
+    say of each window what OpenCV's detectMultiScale and the plain numpy reference say."""
+    path = (skdata.lbp_frontal_face_cascade_filename() if name == "lbp"
+            else os.path.join(cv2.data.haarcascades, name))
+    c = Cascade.load(path)
+    det = CascadeDetector(c)
+    g = load_gray("astronaut")
+    if "eye" in name:
+        g = cv2.resize(g[90:150, 180:290], None, fx=0.8, fy=0.8, interpolation=cv2.INTER_AREA)
+    else:
+        g = cv2.resize(g[30:210, 140:320], None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)
+    ww, wh = c.window_size
+    windows, boxes = det.accepted_windows(g, 1.1)
+    assert len(windows) > 0, "the test needs accepted windows"
+    raw = det.detect(g, 1.1, 0).boxes
+    np.testing.assert_array_equal(as_sorted(boxes), as_sorted(raw))  # the same windows detect() finds
+    assert c.accepts(windows).all()
+    rng = np.random.default_rng(3)
+    ys = rng.integers(0, g.shape[0] - wh + 1, 150)
+    xs = rng.integers(0, g.shape[1] - ww + 1, 150)
+    crops = np.concatenate([windows[:150], np.stack([g[y:y + wh, x:x + ww] for y, x in zip(ys, xs)])])
+    got = c.accepts(crops)
+    reference = np.array([ref.run_window(c, w, 0, 0)[0] == 1 for w in crops])
+    np.testing.assert_array_equal(got, reference)
+    if name != "lbp":  # cv2 reads the LBP file only with its typo fixed (lbp_file); the reference covers it
+        cc = cv2.CascadeClassifier(path)
+        peer = np.array([len(cv2_boxes(cc, np.ascontiguousarray(w), 0)) > 0 for w in crops])
+        np.testing.assert_array_equal(got, peer)
+    assert got.any() and (~got).any()
+
+
+def test_accepts_rejects_bad_windows():
+    c = Cascade.load(os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml"))
+    with pytest.raises(ValueError, match=r"windows must have shape \(N, 24, 24\)"):
+        c.accepts(np.zeros((3, 20, 24), np.uint8))
+    with pytest.raises(TypeError, match="windows must be uint8"):
+        c.accepts(np.zeros((3, 24, 24), np.float32))
+    assert c.accepts(np.zeros((0, 24, 24), np.uint8)).shape == (0,)
+    assert not c.accepts(np.full((2, 24, 24), 128, np.uint8)).any()  # flat windows never pass
+
+
 def test_group_rectangles_matches_cv2(rng):
     for _ in range(5):
         base = rng.integers(0, 200, (6, 2))

@@ -533,9 +533,8 @@ void bind_cascade(py::module_& m) {
            py::arg("rects"), py::arg("weights"), py::arg("tilted"),
            "A validated cascade (feature_type 0 = HAAR, 1 = LBP); see pydetect.cascade.Cascade.");
 
-  m.def("cascade_detect", [](const Model& model, const std::vector<CArray<uint8_t>>& images,
-                             const std::vector<float>& scales, int width, int height,
-                             int min_neighbors, double eps) {
+  // Pyramid levels as the scan takes them (the arrays outlive the call).
+  auto to_levels = [](const std::vector<CArray<uint8_t>>& images, const std::vector<float>& scales) {
     if (images.size() != scales.size()) {
       throw py::value_error("got " + std::to_string(images.size()) + " pyramid levels but " +
                             std::to_string(scales.size()) + " scales");
@@ -548,6 +547,54 @@ void bind_cascade(py::module_& m) {
       levels.push_back({images[i].data(), static_cast<int>(images[i].shape(1)),
                         static_cast<int>(images[i].shape(0)), images[i].shape(1), scales[i]});
     }
+    return levels;
+  };
+
+  m.def("cascade_scan", [to_levels](const Model& model, const std::vector<CArray<uint8_t>>& images,
+                                    const std::vector<float>& scales) {
+    const auto levels = to_levels(images, scales);
+    std::vector<pydetect::cascade::Candidate> found;
+    {
+      py::gil_scoped_release release;
+      found = pydetect::cascade::detect_candidates(model, levels);
+    }
+    const int64_t n = static_cast<int64_t>(found.size());
+    py::array_t<int32_t> where({n, int64_t(3)});
+    py::array_t<double> w(n);
+    auto r = where.mutable_unchecked<2>();
+    for (int64_t i = 0; i < n; ++i) {
+      r(i, 0) = found[i].source_level, r(i, 1) = found[i].source_x, r(i, 2) = found[i].source_y;
+      w.mutable_data()[i] = found[i].weight;
+    }
+    return py::make_tuple(where, w);
+  }, py::arg("model"), py::arg("levels"), py::arg("scales"),
+     "The raw windows that pass every stage, ungrouped: ((N, 3) int32 (level index, x, y in "
+     "that level's pixels), last stage sums).");
+
+  m.def("cascade_accepts", [](const Model& model, const CArray<uint8_t>& windows) {
+    if (windows.ndim() != 3 || windows.shape(1) != model.window_height ||
+        windows.shape(2) != model.window_width) {
+      throw py::value_error("windows must have shape (N, " + std::to_string(model.window_height) +
+                            ", " + std::to_string(model.window_width) + ") (the cascade's window), got " +
+                            shape_of(windows));
+    }
+    const int64_t n = windows.shape(0);
+    std::vector<uint8_t> ok;
+    {
+      py::gil_scoped_release release;
+      ok = pydetect::cascade::accepts_windows(model, windows.data(), n, windows.shape(2),
+                                              windows.shape(1) * windows.shape(2));
+    }
+    py::array_t<bool> out(n);
+    for (int64_t i = 0; i < n; ++i) out.mutable_data()[i] = ok[i] != 0;
+    return out;
+  }, py::arg("model"), py::arg("windows"),
+     "Whether each window (N, h, w) uint8 passes every stage, evaluated by the scan itself.");
+
+  m.def("cascade_detect", [to_levels](const Model& model, const std::vector<CArray<uint8_t>>& images,
+                                      const std::vector<float>& scales, int width, int height,
+                                      int min_neighbors, double eps) {
+    const auto levels = to_levels(images, scales);
     std::vector<pydetect::cascade::Candidate> found;
     std::vector<int> neighbours;
     {

@@ -66,15 +66,25 @@ struct Level {
 };
 
 // A window that passed every stage, in original-image pixels, with OpenCV's reject level
-// (number of stages) and the last stage's sum.
+// (number of stages) and the last stage's sum. A raw window also says where the scan found
+// it: the index of its pyramid level and its origin in that level's pixels (training crops
+// hard negatives there); a grouped rectangle has -1 there.
 struct Candidate {
   int x, y, width, height;
   int level;
   double weight;
+  int source_level = -1, source_x = -1, source_y = -1;
 };
 
 // detectMultiScaleNoGrouping on prepared levels. Candidates come in (level, y, x) order.
 std::vector<Candidate> detect_candidates(const Model& model, const std::vector<Level>& levels);
+
+// Whether each of `count` windows (window_height x window_width uint8, rows of `stride`
+// bytes, windows `window_stride` bytes apart) passes every stage: the scan above run on
+// each window as a level of its own, so training (which asks this of its positives and
+// negatives) and detection evaluate a window with the same code and agree exactly.
+std::vector<uint8_t> accepts_windows(const Model& model, const uint8_t* windows, int64_t count,
+                                     int64_t stride, int64_t window_stride);
 
 // groupRectangles(eps) with OpenCV's partition and averaging; `neighbours[i]` gets the
 // cluster size, `levels` / `weights` the cluster's best reject level and weight.

@@ -619,7 +619,8 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
           auto emit = [&](int x, double sum) {
             found[t].push_back({round_half_even(float(x) * scale),
                                 round_half_even(float(y) * scale), win_w, win_h,
-                                static_cast<int>(m.stage_threshold.size()), sum});
+                                static_cast<int>(m.stage_threshold.size()), sum, task.level,
+                                x, y});
           };
           if (step == 1) scan_row_x4<1>(e, row, work_w, emit);
           else scan_row_x4<2>(e, row, work_w, emit);
@@ -632,7 +633,8 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
           if (result == 1) {
             found[t].push_back({round_half_even(float(x) * scale),
                                 round_half_even(float(y) * scale), win_w, win_h,
-                                static_cast<int>(m.stage_threshold.size()), sum});
+                                static_cast<int>(m.stage_threshold.size()), sum, task.level,
+                                x, y});
           } else if (result == 0) {
             x += step;  // rejected by the first stage: skip the next position too
           }
@@ -641,6 +643,25 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
     }
   });
   for (auto& f : found) out.insert(out.end(), f.begin(), f.end());
+  return out;
+}
+
+std::vector<uint8_t> accepts_windows(const Model& m, const uint8_t* windows, int64_t count,
+                                     int64_t stride, int64_t window_stride) {
+  PD_CHECK(count >= 0 && stride >= m.window_width && window_stride >= 0,
+           "accepts_windows: bad window layout");
+  std::vector<uint8_t> out(static_cast<size_t>(count), 0);
+  // Chunks bound the integral buffer (a chunk of windows is one pyramid of scale-1 levels,
+  // each scanned at its single position (0, 0)).
+  constexpr int64_t kChunk = 4096;
+  for (int64_t lo = 0; lo < count; lo += kChunk) {
+    const int64_t hi = std::min(count, lo + kChunk);
+    std::vector<Level> levels;
+    levels.reserve(static_cast<size_t>(hi - lo));
+    for (int64_t i = lo; i < hi; ++i)
+      levels.push_back({windows + i * window_stride, m.window_width, m.window_height, stride, 1.f});
+    for (const Candidate& c : detect_candidates(m, levels)) out[lo + c.source_level] = 1;
+  }
   return out;
 }
 

@@ -14,7 +14,7 @@ from pydetect._validation import as_image, check_int, check_int32, check_scale_f
 from pydetect.cascade.model import Cascade
 from pydetect.structures import Detections
 
-__all__ = ["CascadeDetector", "pyramid_scales", "MAX_PYRAMID_LEVELS"]
+__all__ = ["CascadeDetector", "pyramid_scales", "pyramid_levels", "MAX_PYRAMID_LEVELS"]
 
 GROUP_EPS = 0.2  # OpenCV's GROUP_EPS in detectMultiScale
 
@@ -102,6 +102,46 @@ def pyramid_scales(window_size, image_size, scale_factor=1.1, min_size=None, max
     return scales
 
 
+def _grey(gray):
+    import cv2
+
+    img = as_image(gray, "gray")
+    return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
+
+
+def pyramid_levels(gray, window_size, scale_factor=1.1, min_size=None, max_size=None):
+    """The levels OpenCV scans: the grey image shrunk by ``1 / s`` for each of
+    :func:`pyramid_scales` (``cv2.resize`` with ``INTER_LINEAR_EXACT``, the bit-exact
+    bilinear OpenCV 4 uses here; the scale-1 level is the image itself).
+
+    Parameters
+    ----------
+    gray : (H, W) uint8 ndarray
+    window_size, scale_factor, min_size, max_size
+        As :func:`pyramid_scales`.
+
+    Returns
+    -------
+    scales : list of numpy.float32
+    levels : list of (h, w) uint8 ndarray
+    """
+    import cv2
+
+    h, w = gray.shape
+    scales = pyramid_scales(window_size, (w, h), scale_factor, min_size, max_size)
+    levels = []
+    for s in scales:
+        lw = int(np.rint(np.float32(w) / s))
+        lh = int(np.rint(np.float32(h) / s))
+        if (lw, lh) == (w, h):
+            levels.append(gray)
+        else:
+            inv = 1.0 / float(s)
+            levels.append(cv2.resize(gray, (lw, lh), fx=inv, fy=inv,
+                                     interpolation=cv2.INTER_LINEAR_EXACT))
+    return scales, levels
+
+
 class CascadeDetector:
     """Runs a :class:`Cascade` over an image pyramid, exactly as OpenCV does.
 
@@ -161,26 +201,12 @@ class CascadeDetector:
             (``detectMultiScale2``'s ``numDetections``; 1 when ``min_neighbors == 0``);
             labels 0.
         """
-        import cv2
-
         scale_factor = check_scale_factor(scale_factor)
         min_neighbors = check_int32(min_neighbors, "min_neighbors")
-        img = as_image(gray, "gray")
-        if img.ndim == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        img = _grey(gray)
         h, w = img.shape
-        scales = pyramid_scales(self.cascade.window_size, (w, h), scale_factor, min_size,
-                                max_size)
-        levels = []
-        for s in scales:
-            lw = int(np.rint(np.float32(w) / s))
-            lh = int(np.rint(np.float32(h) / s))
-            if (lw, lh) == (w, h):
-                levels.append(img)
-            else:
-                inv = 1.0 / float(s)
-                levels.append(cv2.resize(img, (lw, lh), fx=inv, fy=inv,
-                                         interpolation=cv2.INTER_LINEAR_EXACT))
+        scales, levels = pyramid_levels(img, self.cascade.window_size, scale_factor, min_size,
+                                        max_size)
         rects, counts, rej, wts = _C.cascade_detect(
             self.cascade._native_model(), levels, [float(s) for s in scales], w, h,
             min_neighbors, GROUP_EPS)
@@ -192,6 +218,41 @@ class CascadeDetector:
         return Detections(boxes, scores=counts.astype(np.float32), **fields)
 
     __call__ = detect
+
+    def accepted_windows(self, gray, scale_factor: float = 1.1, min_size=None, max_size=None):
+        """The raw windows that pass every stage, as the pixels the scan evaluated.
+
+        The windows :meth:`detect` groups (``min_neighbors=0`` returns their boxes), cut from
+        the pyramid level where each was found: the cascade's training mines its hard
+        negatives here, so what it trains on is exactly what the detector accepted.
+
+        Parameters
+        ----------
+        gray, scale_factor, min_size, max_size
+            As :meth:`detect`.
+
+        Returns
+        -------
+        windows : (N, h, w) uint8 ndarray
+            Each accepted window, ``Cascade.accepts(windows)`` all True.
+        boxes : (N, 4) float32 ndarray
+            Their boxes in image pixels (xyxy), as ``detect(..., min_neighbors=0)`` gives
+            them before clipping.
+        """
+        scale_factor = check_scale_factor(scale_factor)
+        img = _grey(gray)
+        scales, levels = pyramid_levels(img, self.cascade.window_size, scale_factor, min_size,
+                                        max_size)
+        where, _ = _C.cascade_scan(self.cascade._native_model(), levels, [float(s) for s in scales])
+        ww, wh = self.cascade.window_size
+        windows = np.empty((len(where), wh, ww), np.uint8)
+        boxes = np.empty((len(where), 4), np.float32)
+        for i, (k, x, y) in enumerate(where):
+            windows[i] = levels[k][y:y + wh, x:x + ww]
+            s = scales[k]  # OpenCV's box: cvRound(position * scale), cvRound(size * scale)
+            x1, y1 = np.rint(np.float32(x) * s), np.rint(np.float32(y) * s)
+            boxes[i] = (x1, y1, x1 + np.rint(np.float32(ww) * s), y1 + np.rint(np.float32(wh) * s))
+        return windows, boxes
 
     def __repr__(self):
         return f"CascadeDetector({self.cascade!r})"

@@ -265,6 +265,34 @@ class Cascade:
             out.append(HaarFeature(r[:k].copy(), w[:k].copy(), bool(t)))
         return out
 
+    def accepts(self, windows) -> np.ndarray:
+        """Whether each window passes every stage, evaluated by the detector's own scan.
+
+        Training asks this of its positives and negatives, so what training counts as
+        accepted is exactly what :class:`~pydetect.cascade.CascadeDetector` finds.
+
+        Parameters
+        ----------
+        windows : (N, h, w) uint8 array
+            Windows of the cascade's size (``window_size`` is (w, h)).
+
+        Returns
+        -------
+        (N,) bool ndarray
+            True where the window passes every stage (a Haar window whose pixel standard
+            deviation is <= 10 never does, as in OpenCV).
+        """
+        from pydetect import _C
+
+        arr, _ = to_numpy(windows, "windows")
+        if arr.dtype != np.uint8:
+            raise TypeError(f"windows must be uint8, got dtype {arr.dtype}")
+        w, h = self.window_size
+        if arr.ndim != 3 or arr.shape[1:] != (h, w):
+            raise ValueError(f"windows must have shape (N, {h}, {w}) for a {w}x{h} cascade, "
+                             f"got {tuple(arr.shape)}")
+        return _C.cascade_accepts(self._native_model(), np.ascontiguousarray(arr))
+
     def _native_model(self):
         if self._native is None:
             from pydetect import _C

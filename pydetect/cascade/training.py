@@ -32,8 +32,8 @@ import numpy as np
 from pydetect._io import atomic_write
 from pydetect._validation import (as_image, check_choice, check_fraction, check_int, check_positive,
                                   check_scale_factor, to_numpy)
-from pydetect.cascade.boosting import AdaBoost, tree_decision
-from pydetect.cascade.detector import pyramid_scales
+from pydetect.cascade.boosting import AdaBoost
+from pydetect.cascade.detector import CascadeDetector, pyramid_levels, pyramid_scales
 from pydetect.cascade.haar_features import HaarFeatures
 
 __all__ = ["train_cascade", "augment_positives", "CascadeTrainingLog"]
@@ -139,28 +139,12 @@ class _StageModel:
             self.tilted = np.concatenate([self.tilted, np.asarray(new_tilted, bool)])
         self.stages.append((np.float32(threshold), remapped))
 
-    def feature_values(self, windows):
-        if len(self.rects) == 0:
-            return np.zeros((len(windows), 0), np.float32)
-        bank = HaarFeatures.from_arrays(self.window_hw, self.rects, self.weights, self.tilted)
-        return bank.compute(windows, max_bytes=1 << 62)
-
-    def accepts(self, windows, values=None):
-        """Boolean (N,): windows passing every stage (OpenCV: sum >= threshold - 1e-5)."""
-        keep = np.ones(len(windows), bool)
+    def accepts(self, windows):
+        """Boolean (N,): windows passing every stage, evaluated by the detector's own scan
+        (:meth:`Cascade.accepts`), so training and detection never disagree."""
         if not self.stages or len(windows) == 0:
-            return keep
-        values = self.feature_values(windows) if values is None else values
-        for thr, trees in self.stages:
-            idx = np.flatnonzero(keep)
-            if idx.size == 0:
-                break
-            x = values[idx]
-            s = np.zeros(idx.size, np.float32)
-            for t in trees:
-                s += tree_decision(t, x).astype(np.float32)
-            keep[idx[s < np.float32(thr) - np.float32(THRESHOLD_EPS)]] = False
-        return keep
+            return np.ones(len(windows), bool)
+        return self.to_cascade(None).accepts(windows)
 
     def to_cascade(self, max_depth):
         from pydetect.cascade.model import Cascade, HaarFeature, Stage, WeakTree
@@ -207,16 +191,9 @@ class _NegativeMiner:
         self.rng = np.random.default_rng(seed)
 
     def _levels(self, img):
-        import cv2
-
-        h, w = img.shape
+        """(scale, level) pairs: the detector's own pyramid (:func:`pyramid_levels`)."""
         wh, ww = self.window_hw
-        for s in pyramid_scales((ww, wh), (w, h), self.scale_factor):
-            lw, lh = int(np.rint(np.float32(w) / s)), int(np.rint(np.float32(h) / s))
-            level = img if (lw, lh) == (w, h) else cv2.resize(
-                img, (lw, lh), fx=1.0 / float(s), fy=1.0 / float(s),
-                interpolation=cv2.INTER_LINEAR_EXACT)
-            yield float(s), level
+        return zip(*pyramid_levels(img, (ww, wh), self.scale_factor))
 
     def _windows_scanned(self, img):
         wh, ww = self.window_hw
@@ -250,45 +227,26 @@ class _NegativeMiner:
                     break
         return np.asarray(out[:count], np.uint8).reshape(-1, wh, ww), consumed
 
-    def hard_windows(self, model, cascade, count, max_per_image):
-        """Windows the cascade accepts, at most ``max_per_image`` per image.
+    def hard_windows(self, cascade, count, max_per_image):
+        """Windows the cascade accepts, at most ``max_per_image`` per image: the exact
+        pixels the detector's scan accepted (:meth:`CascadeDetector.accepted_windows`).
 
         Returns (windows, windows scanned, windows accepted) over the images visited.
         """
-        from pydetect.cascade.detector import CascadeDetector
-
         wh, ww = self.window_hw
         detector = CascadeDetector(cascade)
         found, scanned, accepted = [], 0, 0
         for b in self.rng.permutation(len(self.backgrounds)):
             img = self.backgrounds[b]
-            det = detector.detect(img, scale_factor=self.scale_factor, min_neighbors=0)
+            wins, _ = detector.accepted_windows(img, scale_factor=self.scale_factor)
             scanned += self._windows_scanned(img)
-            accepted += len(det)
-            if len(det) == 0:
+            accepted += len(wins)
+            if len(wins) == 0:
                 continue
-            boxes = np.asarray(det.boxes)
-            pick = self.rng.permutation(len(boxes))[:max_per_image]
-            levels = dict(self._levels(img))
-            scales = np.array(sorted(levels))
-            sizes = np.rint(np.float32(ww) * scales.astype(np.float32)).astype(int)
-            wins = []
-            for k in pick:
-                x1, y1, x2, _ = boxes[k]
-                match = np.flatnonzero(sizes == int(round(x2 - x1)))
-                if match.size == 0:
-                    continue
-                s = float(scales[match[0]])
-                level = levels[s]
-                x, y = int(round(x1 / s)), int(round(y1 / s))
-                if 0 <= x <= level.shape[1] - ww and 0 <= y <= level.shape[0] - wh:
-                    wins.append(level[y:y + wh, x:x + ww])
-            if wins:
-                wins = np.stack(wins)
-                # keep those the training-time evaluation accepts too (float rounding aside,
-                # all of them)
-                wins = wins[model.accepts(wins) & (_window_std(wins) > MIN_STD)]
-                found.extend(wins)
+            wins = wins[self.rng.permutation(len(wins))[:max_per_image]]
+            # the detector already rejects flat windows; this drops the ones the numpy
+            # deviation puts on the other side of 10 (the features are normalised by it)
+            found.extend(wins[_window_std(wins) > MIN_STD])
             if len(found) >= count:
                 break
         return np.asarray(found[:count], np.uint8).reshape(-1, wh, ww), scanned, accepted
@@ -462,7 +420,7 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
                 ratio = 1.0
             else:
                 neg, scanned, accepted = miner.hard_windows(
-                    model, model.to_cascade(max_depth), num_neg, max(1, math.ceil(num_neg / 8)))
+                    model.to_cascade(max_depth), num_neg, max(1, math.ceil(num_neg / 8)))
                 ratio = accepted / max(scanned, 1)
             if len(neg) < max(1, num_neg // 10):
                 # OpenCV fails here ("Train dataset for temp stage can not be filled"); the
