@@ -154,7 +154,7 @@ def main():
                 continue
             detector = BaseDetector.load(row["model_path"])
             result = {"bench": bench, "code": report.get("code"), "detector": row["name"],
-                      "augment": row["params"].get("augment", "default"),
+                      "augment": repr(detector.get_params().get("augment")),
                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
             for name, ds in sets.items():
                 stats = coco_evaluate(ds, detector.predict_batch([im for im, _ in ds]))
