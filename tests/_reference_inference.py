@@ -23,11 +23,15 @@ def _finish(found):
     return [f[0] for f in found], [f[1] for f in found], [f[2] for f in found]
 
 
-def greedy_nmm(boxes, scores, labels, thr, metric):
-    boxes = [[float(v) for v in b] for b in boxes]
+def _prepare(boxes, scores):
+    """Plain-float boxes and scores, the score order and each box's rank in it."""
     scores = [float(s) for s in scores]
     order = _order(scores)
-    rank = {i: r for r, i in enumerate(order)}
+    return [[float(v) for v in b] for b in boxes], scores, order, {i: r for r, i in enumerate(order)}
+
+
+def greedy_nmm(boxes, scores, labels, thr, metric):
+    boxes, scores, order, rank = _prepare(boxes, scores)
     found = []
     for label in sorted(set(labels)):
         pool = [i for i in order if labels[i] == label]
@@ -45,10 +49,7 @@ def greedy_nmm(boxes, scores, labels, thr, metric):
 
 
 def weighted_boxes_fusion(boxes, scores, labels, thr, metric, views=()):
-    boxes = [[float(v) for v in b] for b in boxes]
-    scores = [float(s) for s in scores]
-    order = _order(scores)
-    rank = {i: r for r, i in enumerate(order)}
+    boxes, scores, order, rank = _prepare(boxes, scores)
     found = []
     for label in sorted(set(labels)):
         clusters, fused = [], []
