@@ -194,6 +194,144 @@ def test_pretraining_time_budget_counts_across_resumes(tmp_path, monkeypatch):
     assert abs(first.steps + second.steps - straight.steps) <= 1
 
 
+# A GPU run's checkpoint also holds its device's CUDA generator ("cuda_rng", 16 bytes: seed and
+# offset of torch's Philox generator), which dropout on the GPU draws from.
+GPU_RNG_STATE = torch.arange(16, dtype=torch.uint8)
+
+
+def refuse_cuda_rng(*args, **kwargs):
+    raise AssertionError("a run on the CPU set the CUDA random state")
+
+
+def test_a_cpu_checkpoint_has_no_cuda_rng_and_one_from_a_gpu_resumes_on_the_cpu(tmp_path, monkeypatch):
+    """train_loop: a CPU run saves no CUDA random state; a checkpoint that has one (as a GPU
+    run writes) resumes on the CPU exactly as without it, the state ignored."""
+    straight, _ = run_toy(tmp_path / "a")
+    assert "cuda_rng" not in training.load_checkpoint(tmp_path / "a" / "toy.ckpt")
+    with pytest.raises(KeyboardInterrupt):
+        run_toy(tmp_path / "b", sample=toy_batches(fail_at=17))
+    path = tmp_path / "b" / "toy.ckpt"
+    state = training.load_checkpoint(path)
+    assert "cuda_rng" not in state
+    torch.save({**state, "cuda_rng": GPU_RNG_STATE}, path)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", refuse_cuda_rng)
+    resumed, hist = run_toy(tmp_path / "b")
+    assert hist["resumed_from"] == 16
+    for p, q in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(p, q)
+    assert "cuda_rng" not in training.load_checkpoint(path)  # rewritten by a CPU run
+
+
+def test_pretraining_resumes_on_the_cpu_from_a_checkpoint_with_cuda_rng(tmp_path, monkeypatch):
+    """pretrain_backbone: the same, from a checkpoint written after the second epoch."""
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (44, 16, 16, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, 44)
+
+    def pretrain(path, **kw):
+        torch.manual_seed(0)  # the classifier's initial weights
+        _, classifier = training.pretrain_backbone(CountingBackbone(), crops, labels, 3, checkpoint_path=path,
+                                                   seconds=1e9, max_epochs=4, batch_size=8, seed=0,
+                                                   hflip_aug=True, return_classifier=True, **kw)
+        return classifier
+
+    straight = pretrain(tmp_path / "a.ckpt")
+    assert "cuda_rng" not in training.load_checkpoint(tmp_path / "a.ckpt")
+    again = pretrain(tmp_path / "b.ckpt")  # uninterrupted runs are identical
+    save, saves = training._save_checkpoint, []
+
+    def save_then_die(path, state):
+        saves.append(state["step"])
+        if len(saves) == 2:
+            save(path, {**state, "cuda_rng": GPU_RNG_STATE})
+            raise KeyboardInterrupt("killed after the second epoch's checkpoint")
+        save(path, state)
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tmp_path / "c.ckpt")
+    monkeypatch.setattr(training, "_save_checkpoint", save)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", refuse_cuda_rng)
+    resumed = pretrain(tmp_path / "c.ckpt")
+    assert saves[1] == 2 * 5 and training.load_checkpoint(tmp_path / "c.ckpt")["step"] == 4 * 5
+    for p, q, r in zip(straight.state_dict().values(), resumed.state_dict().values(),
+                       again.state_dict().values()):
+        assert torch.equal(p, q) and torch.equal(p, r)
+    assert "cuda_rng" not in training.load_checkpoint(tmp_path / "c.ckpt")
+
+
+class DropoutToyModel(torch.nn.Module):
+    """A loss-dict model whose only randomness is dropout, on the model's device (on a GPU it
+    draws from that device's CUDA generator, not from the CPU's)."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = torch.nn.Linear(3, 64)
+        self.drop = torch.nn.Dropout(0.5)
+        self.out = torch.nn.Linear(64, 1)
+
+    def forward(self, x, y):
+        return {"loss_mse": ((self.out(self.drop(torch.relu(self.hidden(x)))).squeeze(1) - y) ** 2).mean()}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_a_resumed_gpu_run_continues_the_cuda_random_stream(tmp_path, monkeypatch):
+    """On a GPU, train_loop's checkpoints keep the device's CUDA random state: a run killed and
+    resumed draws the same dropout masks, so its losses and weights are an uninterrupted
+    run's. Without restoring that state (the check that this test can fail) they are not.
+    pretrain_backbone on a GPU saves the state too and restores it on resume."""
+    batches = toy_batches()
+
+    def on_gpu(fail_at=None):
+        def sample(it, rank, world, rng):
+            if it == fail_at:
+                raise KeyboardInterrupt("simulated interruption")
+            return tuple(t.cuda() for t in batches(it, rank, world, rng))
+        return sample
+
+    def run(path, sample):
+        torch.manual_seed(0)
+        model = DropoutToyModel().cuda()
+        hist = training.train_loop(model, sample, max_iter=12, seconds=1e9, lr=0.01, seed=1,
+                                   checkpoint_path=path, checkpoint_every=2)
+        return model, hist
+
+    straight, hist = run(tmp_path / "a.ckpt", on_gpu())
+    state = training.load_checkpoint(tmp_path / "a.ckpt")
+    assert state["cuda_rng"].dtype == torch.uint8 and state["cuda_rng"].device.type == "cpu"
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b.ckpt", on_gpu(fail_at=7))
+    killed = tmp_path / "b.ckpt.killed"
+    killed.write_bytes((tmp_path / "b.ckpt").read_bytes())
+    resumed, resumed_hist = run(tmp_path / "b.ckpt", on_gpu())
+    assert resumed_hist["resumed_from"] == 6
+    assert resumed_hist["losses"] == hist["losses"][6:]
+    for p, q in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(p, q)
+    # Resumed without the CUDA state, the dropout masks (and so the losses) differ.
+    (tmp_path / "b.ckpt").write_bytes(killed.read_bytes())
+    monkeypatch.setattr(training, "_restore_cuda_rng", lambda state, device: None)
+    _, unrestored = run(tmp_path / "b.ckpt", on_gpu())
+    assert unrestored["resumed_from"] == 6 and unrestored["losses"] != hist["losses"][6:]
+    monkeypatch.undo()
+
+    # pretrain_backbone: the state of the device it trains on is saved, and set on resume.
+    rng = np.random.default_rng(0)
+    crops, labels = rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8), rng.integers(0, 3, 20)
+    path = tmp_path / "pretrain.ckpt"
+    training.pretrain_backbone(CountingBackbone(), crops, labels, 3, checkpoint_path=path, seconds=1e9,
+                               max_epochs=1, batch_size=8, device="cuda")
+    saved = training.load_checkpoint(path)["cuda_rng"]
+    assert saved.dtype == torch.uint8
+    restored = []
+    set_state = torch.cuda.set_rng_state
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device="cuda": (restored.append(s.clone()),
+                                                                                set_state(s, device)))
+    training.pretrain_backbone(CountingBackbone(), crops, labels, 3, checkpoint_path=path, seconds=1e9,
+                               max_epochs=2, batch_size=8, device="cuda")
+    assert len(restored) == 1 and torch.equal(restored[0], saved)
+
+
 def test_weight_average_is_the_ramped_exponential_average(tmp_path):
     """The weights handed back are the EMA of the live weights after every step (brute force),
     batch-norm statistics included; the checkpoint keeps the live weights."""

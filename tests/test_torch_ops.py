@@ -354,6 +354,151 @@ def test_script_modules_equal_eager_and_survive_save_load():
         torch.testing.assert_close(torch.jit.load(buffer)(*args), module(*args), rtol=0, atol=0)
 
 
+# ----------------------------------------------------------------------------- box_convert, box_area
+FORMATS = ("xyxy", "xywh", "cxcywh")
+FORMAT_PAIRS = [(a, b) for a in FORMATS for b in FORMATS if a != b]
+
+
+def format_boxes(n, dtype, seed=0):
+    """(n, 4) boxes read as any format: corners or centres in [0, 100), sides in [0, 40)
+    (some 0), values that round in float32."""
+    rng = np.random.default_rng(seed)
+    xy, wh = rng.uniform(0, 100, (n, 2)), rng.uniform(0, 40, (n, 2))
+    wh[rng.random(n) < 0.1] = 0
+    return torch.tensor(np.concatenate([xy, wh], 1), dtype=dtype)
+
+
+def numpy_box_convert(b, in_fmt, out_fmt):
+    """By hand, in the C++ kernels' operation order (csrc/boxes/box_ops.cpp): through xyxy,
+    in the boxes' own dtype."""
+    t = b.dtype.type
+    p, q, r, s = b.T
+    if in_fmt == "xyxy":
+        x1, y1, x2, y2 = p, q, r, s
+    elif in_fmt == "xywh":
+        x1, y1, x2, y2 = p, q, p + r, q + s
+    else:  # cxcywh
+        x1, y1, x2, y2 = p - t(0.5) * r, q - t(0.5) * s, p + t(0.5) * r, q + t(0.5) * s
+    if out_fmt == "xyxy":
+        out = (x1, y1, x2, y2)
+    elif out_fmt == "xywh":
+        out = (x1, y1, x2 - x1, y2 - y1)
+    else:  # cxcywh
+        out = ((x1 + x2) / t(2), (y1 + y2) / t(2), x2 - x1, y2 - y1)
+    return np.stack(out, 1)
+
+
+def numpy_box_area(b):
+    return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_script_box_convert_and_box_area_equal_eager_and_numpy(dtype):
+    convert, area = torch.jit.script(ops.box_convert), torch.jit.script(ops.box_area)
+    for n in (60, 0):
+        b = format_boxes(n, dtype)
+        for in_fmt, out_fmt in FORMAT_PAIRS + [(f, f) for f in FORMATS]:
+            got = convert(b, in_fmt, out_fmt)
+            want = numpy_box_convert(b.numpy(), in_fmt, out_fmt)
+            assert got.dtype == dtype and got.shape == (n, 4)
+            torch.testing.assert_close(got, ops.box_convert(b, in_fmt, out_fmt), rtol=0, atol=0)
+            np.testing.assert_array_equal(got.numpy(), want)
+            np.testing.assert_array_equal(ops.box_convert(b.numpy(), in_fmt, out_fmt), want)
+        got = area(b)
+        assert got.dtype == dtype and got.shape == (n,)
+        torch.testing.assert_close(got, ops.box_area(b), rtol=0, atol=0)
+        np.testing.assert_array_equal(got.numpy(), numpy_box_area(b.numpy()))
+    assert convert(b, "xyxy", "xyxy") is not b  # a new tensor, as eagerly
+
+
+def test_script_box_convert_and_box_area_keep_the_eager_rules():
+    convert, area = torch.jit.script(ops.box_convert), torch.jit.script(ops.box_area)
+    ints = torch.tensor([[1, 2, 4, 8]])
+    for fn, args in ((ops.box_convert, (ints, "xywh", "cxcywh")), (ops.box_area, (ints,))):
+        scripted = torch.jit.script(fn)(*args)
+        assert scripted.dtype == torch.float32  # integers compute in float32
+        torch.testing.assert_close(scripted, fn(*args), rtol=0, atol=0)
+    for empty in (torch.zeros(0), torch.zeros(0, 0, dtype=torch.float64)):  # as (0, 4)
+        assert convert(empty, "xywh", "xyxy").shape == ops.box_convert(empty, "xywh", "xyxy").shape == (0, 4)
+        assert area(empty).dtype == ops.box_area(empty).dtype == empty.dtype
+    b = format_boxes(3, torch.float32)
+    for fn in (convert, ops.box_convert):  # TorchScript raises its own error class, with the message
+        with pytest.raises((ValueError, torch.jit.Error), match="in_fmt must be one of 'xyxy', 'xywh', 'cxcywh'"):
+            fn(b, "xyzw", "xyxy")
+        with pytest.raises((ValueError, torch.jit.Error), match="out_fmt must be one of"):
+            fn(b, "xyxy", "XYXY")
+    for fn in (area, ops.box_area):
+        with pytest.raises((ValueError, torch.jit.Error), match=r"boxes must have shape \(N, 4\), got \(3, 5\)"):
+            fn(torch.zeros(3, 5))
+        with pytest.raises((ValueError, torch.jit.Error), match=r"got \(4,\)"):
+            fn(torch.zeros(4))
+
+
+def test_scripted_box_convert_and_box_area_are_differentiable():
+    b = format_boxes(6, torch.float64).requires_grad_(True)
+    convert, area = torch.jit.script(ops.box_convert), torch.jit.script(ops.box_area)
+    for in_fmt, out_fmt in FORMAT_PAIRS:
+        torch.autograd.gradcheck(lambda t: convert(t, in_fmt, out_fmt), (b,))
+    torch.autograd.gradcheck(area, (b,))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_box_convert_and_box_area_equal_torchvision(dtype):
+    tv = pytest.importorskip("torchvision.ops", reason="torchvision is a benchmark peer, not a dependency")
+    convert, area = torch.jit.script(ops.box_convert), torch.jit.script(ops.box_area)
+    for n in (60, 0):
+        b = format_boxes(n, dtype)
+        for in_fmt, out_fmt in FORMAT_PAIRS:
+            want = tv.box_convert(b, in_fmt, out_fmt)
+            torch.testing.assert_close(convert(b, in_fmt, out_fmt), want, rtol=0, atol=0)
+            torch.testing.assert_close(ops.box_convert(b, in_fmt, out_fmt), want, rtol=0, atol=0)
+        torch.testing.assert_close(area(b), tv.box_area(b), rtol=0, atol=0)
+        torch.testing.assert_close(ops.box_area(b), tv.box_area(b), rtol=0, atol=0)
+
+
+class BoxStats(nn.Module):
+    """Boxes of a given format as centres and sides, and their areas."""
+
+    def __init__(self, in_fmt: str):
+        super().__init__()
+        self.in_fmt = in_fmt
+
+    def forward(self, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xyxy = ops.box_convert(boxes, self.in_fmt, "xyxy")
+        return ops.box_convert(xyxy, "xyxy", "cxcywh"), ops.box_area(xyxy)
+
+
+def test_box_convert_and_box_area_in_scripted_traced_and_fx_modules():
+    b, other = format_boxes(40, torch.float32), format_boxes(25, torch.float32, seed=1)
+    for in_fmt in FORMATS:
+        module = BoxStats(in_fmt)
+        scripted = torch.jit.script(module)
+        buffer = io.BytesIO()
+        torch.jit.save(scripted, buffer)
+        buffer.seek(0)
+        loaded = torch.jit.load(buffer)
+        traced = torch.jit.trace(module, (b,))  # the torch ops are recorded, not a constant result
+        gm = torch.fx.symbolic_trace(module)
+        targets = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+        assert targets.count(ops.box_convert) == 2 and targets.count(ops.box_area) == 1
+        for x in (b, other, other[:0]):
+            want = module(x)
+            for got in (scripted(x), loaded(x), traced(x), gm(x)):
+                for g, w in zip(got, want):
+                    torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+def test_box_convert_and_box_area_compile_fullgraph():
+    # aot_eager: the capture without inductor's C++ compile (test_compile_fullgraph_... runs that).
+    torch._dynamo.reset()
+    module = BoxStats("xywh")
+    compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
+    for n in (40, 25):
+        b = format_boxes(n, torch.float32, seed=n)
+        for got, want in zip(compiled(b), module(b)):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
 # ----------------------------------------------------------------------------- torch.fx
 class SmallDetector(nn.Module):
     """conv -> NMS on given boxes -> RoIAlign of the kept ones -> MultiScaleRoIAlign too."""

@@ -246,9 +246,10 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
     geometric=False)``) is applied to each training crop of each batch.
 
     With a ``checkpoint_path``, the classifier, optimiser, step, elapsed time and random
-    states are written there (atomically) after every epoch and at the end; with ``resume``,
-    an existing checkpoint is loaded and training continues from it, its elapsed time
-    counting towards ``seconds``. The same crops must be given again.
+    states (``device``'s CUDA generator's too, on a GPU) are written there (atomically)
+    after every epoch and at the end; with ``resume``, an existing checkpoint is loaded and
+    training continues from it, its elapsed time counting towards ``seconds``. The same
+    crops must be given again.
 
     The classifier (and so ``backbone``) is trained on ``device`` (a torch.device or its
     name) and left there; the crops stay on the CPU, where they are drawn, augmented and
@@ -280,12 +281,14 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
             step, elapsed_before = int(state["step"]), float(state["seconds"])
             g.set_state(state["generator"])
             aug_rng.bit_generator.state = state["augment_rng"]
+            _restore_cuda_rng(state, device)
 
     def checkpoint(elapsed):
         if checkpoint_path is not None and distributed_info(device)[0] == 0:
             _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                                "step": step, "seconds": elapsed, "generator": g.get_state(),
-                                               "augment_rng": aug_rng.bit_generator.state})
+                                               "augment_rng": aug_rng.bit_generator.state,
+                                               **_cuda_rng_state(device)})
 
     start = time.perf_counter()
     bar = _bar(total, "pretrain backbone", progress)
@@ -445,6 +448,22 @@ def _save_checkpoint(path, state):
         torch.save(state, f)
 
 
+def _cuda_rng_state(device) -> dict:
+    """``{"cuda_rng": state}`` of ``device``'s CUDA generator (dropout and other random ops
+    on the GPU draw from it, not from the CPU's) when training on a GPU; ``{}`` otherwise."""
+    device = torch.device(device)
+    return {"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
+
+
+def _restore_cuda_rng(state, device) -> None:
+    """Restores a checkpoint's ``"cuda_rng"`` onto ``device`` when it trains on a GPU. A
+    checkpoint from a CPU run has none (the device's generator keeps its state), and on a CPU
+    one from a GPU run is ignored: there the GPU's random stream is not used."""
+    device = torch.device(device)
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+
+
 def load_checkpoint(path) -> dict:
     """A checkpoint of this module (or the pretrained backbone of a detector), read with
     ``torch.load(weights_only=True)``: tensors, numbers, strings and plain containers only,
@@ -532,9 +551,10 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
         schedule follows ``max(iteration / max_iter, elapsed / seconds)``.
     checkpoint_path : path, optional
         Written atomically every ``checkpoint_every`` iterations and at the end (model,
-        optimiser, iteration, elapsed time, random states: tensors and plain values only,
-        read back by :func:`load_checkpoint`). With ``resume``, an existing checkpoint is
-        loaded and training continues from it, its elapsed time counting towards ``seconds``.
+        optimiser, iteration, elapsed time, random states, the model's GPU's too when it
+        trains on one: tensors and plain values only, read back by :func:`load_checkpoint`).
+        With ``resume``, an existing checkpoint is loaded and training continues from it, its
+        elapsed time counting towards ``seconds``.
     ema_decay : float in (0, 1), optional
         Keep a :class:`WeightAverage` of the weights and load it into ``model`` when
         training ends (the checkpoint keeps the live weights and the average, so a resumed
@@ -571,6 +591,7 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
             if rank < len(state["numpy_rng"]):
                 rng.bit_generator.state = state["numpy_rng"][rank]
             torch.set_rng_state(state["torch_rng"])
+            _restore_cuda_rng(state, device)
             saved_average = state.get("ema")
         resumed_from = it
     # Built after a resume so that, without a saved average, it starts from the loaded weights.
@@ -586,7 +607,8 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
         _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                            "iteration": it, "seconds": elapsed,
                                            "numpy_rng": rng_states, "torch_rng": torch.get_rng_state(),
-                                           "ema": average.state_dict() if average is not None else None})
+                                           "ema": average.state_dict() if average is not None else None,
+                                           **_cuda_rng_state(device)})
 
     start = time.perf_counter()
     losses_hist = []

@@ -5,7 +5,9 @@ Each accepts numpy arrays or torch tensors and returns the kind it was given. ``
 tensors (``torch.ops.pydetect.*``, see :mod:`pydetect.ops._library`): they, and the
 RoIAlign / RoIPool / MultiScaleRoIAlign modules, work with torch.jit.script, torch.fx,
 torch.compile, torch.export, autograd and autocast, and on CUDA tensors where pydetect has
-CUDA kernels. The other functions take numpy arrays or CPU tensors.
+CUDA kernels. ``box_area`` and ``box_convert`` of tensors work with torch.jit.script, torch.fx,
+torch.jit.trace and torch.compile too (computed with torch's ops there, on any device; eagerly
+they take CPU tensors). The other functions take numpy arrays or CPU tensors.
 """
 
 import torch.fx
@@ -38,6 +40,6 @@ __all__ = [
 
 # torch.fx records calls made as `ops.nms(...)` from other modules as single nodes too (each
 # function is also wrapped where it is defined, for calls from that module).
-for _name in ("box_iou", "nms", "batched_nms", "roi_align", "roi_pool"):
+for _name in ("box_area", "box_convert", "box_iou", "nms", "batched_nms", "roi_align", "roi_pool"):
     torch.fx.wrap(_name)
 del _name

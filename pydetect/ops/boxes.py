@@ -5,7 +5,10 @@ torchvision.ops; each function accepts numpy arrays or CPU torch tensors of floa
 float64 (integers and float16 compute in float32) and returns the kind it was given.
 Results equal torchvision's bit for bit in float32 (same operation order).
 :func:`box_iou` of tensors calls the registered op ``torch.ops.pydetect.box_iou`` (scriptable,
-traceable, CUDA where pydetect has CUDA kernels).
+traceable, CUDA where pydetect has CUDA kernels). :func:`box_area` and :func:`box_convert`
+script too (``torch.jit.script``), as torchvision's do: scripted, traced or compiled they
+compute with torch's elementwise ops (any device, differentiable) in the C++ kernels'
+operation order, so that they equal the eager calls bit for bit; eagerly they call the C++.
 """
 
 from typing import Tuple
@@ -24,7 +27,8 @@ __all__ = ["box_area", "box_iou", "box_convert", "clip_boxes", "remove_small_box
 _FORMATS = {"xyxy": 0, "xywh": 1, "cxcywh": 2}
 
 
-def box_area(boxes):
+@torch.fx.wrap
+def box_area(boxes: Tensor) -> Tensor:
     """Areas of boxes.
 
     Parameters
@@ -37,8 +41,12 @@ def box_area(boxes):
     areas : array or Tensor, shape (N,)
         ``(x2 - x1) * (y2 - y1)``; an inverted box has a negative area, as in torchvision.
     """
-    arr, kind = as_boxes(boxes)
-    return like(_C.box_area(arr), kind)
+    if not torch.jit.is_scripting():
+        if not isinstance(boxes, Tensor) or _library.eager():
+            arr, kind = as_boxes(boxes)
+            return like(_C.box_area(arr), kind)
+    b = _tensor_boxes(boxes)
+    return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # csrc/boxes/box_math.h: box_area
 
 
 @torch.fx.wrap
@@ -72,7 +80,8 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     return torch.ops.pydetect.box_iou(boxes1, boxes2)
 
 
-def box_convert(boxes, in_fmt: str, out_fmt: str):
+@torch.fx.wrap
+def box_convert(boxes: Tensor, in_fmt: str, out_fmt: str) -> Tensor:
     """Converts boxes between ``"xyxy"``, ``"xywh"`` and ``"cxcywh"``.
 
     Parameters
@@ -85,11 +94,67 @@ def box_convert(boxes, in_fmt: str, out_fmt: str):
     Returns
     -------
     converted : array or Tensor, shape (N, 4)
+        Computed through ``xyxy`` (also from a format to itself, other than ``xyxy``, so
+        that ``xywh -> xywh`` rounds as ``x + w - x`` does).
     """
-    check_choice(in_fmt, "in_fmt", tuple(_FORMATS))
-    check_choice(out_fmt, "out_fmt", tuple(_FORMATS))
-    arr, kind = as_boxes(boxes)
-    return like(_C.box_convert(arr, _FORMATS[in_fmt], _FORMATS[out_fmt]), kind)
+    if not torch.jit.is_scripting():
+        if not isinstance(boxes, Tensor) or _library.eager():
+            check_choice(in_fmt, "in_fmt", tuple(_FORMATS))
+            check_choice(out_fmt, "out_fmt", tuple(_FORMATS))
+            arr, kind = as_boxes(boxes)
+            return like(_C.box_convert(arr, _FORMATS[in_fmt], _FORMATS[out_fmt]), kind)
+    _check_format(in_fmt, "in_fmt")
+    _check_format(out_fmt, "out_fmt")
+    b = _tensor_boxes(boxes)
+    if in_fmt == "xyxy" and out_fmt == "xyxy":
+        return b.clone()  # a new tensor, as the C++ path gives
+    return _from_xyxy(_to_xyxy(b, in_fmt), out_fmt)
+
+
+# ----------------------------------------------------------------------------- tensor path
+# What box_area and box_convert compute when scripted, traced or compiled: torch's ops in
+# the operation order of csrc/boxes/box_ops.cpp (to_xyxy, from_xyxy) and box_math.h, so
+# the results equal the C++ kernels' bit for bit (tests/test_torch_ops.py checks it). The
+# argument checks are those of the eager path that need no tensor values (as for box_iou,
+# finiteness is not checked: that would read the values).
+def _check_format(fmt: str, name: str) -> None:
+    if fmt not in ["xyxy", "xywh", "cxcywh"]:
+        raise ValueError(name + " must be one of 'xyxy', 'xywh', 'cxcywh'; got '" + fmt + "'")
+
+
+def _tensor_boxes(boxes: Tensor) -> Tensor:
+    """:func:`pydetect._validation.as_boxes` for a tensor, without reading its values: float32
+    and float64 kept, other dtypes computing in float32; an empty input of (0,), (0, 0) or
+    (0, 4) as (0, 4). torch.jit.trace records the conversion only (the shape tests would be
+    constants of the trace)."""
+    if boxes.dtype != torch.float32 and boxes.dtype != torch.float64:
+        boxes = boxes.to(torch.float32)
+    if torch.jit.is_tracing():
+        return boxes
+    if boxes.numel() == 0 and boxes.dim() <= 2 and (boxes.dim() < 2 or boxes.shape[-1] in [0, 4]):
+        boxes = boxes.reshape(0, 4)
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        shape = ", ".join([str(s) for s in boxes.shape])
+        raise ValueError("boxes must have shape (N, 4), got (" + shape + ("," if boxes.dim() == 1 else "") + ")")
+    return boxes
+
+
+def _to_xyxy(b: Tensor, fmt: str) -> Tensor:
+    if fmt == "xyxy":
+        return b
+    x, y, w, h = b.unbind(1)
+    if fmt == "xywh":
+        return torch.stack([x, y, x + w, y + h], 1)
+    return torch.stack([x - 0.5 * w, y - 0.5 * h, x + 0.5 * w, y + 0.5 * h], 1)  # cxcywh
+
+
+def _from_xyxy(b: Tensor, fmt: str) -> Tensor:
+    if fmt == "xyxy":
+        return b
+    x1, y1, x2, y2 = b.unbind(1)
+    if fmt == "xywh":
+        return torch.stack([x1, y1, x2 - x1, y2 - y1], 1)
+    return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], 1)  # cxcywh
 
 
 def _image_size(size) -> Tuple[float, float]:
