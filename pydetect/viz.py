@@ -15,7 +15,7 @@ from pydetect._validation import as_boxes, as_image, as_labels, check_int, check
 
 from pydetect.cascade.draw import draw_feature  # a cascade feature drawn on its window
 
-__all__ = ["draw_detections", "plot_pr", "class_color", "draw_feature"]
+__all__ = ["draw_detections", "plot_pr", "class_color", "draw_feature", "overlay_heatmap", "score_map_heat"]
 
 _MAX_THICKNESS = 32767  # OpenCV's MAX_THICKNESS
 _MAX_DPI = 1000  # a 6 x 5 inch figure of 6000 x 5000 pixels
@@ -178,3 +178,63 @@ def plot_pr(results, path, *, class_names=None, title: str | None = None, dpi: i
     with atomic_write(path) as f:
         f.write(buf.getvalue())
     return path
+
+
+def overlay_heatmap(image, heat, *, alpha: float = 0.5, vmin=None, vmax=None) -> np.ndarray:
+    """Blends a heat map (a class activation map, Grad-CAM, a score map) over an image.
+
+    Parameters
+    ----------
+    image : array, shape (H, W) or (H, W, 3)
+        RGB (or grey) uint8, or float in [0, 1].
+    heat : array, shape (H, W)
+        Finite values; mapped linearly from [vmin, vmax] (default: its min and max) to
+        OpenCV's JET colours (blue low, red high).
+    alpha : float in [0, 1]
+        Weight of the heat colours.
+
+    Returns
+    -------
+    array, shape (H, W, 3), uint8
+    """
+    import cv2
+
+    from pydetect._validation import check_fraction
+
+    img = as_image(image, "image")
+    if img.dtype != np.uint8:
+        img = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    heat = np.asarray(heat, np.float64)
+    if heat.shape != img.shape[:2]:
+        raise ValueError(f"heat must have the image's shape {img.shape[:2]}, got {heat.shape}")
+    if not np.isfinite(heat).all():
+        raise ValueError("heat must be finite")
+    alpha = check_fraction(alpha, "alpha")
+    lo = float(heat.min()) if vmin is None else check_real(vmin, "vmin")
+    hi = float(heat.max()) if vmax is None else check_real(vmax, "vmax")
+    scaled = np.clip((heat - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(heat)
+    colours = cv2.applyColorMap((scaled * 255).round().astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
+    return (img * (1 - alpha) + colours * alpha).round().astype(np.uint8)
+
+
+def score_map_heat(score_map, class_index: int, image_shape) -> np.ndarray:
+    """A :class:`pydetect.detectors.overfeat.ScoreMap`'s scores of one class (0 background,
+    label + 1 an object class) as an (H, W) image-sized map: each cell's value sits at its
+    window's centre and is interpolated bilinearly between centres (0 outside them)."""
+    import cv2
+
+    h, w = (int(v) for v in image_shape[:2])
+    scores = np.asarray(score_map.scores)
+    n = scores.shape[0]
+    c = check_int(class_index, "class_index")
+    if not 0 <= c < n:
+        raise ValueError(f"class_index must lie in [0, {n}), got {class_index}")
+    # map pixel (u, v) of the score map -> image pixel: x = offset + window / 2 + stride u
+    sx, sy = score_map.stride
+    ox = score_map.offset[0] + score_map.window[0] / 2 - 0.5
+    oy = score_map.offset[1] + score_map.window[1] / 2 - 0.5
+    m = np.array([[sx, 0, ox], [0, sy, oy]], np.float64)
+    return cv2.warpAffine(scores[c].astype(np.float32), m, (w, h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)

@@ -18,6 +18,8 @@ TINY = {
     "viola_jones": ["num_stages=3", "max_weak_count=5", "num_pos=80", "num_neg=80", "max_features=400",
                     "time_limit=None"],
     "ism": ["max_train_features=1500", "max_agglomerative=500"],
+    "overfeat": ["window=30", "widths=(8,16)", "hidden=16", "copies=1", "mining_rounds=1", "train_seconds=2",
+                 "max_iter=6", "regression_seconds=1", "regression_iter=3", "batch_size=8"],
     "rcnn": ["pretrain_seconds=2", "pretrain_epochs=1", "hard_negative_rounds=0", "train_proposals=30",
              "test_proposals=30"],
     "fast_rcnn": ["pretrain_seconds=2", "pretrain_epochs=1", "train_seconds=2", "max_iter=4",
@@ -70,6 +72,7 @@ def test_bench_detectors_writes_the_report(faces_run, capsys):
     # Wall-clock budgets: the detectors with a detection-training loop say how far it got.
     counted = {r["key"]: r["train_iterations"] for r in report["rows"]}
     assert 1 <= counted["faster_rcnn"] <= 4 and 1 <= counted["fast_rcnn"] <= 4  # max_iter=4, 2 s
+    assert 2 <= counted["overfeat"] <= 6  # two rounds share max_iter=6
     assert counted["viola_jones"] is None and counted["ism"] is None
     assert f"Fast R-CNN {counted['fast_rcnn']}, Faster R-CNN {counted['faster_rcnn']}" in md
     for r in report["rows"]:

@@ -35,14 +35,15 @@ __all__ = ["DETECTORS", "REFERENCES", "recipe", "load_splits", "build_detector",
            "run_detector_benchmark"]
 
 #: The detectors every comparison trains, in the report's order (classical first).
-DETECTORS = ("viola_jones", "ism", "rcnn", "fast_rcnn", "faster_rcnn")
+DETECTORS = ("viola_jones", "ism", "overfeat", "rcnn", "fast_rcnn", "faster_rcnn")
 #: Pretrained references run alongside on the datasets they apply to (never trained here).
 REFERENCES = {"opencv_frontalface": "faces"}
 
-_CLASS_NAMES = {"viola_jones": "ViolaJonesDetector", "ism": "ImplicitShapeModel", "rcnn": "RCNN",
+_CLASS_NAMES = {"viola_jones": "ViolaJonesDetector", "ism": "ImplicitShapeModel", "overfeat": "OverFeat",
+                "rcnn": "RCNN",
                 "fast_rcnn": "FastRCNN", "faster_rcnn": "FasterRCNN",
                 "opencv_frontalface": "ViolaJonesDetector"}
-_DISPLAY = {"viola_jones": "Viola-Jones", "ism": "Implicit Shape Model", "rcnn": "R-CNN",
+_DISPLAY = {"viola_jones": "Viola-Jones", "ism": "Implicit Shape Model", "overfeat": "OverFeat", "rcnn": "R-CNN",
             "fast_rcnn": "Fast R-CNN", "faster_rcnn": "Faster R-CNN",
             "opencv_frontalface": "OpenCV frontalface_default (pretrained)"}
 # Parameters that change how a fit runs, not what it learns: left out of the cache key.
@@ -100,6 +101,11 @@ def recipe(key: str, dataset_kind: str, quick: bool) -> dict:
             params.update(polarity_invariant=True, bandwidth_xy=0.2)
         if quick:
             params.update(max_train_features=8000)
+    elif key == "overfeat":
+        if dataset_kind == "faces":
+            params.update(hflip=True)  # frontal faces are mirror-symmetric; digits are not
+        if quick:
+            params.update(train_seconds=70.0, mining_rounds=1, regression_seconds=15.0)
     elif key == "rcnn":
         if quick:
             params.update(pretrain_seconds=35.0, hard_negative_rounds=1, train_proposals=150)

@@ -12,3 +12,8 @@ from pydetect.detectors.faster_rcnn import FasterRCNN  # noqa: E402
 from pydetect.detectors.rcnn import RCNN  # noqa: E402
 
 __all__ += ["RCNN", "FastRCNN", "FasterRCNN"]
+
+# ---- the CNN sliding window (issue 21)
+from pydetect.detectors.overfeat import OverFeat  # noqa: E402
+
+__all__ += ["OverFeat"]

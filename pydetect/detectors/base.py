@@ -48,6 +48,7 @@ DETECTORS = {
     "RCNN": "pydetect.detectors.rcnn",
     "FastRCNN": "pydetect.detectors.fast_rcnn",
     "FasterRCNN": "pydetect.detectors.faster_rcnn",
+    "OverFeat": "pydetect.detectors.overfeat",
 }
 
 

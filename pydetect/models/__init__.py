@@ -1,4 +1,4 @@
-"""torch building blocks of the R-CNN family, shared by RCNN, FastRCNN and FasterRCNN.
+"""torch building blocks of the CNN detectors: the R-CNN family (RCNN, FastRCNN, FasterRCNN) and OverFeat.
 
 Backbones (:class:`VGGStyle`, :class:`ResNet18Style`, :class:`FPN`), anchors, the Region
 Proposal Network, the RoI heads, and the box coder / matcher / balanced sampler they share.
@@ -11,6 +11,7 @@ from pydetect.models.backbones import FPN, BackboneWithFPN, CropClassifier, ResN
 from pydetect.models.box_coder import BoxCoder
 from pydetect.models.generalized_rcnn import GeneralizedRCNN
 from pydetect.models.matching import BalancedSampler, Matcher
+from pydetect.models.overfeat import OverFeatNet
 from pydetect.models.roi_heads import FastRCNNPredictor, RoIHeads, RoIPooler, TwoMLPHead, fastrcnn_loss
 from pydetect.models.rpn import RegionProposalNetwork, RPNHead, smooth_l1
 
@@ -18,4 +19,5 @@ __all__ = [
     "AnchorGenerator", "VGGStyle", "ResNet18Style", "FPN", "BackboneWithFPN", "CropClassifier",
     "BoxCoder", "Matcher", "BalancedSampler", "RPNHead", "RegionProposalNetwork", "smooth_l1",
     "TwoMLPHead", "FastRCNNPredictor", "RoIHeads", "RoIPooler", "fastrcnn_loss", "GeneralizedRCNN",
+    "OverFeatNet",
 ]
