@@ -149,12 +149,7 @@ def test_resume_reuses_finished_phases(tmp_path):
 
 
 def _reference_greedy_merge(boxes, scores, labels, iou):
-    def overlap(a, b):
-        iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-        ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-        inter = iw * ih
-        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-        return inter / union if union > 0 else 0.0
+    from _reference_rcnn import iou as overlap
 
     out = []
     for c in sorted(set(labels.tolist())):

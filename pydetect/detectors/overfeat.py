@@ -342,12 +342,13 @@ class OverFeat(BaseDetector):
             if self.negatives_per_image == 0:
                 break
             levels = self._levels(image)
+            grids = [self._cell_grid(level.shape) for level, _ in levels]
             made = 0
             for _ in range(20 * self.negatives_per_image):
                 if made >= self.negatives_per_image:
                     break
-                level, (sx, sy) = levels[rng.integers(len(levels))]
-                cx, cy, _ = self._cell_grid(level.shape)
+                li = rng.integers(len(levels))
+                (level, (sx, sy)), (cx, cy, _) = levels[li], grids[li]
                 k = rng.integers(len(cx))
                 box = self._centre_boxes(cx[k], cy[k], sx, sy)[None]
                 if len(t["boxes"]) and np.asarray(ops.box_iou(box, t["boxes"])).max() >= _NEG_IOU:
@@ -368,7 +369,7 @@ class OverFeat(BaseDetector):
             cands = []  # (score, level index, x0, y0, box)
             levels = self._levels(image)
             for li, (level, (sx, sy)) in enumerate(levels):
-                probs = self._dense_probs(level, device)
+                probs, _ = self._dense(level, device)
                 fg = probs[1:].max(0).ravel()
                 cx, cy, _ = self._cell_grid(level.shape)
                 keep = np.flatnonzero(fg > 0.1)
@@ -561,9 +562,6 @@ class OverFeat(BaseDetector):
             x = crops_to_tensor(np.ascontiguousarray(level[None])).to(device)
             scores, deltas = self.net_.dense(x)
             return torch.softmax(scores[0], 0).cpu().numpy(), deltas[0].cpu().numpy()
-
-    def _dense_probs(self, level, device):
-        return self._dense(level, device)[0]
 
     def _ready(self):
         from pydetect.models.training import resolve_device
