@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from pydetect._validation import check_fraction, check_int, check_num_threads, check_positive
+from pydetect._validation import as_float_array, check_fraction, check_int, check_num_threads, check_positive
 from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
 
@@ -61,6 +61,27 @@ def _check_positive_sequence(value, name):
         raise ValueError(f"{name} must be None or a non-empty sequence of positive numbers, got {value!r}")
     for i, v in enumerate(value):
         check_positive(v, f"{name}[{i}]")
+
+
+def _check_anchors(value, fpn):
+    """None, "kmeans", or a (k, 2) float64 array of positive finite (width, height) shapes."""
+    if value is None or (isinstance(value, str) and value == "kmeans"):
+        return value
+    expected = "None, 'kmeans' or a (k, 2) sequence of positive (width, height) anchor shapes"
+    if isinstance(value, (str, bytes)) or np.ndim(value) == 0:
+        raise ValueError(f"anchors must be {expected}, got {value!r}")
+    try:
+        arr, _ = as_float_array(value, "anchors", dtype=np.float64)
+    except TypeError as exc:
+        raise ValueError(f"anchors must be {expected} ({exc})") from None
+    if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] == 0:
+        raise ValueError(f"anchors must be {expected}, got an array of shape {tuple(arr.shape)}")
+    if (arr <= 0).any():
+        raise ValueError(f"anchors must hold positive widths and heights, got {arr.tolist()}")
+    if fpn and arr.shape[0] % 3:
+        raise ValueError(f"with fpn=True the number of anchor shapes must be a multiple of 3 (the same "
+                         f"number on each of the 3 levels), got {arr.shape[0]}")
+    return arr
 
 
 def _check_int_pair(value, name):
@@ -277,6 +298,14 @@ class FasterRCNN(_TwoStageEstimator):
     anchor_sizes, aspect_ratios : tuple of float, optional
         Default: fitted to the training boxes (size quantiles; h / w quantiles). Sizes are
         in the input's pixels.
+    anchors : None, "kmeans" or (k, 2) array-like, default None
+        Anchor shapes in place of sizes x aspect ratios. ``"kmeans"`` clusters the training
+        boxes' (width, height) with :func:`pydetect.models.kmeans_anchors` (YOLOv2's
+        dimension clusters, ``seed``) into as many shapes as the sizes x ratios would give
+        (4 sizes, 6 with ``fpn=True``, times the ratios: 12 and 18 with three ratios); an
+        array gives the (width, height) shapes in the input's pixels, in the RPN's order.
+        With ``fpn=True`` the shapes are sorted by area and split evenly over the three
+        levels, the smallest on the finest (so k must be a multiple of 3).
     pretrain_seconds : float, default 90
         Crop-classifier pretraining time (0 disables it; ignored for a module backbone).
         At an equal 500 detection iterations, 15 pretraining epochs instead of 6 (crop
@@ -362,6 +391,10 @@ class FasterRCNN(_TwoStageEstimator):
     model_ : pydetect.models.GeneralizedRCNN
     class_names_ : list of str
     anchor_sizes_, aspect_ratios_ : tuples
+        None when ``anchors`` gives the shapes.
+    anchor_shapes_ : tuple of (float, float) or None
+        The (width, height) anchor shapes from ``anchors``, in the input's pixels (None
+        when ``anchors`` is None).
     pretrain_accuracy_ : float or None
         Held-out crop accuracy after pretraining.
     history_ : dict
@@ -369,8 +402,9 @@ class FasterRCNN(_TwoStageEstimator):
     """
 
     def __init__(self, *, backbone="vgg", fpn=False, image_scale=1.0, anchor_sizes=None, aspect_ratios=None,
-                 pretrain_seconds=90.0, pretrain_epochs=30, pretrain_copies=8, pretrain_stretch=(0.75, 1.33),
-                 pretrain_shear=0.25, train_seconds=780.0, max_iter=7000, batch_size=2, lr=2e-3, ema_decay=None,
+                 anchors=None, pretrain_seconds=90.0, pretrain_epochs=30, pretrain_copies=8,
+                 pretrain_stretch=(0.75, 1.33), pretrain_shear=0.25, train_seconds=780.0, max_iter=7000,
+                 batch_size=2, lr=2e-3, ema_decay=None,
                  weight_decay=1e-4, rpn_batch_size_per_image=128, roi_batch_size_per_image=64, balance_objects=True,
                  rpn_pre_nms_top_n=(1000, 500), rpn_post_nms_top_n=(300, 150), representation_size=256,
                  box_score_thresh=0.05, box_nms_thresh=0.5, detections_per_img=100, hflip=False, scale_jitter=None,
@@ -381,6 +415,7 @@ class FasterRCNN(_TwoStageEstimator):
         self.image_scale = image_scale
         self.anchor_sizes = anchor_sizes
         self.aspect_ratios = aspect_ratios
+        self.anchors = anchors
         self.pretrain_seconds = pretrain_seconds
         self.pretrain_epochs = pretrain_epochs
         self.pretrain_copies = pretrain_copies
@@ -415,19 +450,32 @@ class FasterRCNN(_TwoStageEstimator):
     def _build(self, backbone, num_classes):
         from pydetect import models, ops
 
-        # Anchor sizes are in the input's pixels; the RPN sees images resized by image_scale.
-        sizes = tuple(a * self.image_scale for a in self.anchor_sizes_)
-        ratios = self.aspect_ratios_
+        # Anchor sizes and shapes are in the input's pixels; the RPN sees images resized by image_scale.
         c = backbone.out_channels
+        shapes = getattr(self, "anchor_shapes_", None)  # absent from models saved before it existed
+        if shapes is not None:
+            shapes = [(w * self.image_scale, h * self.image_scale) for w, h in shapes]
+            if self.fpn:
+                # Three levels (strides 8, 16, 32), k / 3 shapes each, smallest areas first.
+                shapes = sorted(shapes, key=lambda s: s[0] * s[1])
+                per = len(shapes) // 3
+                anchor_gen = models.AnchorGenerator(shapes=[shapes[per * i:per * (i + 1)] for i in range(3)])
+            else:
+                anchor_gen = models.AnchorGenerator(shapes=[shapes])
+        else:
+            sizes = tuple(a * self.image_scale for a in self.anchor_sizes_)
+            ratios = self.aspect_ratios_
+            if self.fpn:
+                # Three levels (strides 8, 16, 32), two anchor sizes each, smallest first.
+                sizes = sorted(sizes)
+                per = tuple(tuple(sizes[2 * i:2 * i + 2]) for i in range(3))
+                anchor_gen = models.AnchorGenerator(per, (ratios,))
+            else:
+                anchor_gen = models.AnchorGenerator((sizes,), (ratios,))
         if self.fpn:
-            # Three levels (strides 8, 16, 32), two anchor sizes each, smallest first.
-            sizes = sorted(sizes)
-            per = tuple(tuple(sizes[2 * i:2 * i + 2]) for i in range(3))
-            anchor_gen = models.AnchorGenerator(per, (ratios,))
             pooler = ops.MultiScaleRoIAlign(["0", "1", "2"], 7, 2, canonical_scale=64, canonical_level=4,
                                             aligned=True)
         else:
-            anchor_gen = models.AnchorGenerator((sizes,), (ratios,))
             pooler = models.RoIPooler("0", 7, kind="align", sampling_ratio=2, aligned=True)
         num_anchors = anchor_gen.num_anchors_per_location()[0]
         rpn = models.RegionProposalNetwork(
@@ -454,16 +502,40 @@ class FasterRCNN(_TwoStageEstimator):
             raise ValueError(f"image_scale must be a number in (0, {_MAX_SCALE:g}], got {self.image_scale!r}")
         _check_positive_sequence(self.anchor_sizes, "anchor_sizes")
         _check_positive_sequence(self.aspect_ratios, "aspect_ratios")
+        anchors = _check_anchors(getattr(self, "anchors", None), self.fpn)
+        if isinstance(anchors, np.ndarray) and (self.anchor_sizes is not None or self.aspect_ratios is not None):
+            raise ValueError("anchors gives the anchor shapes: leave anchor_sizes and aspect_ratios as None")
         check_int(self.rpn_batch_size_per_image, "rpn_batch_size_per_image", minimum=1)
         _check_int_pair(self.rpn_pre_nms_top_n, "rpn_pre_nms_top_n")
         _check_int_pair(self.rpn_post_nms_top_n, "rpn_post_nms_top_n")
 
     def _prepare(self, targets):
         from pydetect.models import training as T
+        from pydetect.models.kmeans import kmeans_anchors
 
+        anchors = _check_anchors(getattr(self, "anchors", None), self.fpn)
+        if isinstance(anchors, np.ndarray):
+            self.anchor_shapes_ = tuple((float(w), float(h)) for w, h in anchors)
+            self.anchor_sizes_ = self.aspect_ratios_ = None
+            return
         if self.anchor_sizes is None or self.aspect_ratios is None:
             sizes, ratios = T.fit_anchors(targets, n_sizes=6 if self.fpn else 4)
-        self.anchor_sizes_ = tuple(self.anchor_sizes or sizes)
-        if self.fpn and len(self.anchor_sizes_) != 6:
-            raise ValueError(f"with fpn=True give 6 anchor_sizes (2 per level), got {self.anchor_sizes_}")
-        self.aspect_ratios_ = tuple(self.aspect_ratios or ratios)
+        sizes = tuple(self.anchor_sizes or sizes)
+        if self.fpn and len(sizes) != 6:
+            raise ValueError(f"with fpn=True give 6 anchor_sizes (2 per level), got {sizes}")
+        ratios = tuple(self.aspect_ratios or ratios)
+        if anchors is None:
+            self.anchor_sizes_, self.aspect_ratios_, self.anchor_shapes_ = sizes, ratios, None
+            return
+        # "kmeans": as many clustered shapes as sizes x ratios anchors.
+        k = len(sizes) * len(ratios)
+        b = np.concatenate([np.asarray(t["boxes"], np.float64).reshape(-1, 4) for t in targets])
+        wh = b[:, 2:] - b[:, :2]
+        distinct = len(np.unique(wh, axis=0))
+        if distinct < k:
+            raise ValueError(f"anchors='kmeans' clusters the training boxes into {k} shapes "
+                             f"({len(sizes)} sizes x {len(ratios)} ratios), but the training set has "
+                             f"{distinct} distinct box shapes")
+        shapes, _ = kmeans_anchors(wh, k, seed=self.seed)
+        self.anchor_shapes_ = tuple((float(w), float(h)) for w, h in shapes)
+        self.anchor_sizes_ = self.aspect_ratios_ = None

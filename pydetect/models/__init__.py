@@ -1,6 +1,7 @@
 """torch building blocks of the CNN detectors: the R-CNN family (RCNN, FastRCNN, FasterRCNN) and OverFeat.
 
-Backbones (:class:`VGGStyle`, :class:`ResNet18Style`, :class:`FPN`), anchors, the Region
+Backbones (:class:`VGGStyle`, :class:`ResNet18Style`, :class:`FPN`), anchors (and their
+shapes clustered from the training boxes, :func:`kmeans_anchors`), the Region
 Proposal Network, the RoI heads, and the box coder / matcher / balanced sampler they share.
 Any torch module returning a dict of feature maps and having ``out_channels`` (e.g. a
 torchvision backbone, if you have it and its weights) can replace the backbones.
@@ -10,6 +11,7 @@ from pydetect.models.anchors import AnchorGenerator
 from pydetect.models.backbones import FPN, BackboneWithFPN, CropClassifier, ResNet18Style, VGGStyle
 from pydetect.models.box_coder import BoxCoder
 from pydetect.models.generalized_rcnn import GeneralizedRCNN
+from pydetect.models.kmeans import kmeans_anchors, shape_iou
 from pydetect.models.matching import BalancedSampler, Matcher
 from pydetect.models.overfeat import OverFeatNet
 from pydetect.models.roi_heads import FastRCNNPredictor, RoIHeads, RoIPooler, TwoMLPHead, fastrcnn_loss
@@ -19,5 +21,5 @@ __all__ = [
     "AnchorGenerator", "VGGStyle", "ResNet18Style", "FPN", "BackboneWithFPN", "CropClassifier",
     "BoxCoder", "Matcher", "BalancedSampler", "RPNHead", "RegionProposalNetwork", "smooth_l1",
     "TwoMLPHead", "FastRCNNPredictor", "RoIHeads", "RoIPooler", "fastrcnn_loss", "GeneralizedRCNN",
-    "OverFeatNet",
+    "OverFeatNet", "kmeans_anchors", "shape_iou",
 ]

@@ -1,9 +1,9 @@
 """Anchor boxes tiled over feature maps (Ren et al. 2015, section 3.1).
 
 Glossary of shape letters: N images; L feature levels; A anchors per location of a level
-(``len(sizes[l]) * len(aspect_ratios[l])``); H_l, W_l feature-map size of level l; the
-anchors of one image are ``sum_l H_l W_l A``, ordered level, row, column, anchor — the order
-of the RPN head's flattened outputs.
+(``len(sizes[l]) * len(aspect_ratios[l])``, or ``len(shapes[l])``); H_l, W_l feature-map
+size of level l; the anchors of one image are ``sum_l H_l W_l A``, ordered level, row,
+column, anchor — the order of the RPN head's flattened outputs.
 """
 
 from __future__ import annotations
@@ -14,20 +14,37 @@ __all__ = ["AnchorGenerator"]
 
 
 class AnchorGenerator:
-    """Anchors of given sizes and aspect ratios centred on every feature-map cell.
+    """Anchors of given sizes and aspect ratios, or of given shapes, centred on every feature-map cell.
 
     Parameters
     ----------
-    sizes : tuple of tuple of float
+    sizes : tuple of tuple of float, default ((32, 64, 128),)
         Per level, anchor sizes in input pixels (the square root of the anchor area).
-    aspect_ratios : tuple of tuple of float
-        Per level, height / width ratios; one entry is broadcast to all levels.
+    aspect_ratios : tuple of tuple of float, default ((0.5, 1.0, 2.0),)
+        Per level, height / width ratios; one entry is broadcast to all levels. An anchor
+        of size s and ratio r is ``s / sqrt(r)`` wide and ``s * sqrt(r)`` high.
+    shapes : tuple of sequences of (float, float), optional
+        Per level, explicit anchor (width, height) pairs in input pixels, in the order the
+        RPN head's outputs take (e.g. shapes clustered by
+        :func:`pydetect.models.kmeans_anchors`). They replace sizes x aspect_ratios, so
+        neither may be given with them; ``sizes`` and ``aspect_ratios`` are then None.
 
     Unlike torchvision, anchors are centred on the cell centre ``(i + 0.5) * stride`` and are
     not rounded to integers.
     """
 
-    def __init__(self, sizes=((32, 64, 128),), aspect_ratios=((0.5, 1.0, 2.0),)):
+    def __init__(self, sizes=None, aspect_ratios=None, *, shapes=None):
+        if shapes is not None:
+            if sizes is not None or aspect_ratios is not None:
+                raise ValueError("give either shapes or sizes and aspect_ratios, not both")
+            self.shapes = self._check_shapes(shapes)
+            self.sizes = self.aspect_ratios = None
+            return
+        self.shapes = None
+        if sizes is None:
+            sizes = ((32, 64, 128),)
+        if aspect_ratios is None:
+            aspect_ratios = ((0.5, 1.0, 2.0),)
         sizes = tuple(tuple(float(s) for s in level) for level in sizes)
         if len(aspect_ratios) == 1 and len(sizes) > 1:
             aspect_ratios = tuple(aspect_ratios) * len(sizes)
@@ -38,11 +55,39 @@ class AnchorGenerator:
         self.sizes = sizes
         self.aspect_ratios = tuple(tuple(float(r) for r in level) for level in aspect_ratios)
 
+    @staticmethod
+    def _check_shapes(shapes):
+        out = []
+        for level, pairs in enumerate(shapes):
+            try:
+                pairs = tuple((float(w), float(h)) for w, h in pairs)
+            except (TypeError, ValueError):
+                raise ValueError(f"shapes[{level}] must be a sequence of (width, height) pairs, "
+                                 f"got {pairs!r}") from None
+            if not pairs:
+                raise ValueError(f"shapes[{level}] is empty: each level needs at least one anchor shape")
+            if not all(0 < v < float("inf") for pair in pairs for v in pair):
+                raise ValueError(f"shapes[{level}] must hold positive finite widths and heights, got {pairs}")
+            out.append(pairs)
+        if not out:
+            raise ValueError("shapes must give at least one level")
+        return tuple(out)
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.shapes if self.shapes is not None else self.sizes)
+
     def num_anchors_per_location(self) -> list:
+        if self.shapes is not None:
+            return [len(level) for level in self.shapes]
         return [len(s) * len(r) for s, r in zip(self.sizes, self.aspect_ratios)]
 
     def cell_anchors(self, level: int, device=None) -> torch.Tensor:
-        """(A, 4) anchors centred at the origin, ratio-major then size."""
+        """(A, 4) anchors centred at the origin: the shapes in their order, else ratio-major then size."""
+        if self.shapes is not None:
+            wh = torch.tensor(self.shapes[level], dtype=torch.float32, device=device)
+            w, h = wh[:, 0], wh[:, 1]
+            return torch.stack([-w, -h, w, h], dim=1) / 2
         ratios = torch.tensor(self.aspect_ratios[level], dtype=torch.float32, device=device)
         sizes = torch.tensor(self.sizes[level], dtype=torch.float32, device=device)
         h = torch.sqrt(ratios)[:, None] * sizes[None, :]
@@ -52,8 +97,8 @@ class AnchorGenerator:
     def grid_anchors(self, feature_shapes, strides, device=None) -> torch.Tensor:
         """Anchors (sum_l H_l W_l A, 4) for feature maps ``(H_l, W_l)`` of given strides, on
         ``device`` (default: the CPU)."""
-        if len(feature_shapes) != len(self.sizes):
-            raise ValueError(f"{len(feature_shapes)} feature maps for {len(self.sizes)} anchor levels")
+        if len(feature_shapes) != self.num_levels:
+            raise ValueError(f"{len(feature_shapes)} feature maps for {self.num_levels} anchor levels")
         out = []
         for level, ((h, w), (sy, sx)) in enumerate(zip(feature_shapes, strides)):
             ys = (torch.arange(h, dtype=torch.float32, device=device) + 0.5) * sy
