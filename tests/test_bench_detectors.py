@@ -20,6 +20,8 @@ TINY = {
     "ism": ["max_train_features=1500", "max_agglomerative=500"],
     "overfeat": ["window=30", "widths=(8,16)", "hidden=16", "copies=1", "mining_rounds=1", "train_seconds=2",
                  "max_iter=6", "regression_seconds=1", "regression_iter=3", "batch_size=8"],
+    "yolo": ["pretrain_seconds=2", "pretrain_epochs=1", "train_seconds=2", "max_iter=4"],
+    "ssd": ["pretrain_seconds=2", "pretrain_epochs=1", "train_seconds=2", "max_iter=4"],
     "rcnn": ["pretrain_seconds=2", "pretrain_epochs=1", "hard_negative_rounds=0", "train_proposals=30",
              "test_proposals=30"],
     "fast_rcnn": ["pretrain_seconds=2", "pretrain_epochs=1", "train_seconds=2", "max_iter=4",
@@ -72,11 +74,15 @@ def test_bench_detectors_writes_the_report(faces_run, capsys):
     # Wall-clock budgets: the detectors with a detection-training loop say how far it got.
     counted = {r["key"]: r["train_iterations"] for r in report["rows"]}
     assert 1 <= counted["faster_rcnn"] <= 4 and 1 <= counted["fast_rcnn"] <= 4  # max_iter=4, 2 s
+    assert 1 <= counted["yolo"] <= 4 and 1 <= counted["ssd"] <= 4
     assert 2 <= counted["overfeat"] <= 6  # two rounds share max_iter=6
     assert counted["viola_jones"] is None and counted["ism"] is None
     assert f"Fast R-CNN {counted['fast_rcnn']}, Faster R-CNN {counted['faster_rcnn']}" in md
     for r in report["rows"]:
         assert f"| {r['name']} | {r['coco']['AP']:.3f} | {r['coco']['AP50']:.3f} |" in md
+    rows = {r["key"]: r for r in report["rows"]}
+    gap = rows["yolo"]["coco"]["AP50"] - rows["faster_rcnn"]["coco"]["AP50"]
+    assert "Speed and accuracy, one stage against two" in md and f"with AP50 {gap:+.3f}" in md
     for plot in ("pr_curves.png", "speed_accuracy.png", "samples.png"):
         h, w, _ = _png_shape(out / plot)
         assert h > 100 and w > 100
@@ -191,12 +197,12 @@ def test_train_verb_saves_a_model_that_predicts_the_same(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "yolo", "--out", "m.pkl"], "invalid choice: 'yolo'"),
+    (["train", "detr", "--out", "m.pkl"], "invalid choice: 'detr'"),
     (["train", "ism", "--out", "m.pkl", "--set", "nonsense"], "--set expects NAME=VALUE"),
     (["train", "ism", "--out", "m.pkl", "--set", "colour=1"], "ImplicitShapeModel has no parameter 'colour'"),
     (["train", "ism", "--out", "m.pkl", "--dataset", "missing.json"], "missing.json: no such file"),
     (["train", "ism", "--out", "m.pkl", "--dataset", "pets"], "dataset must be 'digits', 'faces' or a COCO JSON"),
-    (["bench", "detectors", "--detectors", "ism,yolo"], "unknown detector 'yolo'"),
+    (["bench", "detectors", "--detectors", "ism,detr"], "unknown detector 'detr'"),
     (["bench", "detectors", "--set", "ism=3"], "--set expects DETECTOR.PARAM=VALUE"),
     (["bench", "detectors", "--n-eval", "0"], "n_eval"),
     (["bench", "detectors", "--eval-split", "train"], "invalid choice: 'train'"),
@@ -221,7 +227,7 @@ def test_malformed_coco_json_is_a_one_line_error(tmp_path, capsys):
 
 def test_recipe_rejects_unknown_names():
     with pytest.raises(ValueError, match="detector must be one of"):
-        bench.recipe("yolo", "digits", quick=True)
+        bench.recipe("detr", "digits", quick=True)
     with pytest.raises(ValueError, match="dataset_kind"):
         bench.recipe("ism", "cats", quick=True)
     assert bench.recipe("viola_jones", "digits", quick=False)["window"] == (24, 16)

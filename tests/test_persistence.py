@@ -351,7 +351,8 @@ def test_save_and_checkpoints_clear_stale_temp_files(vj, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["toy.ckpt", "vj.model"]
 
 
-@pytest.mark.parametrize("name", ["ViolaJonesDetector", "ImplicitShapeModel", "RCNN", "FastRCNN", "FasterRCNN"])
+@pytest.mark.parametrize("name", ["ViolaJonesDetector", "ImplicitShapeModel", "RCNN", "FastRCNN", "FasterRCNN",
+                                  "OverFeat", "YOLO", "SSD"])
 def test_sklearn_clone_and_set_params(name):
     # scikit-learn's clone rebuilds an estimator from get_params() and checks that every
     # parameter comes back as the very object given: it fails on a constructor that changes

@@ -35,15 +35,16 @@ __all__ = ["DETECTORS", "REFERENCES", "recipe", "load_splits", "build_detector",
            "run_detector_benchmark"]
 
 #: The detectors every comparison trains, in the report's order (classical first).
-DETECTORS = ("viola_jones", "ism", "overfeat", "rcnn", "fast_rcnn", "faster_rcnn")
+DETECTORS = ("viola_jones", "ism", "overfeat", "yolo", "ssd", "rcnn", "fast_rcnn", "faster_rcnn")
 #: Pretrained references run alongside on the datasets they apply to (never trained here).
 REFERENCES = {"opencv_frontalface": "faces"}
 
 _CLASS_NAMES = {"viola_jones": "ViolaJonesDetector", "ism": "ImplicitShapeModel", "overfeat": "OverFeat",
-                "rcnn": "RCNN",
+                "yolo": "YOLO", "ssd": "SSD", "rcnn": "RCNN",
                 "fast_rcnn": "FastRCNN", "faster_rcnn": "FasterRCNN",
                 "opencv_frontalface": "ViolaJonesDetector"}
-_DISPLAY = {"viola_jones": "Viola-Jones", "ism": "Implicit Shape Model", "overfeat": "OverFeat", "rcnn": "R-CNN",
+_DISPLAY = {"viola_jones": "Viola-Jones", "ism": "Implicit Shape Model", "overfeat": "OverFeat", "yolo": "YOLO",
+            "ssd": "SSD", "rcnn": "R-CNN",
             "fast_rcnn": "Fast R-CNN", "faster_rcnn": "Faster R-CNN",
             "opencv_frontalface": "OpenCV frontalface_default (pretrained)"}
 # Parameters that change how a fit runs, not what it learns: left out of the cache key.
@@ -106,6 +107,10 @@ def recipe(key: str, dataset_kind: str, quick: bool) -> dict:
             params.update(hflip=True)  # frontal faces are mirror-symmetric; digits are not
         if quick:
             params.update(train_seconds=70.0, mining_rounds=1, regression_seconds=15.0)
+    elif key in ("yolo", "ssd"):
+        # Faster R-CNN's settings and budget (below), so that the comparison is of the detectors.
+        if quick:
+            params.update(pretrain_seconds=55.0, pretrain_epochs=15, train_seconds=150.0)
     elif key == "rcnn":
         if quick:
             params.update(pretrain_seconds=35.0, hard_negative_rounds=1, train_proposals=150)

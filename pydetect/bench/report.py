@@ -68,6 +68,25 @@ def _per_class_table(report: dict) -> str:
     return head + body
 
 
+def _one_stage_trade_off(report: dict) -> str:
+    """A sentence on speed vs accuracy of the one-stage detectors against Faster R-CNN, from
+    this run's figures ("" when the run lacks them)."""
+    rows = {r["key"]: r for r in report["rows"]}
+    two = rows.get("faster_rcnn")
+    ones = [rows[k] for k in ("yolo", "ssd") if k in rows]
+    if two is None or not ones:
+        return ""
+    parts = []
+    for r in ones:
+        speed = two["infer_ms_per_image"] / max(r["infer_ms_per_image"], 1e-9)
+        gap = r["coco"]["AP50"] - two["coco"]["AP50"]
+        parts.append(f"{r['name']} runs at {r['infer_ms_per_image']:.1f} ms per image, {speed:.2f}x Faster R-CNN's "
+                     f"speed, with AP50 {gap:+.3f} and AP75 {r['coco']['AP75'] - two['coco']['AP75']:+.3f} "
+                     "against it")
+    return ("Speed and accuracy, one stage against two: the one-stage detectors classify and regress "
+            "fixed priors in one pass (no proposals, no per-RoI head). " + "; ".join(parts) + ".")
+
+
 def _markdown(report: dict) -> str:
     load = ", ".join(f"{v:.1f}" for v in (report["load_average_start"], report["load_average_end"]) if v is not None)
     budget = ("**quick budget**: smaller splits and a minute or two of training per detector, so the "
@@ -97,6 +116,9 @@ def _markdown(report: dict) -> str:
         # Wall-clock budgets: the iterations a run got are what makes two runs comparable.
         lines += ["Detection-training iterations completed within the wall-clock budget: "
                   + ", ".join(f"{r['name']} {r['train_iterations']}" for r in counted) + ".", ""]
+    trade_off = _one_stage_trade_off(report)
+    if trade_off:
+        lines += [trade_off, ""]
     per_class = _per_class_table(report)
     if per_class:
         lines += [f"VOC AP50 per class (– : no {split} object of the class):", "", per_class]

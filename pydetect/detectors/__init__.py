@@ -17,3 +17,9 @@ __all__ += ["RCNN", "FastRCNN", "FasterRCNN"]
 from pydetect.detectors.overfeat import OverFeat  # noqa: E402
 
 __all__ += ["OverFeat"]
+
+# ---- one-stage detectors (issue 20)
+from pydetect.detectors.ssd import SSD  # noqa: E402
+from pydetect.detectors.yolo import YOLO  # noqa: E402
+
+__all__ += ["YOLO", "SSD"]

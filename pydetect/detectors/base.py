@@ -49,6 +49,8 @@ DETECTORS = {
     "FastRCNN": "pydetect.detectors.fast_rcnn",
     "FasterRCNN": "pydetect.detectors.faster_rcnn",
     "OverFeat": "pydetect.detectors.overfeat",
+    "YOLO": "pydetect.detectors.yolo",
+    "SSD": "pydetect.detectors.ssd",
 }
 
 

@@ -151,7 +151,7 @@ class _TwoStageEstimator(BaseDetector):
         from pydetect.models import training as T
 
         torch.manual_seed(self.seed)
-        rank, world = T.distributed_info(device)
+        T.distributed_info(device)  # under torchrun: joins the process group before any collective
         self._prepare(targets)
         ckpt_dir = self.checkpoint_dir
         if ckpt_dir is not None:
@@ -159,36 +159,14 @@ class _TwoStageEstimator(BaseDetector):
         fpn = getattr(self, "fpn", False)
         backbone = build_backbone(self.backbone, fpn)
         self.pretrain_accuracy_ = None
+        crop_fc = None
         if isinstance(self.backbone, str) and self.pretrain_seconds > 0:
-            body = backbone.body if fpn else backbone
-            path = os.path.join(ckpt_dir, "backbone_pretrained.pt") if ckpt_dir else None
-            crop_fc = torch.nn.Linear(body.out_channels, len(class_names) + 1)
-            if path and self.resume and os.path.exists(path):
-                saved = T.load_checkpoint(path)
-                with T.restoring(path):
-                    body.load_state_dict(saved["state"])
-                    crop_fc.load_state_dict(saved["fc"])
-                    self.pretrain_accuracy_ = float(saved["accuracy"])
-            else:
-                crops, labels, inner = T.extract_crops(
-                    dataset, copies=getattr(self, "pretrain_copies", 2),
-                    stretch_range=getattr(self, "pretrain_stretch", None),
-                    shear_range=getattr(self, "pretrain_shear", 0.0),
-                    scale=getattr(self, "image_scale", 1.0), seed=self.seed)
-                self.pretrain_accuracy_, clf = T.pretrain_backbone(
-                    body, crops, labels, len(class_names) + 1, boxes=inner, seconds=self.pretrain_seconds,
-                    max_epochs=self.pretrain_epochs, hflip_aug=self.hflip,
-                    augment=T.build_augmentation(self.augment, geometric=False), seed=self.seed,
-                    progress=self.progress, return_classifier=True, resume=self.resume,
-                    checkpoint_path=os.path.join(ckpt_dir, "backbone_pretraining.ckpt") if ckpt_dir else None,
-                    device=device)
-                crop_fc = clf.fc
-                if path and rank == 0:
-                    from pydetect._io import atomic_write
-
-                    with atomic_write(path, "wb") as f:
-                        torch.save({"state": body.state_dict(), "fc": crop_fc.state_dict(),
-                                    "accuracy": self.pretrain_accuracy_}, f)
+            self.pretrain_accuracy_, crop_fc = T.pretrain_detector_backbone(
+                backbone.body if fpn else backbone, dataset, len(class_names), seconds=self.pretrain_seconds,
+                epochs=self.pretrain_epochs, copies=getattr(self, "pretrain_copies", 2),
+                stretch=getattr(self, "pretrain_stretch", None), shear=getattr(self, "pretrain_shear", 0.0),
+                scale=getattr(self, "image_scale", 1.0), hflip=self.hflip, augment=self.augment, seed=self.seed,
+                progress=self.progress, resume=self.resume, checkpoint_dir=ckpt_dir, device=device)
         model = self._build(backbone, len(class_names))
         if self.pretrain_accuracy_ is not None and not fpn:
             # The detector's classifier starts as the crop classifier (pooled-feature branch).

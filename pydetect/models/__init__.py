@@ -1,8 +1,10 @@
-"""torch building blocks of the CNN detectors: the R-CNN family (RCNN, FastRCNN, FasterRCNN) and OverFeat.
+"""torch building blocks of the CNN detectors: the R-CNN family (RCNN, FastRCNN, FasterRCNN), OverFeat,
+YOLO and SSD.
 
 Backbones (:class:`VGGStyle`, :class:`ResNet18Style`, :class:`FPN`), anchors (and their
 shapes clustered from the training boxes, :func:`kmeans_anchors`), the Region
-Proposal Network, the RoI heads, and the box coder / matcher / balanced sampler they share.
+Proposal Network, the RoI heads, the box coder / matcher / balanced sampler they share, and the
+one-stage networks (:class:`YOLOv1Net`, :class:`YOLONet`, :class:`SSDNet` on :class:`DenseDetector`).
 Any torch module returning a dict of feature maps and having ``out_channels`` (e.g. a
 torchvision backbone, if you have it and its weights) can replace the backbones.
 """
@@ -10,16 +12,19 @@ torchvision backbone, if you have it and its weights) can replace the backbones.
 from pydetect.models.anchors import AnchorGenerator
 from pydetect.models.backbones import FPN, BackboneWithFPN, CropClassifier, ResNet18Style, VGGStyle
 from pydetect.models.box_coder import BoxCoder
+from pydetect.models.dense import DenseDetector
 from pydetect.models.generalized_rcnn import GeneralizedRCNN
 from pydetect.models.kmeans import kmeans_anchors, shape_iou
 from pydetect.models.matching import BalancedSampler, Matcher
 from pydetect.models.overfeat import OverFeatNet
 from pydetect.models.roi_heads import FastRCNNPredictor, RoIHeads, RoIPooler, TwoMLPHead, fastrcnn_loss
 from pydetect.models.rpn import RegionProposalNetwork, RPNHead, smooth_l1
+from pydetect.models.ssd import SSDNet
+from pydetect.models.yolo import YOLONet, YOLOv1Net
 
 __all__ = [
     "AnchorGenerator", "VGGStyle", "ResNet18Style", "FPN", "BackboneWithFPN", "CropClassifier",
     "BoxCoder", "Matcher", "BalancedSampler", "RPNHead", "RegionProposalNetwork", "smooth_l1",
     "TwoMLPHead", "FastRCNNPredictor", "RoIHeads", "RoIPooler", "fastrcnn_loss", "GeneralizedRCNN",
-    "OverFeatNet", "kmeans_anchors", "shape_iou",
+    "OverFeatNet", "kmeans_anchors", "shape_iou", "DenseDetector", "YOLOv1Net", "YOLONet", "SSDNet",
 ]

@@ -25,7 +25,7 @@ from pydetect._io import atomic_write
 from pydetect._validation import as_image, check_device, check_fraction
 
 __all__ = ["check_detection_dataset", "image_to_tensor", "extract_crops", "pretrain_backbone",
-           "fit_anchors", "train_loop", "lr_factor", "distributed_info", "resolve_device", "load_checkpoint",
+           "fit_anchors", "pretrain_detector_backbone", "train_loop", "lr_factor", "distributed_info", "resolve_device", "load_checkpoint",
            "restoring"]
 
 
@@ -340,6 +340,41 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
     model.to(memory_format=torch.contiguous_format)
     backbone.train()
     return (acc, model) if return_classifier else acc
+
+
+def pretrain_detector_backbone(body, dataset, num_classes, *, seconds, epochs, copies=8, stretch=None, shear=0.0,
+                               scale=1.0, hflip=False, augment=None, seed=0, progress=False, resume=True,
+                               checkpoint_dir=None, device="cpu"):
+    """A CNN detector's crop pretraining (the offline analogue of ImageNet pretraining),
+    resumable: :func:`extract_crops` of ``dataset`` then :func:`pretrain_backbone` of ``body``
+    as a ``num_classes + 1``-way classifier for ``seconds``.
+
+    With a ``checkpoint_dir``, the pretrained body and its classifier are kept there
+    (``backbone_pretrained.pt``, written by rank 0) and, with ``resume``, loaded instead of
+    pretraining again; the pretraining itself checkpoints to ``backbone_pretraining.ckpt``.
+
+    Returns (held-out crop accuracy, the classifier's ``torch.nn.Linear``).
+    """
+    path = os.path.join(checkpoint_dir, "backbone_pretrained.pt") if checkpoint_dir else None
+    crop_fc = torch.nn.Linear(body.out_channels, num_classes + 1)
+    if path and resume and os.path.exists(path):
+        saved = load_checkpoint(path)
+        with restoring(path):
+            body.load_state_dict(saved["state"])
+            crop_fc.load_state_dict(saved["fc"])
+            return float(saved["accuracy"]), crop_fc
+    crops, labels, inner = extract_crops(dataset, copies=copies, stretch_range=stretch, shear_range=shear,
+                                         scale=scale, seed=seed)
+    accuracy, clf = pretrain_backbone(
+        body, crops, labels, num_classes + 1, boxes=inner, seconds=seconds, max_epochs=epochs, hflip_aug=hflip,
+        augment=build_augmentation(augment, geometric=False), seed=seed, progress=progress,
+        return_classifier=True, resume=resume,
+        checkpoint_path=os.path.join(checkpoint_dir, "backbone_pretraining.ckpt") if checkpoint_dir else None,
+        device=device)
+    if path and distributed_info(device)[0] == 0:
+        with atomic_write(path, "wb") as f:
+            torch.save({"state": body.state_dict(), "fc": clf.fc.state_dict(), "accuracy": accuracy}, f)
+    return accuracy, clf.fc
 
 
 # ----------------------------------------------------------------------------- loop
