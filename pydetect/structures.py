@@ -158,3 +158,47 @@ class Detections:
             out.append({"image_id": image_id, "category_id": cat,
                         "bbox": [round(v, 3) for v in box], "score": float(score)})
         return out
+
+
+def check_detections(detections, n_images: int, n_classes: int) -> list:
+    """Validates per-image detections against a dataset's size; returns them as a list.
+
+    Shared by the evaluators and the result writers (:func:`pydetect.eval.voc_evaluate`,
+    :func:`pydetect.data.save_coco_results`). It needs only the dataset's counts, so this
+    module stays independent of :mod:`pydetect.data`; the caller checks the dataset itself.
+
+    Parameters
+    ----------
+    detections : iterable of Detections
+        One per dataset image.
+    n_images : int
+        Number of images in the dataset.
+    n_classes : int
+        Number of dataset classes; every label must lie in ``[0, n_classes)``.
+
+    Returns
+    -------
+    list of Detections
+
+    Raises
+    ------
+    TypeError
+        ``detections`` is not iterable, or an item is not a :class:`Detections`.
+    ValueError
+        Wrong count, a label out of range, or a non-finite box or score.
+    """
+    if not hasattr(detections, "__iter__"):
+        raise TypeError(f"detections must be a list of Detections, got {type(detections).__name__}")
+    detections = list(detections)
+    if len(detections) != n_images:
+        raise ValueError(f"detections must hold one Detections per dataset image ({n_images}), "
+                         f"got {len(detections)}")
+    for i, d in enumerate(detections):
+        if not isinstance(d, Detections):
+            raise TypeError(f"detections[{i}] must be a Detections, got {type(d).__name__}")
+        if len(d) and (d.labels.min() < 0 or d.labels.max() >= n_classes):
+            raise ValueError(f"detections[{i}].labels must lie in [0, {n_classes}) (the dataset's classes), "
+                             f"got values in [{d.labels.min()}, {d.labels.max()}]")
+        if len(d) and not (np.isfinite(d.boxes).all() and np.isfinite(d.scores).all()):
+            raise ValueError(f"detections[{i}] has non-finite boxes or scores")
+    return detections

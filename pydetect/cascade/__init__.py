@@ -3,6 +3,7 @@ output, grouping, feature drawing, and training (Haar feature bank, AdaBoost, at
 cascade with hard-negative mining)."""
 
 from pydetect.cascade.model import Cascade, HaarFeature, LBPFeature, Stage, WeakTree
+from pydetect.cascade import xmlio  # noqa: F401  (gives Cascade.load / save their XML reader and writer)
 from pydetect.cascade.detector import CascadeDetector, pyramid_scales
 from pydetect.cascade.grouping import group_rectangles
 from pydetect.cascade.draw import draw_feature

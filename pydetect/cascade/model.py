@@ -27,6 +27,23 @@ __all__ = ["Cascade", "Stage", "WeakTree", "HaarFeature", "LBPFeature"]
 
 FEATURE_TYPES = ("HAAR", "LBP")
 
+# OpenCV XML reading and writing live in pydetect.cascade.xmlio, which builds cascades from
+# this module's classes; so the dependency runs xmlio -> model only. xmlio hands its reader
+# and writer to ``_register_xml_io`` when it is imported, and ``pydetect.cascade`` imports it,
+# so both are in place before any ``Cascade.load`` / ``save`` can run.
+_xml_io = None  # (load_cascade(path) -> Cascade, save_cascade(cascade, path) -> None)
+
+
+def _register_xml_io(load, save) -> None:
+    global _xml_io
+    _xml_io = (load, save)
+
+
+def _get_xml_io():
+    if _xml_io is None:
+        raise RuntimeError("OpenCV XML support is not loaded: import pydetect.cascade")
+    return _xml_io
+
 
 @dataclass(frozen=True)
 class HaarFeature:
@@ -206,9 +223,8 @@ class Cascade:
             Naming the file and the reason: not XML, not a cascade, HOG features,
             a stage type other than BOOST, missing or inconsistent fields.
         """
-        from pydetect.cascade.xmlio import load_cascade
-
-        return load_cascade(path)
+        load, _ = _get_xml_io()
+        return load(path)
 
     def save(self, path):
         """Writes the cascade in OpenCV's current XML format (atomically).
@@ -216,9 +232,8 @@ class Cascade:
         ``cv2.CascadeClassifier(path)`` loads the file and detects exactly what
         :class:`~pydetect.cascade.CascadeDetector` detects with this cascade.
         """
-        from pydetect.cascade.xmlio import save_cascade
-
-        save_cascade(self, path)
+        _, save = _get_xml_io()
+        save(self, path)
 
     # ------------------------------------------------------------------ views
     @property

@@ -15,7 +15,7 @@ import numpy as np
 
 from pydetect._io import atomic_write
 from pydetect._validation import INT32_MAX, INT32_MIN
-from pydetect.cascade.model import Cascade, HaarFeature, Stage, WeakTree
+from pydetect.cascade.model import Cascade, HaarFeature, Stage, WeakTree, _register_xml_io
 
 __all__ = ["load_cascade", "save_cascade"]
 
@@ -303,3 +303,7 @@ def save_cascade(cascade: Cascade, path) -> None:
     out += ["  </features>", "</cascade>", "</opencv_storage>", ""]
     with atomic_write(path, "w", encoding="ascii") as fh:
         fh.write("\n".join(out))
+
+
+# Cascade.load / Cascade.save call these; model.py does not import this module (see there).
+_register_xml_io(load_cascade, save_cascade)

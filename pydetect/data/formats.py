@@ -17,6 +17,7 @@ import numpy as np
 from pydetect._io import atomic_write
 from pydetect.data._cocojson import parse_gt
 from pydetect.data.dataset import DetectionDataset
+from pydetect.structures import check_detections
 
 __all__ = ["load_coco", "save_coco", "save_coco_results", "export_coco", "load_voc", "VOC_CLASSES"]
 
@@ -173,10 +174,8 @@ def save_coco_results(detections, dataset: DetectionDataset, path=None) -> list:
     -------
     list of dict
     """
-    from pydetect.eval.voc import _check_detections
-
     _check_dataset(dataset)
-    detections = _check_detections(detections, dataset)
+    detections = check_detections(detections, len(dataset), len(dataset.class_names))
     out = []
     for i, d in enumerate(detections):
         b = d.boxes.astype(np.float64)

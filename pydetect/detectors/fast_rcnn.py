@@ -29,9 +29,9 @@ class FastRCNN(_TwoStageEstimator):
         Best-ranked proposals kept per image.
     roi_pool : {"align", "pool"}, default "align"
         RoIAlign (He et al. 2017; FasterRCNN's pooler, so the two differ only in their
-        proposals) or the paper's RoI max pooling. On digits_in_clutter at the full budget:
-        AP 0.492 / AP50 0.722 / AP75 0.590 with "align", 0.347 / 0.641 / 0.327 with "pool":
-        max pooling snaps each RoI to the stride-8 grid, which costs box precision most.
+        proposals) or the paper's RoI max pooling; "align" because max pooling snaps each RoI to
+        the stride-8 grid and lost box precision (benchmarks/RESULTS.md, "Parameter evidence
+        (moved from the docstrings)").
     pretrain_seconds, pretrain_epochs, pretrain_copies, pretrain_stretch, pretrain_shear, batch_size, lr,
     ema_decay, weight_decay, balance_objects
         As in :class:`FasterRCNN`.
@@ -39,9 +39,9 @@ class FastRCNN(_TwoStageEstimator):
         With selective search on the training images and 90 s of pretraining: under a
         15-minute budget on 2 cores for digits_in_clutter's 500 training images.
     max_iter : int, default 8000
-        An iteration costs ~0.1 s at 2 threads; the budget, not this cap, should end
-        training: on digits_in_clutter test AP50 was 0.574 after 4,000 iterations and 0.631
-        after 6,000.
+        An iteration costs ~0.1 s at 2 threads; the cap is set so that the budget, not the
+        count, ends training, since AP50 still rose past 4,000 iterations
+        (benchmarks/RESULTS.md, "Parameter evidence (moved from the docstrings)").
     roi_batch_size_per_image : int, default 64
     representation_size : int, default 256
     box_score_thresh, box_nms_thresh, detections_per_img : default 0.05, 0.5, 100

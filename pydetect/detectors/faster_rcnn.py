@@ -269,10 +269,11 @@ class FasterRCNN(_TwoStageEstimator):
         A module must return a dict of feature maps and have ``out_channels``.
     fpn : bool, default False
     image_scale : float, default 1.0
-        Images are resized by this factor inside the model (training and inference; boxes
-        are returned in the input's pixels), and the pretraining crops are cut at that scale.
-        Each iteration costs about ``image_scale ** 2`` as much: on digits_in_clutter 1.5
-        gave AP50 0.54 against 0.72 at equal training time.
+        Images are resized by this factor inside the model (training and inference; boxes are
+        returned in the input's pixels), and the pretraining crops are cut at that scale. Each
+        iteration costs about ``image_scale ** 2`` as much; 1.0 because a larger scale lost AP50
+        at equal training time (benchmarks/RESULTS.md, "Parameter evidence (moved from the
+        docstrings)").
     anchor_sizes, aspect_ratios : tuple of float, optional
         Default: fitted to the training boxes (size quantiles; h / w quantiles). Sizes are
         in the input's pixels.
@@ -285,29 +286,23 @@ class FasterRCNN(_TwoStageEstimator):
         With ``fpn=True`` the shapes are sorted by area and split evenly over the three
         levels, the smallest on the finest (so k must be a multiple of 3).
     pretrain_seconds : float, default 90
-        Crop-classifier pretraining time (0 disables it; ignored for a module backbone).
-        At an equal 500 detection iterations, 15 pretraining epochs instead of 6 (crop
-        accuracy 0.90 vs 0.82) raised test AP50 from 0.36 to 0.47, but moving 90 s from
-        detection to pretraining (with lr 1e-3) gave no gain at the full 15-minute budget
-        (AP50 0.750 vs 0.746-0.764; see benchmarks/RESULTS.md).
+        Crop-classifier pretraining time (0 disables it; ignored for a module backbone);
+        90 s because giving pretraining more of the 15-minute budget did not raise AP50
+        (benchmarks/RESULTS.md, "Parameter evidence (moved from the docstrings)").
     pretrain_epochs : int, default 30
         Pretraining stops after this many epochs over the crops if the time is not up.
     pretrain_copies : int, default 8
         Crops cut around each training object, each with its own box jitter, shift and
         stretch (:func:`pydetect.models.training.extract_crops`).
     pretrain_stretch : (float, float) or None, default (0.75, 1.33)
-        Range of the independent x and y stretch of each object crop. On digits_in_clutter,
-        crops of the *test* split's digits (unseen handwriting) were classified at 0.71 after
-        90 s of pretraining with 2 plain copies, 0.79 with 8 stretched copies (0.74 with the
-        range (0.85, 1.18), 0.73 with (0.6, 1.6) and 4 copies). Detection AP50 at equal
-        time: 0.723 -> 0.762 (1 thread, 10 min); at the full budget 0.775 -> 0.783, 0.800, 0.796.
+        Range of the independent x and y stretch of each object crop; the default (with 8
+        copies) classified unseen handwriting best of the settings tried and raised AP50
+        (benchmarks/RESULTS.md, "Parameter evidence (moved from the docstrings)").
     pretrain_shear : float in [0, 1], default 0.25
-        Each object crop is also slanted by a uniform shear in [-pretrain_shear,
-        pretrain_shear] (x shifts by that fraction of the height above the box centre), the
-        main variation between writers' handwriting. Test-split digit crops after 90 s of
-        pretraining (1 thread): classified at 0.761 without shear, 0.789 with 0.2 or 0.3,
-        0.784 with 0.45. Detection at equal time (1 thread, 10 min): AP / AP50 0.490 / 0.781
-        without, 0.510 / 0.783 with 0.25.
+        Each object crop is also slanted by a uniform shear in [-pretrain_shear, pretrain_shear]
+        (x shifts by that fraction of the height above the box centre), the main variation
+        between writers' handwriting; 0.25 because shears near it classified unseen digits best
+        (benchmarks/RESULTS.md, "Parameter evidence (moved from the docstrings)").
     train_seconds : float, default 780
         With the 90 s of pretraining and data preparation: under a 15-minute budget.
     max_iter : int, default 7000
@@ -316,23 +311,19 @@ class FasterRCNN(_TwoStageEstimator):
     batch_size : int, default 2
         Images per iteration (per process under torchrun).
     lr, weight_decay : float, default 2e-3, 1e-4
-        AdamW. Higher rates erode the pretrained features (6 pretraining epochs, 500
-        iterations: AP50 0.39 at 1e-3, 0.36 at 2e-3, 0.07 at 5e-3).
+        AdamW; rates above the default erode the pretrained features
+        (benchmarks/RESULTS.md, "Parameter evidence (moved from the docstrings)").
     ema_decay : float in (0, 1) or None, default None
-        Keep an exponential moving average of the weights (and batch-norm statistics) and
-        use it for inference (:class:`pydetect.models.training.WeightAverage`). On
-        digits_in_clutter (1 thread, 10 min, 0.999) it raised AP 0.490 -> 0.509 and AP75
-        0.572 -> 0.617 but not AP50 (0.781 -> 0.763), so it is off by default.
+        Keep an exponential moving average of the weights (and batch-norm statistics) and use it
+        for inference (:class:`pydetect.models.training.WeightAverage`); off by default because
+        it raised AP and AP75 but not AP50 (benchmarks/RESULTS.md, "Parameter evidence (moved
+        from the docstrings)").
     rpn_batch_size_per_image, roi_batch_size_per_image : int, default 128, 64
     balance_objects : bool, default True
-        The RoI head's foreground samples are drawn so that each object gets the same
-        expected share (:class:`pydetect.models.BalancedSampler` with groups). Small objects
-        have fewer proposals above IoU 0.5 (3.9 per digit under 22 px against 11 for digits
-        over 56 px), so uniform sampling trains the classifier on them ~3x less, and it
-        called them background: the head gave the true class a probability above 0.5 on
-        38% of small digits' good proposals against 60% for larger ones. Screen (1 thread,
-        10 min): AP / AP50 0.510 / 0.783 without, 0.529 / 0.803 with; full budget (2
-        threads, 15 min): 0.543 / 0.800 without, 0.543 / 0.804 and 0.544 / 0.806 with.
+        The RoI head's foreground samples are drawn so that each object gets the same expected
+        share (:class:`pydetect.models.BalancedSampler` with groups), so that small objects,
+        which have fewer good proposals, are not under-trained; on by default because it raised
+        AP50 (benchmarks/RESULTS.md, "Parameter evidence (moved from the docstrings)").
     rpn_pre_nms_top_n, rpn_post_nms_top_n : (train, test) ints, default (1000, 500), (300, 150)
     representation_size : int, default 256
     box_score_thresh, box_nms_thresh, detections_per_img : default 0.05, 0.5, 100
@@ -352,9 +343,9 @@ class FasterRCNN(_TwoStageEstimator):
     resume : bool, default True
     progress : bool, default True
     num_threads : int, optional
-        torch intra-op threads during fit (default: leave torch's setting). On a loaded
-        machine 1 is much faster than oversubscribed OpenMP threads (measured 0.55 s vs
-        4.5 s per iteration with 2 threads at load average 7 on 2 cores).
+        torch intra-op threads during fit (default: leave torch's setting); on a loaded
+        machine 1 can be much faster than oversubscribed OpenMP threads
+        (benchmarks/RESULTS.md, "Parameter evidence (moved from the docstrings)").
     device : "cpu", "cuda", "cuda:N" or torch.device, default "cpu"
         Where fit and predict run the network: the model, images, targets, proposals and
         pretraining crops go there (the numpy augmentation stays on the CPU). ``"cuda"`` is

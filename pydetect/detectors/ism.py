@@ -105,9 +105,9 @@ class ImplicitShapeModel(BaseDetector):
         Flip patches to a canonical polarity (centre brighter than surround), for classes
         that appear both dark on light and light on dark.
     cluster_threshold : float
-        Average-link cut-off: NGC (patch) or Euclidean distance (SIFT). 0.85 gave the best
-        AP50 on faces_in_clutter (0.7 / 0.8 / 0.85 / 0.9: 0.59 / 0.66 / 0.70 / 0.67, 60 train
-        and 30 test images; see benchmarks/RESULTS.md).
+        Average-link cut-off: NGC (patch) or Euclidean distance (SIFT); 0.85 gave the best AP50
+        of the cut-offs tried (benchmarks/RESULTS.md, "Parameter evidence (moved from the
+        docstrings)").
     activation_threshold : float or None
         Match cut-off (same units); default ``cluster_threshold``.
     max_matches : int
@@ -121,8 +121,9 @@ class ImplicitShapeModel(BaseDetector):
         Weight entries by p(object | entry) estimated against background features of the
         training images (and, with several classes, the other classes' object features).
     bandwidth_xy, bandwidth_scale : float
-        Balloon mean-shift half-widths, relative to the hypothesis scale. On faces (60 train
-        / 30 test images) bandwidth_xy 0.1 / 0.15 / 0.2 gave AP50 0.72 / 0.76 / 0.70.
+        Balloon mean-shift half-widths, relative to the hypothesis scale; bandwidth_xy 0.15 gave
+        the best AP50 of the widths tried (benchmarks/RESULTS.md, "Parameter evidence (moved
+        from the docstrings)").
     min_score : float
         Hypotheses with less vote mass are dropped.
     max_seeds : int

@@ -135,8 +135,10 @@ class OverFeat(BaseDetector):
     lr, weight_decay : float, default 3e-3, 1e-4
         AdamW; mining rounds continue at a third of ``lr``.
     merge : {"greedy", "nms"}, default "greedy"
-        On digits val (100 images, 240 s of classifier training): AP 0.32 / AP50 0.61 with
-        "greedy", 0.23 / 0.60 with "nms": averaging the boxes of a cluster places them better.
+        How window boxes become detections: "greedy" clusters overlapping boxes of a class
+        (``merge_iou``) into their score-weighted mean, "nms" keeps the best of overlapping
+        boxes by per-class NMS (``nms_thresh``); "greedy" because the averaged boxes are placed
+        better (benchmarks/RESULTS.md, "Parameter evidence (moved from the docstrings)").
     nms_thresh : float, default 0.3
         IoU of per-class NMS (``merge="nms"``).
     merge_iou : float, default 0.5

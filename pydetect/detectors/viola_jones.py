@@ -60,8 +60,9 @@ class ViolaJonesDetector(BaseDetector):
     scale_factor : float, default 1.1
         Pyramid ratio at prediction.
     min_neighbors : int, default 1
-        Raw windows a group needs (more than this) to be reported. A low value with boxes
-        ranked by support suits AP (on faces_in_clutter, AP50 0.92 / 0.90 / 0.89 for 1 / 2 / 3).
+        Raw windows a group needs (more than this) to be reported; low because, with boxes
+        ranked by support, a low value suits AP (benchmarks/RESULTS.md, "Parameter evidence
+        (moved from the docstrings)").
     min_size, max_size : int or (width, height), optional
         Bounds on the detected window size in pixels.
     random_state : int, default 0

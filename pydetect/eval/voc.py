@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from pydetect._validation import as_boxes, as_float_array, check_fraction, check_int
+from pydetect.structures import check_detections
 
 __all__ = ["voc_evaluate", "voc_ap", "proposal_recall"]
 
@@ -55,28 +56,11 @@ def voc_ap(recall, precision, use_07_metric: bool = False) -> float:
     return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
 
 
-def _check_detections(detections, dataset):
+def _check_dataset(dataset) -> None:
     from pydetect.data.dataset import DetectionDataset
-    from pydetect.structures import Detections
 
     if not isinstance(dataset, DetectionDataset):
         raise TypeError(f"dataset must be a DetectionDataset, got {type(dataset).__name__}")
-    if not hasattr(detections, "__iter__"):
-        raise TypeError(f"detections must be a list of Detections, got {type(detections).__name__}")
-    detections = list(detections)
-    if len(detections) != len(dataset):
-        raise ValueError(f"detections must hold one Detections per dataset image ({len(dataset)}), "
-                         f"got {len(detections)}")
-    k = len(dataset.class_names)
-    for i, d in enumerate(detections):
-        if not isinstance(d, Detections):
-            raise TypeError(f"detections[{i}] must be a Detections, got {type(d).__name__}")
-        if len(d) and (d.labels.min() < 0 or d.labels.max() >= k):
-            raise ValueError(f"detections[{i}].labels must lie in [0, {k}) (the dataset's classes), "
-                             f"got values in [{d.labels.min()}, {d.labels.max()}]")
-        if len(d) and not (np.isfinite(d.boxes).all() and np.isfinite(d.scores).all()):
-            raise ValueError(f"detections[{i}] has non-finite boxes or scores")
-    return detections
 
 
 def _iou_1vn(box, boxes):
@@ -119,7 +103,8 @@ def voc_evaluate(dataset, detections, iou_threshold: float = 0.5, use_07_metric:
     unspecified.
     """
     iou_threshold = check_fraction(iou_threshold, "iou_threshold")
-    detections = _check_detections(detections, dataset)
+    _check_dataset(dataset)
+    detections = check_detections(detections, len(dataset), len(dataset.class_names))
     names = dataset.class_names
     targets = dataset.targets
     out = {"AP": {}, "precision": {}, "recall": {}, "n_positives": {}}
@@ -196,7 +181,6 @@ def proposal_recall(proposals, dataset, iou_thresholds=None, max_proposals=None)
         (G,) per object, ``ABO`` ``{class: mean best IoU}``, ``MABO`` (mean of the per-class
         ABO over classes with objects, Uijlings et al.), ``n_proposals`` (mean per image).
     """
-    from pydetect.data.dataset import DetectionDataset
     from pydetect.ops import box_iou
     from pydetect.structures import Detections
 
@@ -207,8 +191,7 @@ def proposal_recall(proposals, dataset, iou_thresholds=None, max_proposals=None)
         raise ValueError("iou_thresholds must not be empty")
     if max_proposals is not None:
         max_proposals = check_int(max_proposals, "max_proposals", minimum=1)
-    if not isinstance(dataset, DetectionDataset):
-        raise TypeError(f"dataset must be a DetectionDataset, got {type(dataset).__name__}")
+    _check_dataset(dataset)
     if not hasattr(proposals, "__iter__"):
         raise TypeError(f"proposals must be a list of box arrays, got {type(proposals).__name__}")
     proposals = list(proposals)
