@@ -241,7 +241,8 @@ def _add_bench_detectors(bench):
 
     p = bench.add_parser("detectors", help="train, evaluate and time every detector on the same split",
                          description="Trains (or loads from OUT/models) Viola-Jones, the Implicit Shape Model, "
-                                     "R-CNN, Fast R-CNN and Faster R-CNN (and, on faces, runs OpenCV's "
+                                     "OverFeat, YOLO, SSD, R-CNN, Fast R-CNN and Faster R-CNN (and, on "
+                                     "faces, runs OpenCV's "
                                      "pretrained frontal-face cascade), evaluates them on the same split "
                                      "(--eval-split: val to choose settings, test to report) "
                                      "and writes OUT/report.md, OUT/report.json and plots.")
