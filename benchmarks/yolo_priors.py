@@ -7,77 +7,103 @@ are scored on the ``val`` split: COCO AP, AP50, AP75 and the recall of small obj
 area < 32^2 pixels, up to 100 detections).
 
 Each run trains from scratch with ``--pretrain`` seconds of crop pretraining and ``--train``
-(1x) or three times ``--train`` (3x) seconds of detection training. Runs go one after
-another on the whole machine; iterations reached are reported, since the budgets are
-wall-clock.
+times ``--mult`` seconds of detection training; the budgets are wall-clock, so the
+iterations reached are reported. To compare the two forms under the same machine load, run
+them side by side at one thread each (the ``--pair`` mode does that).
 
-Usage: python benchmarks/yolo_priors.py [--train 780] [--pretrain 90] [--threads 2] [--record]
+Usage:
+    python benchmarks/yolo_priors.py --pair --mult 1 --train 300 --out runs.jsonl
+    python benchmarks/yolo_priors.py --pair --mult 3 --train 300 --out runs.jsonl
+    python benchmarks/yolo_priors.py --table runs.jsonl [--record]
 """
 
 import argparse
 import datetime
 import json
+import subprocess
+import sys
 import time
 
 from _harness import RESULTS, machine
-from pydetect import data
-from pydetect import eval as pdeval
 from pydetect._io import atomic_write
-from pydetect.detectors import YOLO
 
 SECTION = "## YOLOv1 predictors vs anchor priors (issue 20)"
 
 
-def run(form, train_seconds, pretrain_seconds, threads, train, val):
-    det = YOLO(anchors=None if form == "v1" else "kmeans", train_seconds=train_seconds,
+def run(form, mult, train_seconds, pretrain_seconds, threads):
+    import os
+
+    from pydetect import data
+    from pydetect import eval as pdeval
+    from pydetect.detectors import YOLO
+
+    train, val = data.digits_in_clutter("train"), data.digits_in_clutter("val")
+    det = YOLO(anchors=None if form == "v1" else "kmeans", train_seconds=train_seconds * mult,
                pretrain_seconds=pretrain_seconds, progress=False, num_threads=threads)
     t0 = time.perf_counter()
     det.fit(train)
     fit = time.perf_counter() - t0
     dets = det.predict_batch([im for im, _ in val])
     stats = pdeval.coco_evaluate(val, dets)
-    return {"form": form, "train_seconds": train_seconds, "iterations": det.history_["iterations"],
-            "fit_seconds": fit, **{k: stats[k] for k in ("AP", "AP50", "AP75", "ARs", "AR100")}}
+    return {"form": form, "budget": f"{mult}x", "train_seconds": train_seconds * mult,
+            "pretrain_seconds": pretrain_seconds, "threads": threads, "iterations": det.history_["iterations"],
+            "fit_seconds": fit, "load_average": os.getloadavg()[0],
+            **{k: stats[k] for k in ("AP", "AP50", "AP75", "ARs", "AR100")}}
+
+
+def table(rows):
+    head = ("| budget | form | training s | iterations | AP | AP50 | AP75 | ARs (small) | AR100 |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    name = {"v1": "YOLOv1 (B = 2 free predictors, stride 16)", "anchors": "anchor priors (k-means, 9, strides 8/16/32)"}
+    rows = sorted(rows, key=lambda r: (r["budget"], r["form"] != "v1"))
+    return head + "".join(f"| {r['budget']} | {name[r['form']]} | {r['train_seconds']:.0f} | {r['iterations']} | "
+                          f"{r['AP']:.3f} | {r['AP50']:.3f} | {r['AP75']:.3f} | {r['ARs']:.3f} | {r['AR100']:.3f} |\n"
+                          for r in rows)
 
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--form", choices=("v1", "anchors"))
+    ap.add_argument("--pair", action="store_true", help="run both forms side by side, one thread each")
+    ap.add_argument("--mult", type=int, default=1)
     ap.add_argument("--train", type=float, default=780.0, help="1x detection-training seconds")
     ap.add_argument("--pretrain", type=float, default=90.0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", help="append each run as a JSON line here")
+    ap.add_argument("--table", help="print (and with --record, write) the table of a JSON-lines file")
+    ap.add_argument("--note", default="", help="a sentence on the conditions, for the table")
     ap.add_argument("--record", action="store_true")
-    ap.add_argument("--out", default=None, help="append each run as a JSON line here")
     args = ap.parse_args()
-    train, val = data.digits_in_clutter("train"), data.digits_in_clutter("val")
-    rows = []
-    for mult in (1, 3):
-        for form in ("v1", "anchors"):
-            r = run(form, args.train * mult, args.pretrain, args.threads, train, val)
-            r["budget"] = f"{mult}x"
-            rows.append(r)
-            print(json.dumps(r), flush=True)
-            if args.out:
-                with open(args.out, "a") as f:
-                    f.write(json.dumps(r) + "\n")
-    head = ("| budget | form | training s | iterations | AP | AP50 | AP75 | ARs (small) | AR100 |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
-    body = "".join(f"| {r['budget']} | {'YOLOv1 (B=2 free predictors)' if r['form'] == 'v1' else 'anchors (k-means, 9)'} "
-                   f"| {r['train_seconds']:.0f} | {r['iterations']} | {r['AP']:.3f} | {r['AP50']:.3f} | "
-                   f"{r['AP75']:.3f} | {r['ARs']:.3f} | {r['AR100']:.3f} |\n" for r in rows)
-    text = (f"{SECTION}\n\n{datetime.date.today().isoformat()}; {machine()}; {args.threads} threads; "
-            f"digits train (500 images) -> val (200 images); {args.pretrain:.0f} s crop pretraining, then "
-            f"{args.train:.0f} s (1x) or {3 * args.train:.0f} s (3x) of detection training; one run each.\n\n"
-            + head + body)
-    print(text)
-    if args.record:
-        with open(RESULTS) as f:
-            old = f.read()
-        if SECTION in old:
-            start = old.index(SECTION)
-            nxt = old.find("\n## ", start + len(SECTION))
-            old = old[:start] + old[nxt + 1:] if nxt >= 0 else old[:start]
-        with atomic_write(RESULTS, "w") as f:
-            f.write(old.rstrip("\n") + "\n\n" + text)
+    if args.table:
+        with open(args.table) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        text = (f"{SECTION}\n\n{datetime.date.today().isoformat()}; {machine()}; digits train (500 images) -> "
+                f"val (200 images); each row one fresh run of `YOLO(anchors=None)` or `YOLO()` with "
+                f"{rows[0]['pretrain_seconds']:.0f} s of crop pretraining then the stated detection training, "
+                f"the two forms of a budget trained side by side at {rows[0]['threads']} thread each. "
+                f"{args.note}\n\n" + table(rows))
+        print(text)
+        if args.record:
+            with open(RESULTS) as f:
+                old = f.read()
+            if SECTION in old:
+                start = old.index(SECTION)
+                nxt = old.find("\n## ", start + len(SECTION))
+                old = old[:start] + old[nxt + 1:] if nxt >= 0 else old[:start]
+            with atomic_write(RESULTS, "w") as f:
+                f.write(old.rstrip("\n") + "\n\n" + text)
+        return
+    if args.pair:
+        base = [sys.executable, __file__, "--mult", str(args.mult), "--train", str(args.train),
+                "--pretrain", str(args.pretrain), "--threads", str(args.threads)] + \
+               (["--out", args.out] if args.out else [])
+        procs = [subprocess.Popen(base + ["--form", form]) for form in ("v1", "anchors")]
+        sys.exit(max(p.wait() for p in procs))
+    r = run(args.form, args.mult, args.train, args.pretrain, args.threads)
+    print(json.dumps(r), flush=True)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(json.dumps(r) + "\n")
 
 
 if __name__ == "__main__":

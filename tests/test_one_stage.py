@@ -128,12 +128,3 @@ def test_short_learning_check(make, floor):
     assert _ap50(make(), 120, 40) >= floor
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("make, floor", [
-    (lambda: YOLO(**dict(LEARN, max_iter=1200, pretrain_epochs=10)), 0.2),
-    (lambda: YOLO(anchors=None, **dict(LEARN, max_iter=1200, pretrain_epochs=10)), 0.02),
-    (lambda: SSD(**dict(LEARN, max_iter=1200, pretrain_epochs=10)), 0.2),
-])
-def test_slow_learning_check(make, floor):
-    assert _ap50(make(), 300, 100) >= floor
-
