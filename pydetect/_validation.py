@@ -359,3 +359,24 @@ def check_device(value, name: str = "device"):
     if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", value):
         raise ValueError(f"{name} must be {expected}, got {value!r}")
     return torch.device(value)
+
+
+#: The largest image scale factor and resize range the detectors accept: beyond it the
+#: resized images no longer fit in memory.
+MAX_SCALE = 8.0
+
+
+def check_scale_range(value, name):
+    """None, or a pair (lo, hi) with 0 < lo <= hi <= :data:`MAX_SCALE` (a stretch or
+    scale-jitter range); returns the pair of floats (or None)."""
+    if value is None:
+        return None
+    try:
+        lo, hi = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be None or a pair (lo, hi), got {value!r}") from None
+    lo, hi = check_positive(lo, f"{name} lo"), check_positive(hi, f"{name} hi")
+    if not lo <= hi <= MAX_SCALE:
+        raise ValueError(f"{name} must satisfy 0 < lo <= hi <= {MAX_SCALE:g}, got {value!r}")
+    return lo, hi
+

@@ -10,7 +10,8 @@ import os
 
 import numpy as np
 
-from pydetect._validation import as_float_array, check_fraction, check_int, check_num_threads, check_positive
+from pydetect._validation import (MAX_SCALE, as_float_array, check_fraction, check_int, check_num_threads,
+                                  check_positive, check_scale_range)
 from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
 
@@ -36,21 +37,7 @@ def build_backbone(backbone, fpn):
     raise ValueError(f"backbone must be 'vgg', 'resnet18' or a torch module, got {backbone!r}")
 
 
-_MAX_SCALE = 8.0  # image_scale and the resize ranges: beyond this the images no longer fit in memory
 _MAX_REPRESENTATION = 16384  # the box head's first layer alone would hold 0.8 GB of weights
-
-
-def _check_scale_range(value, name):
-    if value is None:
-        return None
-    try:
-        lo, hi = value
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be None or a pair (lo, hi), got {value!r}") from None
-    lo, hi = check_positive(lo, f"{name} lo"), check_positive(hi, f"{name} hi")
-    if not lo <= hi <= _MAX_SCALE:
-        raise ValueError(f"{name} must satisfy 0 < lo <= hi <= {_MAX_SCALE:g}, got {value!r}")
-    return lo, hi
 
 
 def _check_positive_sequence(value, name):
@@ -117,7 +104,7 @@ class _TwoStageEstimator(BaseDetector):
         check_positive(self.pretrain_seconds, "pretrain_seconds", strict=False)
         check_int(self.pretrain_epochs, "pretrain_epochs", minimum=1)
         check_int(getattr(self, "pretrain_copies", 2), "pretrain_copies", minimum=1)
-        _check_scale_range(getattr(self, "pretrain_stretch", None), "pretrain_stretch")
+        check_scale_range(getattr(self, "pretrain_stretch", None), "pretrain_stretch")
         check_fraction(getattr(self, "pretrain_shear", 0.0), "pretrain_shear")
         check_positive(self.train_seconds, "train_seconds")
         check_int(self.max_iter, "max_iter", minimum=1)
@@ -130,7 +117,7 @@ class _TwoStageEstimator(BaseDetector):
         check_fraction(self.box_score_thresh, "box_score_thresh")
         check_fraction(self.box_nms_thresh, "box_nms_thresh")
         check_int(self.detections_per_img, "detections_per_img", minimum=1)
-        _check_scale_range(getattr(self, "scale_jitter", None), "scale_jitter")
+        check_scale_range(getattr(self, "scale_jitter", None), "scale_jitter")
         check_augment(self.augment)
         check_int(self.seed, "seed", minimum=0)
         check_num_threads(self.num_threads)
@@ -179,7 +166,7 @@ class _TwoStageEstimator(BaseDetector):
         if proposals is not None:
             tgts = [dict(t, proposals=p.numpy()) for t, p in zip(tgts, proposals)]
         augment = T.build_augmentation(self.augment, hflip=self.hflip,
-                                       scale_jitter=_check_scale_range(self.scale_jitter, "scale_jitter"))
+                                       scale_jitter=check_scale_range(self.scale_jitter, "scale_jitter"))
         batch_size = self.batch_size
 
         def sample_batch(it, rank, world, rng):
@@ -467,8 +454,8 @@ class FasterRCNN(_TwoStageEstimator):
     def _check_params(self):
         super()._check_params()
         scale = check_positive(self.image_scale, "image_scale")
-        if scale > _MAX_SCALE:
-            raise ValueError(f"image_scale must be a number in (0, {_MAX_SCALE:g}], got {self.image_scale!r}")
+        if scale > MAX_SCALE:
+            raise ValueError(f"image_scale must be a number in (0, {MAX_SCALE:g}], got {self.image_scale!r}")
         _check_positive_sequence(self.anchor_sizes, "anchor_sizes")
         _check_positive_sequence(self.aspect_ratios, "aspect_ratios")
         anchors = _check_anchors(getattr(self, "anchors", None), self.fpn)

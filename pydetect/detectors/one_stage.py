@@ -14,28 +14,12 @@ import os
 
 import numpy as np
 
-from pydetect._validation import check_bool, check_fraction, check_int, check_num_threads, check_positive
+from pydetect._validation import (check_bool, check_fraction, check_int, check_num_threads, check_positive,
+                                  check_scale_range)
 from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
 
 __all__ = ["OneStageEstimator", "fitted_box_shapes"]
-
-_MAX_SCALE = 8.0
-
-
-def check_scale_range(value, name):
-    """None or a pair 0 < lo <= hi <= 8 (a stretch or scale-jitter range)."""
-    if value is None:
-        return None
-    try:
-        lo, hi = value
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be None or a pair (lo, hi), got {value!r}") from None
-    lo, hi = check_positive(lo, f"{name} lo"), check_positive(hi, f"{name} hi")
-    if not lo <= hi <= _MAX_SCALE:
-        raise ValueError(f"{name} must satisfy 0 < lo <= hi <= {_MAX_SCALE:g}, got {value!r}")
-    return lo, hi
-
 
 def check_shapes(value, name):
     """An explicit prior set: (k, 2) positive finite (w, h) -> float64 array."""
