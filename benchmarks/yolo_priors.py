@@ -6,14 +6,19 @@ digits ``train`` split with the same backbone, crop pretraining, augmentation an
 are scored on the ``val`` split: COCO AP, AP50, AP75 and the recall of small objects (ARs,
 area < 32^2 pixels, up to 100 detections).
 
-Each run trains from scratch with ``--pretrain`` seconds of crop pretraining and ``--train``
-times ``--mult`` seconds of detection training; the budgets are wall-clock, so the
-iterations reached are reported. To compare the two forms under the same machine load, run
-them side by side at one thread each (the ``--pair`` mode does that).
+Each run trains from scratch. The budget is either wall-clock (``--pretrain`` seconds of
+crop pretraining, then ``--train`` times ``--mult`` seconds of detection training; the
+iterations reached are reported, and the two forms of a budget should share the machine's
+load: ``--pair`` runs them side by side at one thread each) or counted (``--iterations N``
+and ``--pretrain-epochs E``: ``--mult`` times N detection iterations after E epochs of crop
+pretraining, whatever the load, so that runs can share a busy machine and still be compared).
+The full budget's counts are what the default ``YOLO()`` reaches in the 90 s + 780 s of
+``pydetect bench detectors`` on an unloaded 2-core machine: about 9 pretraining epochs and
+3,788 iterations (digits val run 8).
 
 Usage:
     python benchmarks/yolo_priors.py --pair --mult 1 --train 300 --out runs.jsonl
-    python benchmarks/yolo_priors.py --pair --mult 3 --train 300 --out runs.jsonl
+    python benchmarks/yolo_priors.py --pair --mult 3 --iterations 3788 --pretrain-epochs 9 --out runs.jsonl
     python benchmarks/yolo_priors.py --table runs.jsonl [--record]
 """
 
@@ -30,7 +35,7 @@ from pydetect._io import atomic_write
 SECTION = "## YOLOv1 predictors vs anchor priors (issue 20)"
 
 
-def run(form, mult, train_seconds, pretrain_seconds, threads):
+def run(form, mult, train_seconds, pretrain_seconds, threads, iterations=None, pretrain_epochs=None):
     import os
 
     from pydetect import data
@@ -38,15 +43,20 @@ def run(form, mult, train_seconds, pretrain_seconds, threads):
     from pydetect.detectors import YOLO
 
     train, val = data.digits_in_clutter("train"), data.digits_in_clutter("val")
-    det = YOLO(anchors=None if form == "v1" else "kmeans", train_seconds=train_seconds * mult,
-               pretrain_seconds=pretrain_seconds, progress=False, num_threads=threads)
+    if iterations:  # a counted budget: the clocks are set far beyond what the counts take
+        budget = dict(max_iter=iterations * mult, train_seconds=1e7, pretrain_epochs=pretrain_epochs,
+                      pretrain_seconds=1e7)
+    else:
+        budget = dict(train_seconds=train_seconds * mult, pretrain_seconds=pretrain_seconds)
+    det = YOLO(anchors=None if form == "v1" else "kmeans", progress=False, num_threads=threads, **budget)
     t0 = time.perf_counter()
     det.fit(train)
     fit = time.perf_counter() - t0
     dets = det.predict_batch([im for im, _ in val])
     stats = pdeval.coco_evaluate(val, dets)
-    return {"form": form, "budget": f"{mult}x", "train_seconds": train_seconds * mult,
-            "pretrain_seconds": pretrain_seconds, "threads": threads, "iterations": det.history_["iterations"],
+    return {"form": form, "budget": f"{mult}x", "train_seconds": None if iterations else train_seconds * mult,
+            "pretrain_seconds": None if iterations else pretrain_seconds, "pretrain_epochs": pretrain_epochs,
+            "max_iter": iterations * mult if iterations else None, "threads": threads, "iterations": det.history_["iterations"],
             "fit_seconds": fit, "load_average": os.getloadavg()[0],
             **{k: stats[k] for k in ("AP", "AP50", "AP75", "ARs", "AR100")}}
 
@@ -68,6 +78,8 @@ def main():
     ap.add_argument("--mult", type=int, default=1)
     ap.add_argument("--train", type=float, default=780.0, help="1x detection-training seconds")
     ap.add_argument("--pretrain", type=float, default=90.0)
+    ap.add_argument("--iterations", type=int, help="1x detection-training iterations (a counted budget)")
+    ap.add_argument("--pretrain-epochs", type=int, default=9, help="crop-pretraining epochs of a counted budget")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="append each run as a JSON line here")
     ap.add_argument("--table", help="print (and with --record, write) the table of a JSON-lines file")
@@ -95,11 +107,13 @@ def main():
         return
     if args.pair:
         base = [sys.executable, __file__, "--mult", str(args.mult), "--train", str(args.train),
-                "--pretrain", str(args.pretrain), "--threads", str(args.threads)] + \
-               (["--out", args.out] if args.out else [])
+                "--pretrain", str(args.pretrain), "--threads", str(args.threads),
+                "--pretrain-epochs", str(args.pretrain_epochs)] + \
+               (["--out", args.out] if args.out else []) + \
+               (["--iterations", str(args.iterations)] if args.iterations else [])
         procs = [subprocess.Popen(base + ["--form", form]) for form in ("v1", "anchors")]
         sys.exit(max(p.wait() for p in procs))
-    r = run(args.form, args.mult, args.train, args.pretrain, args.threads)
+    r = run(args.form, args.mult, args.train, args.pretrain, args.threads, args.iterations, args.pretrain_epochs)
     print(json.dumps(r), flush=True)
     if args.out:
         with open(args.out, "a") as f:
