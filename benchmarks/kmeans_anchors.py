@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from pydetect import data, models
-from pydetect.models.training import fit_anchors
+from pydetect.models.anchors import fit_anchors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "RESULTS.md")

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from pydetect import data, explain, models, viz
 from pydetect.detectors import OverFeat
-from pydetect.models import training as T
+from pydetect import engine
 
 
 def save(fig, path):
@@ -68,8 +68,8 @@ def object_crops(dataset, rng, side_factor=2.0, size=64):
 def cam_figure(detector, seconds, out):
     torch.manual_seed(0)
     train = data.digits_in_clutter("train")
-    crops, labels, _ = T.extract_crops(train, copies=4, seed=0)
-    acc, clf = T.pretrain_backbone(models.VGGStyle(), crops, labels, 11, seconds=seconds, max_epochs=60,
+    crops, labels, _ = engine.extract_crops(train, copies=4, seed=0)
+    acc, clf = engine.pretrain_backbone(models.VGGStyle(), crops, labels, 11, seconds=seconds, max_epochs=60,
                                    return_classifier=True)
     clf.eval()
     val = data.digits_in_clutter("val")

@@ -340,7 +340,7 @@ def check_num_threads(value, name: str = "num_threads"):
 # ---------------------------------------------------------------------------------------
 # Devices (CUDA): the ``device`` parameter of the CNN detectors. Only its form is checked
 # here; whether the GPU it names exists is checked when the detector uses it
-# (pydetect.models.training.resolve_device).
+# (pydetect.engine.resolve_device).
 # ---------------------------------------------------------------------------------------
 def check_device(value, name: str = "device"):
     """The ``torch.device`` for ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device of type

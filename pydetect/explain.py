@@ -20,6 +20,12 @@ upsampled bilinearly from the feature resolution (pixel centres aligned). Draw t
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pydetect import engine
+from pydetect._validation import as_image, check_int
+from pydetect.models.backbones import CropClassifier
 
 __all__ = ["class_activation_map", "grad_cam"]
 
@@ -30,10 +36,6 @@ def _is_pydetect_module(model) -> bool:
 
 def _input(model, image):
     """(1, C, H, W) float tensor on the model's device, and (H, W)."""
-    import torch
-
-    from pydetect._validation import as_image
-    from pydetect.models.training import crops_to_tensor
 
     try:
         device = next(model.parameters()).device
@@ -48,15 +50,13 @@ def _input(model, image):
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
     if _is_pydetect_module(model):
-        x = crops_to_tensor(np.ascontiguousarray(img[None]))
+        x = engine.crops_to_tensor(np.ascontiguousarray(img[None]))
     else:
         x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].float().div_(255.0)
     return x.to(device), img.shape[:2]
 
 
 def _check_class(index, n, name="class_index"):
-    from pydetect._validation import check_int
-
     index = check_int(index, name, minimum=0)
     if index >= n:
         raise ValueError(f"{name} must lie in [0, {n}), the model's outputs, got {index}")
@@ -64,8 +64,6 @@ def _check_class(index, n, name="class_index"):
 
 
 def _upsample(cam, size):
-    import torch.nn.functional as F
-
     return F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
 
 
@@ -73,9 +71,6 @@ def _gap_linear(model):
     """(feature function x -> (N, C, h, w), linear layer) of a network ending in global
     average pooling + linear: pydetect's CropClassifier, or any module whose last
     ``AdaptiveAvgPool2d(1)`` feeds its last ``Linear``."""
-    import torch
-
-    from pydetect.models.backbones import CropClassifier
 
     if isinstance(model, CropClassifier):
         return (lambda x: list(model.backbone(x).values())[-1]), model.fc
@@ -120,8 +115,6 @@ def class_activation_map(model, image, class_index) -> np.ndarray:
         ``sum_k w[class_index, k] F_k``, upsampled to the image (the bias is left out: it
         does not vary with position). Larger means more evidence for the class.
     """
-    import torch
-
     features, fc = _gap_linear(model)
     class_index = _check_class(class_index, fc.out_features)
     x, size = _input(model, image)
@@ -160,8 +153,6 @@ def grad_cam(model, layer, image, class_index) -> np.ndarray:
         ``ReLU(sum_k a_k A_k)`` with ``a_k`` the mean over positions of d score / d A_k,
         upsampled to the image.
     """
-    import torch
-
     if not isinstance(layer, torch.nn.Module) or not any(m is layer for m in model.modules()):
         raise ValueError("layer must be a submodule of model")
     x, size = _input(model, image)

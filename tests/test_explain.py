@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 from pydetect import explain, models  # noqa: E402
-from pydetect.models.training import crops_to_tensor  # noqa: E402
+from pydetect.engine import crops_to_tensor  # noqa: E402
 
 
 def _randomise_batch_norm(net, seed=0):
@@ -114,7 +114,7 @@ def test_bad_inputs_are_named(image):
 
 def _trained_crop_classifier(n_images, seconds, max_epochs=60):
     from pydetect import data
-    from pydetect.models import training as T
+    from pydetect import engine as T
 
     train = data.digits_in_clutter("train", n_images=n_images)
     crops, labels, _ = T.extract_crops(train, copies=4, seed=0)

@@ -9,8 +9,9 @@ torch = pytest.importorskip("torch")
 from pydetect import models  # noqa: E402
 from pydetect.data import digits_in_clutter  # noqa: E402
 from pydetect.detectors import FasterRCNN  # noqa: E402
-from pydetect.detectors.faster_rcnn import build_backbone  # noqa: E402
-from pydetect.models import kmeans_anchors, training  # noqa: E402
+from pydetect.models.anchors import fit_anchors  # noqa: E402
+from pydetect.models.backbones import build_backbone  # noqa: E402
+from pydetect.models import kmeans_anchors  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -86,7 +87,7 @@ def test_anchor_generator_bad_shapes():
 # ----------------------------------------------------------------------------- FasterRCNN
 def test_kmeans_anchors_fitted_on_training_boxes(kmeans_fitted, tiny_data):
     det = kmeans_fitted
-    sizes, ratios = training.fit_anchors(tiny_data.targets, n_sizes=4)
+    sizes, ratios = fit_anchors(tiny_data.targets, n_sizes=4)
     k = len(sizes) * len(ratios)
     want, _ = kmeans_anchors(train_wh(tiny_data), k, seed=3)
     assert len(det.anchor_shapes_) == k and det.anchor_sizes_ is None and det.aspect_ratios_ is None
@@ -100,7 +101,7 @@ def test_default_anchors_unchanged(tiny_data):
     det = tiny_detector()
     det._prepare(tiny_data.targets)
     assert det.anchor_shapes_ is None
-    assert (det.anchor_sizes_, det.aspect_ratios_) == training.fit_anchors(tiny_data.targets, n_sizes=4)
+    assert (det.anchor_sizes_, det.aspect_ratios_) == fit_anchors(tiny_data.targets, n_sizes=4)
     gen = det._build(build_backbone("vgg", False), 10).rpn.anchor_generator
     assert gen.shapes is None and gen.sizes == (det.anchor_sizes_,)
 
@@ -118,7 +119,7 @@ def test_explicit_shapes_used_as_given(tiny_data):
 def test_fpn_splits_area_sorted_shapes_over_levels(tiny_data):
     det = tiny_detector(backbone="resnet18", fpn=True, anchors="kmeans")
     det._prepare(tiny_data.targets)
-    sizes, ratios = training.fit_anchors(tiny_data.targets, n_sizes=6)
+    sizes, ratios = fit_anchors(tiny_data.targets, n_sizes=6)
     k = 6 * len(ratios)
     want, _ = kmeans_anchors(train_wh(tiny_data), k, seed=0)
     np.testing.assert_allclose(det.anchor_shapes_, want)

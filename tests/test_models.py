@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pydetect import models  # noqa: E402
+from pydetect import models, ops  # noqa: E402
 from pydetect.models.rpn import _flatten  # noqa: E402
 
 
@@ -196,6 +196,31 @@ def test_backbones_shapes():
     assert clf(torch.randn(3, 3, 40, 40)).shape == (3, 11)
 
 
+def test_roi_pooler_scale_is_the_backbone_stride_or_inferred_from_the_image_sizes():
+    torch.manual_seed(0)
+    f = torch.randn(1, 4, 10, 12)  # a stride-8 map of an 80 x 96 padded batch holding a 50 x 60 image
+    boxes = [torch.tensor([[8.0, 8.0, 40.0, 56.0]])]
+    fixed = models.RoIPooler("0", 3, spatial_scale=1 / 8)({"0": f}, boxes, [(50, 60)])
+    assert torch.equal(fixed, ops.roi_align(f, boxes, 3, 1 / 8, 2, True))
+    # Inferred: 2 ** round(log2(10 / 50)) = 1/4, wrong here because padding adds 60% to the image.
+    inferred = models.RoIPooler("0", 3)({"0": f}, boxes, [(50, 60)])
+    assert torch.equal(inferred, ops.roi_align(f, boxes, 3, 1 / 4, 2, True))
+    assert torch.equal(models.RoIPooler("0", 3)({"0": f}, boxes, [(80, 96)]), fixed)
+    for bad in (0, -0.5, 2.0):
+        with pytest.raises(ValueError, match="spatial_scale"):
+            models.RoIPooler("0", 3, spatial_scale=bad)
+
+
+def test_two_stage_detectors_pool_at_their_backbone_stride():
+    from pydetect.detectors import FastRCNN
+    from pydetect.detectors.two_stage import backbone_scale
+
+    for backbone, stride in ((models.VGGStyle(), 8), (models.ResNet18Style(return_layers=(3,)), 16)):
+        assert backbone_scale(backbone) == 1 / stride
+        assert FastRCNN()._build(backbone, 3).roi_heads.box_roi_pool.spatial_scale == 1 / stride
+    assert backbone_scale(torch.nn.Conv2d(3, 3, 1)) is None
+
+
 # ----------------------------------------------------------------------------- whole model
 def small_model(num_classes=3):
     bb = models.VGGStyle(widths=(8, 8, 16, 16), depths=(1, 1, 1, 1))
@@ -272,7 +297,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_cached_proposals_saves_and_resumes_without_searching(tmp_path):
-    from pydetect.models.training import cached_proposals
+    from pydetect.engine import cached_proposals
 
     images = [np.zeros((8, 8, 3), np.uint8), np.ones((6, 9, 3), np.uint8)]
     calls = []

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 from pydetect import data, models  # noqa: E402
 from pydetect.detectors import BaseDetector, OverFeat  # noqa: E402
 from pydetect.detectors.overfeat import _rescale, greedy_merge  # noqa: E402
-from pydetect.models.training import crops_to_tensor  # noqa: E402
+from pydetect.engine import crops_to_tensor  # noqa: E402
 
 
 def _net(num_classes=3, window=44, widths=(16, 32, 64), seed=0):

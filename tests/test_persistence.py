@@ -23,7 +23,7 @@ from pydetect._persist import decode, encode  # noqa: E402
 from pydetect.data import digits_in_clutter  # noqa: E402
 from pydetect.detectors import BaseDetector, FasterRCNN, ViolaJonesDetector  # noqa: E402
 from pydetect.models import VGGStyle  # noqa: E402
-from pydetect.models import training  # noqa: E402
+from pydetect import engine  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -236,6 +236,42 @@ def test_format_1_files_load_with_allow_pickle(vj, faster, grey, tiny_data, tmp_
         same_detections(type(det).load(tmp_path / "new.model").predict(probe), det.predict(probe))
 
 
+def test_a_file_older_than_a_parameter_reads_it_as_the_model_was_trained(faster, tiny_data, tmp_path):
+    """State version 0 (no "state_version" in the header): the parameters and fitted attributes
+    the file predates take the values that model was trained and run with (the class's
+    _LEGACY_VALUES), not today's defaults; it predicts as it did."""
+    good, old = tmp_path / "new.model", tmp_path / "old.model"
+    faster.save(good)
+    with zipfile.ZipFile(good) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    header = json.loads(members["header.json"])
+    assert header["state_version"] == FasterRCNN._STATE_VERSION
+    del header["state_version"]
+    for name in ("pretrain_copies", "pretrain_shear", "balance_objects"):
+        del header["params"][name]
+    assert header["state"].pop("anchor_shapes_") is None  # sizes x ratios (anchors=None)
+    members["header.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(old, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    again = FasterRCNN.load(old)
+    params = again.get_params()
+    assert (params["pretrain_copies"], params["pretrain_shear"], params["balance_objects"]) == (2, 0.0, False)
+    assert FasterRCNN().get_params()["pretrain_copies"] == 8  # not today's default
+    assert again.anchor_shapes_ is None
+    same_detections(again.predict(tiny_data[0][0]), faster.predict(tiny_data[0][0]))
+    # The same file claiming today's version is read as written: a missing parameter takes the
+    # constructor's default.
+    header["state_version"] = FasterRCNN._STATE_VERSION
+    header["state"]["anchor_shapes_"] = None
+    rewrite_header(old, tmp_path / "claims_new.model", **header)
+    assert FasterRCNN.load(tmp_path / "claims_new.model").get_params()["pretrain_copies"] == 8
+    for bad in (FasterRCNN._STATE_VERSION + 1, -1, "1", 1.5, True):
+        rewrite_header(good, tmp_path / "bad.model", state_version=bad)
+        with pytest.raises(ValueError, match="state version"):
+            FasterRCNN.load(tmp_path / "bad.model")
+
+
 def test_format_1_outside_pydetect_is_refused_even_with_allow_pickle(tmp_path):
     path = tmp_path / "m.pkl"
     path.write_bytes(pickle.dumps({"format": 1, "class": "collections.OrderedDict", "state": {}}))
@@ -271,7 +307,7 @@ def test_a_crafted_training_checkpoint_is_refused(marker, tmp_path):
     for payload in crafted_files(marker).values():
         path.write_bytes(payload)
         with pytest.raises(ValueError, match="toy.ckpt: not a pydetect checkpoint"):
-            training.train_loop(torch.nn.Linear(2, 1), None, max_iter=1, seconds=1, lr=0.1,
+            engine.train_loop(torch.nn.Linear(2, 1), None, max_iter=1, seconds=1, lr=0.1,
                                 checkpoint_path=path)
     assert not marker.exists()
 
@@ -280,7 +316,7 @@ def test_a_checkpoint_of_another_model_is_a_value_error(tmp_path):
     path = tmp_path / "toy.ckpt"
     torch.save({"model": torch.nn.Linear(3, 1).state_dict(), "iteration": 1}, path)
     with pytest.raises(ValueError, match="cannot resume from this checkpoint.*resume=False"):
-        training.train_loop(torch.nn.Linear(2, 1), None, max_iter=1, seconds=1, lr=0.1, checkpoint_path=path)
+        engine.train_loop(torch.nn.Linear(2, 1), None, max_iter=1, seconds=1, lr=0.1, checkpoint_path=path)
 
 
 @pytest.mark.parametrize("name", ["backbone_pretrained.pt", "backbone_pretraining.ckpt"])
@@ -346,7 +382,7 @@ def test_save_and_checkpoints_clear_stale_temp_files(vj, tmp_path):
     for p in stale:
         p.write_bytes(b"left by a killed run")
     vj.save(tmp_path / "vj.model")
-    training.train_loop(LossModel(), lambda *a: (torch.ones(4, 2),), max_iter=1, seconds=1e9, lr=0.1,
+    engine.train_loop(LossModel(), lambda *a: (torch.ones(4, 2),), max_iter=1, seconds=1e9, lr=0.1,
                         checkpoint_path=tmp_path / "toy.ckpt")
     assert sorted(os.listdir(tmp_path)) == ["toy.ckpt", "vj.model"]
 

@@ -9,7 +9,11 @@ torch = pytest.importorskip("torch")
 import _reference_rcnn as ref  # noqa: E402
 from pydetect.data import DetectionDataset, digits_in_clutter  # noqa: E402
 from pydetect.detectors import RCNN, FasterRCNN, NotFittedError  # noqa: E402
-from pydetect.models import training  # noqa: E402
+from pydetect import engine  # noqa: E402
+from pydetect.engine import loop as training_loop  # noqa: E402
+from pydetect.engine import pretrain as pretraining  # noqa: E402
+from pydetect.engine.crops import _native_crop  # noqa: E402
+from pydetect.models.anchors import fit_anchors  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -99,7 +103,7 @@ def run_toy(tmp_path, **kw):
                   checkpoint_every=2)
     params.update(kw)
     sample = params.pop("sample", toy_batches())
-    return model, training.train_loop(model, sample, **params)
+    return model, engine.train_loop(model, sample, **params)
 
 
 @pytest.mark.parametrize("ema_decay", [None, 0.9])
@@ -130,7 +134,7 @@ class FakeClock:
 
 def test_time_budget_counts_across_resumes(tmp_path, monkeypatch):
     """A run killed and resumed trains about as long in all as one uninterrupted run."""
-    monkeypatch.setattr(training, "time", FakeClock())
+    monkeypatch.setattr(training_loop, "time", FakeClock())
     _, straight = run_toy(tmp_path / "a", max_iter=1000, seconds=20)
     assert 5 < straight["iterations"] < 1000 and 20 <= straight["seconds"] <= 21  # the budget ended it
     with pytest.raises(KeyboardInterrupt):
@@ -159,21 +163,21 @@ class CountingBackbone(torch.nn.Module):
 def test_pretraining_time_budget_counts_across_resumes(tmp_path, monkeypatch):
     """Crop pretraining checkpoints every epoch; killed after its second checkpoint and
     resumed, it takes about as many steps in all, in the same recorded time, as one run."""
-    monkeypatch.setattr(training, "time", FakeClock())
+    monkeypatch.setattr(pretraining, "time", FakeClock())
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, (44, 16, 16, 3), dtype=np.uint8)
     labels = rng.integers(0, 3, 44)
     params = dict(seconds=30, max_epochs=100, batch_size=8, seed=0)
 
     def pretrain(path, backbone):
-        return training.pretrain_backbone(backbone, crops, labels, 3, checkpoint_path=path, **params)
+        return engine.pretrain_backbone(backbone, crops, labels, 3, checkpoint_path=path, **params)
 
     straight = CountingBackbone()
     pretrain(tmp_path / "a.ckpt", straight)
-    done = training.load_checkpoint(tmp_path / "a.ckpt")
+    done = engine.load_checkpoint(tmp_path / "a.ckpt")
     assert 10 < straight.steps < 5 * 100 and 30 <= done["seconds"] <= 33
 
-    save, saves = training._save_checkpoint, []
+    save, saves = pretraining.save_checkpoint, []
 
     def save_then_die(path, state):
         save(path, state)
@@ -181,15 +185,15 @@ def test_pretraining_time_budget_counts_across_resumes(tmp_path, monkeypatch):
         if len(saves) == 2:
             raise KeyboardInterrupt("killed after the second epoch's checkpoint")
 
-    monkeypatch.setattr(training, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(pretraining, "save_checkpoint", save_then_die)
     first = CountingBackbone()
     with pytest.raises(KeyboardInterrupt):
         pretrain(tmp_path / "b.ckpt", first)
-    monkeypatch.setattr(training, "_save_checkpoint", save)
+    monkeypatch.setattr(pretraining, "save_checkpoint", save)
     assert first.steps == saves[1] == 2 * 5
     second = CountingBackbone()
     pretrain(tmp_path / "b.ckpt", second)
-    resumed = training.load_checkpoint(tmp_path / "b.ckpt")
+    resumed = engine.load_checkpoint(tmp_path / "b.ckpt")
     assert 30 <= resumed["seconds"] <= 33
     assert abs(first.steps + second.steps - straight.steps) <= 1
 
@@ -207,11 +211,11 @@ def test_a_cpu_checkpoint_has_no_cuda_rng_and_one_from_a_gpu_resumes_on_the_cpu(
     """train_loop: a CPU run saves no CUDA random state; a checkpoint that has one (as a GPU
     run writes) resumes on the CPU exactly as without it, the state ignored."""
     straight, _ = run_toy(tmp_path / "a")
-    assert "cuda_rng" not in training.load_checkpoint(tmp_path / "a" / "toy.ckpt")
+    assert "cuda_rng" not in engine.load_checkpoint(tmp_path / "a" / "toy.ckpt")
     with pytest.raises(KeyboardInterrupt):
         run_toy(tmp_path / "b", sample=toy_batches(fail_at=17))
     path = tmp_path / "b" / "toy.ckpt"
-    state = training.load_checkpoint(path)
+    state = engine.load_checkpoint(path)
     assert "cuda_rng" not in state
     torch.save({**state, "cuda_rng": GPU_RNG_STATE}, path)
     monkeypatch.setattr(torch.cuda, "set_rng_state", refuse_cuda_rng)
@@ -219,7 +223,7 @@ def test_a_cpu_checkpoint_has_no_cuda_rng_and_one_from_a_gpu_resumes_on_the_cpu(
     assert hist["resumed_from"] == 16
     for p, q in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(p, q)
-    assert "cuda_rng" not in training.load_checkpoint(path)  # rewritten by a CPU run
+    assert "cuda_rng" not in engine.load_checkpoint(path)  # rewritten by a CPU run
 
 
 def test_pretraining_resumes_on_the_cpu_from_a_checkpoint_with_cuda_rng(tmp_path, monkeypatch):
@@ -230,15 +234,15 @@ def test_pretraining_resumes_on_the_cpu_from_a_checkpoint_with_cuda_rng(tmp_path
 
     def pretrain(path, **kw):
         torch.manual_seed(0)  # the classifier's initial weights
-        _, classifier = training.pretrain_backbone(CountingBackbone(), crops, labels, 3, checkpoint_path=path,
+        _, classifier = engine.pretrain_backbone(CountingBackbone(), crops, labels, 3, checkpoint_path=path,
                                                    seconds=1e9, max_epochs=4, batch_size=8, seed=0,
                                                    hflip_aug=True, return_classifier=True, **kw)
         return classifier
 
     straight = pretrain(tmp_path / "a.ckpt")
-    assert "cuda_rng" not in training.load_checkpoint(tmp_path / "a.ckpt")
+    assert "cuda_rng" not in engine.load_checkpoint(tmp_path / "a.ckpt")
     again = pretrain(tmp_path / "b.ckpt")  # uninterrupted runs are identical
-    save, saves = training._save_checkpoint, []
+    save, saves = pretraining.save_checkpoint, []
 
     def save_then_die(path, state):
         saves.append(state["step"])
@@ -247,17 +251,17 @@ def test_pretraining_resumes_on_the_cpu_from_a_checkpoint_with_cuda_rng(tmp_path
             raise KeyboardInterrupt("killed after the second epoch's checkpoint")
         save(path, state)
 
-    monkeypatch.setattr(training, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(pretraining, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         pretrain(tmp_path / "c.ckpt")
-    monkeypatch.setattr(training, "_save_checkpoint", save)
+    monkeypatch.setattr(pretraining, "save_checkpoint", save)
     monkeypatch.setattr(torch.cuda, "set_rng_state", refuse_cuda_rng)
     resumed = pretrain(tmp_path / "c.ckpt")
-    assert saves[1] == 2 * 5 and training.load_checkpoint(tmp_path / "c.ckpt")["step"] == 4 * 5
+    assert saves[1] == 2 * 5 and engine.load_checkpoint(tmp_path / "c.ckpt")["step"] == 4 * 5
     for p, q, r in zip(straight.state_dict().values(), resumed.state_dict().values(),
                        again.state_dict().values()):
         assert torch.equal(p, q) and torch.equal(p, r)
-    assert "cuda_rng" not in training.load_checkpoint(tmp_path / "c.ckpt")
+    assert "cuda_rng" not in engine.load_checkpoint(tmp_path / "c.ckpt")
 
 
 class DropoutToyModel(torch.nn.Module):
@@ -292,12 +296,12 @@ def test_a_resumed_gpu_run_continues_the_cuda_random_stream(tmp_path, monkeypatc
     def run(path, sample):
         torch.manual_seed(0)
         model = DropoutToyModel().cuda()
-        hist = training.train_loop(model, sample, max_iter=12, seconds=1e9, lr=0.01, seed=1,
+        hist = engine.train_loop(model, sample, max_iter=12, seconds=1e9, lr=0.01, seed=1,
                                    checkpoint_path=path, checkpoint_every=2)
         return model, hist
 
     straight, hist = run(tmp_path / "a.ckpt", on_gpu())
-    state = training.load_checkpoint(tmp_path / "a.ckpt")
+    state = engine.load_checkpoint(tmp_path / "a.ckpt")
     assert state["cuda_rng"].dtype == torch.uint8 and state["cuda_rng"].device.type == "cpu"
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "b.ckpt", on_gpu(fail_at=7))
@@ -310,7 +314,7 @@ def test_a_resumed_gpu_run_continues_the_cuda_random_stream(tmp_path, monkeypatc
         assert torch.equal(p, q)
     # Resumed without the CUDA state, the dropout masks (and so the losses) differ.
     (tmp_path / "b.ckpt").write_bytes(killed.read_bytes())
-    monkeypatch.setattr(training, "_restore_cuda_rng", lambda state, device: None)
+    monkeypatch.setattr(training_loop, "restore_cuda_rng", lambda state, device: None)
     _, unrestored = run(tmp_path / "b.ckpt", on_gpu())
     assert unrestored["resumed_from"] == 6 and unrestored["losses"] != hist["losses"][6:]
     monkeypatch.undo()
@@ -319,15 +323,15 @@ def test_a_resumed_gpu_run_continues_the_cuda_random_stream(tmp_path, monkeypatc
     rng = np.random.default_rng(0)
     crops, labels = rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8), rng.integers(0, 3, 20)
     path = tmp_path / "pretrain.ckpt"
-    training.pretrain_backbone(CountingBackbone(), crops, labels, 3, checkpoint_path=path, seconds=1e9,
+    engine.pretrain_backbone(CountingBackbone(), crops, labels, 3, checkpoint_path=path, seconds=1e9,
                                max_epochs=1, batch_size=8, device="cuda")
-    saved = training.load_checkpoint(path)["cuda_rng"]
+    saved = engine.load_checkpoint(path)["cuda_rng"]
     assert saved.dtype == torch.uint8
     restored = []
     set_state = torch.cuda.set_rng_state
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device="cuda": (restored.append(s.clone()),
                                                                                 set_state(s, device)))
-    training.pretrain_backbone(CountingBackbone(), crops, labels, 3, checkpoint_path=path, seconds=1e9,
+    engine.pretrain_backbone(CountingBackbone(), crops, labels, 3, checkpoint_path=path, seconds=1e9,
                                max_epochs=2, batch_size=8, device="cuda")
     assert len(restored) == 1 and torch.equal(restored[0], saved)
 
@@ -344,7 +348,7 @@ def test_weight_average_is_the_ramped_exponential_average(tmp_path):
 
     torch.manual_seed(0)
     model = ToyModel()
-    training.train_loop(model, sample, max_iter=12, seconds=1e9, lr=0.1, seed=1, ema_decay=decay,
+    engine.train_loop(model, sample, max_iter=12, seconds=1e9, lr=0.1, seed=1, ema_decay=decay,
                         checkpoint_path=tmp_path / "toy.ckpt")
     live = torch.load(tmp_path / "toy.ckpt", weights_only=True)["model"]
     history = snapshots + [live]  # weights after 0, 1, ..., 12 optimiser steps
@@ -360,7 +364,7 @@ def test_weight_average_is_the_ramped_exponential_average(tmp_path):
         torch.testing.assert_close(value.double(), avg, rtol=1e-5, atol=1e-6)
         assert not torch.equal(value, live[key])
     with pytest.raises(ValueError, match="ema_decay"):
-        training.train_loop(ToyModel(), batches, max_iter=2, seconds=1e9, lr=0.1, ema_decay=1.0)
+        engine.train_loop(ToyModel(), batches, max_iter=2, seconds=1e9, lr=0.1, ema_decay=1.0)
 
 
 def test_nan_loss_stops_with_checkpoint_intact(tmp_path):
@@ -372,16 +376,16 @@ def test_nan_loss_stops_with_checkpoint_intact(tmp_path):
 
 
 def test_lr_schedule():
-    assert training.lr_factor(0.0, 0.1) == pytest.approx(0.1)
-    assert training.lr_factor(0.1, 0.1) == pytest.approx(1.0)
-    assert training.lr_factor(1.0, 0.1) == pytest.approx(0.02)
-    f = [training.lr_factor(t / 100, 0.1) for t in range(10, 101)]
+    assert engine.lr_factor(0.0, 0.1) == pytest.approx(0.1)
+    assert engine.lr_factor(0.1, 0.1) == pytest.approx(1.0)
+    assert engine.lr_factor(1.0, 0.1) == pytest.approx(0.02)
+    f = [engine.lr_factor(t / 100, 0.1) for t in range(10, 101)]
     assert all(a >= b for a, b in zip(f, f[1:]))
 
 
 def test_fit_anchors_follow_the_boxes():
     targets = [{"boxes": np.array([[0, 0, 10, 20], [0, 0, 40, 80], [0, 0, 20, 40]], float)}]
-    sizes, ratios = training.fit_anchors(targets, n_sizes=3)
+    sizes, ratios = fit_anchors(targets, n_sizes=3)
     assert ratios == (2.0,)
     assert sizes[0] == pytest.approx(np.sqrt(200) * 1.0, rel=0.2) and sizes[-1] < np.sqrt(3200)
 
@@ -407,7 +411,7 @@ def test_crops_follow_the_image_scale():
                           ["a", "b"])
     widths = {}
     for scale in (1.0, 2.0):
-        crops, labels, inner = training.extract_crops(ds, copies=1, jitter=0.0, backgrounds_per_image=2,
+        crops, labels, inner = engine.extract_crops(ds, copies=1, jitter=0.0, backgrounds_per_image=2,
                                                       scale=scale, seed=0)
         assert crops.shape[1:] == (48, 48, 3) and list(labels[:2]) == [1, 2] and (labels[2:] == 0).all()
         widths[scale] = inner[:2, 2] - inner[:2, 0]
@@ -433,7 +437,7 @@ def test_sheared_crops_slant_the_object_about_its_centre(shear):
     # the centre of the returned box, whose width and height are the stretched object's.
     img = np.zeros((200, 200, 3), np.uint8)
     img[60:140, 98:102] = 255
-    crop, box = training._native_crop(img, np.array([90.0, 60, 110, 140]), 48, 1.3, (0.0, 0.0),
+    crop, box = _native_crop(img, np.array([90.0, 60, 110, 140]), 48, 1.3, (0.0, 0.0),
                                       stretch=(1.2, 0.9), shear=shear)
     a = 48 / (80 * 0.9 * 1.3)
     np.testing.assert_allclose([box[2] - box[0], box[3] - box[1]], [20 * 1.2 * a, 80 * 0.9 * a], rtol=1e-5)

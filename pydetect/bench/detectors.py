@@ -309,7 +309,7 @@ def benchmark_detector(key: str, splits: Splits, *, quick: bool, out: str, threa
     import pydetect
     from pydetect import eval as pdeval
     from pydetect.detectors import BaseDetector
-    from pydetect.models.training import torch_threads
+    from pydetect.engine import torch_threads
 
     params = {**recipe(key, splits.kind, quick), **dict(overrides or {})}
     fresh = build_detector(key, params)  # unfitted: names the cache entry, trained on a miss

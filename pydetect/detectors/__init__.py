@@ -1,25 +1,20 @@
-"""Detectors with one estimator API: ``Detector(**params).fit(dataset).predict(image)``."""
+"""Detectors with one estimator API: ``Detector(**params).fit(dataset).predict(image)``.
+
+Classical: :class:`ViolaJonesDetector` (boosted Haar / LBP cascades), :class:`ImplicitShapeModel`.
+CNN, on the training layer :mod:`pydetect.engine`: :class:`OverFeat` (the dense sliding window),
+the R-CNN family (:class:`RCNN`, :class:`FastRCNN`, :class:`FasterRCNN`) and the one-stage
+:class:`YOLO` and :class:`SSD`.
+"""
 
 from pydetect.detectors.base import BaseDetector, NotFittedError
+from pydetect.detectors.fast_rcnn import FastRCNN
+from pydetect.detectors.faster_rcnn import FasterRCNN
 from pydetect.detectors.ism import ImplicitShapeModel
+from pydetect.detectors.overfeat import OverFeat
+from pydetect.detectors.rcnn import RCNN
+from pydetect.detectors.ssd import SSD
 from pydetect.detectors.viola_jones import ViolaJonesDetector
+from pydetect.detectors.yolo import YOLO
 
-__all__ = ["BaseDetector", "NotFittedError", "ImplicitShapeModel", "ViolaJonesDetector"]
-
-# ---- R-CNN family (issue 7)
-from pydetect.detectors.fast_rcnn import FastRCNN  # noqa: E402
-from pydetect.detectors.faster_rcnn import FasterRCNN  # noqa: E402
-from pydetect.detectors.rcnn import RCNN  # noqa: E402
-
-__all__ += ["RCNN", "FastRCNN", "FasterRCNN"]
-
-# ---- the CNN sliding window (issue 21)
-from pydetect.detectors.overfeat import OverFeat  # noqa: E402
-
-__all__ += ["OverFeat"]
-
-# ---- one-stage detectors (issue 20)
-from pydetect.detectors.ssd import SSD  # noqa: E402
-from pydetect.detectors.yolo import YOLO  # noqa: E402
-
-__all__ += ["YOLO", "SSD"]
+__all__ = ["BaseDetector", "NotFittedError", "ViolaJonesDetector", "ImplicitShapeModel", "OverFeat", "RCNN",
+           "FastRCNN", "FasterRCNN", "YOLO", "SSD"]

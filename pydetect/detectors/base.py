@@ -19,7 +19,13 @@ A model file is a zip archive (:mod:`pydetect._persist`) of ``header.json`` and
   ``device`` given as a torch.device is stored as its name (``"cuda:0"``);
 - ``"state"``: the fitted state, as each class maps it to plain values in ``_get_state``
   (arrays, tensors such as torch ``state_dict``s, JSON scalars, lists and dicts) and back
-  in ``_set_state``.
+  in ``_set_state``;
+- ``"state_version"``: the class's ``_STATE_VERSION`` when it was written (absent: 0).
+
+Older files are upgraded on load, in one place (:meth:`BaseDetector._upgrade`): a parameter
+or fitted attribute that did not exist when a file was written takes the value in the
+class's ``_LEGACY_VALUES``, the one that reproduces how that model was trained and run
+(not necessarily today's default), so that no code needs ``getattr`` fallbacks.
 
 Format 1, written by pydetect 0.1.0, pickled the instance: ``load(path, allow_pickle=True)``
 still reads it, but unpickling runs whatever code the file names, so only do that for files
@@ -85,6 +91,25 @@ class BaseDetector:
     ``_set_state`` to map them to arrays, tensors and JSON values (see the module docstring).
     """
 
+    #: The version of this class's parameters and fitted state, written to model files; bump
+    #: it when one is added or changes meaning, and say in ``_LEGACY_VALUES`` (or an override
+    #: of :meth:`_upgrade`) what older files mean.
+    _STATE_VERSION = 1
+    #: Parameter or fitted attribute -> its meaning in a file written before it existed.
+    _LEGACY_VALUES: dict = {}
+
+    @classmethod
+    def _upgrade(cls, params: dict, state: dict, version: int):
+        """(params, state) of a file of state ``version`` as this version of the class reads
+        them: anything the file predates takes its ``_LEGACY_VALUES`` entry."""
+        params, state = dict(params), dict(state)
+        if version < cls._STATE_VERSION:
+            names = cls._param_defaults()
+            for name, value in cls._LEGACY_VALUES.items():
+                target = params if name in names else state
+                target.setdefault(name, value)
+        return params, state
+
     @classmethod
     def _param_defaults(cls) -> dict:
         signature = inspect.signature(cls.__init__)
@@ -95,11 +120,9 @@ class BaseDetector:
         return list(cls._param_defaults())
 
     def get_params(self, deep: bool = True) -> dict:
-        """The constructor parameters as given (a model saved before a parameter existed
-        reports that parameter's default). ``deep`` is accepted for scikit-learn's API;
+        """The constructor parameters as given. ``deep`` is accepted for scikit-learn's API;
         no parameter is itself an estimator."""
-        defaults = self._param_defaults()
-        return {name: getattr(self, name, defaults[name]) for name in defaults}
+        return {name: getattr(self, name) for name in self._param_defaults()}
 
     def set_params(self, **params):
         """Sets constructor parameters (scikit-learn's API: ``sklearn.base.clone`` and grid
@@ -142,7 +165,8 @@ class BaseDetector:
         vars(self).update(state)
 
     def _set_pickled_state(self, state: dict) -> None:
-        """Restores the instance ``__dict__`` that format 1 pickled."""
+        """Restores the instance ``__dict__`` that format 1 pickled (already upgraded: every
+        parameter is there)."""
         vars(self).update(state)
 
     def save(self, path) -> None:
@@ -169,7 +193,8 @@ class BaseDetector:
         arrays = []
         header = {"format": _FORMAT_VERSION, "pydetect": pydetect.__version__, "class": name,
                   "params": encode(params, arrays, "parameter"), "modules": modules,
-                  "state": encode(self._get_state(), arrays, "fitted state")}
+                  "state": encode(self._get_state(), arrays, "fitted state"),
+                  "state_version": self._STATE_VERSION}
         write_archive(path, header, arrays)
 
     @classmethod
@@ -219,10 +244,15 @@ class BaseDetector:
             raise ValueError(f"{path}: the {found.__name__} was saved with the torch module parameters "
                              f"{saved_modules}: pass exactly those to load (got {sorted(modules)}); "
                              "the file holds their weights, not their code")
+        version = header.get("state_version", 0)
+        if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= found._STATE_VERSION:
+            raise ValueError(f"{path}: state version {version!r} of a {found.__name__}; this pydetect reads "
+                             f"versions 0 to {found._STATE_VERSION} (a newer pydetect wrote it?)")
         try:
-            params = decode(header.get("params", {}), arrays)
+            params, state = found._upgrade(decode(header.get("params", {}), arrays),
+                                           decode(header.get("state", {}), arrays), version)
             obj = found(**dict(params, **modules))
-            obj._set_state(decode(header.get("state", {}), arrays))
+            obj._set_state(state)
         except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
             detail = " ".join(str(exc).split())  # torch's load_state_dict errors span lines
             raise ValueError(f"{path}: a {found.__name__} model file that cannot be restored ({detail})") from None
@@ -259,6 +289,10 @@ class BaseDetector:
         found = cls._check_class(_detector_class(name, path), path)
         if module != DETECTORS[name]:
             raise ValueError(f"{path}: names the class {payload.get('class')!r}, not pydetect's {name}")
+        pickled = dict(payload["state"])
+        names = found._param_defaults()
+        params, state = found._upgrade({k: v for k, v in pickled.items() if k in names},
+                                       {k: v for k, v in pickled.items() if k not in names}, 0)
         obj = found.__new__(found)
-        obj._set_pickled_state(payload["state"])
+        obj._set_pickled_state({**names, **params, **state})  # the constructor's defaults under the rest
         return obj

@@ -10,14 +10,16 @@ scores and class-specific box deltas, trained jointly (softmax + smooth L1). Min
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from pydetect import engine, models, ops
 from pydetect._validation import check_choice, check_int
-from pydetect.detectors.faster_rcnn import _TwoStageEstimator
+from pydetect.detectors.two_stage import TwoStageEstimator, backbone_scale
 
 __all__ = ["FastRCNN"]
 
 
-class FastRCNN(_TwoStageEstimator):
+class FastRCNN(TwoStageEstimator):
     """Fast R-CNN trained from scratch on a pydetect dataset, on selective-search proposals.
 
     Parameters
@@ -108,33 +110,25 @@ class FastRCNN(_TwoStageEstimator):
         check_choice(self.roi_pool, "roi_pool", ("pool", "align"))
 
     def _build(self, backbone, num_classes):
-        from pydetect import models
-
         c = backbone.out_channels
-        pooler = models.RoIPooler("0", 7, kind=self.roi_pool, sampling_ratio=2, aligned=True)
+        pooler = models.RoIPooler("0", 7, kind=self.roi_pool, sampling_ratio=2, aligned=True,
+                                  spatial_scale=backbone_scale(backbone))
         heads = models.RoIHeads(pooler, models.TwoMLPHead(c * 49, self.representation_size, pooled_branch=True),
                                 models.FastRCNNPredictor(self.representation_size + c, num_classes + 1),
                                 bg_iou_low=0.1, batch_size_per_image=self.roi_batch_size_per_image,
                                 positive_fraction=0.25, score_thresh=self.box_score_thresh,
                                 nms_thresh=self.box_nms_thresh, detections_per_img=self.detections_per_img,
-                                balance_objects=getattr(self, "balance_objects", False))
+                                balance_objects=self.balance_objects)
         return models.GeneralizedRCNN(backbone, None, heads, size_divisible=8)
 
     def _search(self, image, n):
-        import torch
-        from pydetect import ops
-
         boxes = ops.selective_search(image, self.proposal_mode, seed=self.seed, max_boxes=int(n))
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         keep = ((boxes[:, 2] - boxes[:, 0]) >= 2) & ((boxes[:, 3] - boxes[:, 1]) >= 2)
         return torch.from_numpy(np.ascontiguousarray(boxes[keep]))
 
     def _training_proposals(self, dataset, images):
-        import torch
-        from pydetect import ops
-        from pydetect.models import training as T
-
-        props = [torch.from_numpy(p) for p in T.cached_proposals(
+        props = [torch.from_numpy(p) for p in engine.cached_proposals(
             images, lambda im: self._search(im, self.train_proposals),
             self.checkpoint_dir, self.resume, self.progress)]
         hit = total = 0

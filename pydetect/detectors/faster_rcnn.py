@@ -6,38 +6,15 @@ An RPN and a Fast R-CNN head share one backbone and are trained end to end. Buil
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from pydetect._validation import (MAX_SCALE, as_float_array, check_fraction, check_int, check_num_threads,
-                                  check_positive, check_scale_range)
-from pydetect.detectors.base import BaseDetector
-from pydetect.structures import Detections
+from pydetect import models, ops
+from pydetect._validation import MAX_SCALE, as_float_array, check_int, check_positive
+from pydetect.detectors.two_stage import TwoStageEstimator, backbone_scale
+from pydetect.models.anchors import fit_anchors
+from pydetect.models.kmeans import kmeans_anchors
 
 __all__ = ["FasterRCNN"]
-
-
-def build_backbone(backbone, fpn):
-    import torch
-    from pydetect import models
-
-    if isinstance(backbone, torch.nn.Module):
-        if not hasattr(backbone, "out_channels"):
-            raise ValueError("a backbone module must have an out_channels attribute")
-        return backbone
-    if backbone == "vgg":
-        if fpn:
-            raise ValueError("fpn=True needs backbone='resnet18'")
-        return models.VGGStyle()
-    if backbone == "resnet18":
-        if fpn:
-            return models.BackboneWithFPN(models.ResNet18Style(return_layers=(2, 3, 4)), 64)
-        return models.ResNet18Style(return_layers=(3,))
-    raise ValueError(f"backbone must be 'vgg', 'resnet18' or a torch module, got {backbone!r}")
-
-
-_MAX_REPRESENTATION = 16384  # the box head's first layer alone would hold 0.8 GB of weights
 
 
 def _check_positive_sequence(value, name):
@@ -81,165 +58,7 @@ def _check_int_pair(value, name):
     check_int(test, f"{name} (testing)", minimum=1)
 
 
-class _TwoStageEstimator(BaseDetector):
-    """Fit / predict shared by FastRCNN and FasterRCNN; subclasses give the hooks
-    ``_prepare(targets)``, ``_build(backbone, num_classes)``, ``_training_proposals``,
-    ``_test_proposals`` and ``_checkpoint_name``."""
-
-    _checkpoint_name = "rcnn.ckpt"
-
-    def _prepare(self, targets):
-        pass
-
-    def _training_proposals(self, dataset, images):
-        return None
-
-    def _test_proposals(self, images):
-        return None
-
-    def _check_params(self):
-        """Checks every parameter the fit uses before any training starts (subclasses extend it)."""
-        from pydetect.models.training import check_augment, check_ema_decay
-
-        check_positive(self.pretrain_seconds, "pretrain_seconds", strict=False)
-        check_int(self.pretrain_epochs, "pretrain_epochs", minimum=1)
-        check_int(getattr(self, "pretrain_copies", 2), "pretrain_copies", minimum=1)
-        check_scale_range(getattr(self, "pretrain_stretch", None), "pretrain_stretch")
-        check_fraction(getattr(self, "pretrain_shear", 0.0), "pretrain_shear")
-        check_positive(self.train_seconds, "train_seconds")
-        check_int(self.max_iter, "max_iter", minimum=1)
-        check_int(self.batch_size, "batch_size", minimum=1)
-        check_positive(self.lr, "lr")
-        check_ema_decay(getattr(self, "ema_decay", None))
-        check_positive(self.weight_decay, "weight_decay", strict=False)
-        check_int(self.roi_batch_size_per_image, "roi_batch_size_per_image", minimum=1)
-        check_int(self.representation_size, "representation_size", minimum=1, maximum=_MAX_REPRESENTATION)
-        check_fraction(self.box_score_thresh, "box_score_thresh")
-        check_fraction(self.box_nms_thresh, "box_nms_thresh")
-        check_int(self.detections_per_img, "detections_per_img", minimum=1)
-        check_scale_range(getattr(self, "scale_jitter", None), "scale_jitter")
-        check_augment(self.augment)
-        check_int(self.seed, "seed", minimum=0)
-        check_num_threads(self.num_threads)
-
-    # ------------------------------------------------------------------------- training
-    def fit(self, dataset):
-        """Pretrains the backbone on crops, then trains the detector end to end; returns self."""
-        from pydetect.models import training as T
-
-        class_names, targets = T.check_detection_dataset(dataset)
-        self._check_params()
-        device = T.resolve_device(self.device)
-        with T.torch_threads(self.num_threads):
-            return self._fit(dataset, class_names, targets, device)
-
-    def _fit(self, dataset, class_names, targets, device):
-        import torch
-        from pydetect.models import training as T
-
-        torch.manual_seed(self.seed)
-        T.distributed_info(device)  # under torchrun: joins the process group before any collective
-        self._prepare(targets)
-        ckpt_dir = self.checkpoint_dir
-        if ckpt_dir is not None:
-            os.makedirs(ckpt_dir, exist_ok=True)
-        fpn = getattr(self, "fpn", False)
-        backbone = build_backbone(self.backbone, fpn)
-        self.pretrain_accuracy_ = None
-        crop_fc = None
-        if isinstance(self.backbone, str) and self.pretrain_seconds > 0:
-            self.pretrain_accuracy_, crop_fc = T.pretrain_detector_backbone(
-                backbone.body if fpn else backbone, dataset, len(class_names), seconds=self.pretrain_seconds,
-                epochs=self.pretrain_epochs, copies=getattr(self, "pretrain_copies", 2),
-                stretch=getattr(self, "pretrain_stretch", None), shear=getattr(self, "pretrain_shear", 0.0),
-                scale=getattr(self, "image_scale", 1.0), hflip=self.hflip, augment=self.augment, seed=self.seed,
-                progress=self.progress, resume=self.resume, checkpoint_dir=ckpt_dir, device=device)
-        model = self._build(backbone, len(class_names))
-        if self.pretrain_accuracy_ is not None and not fpn:
-            # The detector's classifier starts as the crop classifier (pooled-feature branch).
-            model.roi_heads.box_predictor.init_from_crop_classifier(crop_fc)
-        model.to(device)
-        images = [dataset[i][0] for i in range(len(dataset))]
-        tgts = [{"boxes": np.asarray(t["boxes"], np.float32).reshape(-1, 4),
-                 "labels": np.asarray(t["labels"], np.int64).reshape(-1)} for t in targets]
-        proposals = self._training_proposals(dataset, images)
-        if proposals is not None:
-            tgts = [dict(t, proposals=p.numpy()) for t, p in zip(tgts, proposals)]
-        augment = T.build_augmentation(self.augment, hflip=self.hflip,
-                                       scale_jitter=check_scale_range(self.scale_jitter, "scale_jitter"))
-        batch_size = self.batch_size
-
-        def sample_batch(it, rank, world, rng):
-            # Drawn and augmented on the CPU (numpy), then copied to the training device.
-            idx = rng.choice(len(images), size=min(batch_size, len(images)), replace=False)
-            ims, ts, ps = [], [], []
-            for i in idx:
-                im, t = images[i], tgts[i]
-                if augment is not None:
-                    im, t = augment(im, t, rng)
-                ims.append(T.image_to_tensor(im).to(device))
-                ts.append({"boxes": torch.from_numpy(t["boxes"]).to(device),
-                           "labels": torch.from_numpy(t["labels"]).to(device)})
-                ps.append(torch.from_numpy(t["proposals"]).to(device) if proposals is not None else None)
-            return (ims, ts) if proposals is None else (ims, ts, ps)
-
-        ckpt = os.path.join(ckpt_dir, self._checkpoint_name) if ckpt_dir else None
-        self.history_ = T.train_loop(model, sample_batch, max_iter=self.max_iter, seconds=self.train_seconds,
-                                     lr=self.lr, weight_decay=self.weight_decay, seed=self.seed,
-                                     checkpoint_path=ckpt, resume=self.resume, progress=self.progress,
-                                     ema_decay=getattr(self, "ema_decay", None), desc=type(self).__name__)
-        model.eval()
-        self.model_ = model
-        self.class_names_ = class_names
-        return self
-
-    # ------------------------------------------------------------------------- persistence
-    def _get_state(self) -> dict:
-        return dict(super()._get_state(), model_=self.model_.state_dict())
-
-    def _set_state(self, state: dict) -> None:
-        """Rebuilds the network from the parameters and the fitted anchors, then loads its weights
-        (on the CPU: the first prediction moves it to ``device``)."""
-        import torch
-
-        state = dict(state)
-        weights = state.pop("model_")
-        vars(self).update(state)
-        with torch.random.fork_rng(devices=[]):  # the throwaway initial weights draw from torch's RNG
-            model = self._build(build_backbone(self.backbone, getattr(self, "fpn", False)), len(self.class_names_))
-        model.load_state_dict(weights)
-        self.model_ = model.eval()
-
-    # ------------------------------------------------------------------------- inference
-    def predict(self, image) -> Detections:
-        """Detections of one image (H, W) or (H, W, 3); labels index ``class_names_``."""
-        return self.predict_batch([image])[0]
-
-    def predict_batch(self, images, batch_size=4) -> list:
-        """Detections of each image, run ``batch_size`` images at a time on ``device``."""
-        import torch
-        from pydetect.models.training import image_to_tensor, resolve_device
-
-        self._check_fitted()
-        batch_size = check_int(batch_size, "batch_size", minimum=1)
-        device = resolve_device(getattr(self, "device", "cpu"))
-        images = list(images)
-        tensors = [image_to_tensor(im) for im in images]
-        self.model_.to(device).eval()
-        out = []
-        with torch.no_grad():
-            for s in range(0, len(tensors), batch_size):
-                chunk = [t.to(device) for t in tensors[s:s + batch_size]]
-                props = self._test_proposals(images[s:s + batch_size])
-                if props is not None:
-                    props = [p.to(device) for p in props]
-                for d in self.model_(chunk, proposals=props):
-                    out.append(Detections(d["boxes"].cpu().numpy(), d["scores"].cpu().numpy(),
-                                          d["labels"].cpu().numpy()))
-        return out
-
-
-class FasterRCNN(_TwoStageEstimator):
+class FasterRCNN(TwoStageEstimator):
     """Faster R-CNN trained from scratch on a pydetect dataset.
 
     Training: the backbone is first pretrained as a (K + 1)-way classifier on object and
@@ -280,7 +99,7 @@ class FasterRCNN(_TwoStageEstimator):
         Pretraining stops after this many epochs over the crops if the time is not up.
     pretrain_copies : int, default 8
         Crops cut around each training object, each with its own box jitter, shift and
-        stretch (:func:`pydetect.models.training.extract_crops`).
+        stretch (:func:`pydetect.engine.extract_crops`).
     pretrain_stretch : (float, float) or None, default (0.75, 1.33)
         Range of the independent x and y stretch of each object crop; the default (with 8
         copies) classified unseen handwriting best of the settings tried and raised AP50
@@ -302,7 +121,7 @@ class FasterRCNN(_TwoStageEstimator):
         (benchmarks/RESULTS.md, "Parameter evidence (moved from the docstrings)").
     ema_decay : float in (0, 1) or None, default None
         Keep an exponential moving average of the weights (and batch-norm statistics) and use it
-        for inference (:class:`pydetect.models.training.WeightAverage`); off by default because
+        for inference (:class:`pydetect.engine.WeightAverage`); off by default because
         it raised AP and AP75 but not AP50 (benchmarks/RESULTS.md, "Parameter evidence (moved
         from the docstrings)").
     rpn_batch_size_per_image, roi_batch_size_per_image : int, default 128, 64
@@ -322,7 +141,7 @@ class FasterRCNN(_TwoStageEstimator):
     augment : "default", dict or None, default "default"
         Photometric augmentation of the training images and pretraining crops (colour
         jitter, grey, blur, noise; optionally ink inversion and shear):
-        :data:`pydetect.models.training.DEFAULT_AUGMENT`, or a dict overriding some of its
+        :data:`pydetect.engine.DEFAULT_AUGMENT`, or a dict overriding some of its
         settings, or None for none (:func:`pydetect.data.transforms.detection_augmentation`).
     seed : int, default 0
     checkpoint_dir : path, optional
@@ -402,13 +221,20 @@ class FasterRCNN(_TwoStageEstimator):
         self.num_threads = num_threads
         self.device = device
 
+    #: Models saved before k-means anchors existed have sizes x ratios, no explicit shapes.
+    _LEGACY_VALUES = {**TwoStageEstimator._LEGACY_VALUES, "anchor_shapes_": None}
+
+    def _uses_fpn(self) -> bool:
+        return bool(self.fpn)
+
+    def _image_scale(self) -> float:
+        return float(self.image_scale)
+
     # ------------------------------------------------------------------------- building
     def _build(self, backbone, num_classes):
-        from pydetect import models, ops
-
         # Anchor sizes and shapes are in the input's pixels; the RPN sees images resized by image_scale.
         c = backbone.out_channels
-        shapes = getattr(self, "anchor_shapes_", None)  # absent from models saved before it existed
+        shapes = self.anchor_shapes_
         if shapes is not None:
             shapes = [(w * self.image_scale, h * self.image_scale) for w, h in shapes]
             if self.fpn:
@@ -432,7 +258,8 @@ class FasterRCNN(_TwoStageEstimator):
             pooler = ops.MultiScaleRoIAlign(["0", "1", "2"], 7, 2, canonical_scale=64, canonical_level=4,
                                             aligned=True)
         else:
-            pooler = models.RoIPooler("0", 7, kind="align", sampling_ratio=2, aligned=True)
+            pooler = models.RoIPooler("0", 7, kind="align", sampling_ratio=2, aligned=True,
+                                      spatial_scale=backbone_scale(backbone))
         num_anchors = anchor_gen.num_anchors_per_location()[0]
         rpn = models.RegionProposalNetwork(
             anchor_gen, models.RPNHead(c, num_anchors),
@@ -444,7 +271,7 @@ class FasterRCNN(_TwoStageEstimator):
                                 batch_size_per_image=self.roi_batch_size_per_image,
                                 score_thresh=self.box_score_thresh, nms_thresh=self.box_nms_thresh,
                                 detections_per_img=self.detections_per_img,
-                                balance_objects=getattr(self, "balance_objects", False))
+                                balance_objects=self.balance_objects)
         divisible = 32 if (self.fpn or self.backbone == "resnet18") else 8
         return models.GeneralizedRCNN(backbone, rpn, heads, size_divisible=divisible,
                                       image_scale=self.image_scale)
@@ -458,7 +285,7 @@ class FasterRCNN(_TwoStageEstimator):
             raise ValueError(f"image_scale must be a number in (0, {MAX_SCALE:g}], got {self.image_scale!r}")
         _check_positive_sequence(self.anchor_sizes, "anchor_sizes")
         _check_positive_sequence(self.aspect_ratios, "aspect_ratios")
-        anchors = _check_anchors(getattr(self, "anchors", None), self.fpn)
+        anchors = _check_anchors(self.anchors, self.fpn)
         if isinstance(anchors, np.ndarray) and (self.anchor_sizes is not None or self.aspect_ratios is not None):
             raise ValueError("anchors gives the anchor shapes: leave anchor_sizes and aspect_ratios as None")
         check_int(self.rpn_batch_size_per_image, "rpn_batch_size_per_image", minimum=1)
@@ -466,16 +293,13 @@ class FasterRCNN(_TwoStageEstimator):
         _check_int_pair(self.rpn_post_nms_top_n, "rpn_post_nms_top_n")
 
     def _prepare(self, targets):
-        from pydetect.models import training as T
-        from pydetect.models.kmeans import kmeans_anchors
-
-        anchors = _check_anchors(getattr(self, "anchors", None), self.fpn)
+        anchors = _check_anchors(self.anchors, self.fpn)
         if isinstance(anchors, np.ndarray):
             self.anchor_shapes_ = tuple((float(w), float(h)) for w, h in anchors)
             self.anchor_sizes_ = self.aspect_ratios_ = None
             return
         if self.anchor_sizes is None or self.aspect_ratios is None:
-            sizes, ratios = T.fit_anchors(targets, n_sizes=6 if self.fpn else 4)
+            sizes, ratios = fit_anchors(targets, n_sizes=6 if self.fpn else 4)
         sizes = tuple(self.anchor_sizes or sizes)
         if self.fpn and len(sizes) != 6:
             raise ValueError(f"with fpn=True give 6 anchor_sizes (2 per level), got {sizes}")

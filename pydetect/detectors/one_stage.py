@@ -1,9 +1,9 @@
 """Fit / predict / persistence shared by the one-stage CNN detectors (YOLO, SSD).
 
-The recipe is the R-CNN family's (:mod:`pydetect.models.training`): the backbone is first
+The recipe is the R-CNN family's (:mod:`pydetect.engine`): the backbone is first
 pretrained as a crop classifier of the training objects and background, then the whole
 network is trained end to end with AdamW, warm-up and cosine decay, within a time budget,
-with checkpoints, resume, EMA and DDP from :func:`pydetect.models.training.train_loop`.
+with checkpoints, resume, EMA and DDP from :func:`pydetect.engine.train_loop`.
 A subclass gives ``_prepare(targets)`` (fitted priors), ``_build(backbone, num_classes)``
 (the :class:`pydetect.models.dense.DenseDetector`) and extends ``_check_params``.
 """
@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import torch
 
+from pydetect import engine, models
 from pydetect._validation import (check_bool, check_fraction, check_int, check_num_threads, check_positive,
                                   check_scale_range)
 from pydetect.detectors.base import BaseDetector
+from pydetect.models.kmeans import kmeans_anchors
 from pydetect.structures import Detections
 
 __all__ = ["OneStageEstimator", "fitted_box_shapes"]
@@ -44,8 +47,6 @@ def fitted_box_shapes(targets, k, seed, levels):
     """k-means anchor shapes of the training boxes split across ``levels`` feature levels
     by area, smallest to the finest (YOLOv3's assignment of the nine clusters); returns
     (list of per-level (w, h) lists, mean IoU)."""
-    from pydetect.models.kmeans import kmeans_anchors
-
     wh = training_shapes(targets)
     if len(wh) == 0:
         raise ValueError("anchors='kmeans' needs training boxes; the dataset has none")
@@ -70,8 +71,6 @@ class OneStageEstimator(BaseDetector):
     _checkpoint_name = "one_stage.ckpt"
 
     def _check_params(self):
-        from pydetect.models.training import check_augment, check_ema_decay
-
         if self.backbone != "vgg":
             raise ValueError(f"backbone must be 'vgg', got {self.backbone!r}")
         check_positive(self.pretrain_seconds, "pretrain_seconds", strict=False)
@@ -83,14 +82,14 @@ class OneStageEstimator(BaseDetector):
         check_int(self.max_iter, "max_iter", minimum=1)
         check_int(self.batch_size, "batch_size", minimum=1)
         check_positive(self.lr, "lr")
-        check_ema_decay(self.ema_decay)
+        engine.check_ema_decay(self.ema_decay)
         check_positive(self.weight_decay, "weight_decay", strict=False)
         check_fraction(self.score_thresh, "score_thresh")
         check_fraction(self.nms_thresh, "nms_thresh")
         check_int(self.detections_per_img, "detections_per_img", minimum=1)
         check_bool(self.hflip, "hflip")
         check_scale_range(self.scale_jitter, "scale_jitter")
-        check_augment(self.augment)
+        engine.check_augment(self.augment)
         check_int(self.seed, "seed", minimum=0)
         check_num_threads(self.num_threads)
 
@@ -102,27 +101,20 @@ class OneStageEstimator(BaseDetector):
 
     @staticmethod
     def _new_backbone():
-        from pydetect import models
-
         return models.VGGStyle()
 
     # ------------------------------------------------------------------------- training
     def fit(self, dataset):
         """Pretrains the backbone on crops, then trains the detector end to end; returns self."""
-        from pydetect.models import training as T
-
-        class_names, targets = T.check_detection_dataset(dataset)
+        class_names, targets = engine.check_detection_dataset(dataset)
         self._check_params()
-        device = T.resolve_device(self.device)
-        with T.torch_threads(self.num_threads):
+        device = engine.resolve_device(self.device)
+        with engine.torch_threads(self.num_threads):
             return self._fit(dataset, class_names, targets, device)
 
     def _fit(self, dataset, class_names, targets, device):
-        import torch
-        from pydetect.models import training as T
-
         torch.manual_seed(self.seed)
-        T.distributed_info(device)  # under torchrun: joins the process group before any collective
+        engine.distributed_info(device)  # under torchrun: joins the process group before any collective
         self._prepare(targets)
         ckpt_dir = self.checkpoint_dir
         if ckpt_dir is not None:
@@ -130,7 +122,7 @@ class OneStageEstimator(BaseDetector):
         backbone = self._new_backbone()
         self.pretrain_accuracy_ = None
         if self.pretrain_seconds > 0:
-            self.pretrain_accuracy_, _ = T.pretrain_detector_backbone(
+            self.pretrain_accuracy_, _ = engine.pretrain_detector_backbone(
                 backbone, dataset, len(class_names), seconds=self.pretrain_seconds, epochs=self.pretrain_epochs,
                 copies=self.pretrain_copies, stretch=self.pretrain_stretch, shear=self.pretrain_shear,
                 hflip=self.hflip, augment=self.augment, seed=self.seed, progress=self.progress,
@@ -139,7 +131,7 @@ class OneStageEstimator(BaseDetector):
         images = [dataset[i][0] for i in range(len(dataset))]
         tgts = [{"boxes": np.asarray(t["boxes"], np.float32).reshape(-1, 4),
                  "labels": np.asarray(t["labels"], np.int64).reshape(-1)} for t in targets]
-        augment = T.build_augmentation(self.augment, hflip=self.hflip,
+        augment = engine.build_augmentation(self.augment, hflip=self.hflip,
                                        scale_jitter=check_scale_range(self.scale_jitter, "scale_jitter"))
         batch_size = self.batch_size
 
@@ -151,13 +143,13 @@ class OneStageEstimator(BaseDetector):
                 im, t = images[i], tgts[i]
                 if augment is not None:
                     im, t = augment(im, t, rng)
-                ims.append(T.image_to_tensor(im).to(device))
+                ims.append(engine.image_to_tensor(im).to(device))
                 ts.append({"boxes": torch.from_numpy(np.ascontiguousarray(t["boxes"], np.float32)).to(device),
                            "labels": torch.from_numpy(np.ascontiguousarray(t["labels"], np.int64)).to(device)})
             return ims, ts
 
         ckpt = os.path.join(ckpt_dir, self._checkpoint_name) if ckpt_dir else None
-        self.history_ = T.train_loop(model, sample_batch, max_iter=self.max_iter, seconds=self.train_seconds,
+        self.history_ = engine.train_loop(model, sample_batch, max_iter=self.max_iter, seconds=self.train_seconds,
                                      lr=self.lr, weight_decay=self.weight_decay, seed=self.seed,
                                      checkpoint_path=ckpt, resume=self.resume, progress=self.progress,
                                      ema_decay=self.ema_decay, desc=type(self).__name__)
@@ -173,8 +165,6 @@ class OneStageEstimator(BaseDetector):
     def _set_state(self, state: dict) -> None:
         """Rebuilds the network from the parameters and the fitted priors, then loads its
         weights (on the CPU: the first prediction moves it to ``device``)."""
-        import torch
-
         state = dict(state)
         weights = state.pop("model_")
         vars(self).update(state)
@@ -191,13 +181,10 @@ class OneStageEstimator(BaseDetector):
     def predict_batch(self, images, batch_size=4) -> list:
         """Detections of each image, run ``batch_size`` images at a time on ``device``
         (padded to a common size: the padding is outside every image's boxes)."""
-        import torch
-        from pydetect.models.training import image_to_tensor, resolve_device
-
         self._check_fitted()
         batch_size = check_int(batch_size, "batch_size", minimum=1)
-        device = resolve_device(self.device)
-        tensors = [image_to_tensor(im) for im in images]
+        device = engine.resolve_device(self.device)
+        tensors = [engine.image_to_tensor(im) for im in images]
         self.model_.to(device).eval()
         out = []
         with torch.no_grad():

@@ -35,11 +35,14 @@ import dataclasses
 import math
 import os
 
+import cv2
 import numpy as np
+import torch
 
-from pydetect._validation import (check_bool, check_choice, check_fraction, check_int, check_num_threads,
-                                  check_positive)
+from pydetect import engine, models, ops
+from pydetect._validation import check_bool, check_choice, check_fraction, check_int, check_num_threads, check_positive
 from pydetect.detectors.base import BaseDetector
+from pydetect.models.overfeat import BoxRegressionLoss, OverFeatNet, WindowClassifierLoss
 from pydetect.structures import Detections
 
 __all__ = ["OverFeat", "ScoreMap"]
@@ -77,17 +80,13 @@ class ScoreMap:
 
 def _as_rgb_uint8(image):
     """Any image pydetect accepts -> (H, W, 3) uint8 (as the CNN detectors read it)."""
-    from pydetect.models.training import image_to_tensor
-
-    return (image_to_tensor(image) * 255).round().byte().permute(1, 2, 0).numpy().copy()
+    return (engine.image_to_tensor(image) * 255).round().byte().permute(1, 2, 0).numpy().copy()
 
 
 def _rescale(image, scale, pad):
     """``image`` resized by ``scale`` (area averaging when shrinking, bilinear when growing)
     and padded by ``pad`` pixels of its border on each side; returns (level, (sx, sy)),
     the factors actual after rounding the size."""
-    import cv2
-
     h, w = image.shape[:2]
     nw, nh = max(int(round(w * scale)), 1), max(int(round(h * scale)), 1)
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
@@ -206,9 +205,6 @@ class OverFeat(BaseDetector):
 
     # ------------------------------------------------------------------------- parameters
     def _check_params(self):
-        from pydetect.models.overfeat import OverFeatNet
-        from pydetect.models.training import check_augment
-
         widths = self.widths
         if isinstance(widths, (str, bytes)) or not hasattr(widths, "__len__") or not 1 <= len(widths) <= 6:
             raise ValueError(f"widths must be a sequence of 1 to 6 channel counts, got {widths!r}")
@@ -238,13 +234,11 @@ class OverFeat(BaseDetector):
         check_fraction(self.score_thresh, "score_thresh")
         check_int(self.detections_per_img, "detections_per_img", minimum=1)
         check_bool(self.hflip, "hflip")
-        check_augment(self.augment)
+        engine.check_augment(self.augment)
         check_int(self.seed, "seed", minimum=0)
         check_num_threads(self.num_threads)
 
     def _new_net(self, num_classes):
-        from pydetect.models.overfeat import OverFeatNet
-
         return OverFeatNet(num_classes, self.window, tuple(int(w) for w in self.widths), int(self.hidden))
 
     @property
@@ -284,9 +278,6 @@ class OverFeat(BaseDetector):
 
     def _positive_windows(self, images, targets, rng):
         """(crops, labels, deltas): ``copies`` jittered windows per object."""
-        import torch
-
-        from pydetect import models
 
         w = self.window
         step = 2.0 ** (1.0 / self.scales_per_octave)
@@ -336,8 +327,6 @@ class OverFeat(BaseDetector):
         return crop
 
     def _random_negatives(self, images, targets, rng):
-        from pydetect import ops
-
         w = self.window
         crops = []
         for image, t in zip(images, targets):
@@ -363,8 +352,6 @@ class OverFeat(BaseDetector):
         """The ``mined_per_image`` highest-scoring windows per image whose centre box overlaps
         no object (IoU < 0.3), among those the classifier calls an object with probability
         above 0.1, after suppressing windows that overlap a better one by 0.5."""
-        from pydetect import ops
-
         w = self.window
         crops = []
         for image, t in zip(images, targets):
@@ -396,20 +383,13 @@ class OverFeat(BaseDetector):
     # ------------------------------------------------------------------------- training
     def fit(self, dataset):
         """Trains the window classifier (with bootstrapping) and the box regressor; returns self."""
-        from pydetect.models import training as T
-
-        class_names, targets = T.check_detection_dataset(dataset)
+        class_names, targets = engine.check_detection_dataset(dataset)
         self._check_params()
-        device = T.resolve_device(self.device)
-        with T.torch_threads(self.num_threads):
+        device = engine.resolve_device(self.device)
+        with engine.torch_threads(self.num_threads):
             return self._fit(dataset, class_names, targets, device)
 
     def _fit(self, dataset, class_names, targets, device):
-        import torch
-
-        from pydetect.models import training as T
-        from pydetect.models.overfeat import WindowClassifierLoss
-
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         if self.checkpoint_dir is not None:
@@ -440,7 +420,7 @@ class OverFeat(BaseDetector):
         held_negatives = negatives[0][held_neg] if len(negatives[0]) > 1 else negatives[0][:0]
         if len(held_negatives):
             negatives[0] = np.delete(negatives[0], held_neg, 0)
-        augment = T.build_augmentation(self.augment, geometric=False)
+        augment = engine.build_augmentation(self.augment, geometric=False)
         rounds = []
         mined = []
         shares = [0.6] + [0.4 / self.mining_rounds] * self.mining_rounds if self.mining_rounds else [1.0]
@@ -453,7 +433,7 @@ class OverFeat(BaseDetector):
             loss_model = WindowClassifierLoss(net)
             sample = self._window_sampler(pos[train_pos], pos_labels[train_pos], neg, augment, device)
             path = os.path.join(self.checkpoint_dir, f"classifier-{r}.ckpt") if self.checkpoint_dir else None
-            rounds.append(T.train_loop(loss_model, sample, max_iter=max(int(self.max_iter * share), 1),
+            rounds.append(engine.train_loop(loss_model, sample, max_iter=max(int(self.max_iter * share), 1),
                                        seconds=self.train_seconds * share, lr=self.lr * (1.0 if r == 0 else 1 / 3),
                                        weight_decay=self.weight_decay, seed=self.seed + r, checkpoint_path=path,
                                        resume=self.resume, progress=self.progress, desc=f"OverFeat round {r}"))
@@ -469,10 +449,6 @@ class OverFeat(BaseDetector):
         return self
 
     def _window_sampler(self, pos, pos_labels, neg, augment, device):
-        import torch
-
-        from pydetect.models.training import crops_to_tensor
-
         n_pos = max(1, int(round(self.batch_size * self.positive_fraction)))
         n_neg = self.batch_size - n_pos if len(neg) else 0
         hflip = bool(self.hflip)
@@ -488,18 +464,12 @@ class OverFeat(BaseDetector):
                 flip = rng.random(len(raw)) < 0.5
                 raw = np.where(flip[:, None, None, None], raw[:, :, ::-1], raw)
             labels = np.concatenate([pos_labels[i], np.zeros(len(j), np.int64)])
-            x = crops_to_tensor(np.ascontiguousarray(raw)).contiguous(memory_format=torch.channels_last)
+            x = engine.crops_to_tensor(np.ascontiguousarray(raw)).contiguous(memory_format=torch.channels_last)
             return x.to(device), torch.from_numpy(labels).to(device)
 
         return sample
 
     def _fit_regressor(self, pos, labels, deltas, device):
-        import torch
-
-        from pydetect.models import training as T
-        from pydetect.models.overfeat import BoxRegressionLoss
-        from pydetect.models.training import crops_to_tensor
-
         net = self.net_
         trainable = {id(p) for p in (*net.reg_fc.parameters(), *net.reg.parameters())}
         saved = {n: p.requires_grad for n, p in net.named_parameters()}
@@ -510,12 +480,12 @@ class OverFeat(BaseDetector):
 
         def sample(it, rank, world, rng):
             i = rng.integers(len(pos), size=batch)
-            return (crops_to_tensor(np.ascontiguousarray(pos[i])).to(device),
+            return (engine.crops_to_tensor(np.ascontiguousarray(pos[i])).to(device),
                     torch.from_numpy(labels[i]).to(device), torch.from_numpy(deltas[i]).to(device))
 
         path = os.path.join(self.checkpoint_dir, "regressor.ckpt") if self.checkpoint_dir else None
         try:
-            return T.train_loop(loss_model, sample, max_iter=self.regression_iter, seconds=self.regression_seconds,
+            return engine.train_loop(loss_model, sample, max_iter=self.regression_iter, seconds=self.regression_seconds,
                                 lr=self.lr, weight_decay=self.weight_decay, seed=self.seed, checkpoint_path=path,
                                 resume=self.resume, progress=self.progress, desc="OverFeat box regressor")
         finally:
@@ -523,14 +493,10 @@ class OverFeat(BaseDetector):
                 p.requires_grad_(saved[n])
 
     def _window_accuracy(self, pos, pos_labels, neg, device):
-        import torch
-
-        from pydetect.models.training import crops_to_tensor
-
         crops = np.concatenate([pos, neg]) if len(neg) else pos
         labels = np.concatenate([pos_labels, np.zeros(len(neg), np.int64)])
         with torch.no_grad():
-            scores = torch.cat([self.net_(crops_to_tensor(np.ascontiguousarray(crops[s:s + 512])).to(device))[0]
+            scores = torch.cat([self.net_(engine.crops_to_tensor(np.ascontiguousarray(crops[s:s + 512])).to(device))[0]
                                 for s in range(0, len(crops), 512)])
         return float((scores.argmax(1).cpu().numpy() == labels).mean())
 
@@ -541,8 +507,6 @@ class OverFeat(BaseDetector):
     def _set_state(self, state: dict) -> None:
         """Rebuilds the network from the parameters and loads its weights (on the CPU: the
         first prediction moves it to ``device``)."""
-        import torch
-
         state = dict(state)
         weights = state.pop("net_")
         vars(self).update(state)
@@ -556,20 +520,15 @@ class OverFeat(BaseDetector):
     # ------------------------------------------------------------------------- inference
     def _dense(self, level, device):
         """Softmax scores (K + 1, H', W') and deltas (4 K, H', W') of one padded level."""
-        import torch
-
-        from pydetect.models.training import crops_to_tensor
 
         with torch.no_grad():
-            x = crops_to_tensor(np.ascontiguousarray(level[None])).to(device)
+            x = engine.crops_to_tensor(np.ascontiguousarray(level[None])).to(device)
             scores, deltas = self.net_.dense(x)
             return torch.softmax(scores[0], 0).cpu().numpy(), deltas[0].cpu().numpy()
 
     def _ready(self):
-        from pydetect.models.training import resolve_device
-
         self._check_fitted()
-        device = resolve_device(getattr(self, "device", "cpu"))
+        device = engine.resolve_device(self.device)
         self.net_.to(device).eval()
         return device
 
@@ -589,9 +548,6 @@ class OverFeat(BaseDetector):
 
     def predict(self, image) -> Detections:
         """Detections of one image (H, W) or (H, W, 3); labels index ``class_names_``."""
-        import torch
-
-        from pydetect import models, ops
 
         device = self._ready()
         img = _as_rgb_uint8(image)
@@ -631,8 +587,6 @@ def greedy_merge(boxes, scores, labels, iou):
     every box of its label overlapping it by ``iou`` or more; the cluster becomes the
     score-weighted mean of its boxes with the best score. Returns (boxes, scores, labels)
     ordered by score."""
-    from pydetect import ops
-
     out_b, out_s, out_l = [], [], []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
@@ -658,6 +612,4 @@ def greedy_merge(boxes, scores, labels, iou):
 
 
 def _threads(n):
-    from pydetect.models.training import torch_threads
-
-    return torch_threads(n)
+    return engine.torch_threads(n)

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import os
 
+import cv2
 import numpy as np
+import torch
+from sklearn.linear_model import Ridge
+from sklearn.svm import LinearSVC
 
-from pydetect._validation import (check_choice, check_fraction, check_int, check_num_threads, check_positive,
-                                  check_real)
+from pydetect import engine, models, ops
+from pydetect._validation import check_choice, check_fraction, check_int, check_num_threads, check_positive, check_real
 from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
 
@@ -28,8 +32,6 @@ _MAX_CROP_SIZE = 1024  # 300 test proposals warped to 1024 x 1024 RGB already ta
 
 def _warp(image, boxes, size):
     """Anisotropic warps of (R, 4) boxes, each dilated by the R-CNN context, to size x size."""
-    import cv2
-
     out = np.empty((len(boxes), size, size, 3), np.uint8)
     for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, np.float64)):
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -50,9 +52,6 @@ def _sklearn_state(model):
 
 def _sklearn_from_state(state):
     """Inverse of :func:`_sklearn_state`; only the two classes R-CNN fits are accepted."""
-    from sklearn.linear_model import Ridge
-    from sklearn.svm import LinearSVC
-
     if state is None:
         return None
     classes = {"LinearSVC": LinearSVC, "Ridge": Ridge}
@@ -133,9 +132,6 @@ class RCNN(BaseDetector):
         self.device = device
 
     def _new_backbone(self):
-        import torch
-        from pydetect import models
-
         if isinstance(self.backbone, torch.nn.Module):
             return self.backbone
         if self.backbone == "vgg":
@@ -151,8 +147,6 @@ class RCNN(BaseDetector):
     def _set_state(self, state: dict) -> None:
         """Rebuilds the backbone (on the CPU: the first prediction moves it to ``device``)
         and the scikit-learn models."""
-        import torch
-
         state = dict(state)
         weights = state.pop("backbone_")
         svms, regressors = state.pop("svms_"), state.pop("regressors_")
@@ -168,8 +162,6 @@ class RCNN(BaseDetector):
     def _features(self, crops, device, batch=256):
         """(M, S, S, 3) uint8 -> (M, 2 C) float32: global average and max of the last map,
         computed on ``device`` (where the backbone is)."""
-        import torch
-
         feats = []
         self.backbone_.eval()
         with torch.no_grad():
@@ -182,8 +174,6 @@ class RCNN(BaseDetector):
         return np.concatenate(feats) if feats else np.zeros((0, c), np.float32)
 
     def _search(self, image, n):
-        from pydetect import ops
-
         boxes = np.asarray(ops.selective_search(image, self.proposal_mode, seed=self.seed, max_boxes=int(n)),
                            np.float32).reshape(-1, 4)
         return boxes[((boxes[:, 2] - boxes[:, 0]) >= 2) & ((boxes[:, 3] - boxes[:, 1]) >= 2)]
@@ -191,18 +181,14 @@ class RCNN(BaseDetector):
     # ------------------------------------------------------------------------- training
     def fit(self, dataset):
         """Pretrains the CNN on warped crops, trains per-class SVMs and box regressors; returns self."""
-        from pydetect.models import training as T
-
-        class_names, targets = T.check_detection_dataset(dataset)
+        class_names, targets = engine.check_detection_dataset(dataset)
         self._check_params()
-        device = T.resolve_device(self.device)
-        with T.torch_threads(self.num_threads):
+        device = engine.resolve_device(self.device)
+        with engine.torch_threads(self.num_threads):
             return self._fit(dataset, class_names, targets, device)
 
     def _check_params(self):
         """Checks every parameter the fit uses before any training starts."""
-        from pydetect.models.training import check_augment
-
         check_int(self.crop_size, "crop_size", minimum=8, maximum=_MAX_CROP_SIZE)
         check_choice(self.proposal_mode, "proposal_mode", ("single", "fast", "quality"))
         check_int(self.train_proposals, "train_proposals", minimum=1)
@@ -218,24 +204,17 @@ class RCNN(BaseDetector):
         check_real(self.score_thresh, "score_thresh")
         check_int(self.detections_per_img, "detections_per_img", minimum=1)
         check_int(self.seed, "seed", minimum=0)
-        check_augment(self.augment)
+        engine.check_augment(self.augment)
         check_num_threads(self.num_threads)
 
     def _fit(self, dataset, class_names, targets, device):
-        import torch
-        from sklearn.linear_model import Ridge
-        from sklearn.svm import LinearSVC
-
-        from pydetect import models, ops
-        from pydetect.models import training as T
-
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         self.backbone_ = self._new_backbone().to(device)
         k = len(class_names)
         images = [dataset[i][0] for i in range(len(dataset))]
         # 1. Proposals (cached) and warped crops for pretraining.
-        props = T.cached_proposals(images, lambda im: self._search(im, self.train_proposals),
+        props = engine.cached_proposals(images, lambda im: self._search(im, self.train_proposals),
                                    self.checkpoint_dir, self.resume, self.progress)
         crops, labels, gts = [], [], []
         for im, t, p in zip(images, targets, props):
@@ -259,10 +238,10 @@ class RCNN(BaseDetector):
         crops, labels = np.concatenate(crops), np.concatenate(labels)
         self.pretrain_accuracy_ = None
         if isinstance(self.backbone, str) and self.pretrain_seconds > 0:
-            self.pretrain_accuracy_ = T.pretrain_backbone(
+            self.pretrain_accuracy_ = engine.pretrain_backbone(
                 self.backbone_, crops, labels, k + 1, seconds=self.pretrain_seconds,
                 max_epochs=self.pretrain_epochs, hflip_aug=self.hflip,
-                augment=T.build_augmentation(self.augment, geometric=False), seed=self.seed,
+                augment=engine.build_augmentation(self.augment, geometric=False), seed=self.seed,
                 progress=self.progress, resume=self.resume,
                 checkpoint_path=os.path.join(self.checkpoint_dir, "backbone_pretraining.ckpt")
                 if self.checkpoint_dir else None, device=device)
@@ -334,14 +313,10 @@ class RCNN(BaseDetector):
     # ------------------------------------------------------------------------- inference
     def predict(self, image) -> Detections:
         """Detections of one image; scores are SVM margins (higher is more confident)."""
-        import torch
-        from pydetect import models, ops
-        from pydetect.models.training import image_to_tensor, resolve_device
-
         self._check_fitted()
-        device = resolve_device(getattr(self, "device", "cpu"))
+        device = engine.resolve_device(self.device)
         self.backbone_.to(device)
-        img = (image_to_tensor(image) * 255).round().byte().permute(1, 2, 0).numpy().copy()
+        img = (engine.image_to_tensor(image) * 255).round().byte().permute(1, 2, 0).numpy().copy()
         h, w = img.shape[:2]
         boxes = self._search(img, self.test_proposals)
         if len(boxes) == 0:

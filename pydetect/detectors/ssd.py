@@ -11,6 +11,7 @@ import numpy as np
 from pydetect._validation import check_fraction, check_int, check_positive
 from pydetect.detectors.one_stage import (OneStageEstimator, check_shapes, fitted_box_shapes, split_by_level,
                                           training_shapes)
+from pydetect.models.ssd import SSDNet, default_box_shapes
 
 __all__ = ["SSD"]
 
@@ -133,8 +134,6 @@ class SSD(OneStageEstimator):
         check_int(self.neg_pos_ratio, "neg_pos_ratio", minimum=1)
 
     def _prepare(self, targets):
-        from pydetect.models.ssd import default_box_shapes
-
         self.anchor_mean_iou_ = None
         self.scales_ = None
         if self.anchors is None:
@@ -155,8 +154,6 @@ class SSD(OneStageEstimator):
             self.box_shapes_ = split_by_level(check_shapes(self.anchors, "anchors"), len(_STRIDES))
 
     def _build(self, backbone, num_classes):
-        from pydetect.models.ssd import SSDNet
-
         return SSDNet(backbone, num_classes, [np.asarray(a, np.float32) for a in self.box_shapes_], _STRIDES,
                       iou_thresh=self.iou_thresh, neg_pos_ratio=self.neg_pos_ratio, score_thresh=self.score_thresh,
                       nms_thresh=self.nms_thresh, detections_per_img=self.detections_per_img)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from pydetect._validation import check_fraction, check_int, check_positive
-from pydetect.detectors.one_stage import OneStageEstimator, check_shapes, fitted_box_shapes, split_by_level
+from pydetect.detectors.one_stage import (OneStageEstimator, check_shapes, fitted_box_shapes, split_by_level,
+                                          training_shapes)
+from pydetect.models.yolo import YOLONet, YOLOv1Net
 
 __all__ = ["YOLO"]
 
@@ -162,8 +164,6 @@ class YOLO(OneStageEstimator):
 
     # ------------------------------------------------------------------------- building
     def _prepare(self, targets):
-        from pydetect.detectors.one_stage import training_shapes
-
         levels = len(self._strides())
         self.anchor_mean_iou_ = None
         wh = training_shapes(targets)
@@ -176,8 +176,6 @@ class YOLO(OneStageEstimator):
             self.anchors_ = split_by_level(check_shapes(self.anchors, "anchors"), levels)
 
     def _build(self, backbone, num_classes):
-        from pydetect.models.yolo import YOLONet, YOLOv1Net
-
         common = dict(score_thresh=self.score_thresh, nms_thresh=self.nms_thresh,
                       detections_per_img=self.detections_per_img)
         if self.anchors_ is None:

@@ -8,9 +8,10 @@ column, anchor — the order of the RPN head's flattened outputs.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-__all__ = ["AnchorGenerator"]
+__all__ = ["AnchorGenerator", "fit_anchors"]
 
 
 class AnchorGenerator:
@@ -114,3 +115,18 @@ class AnchorGenerator:
         shapes = [tuple(f.shape[-2:]) for f in features]
         strides = [(image_shape[0] / h, image_shape[1] / w) for h, w in shapes]
         return self.grid_anchors(shapes, strides, features[0].device)
+
+
+def fit_anchors(targets, n_sizes=4, ratio_quantiles=(0.1, 0.5, 0.9)):
+    """Anchor sizes and aspect ratios fitted to the training boxes (quantiles).
+
+    Sizes: quantiles of sqrt(w h) spread from the 3rd to the 97th percentile; ratios (h / w)
+    at ``ratio_quantiles``, rounded to 0.05 and deduplicated.
+    """
+    b = np.concatenate([np.asarray(t["boxes"], np.float64).reshape(-1, 4) for t in targets])
+    if len(b) == 0:
+        return (32.0, 64.0, 128.0), (0.5, 1.0, 2.0)
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    sizes = np.quantile(np.sqrt(w * h), np.linspace(0.03, 0.97, n_sizes))
+    ratios = np.unique(np.round(np.quantile(h / w, ratio_quantiles) * 20) / 20)
+    return tuple(float(round(s, 1)) for s in sizes), tuple(float(r) for r in ratios)

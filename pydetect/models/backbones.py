@@ -18,7 +18,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["VGGStyle", "ResNet18Style", "FPN", "BackboneWithFPN", "CropClassifier"]
+__all__ = ["IMAGE_MEAN", "IMAGE_STD", "normalize_images", "build_backbone", "VGGStyle", "ResNet18Style", "FPN", "BackboneWithFPN",
+           "CropClassifier"]
+
+#: Per-channel normalisation of 0-1 RGB input that every pydetect backbone is trained with:
+#: the crop pretraining's crops, the R-CNN family's images and the one-stage batches alike.
+IMAGE_MEAN = (0.5, 0.5, 0.5)
+IMAGE_STD = (0.25, 0.25, 0.25)
+
+
+def normalize_images(x: torch.Tensor, mean=IMAGE_MEAN, std=IMAGE_STD) -> torch.Tensor:
+    """``(x - mean) / std`` per channel of a (3, H, W) or (N, 3, H, W) 0-1 tensor (a new tensor)."""
+    m = x.new_tensor(mean).view(3, 1, 1)
+    s = x.new_tensor(std).view(3, 1, 1)
+    return (x - m) / s
 
 
 def conv_bn_relu(cin, cout, stride=1):
@@ -178,3 +191,21 @@ class CropClassifier(nn.Module):
         rois = torch.cat([torch.arange(len(boxes), dtype=f.dtype, device=f.device)[:, None], boxes.to(f.dtype)], 1)
         pooled = ops.roi_align(f, rois, 7, f.shape[-1] / x.shape[-1], 2, True)
         return self.fc(pooled.mean((2, 3)))
+
+
+def build_backbone(backbone, fpn=False):
+    """A backbone by name (``"vgg"``, or ``"resnet18"`` with or without an FPN) or the given
+    module, which must have ``out_channels``."""
+    if isinstance(backbone, torch.nn.Module):
+        if not hasattr(backbone, "out_channels"):
+            raise ValueError("a backbone module must have an out_channels attribute")
+        return backbone
+    if backbone == "vgg":
+        if fpn:
+            raise ValueError("fpn=True needs backbone='resnet18'")
+        return VGGStyle()
+    if backbone == "resnet18":
+        if fpn:
+            return BackboneWithFPN(ResNet18Style(return_layers=(2, 3, 4)), 64)
+        return ResNet18Style(return_layers=(3,))
+    raise ValueError(f"backbone must be 'vgg', 'resnet18' or a torch module, got {backbone!r}")

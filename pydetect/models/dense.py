@@ -20,30 +20,10 @@ import torch
 from torch import nn
 
 from pydetect import ops
+from pydetect.models.image_list import batch_images
 
-__all__ = ["IMAGE_MEAN", "IMAGE_STD", "batch_images", "ExtraLevels", "grid_priors", "flatten_levels",
+__all__ = ["ExtraLevels", "grid_priors", "flatten_levels",
            "select_detections", "DenseDetector"]
-
-#: Per-channel normalisation of 0-1 RGB input (the crop pretraining uses the same constants).
-IMAGE_MEAN = (0.5, 0.5, 0.5)
-IMAGE_STD = (0.25, 0.25, 0.25)
-
-
-def batch_images(images, size_divisible, mean=IMAGE_MEAN, std=IMAGE_STD):
-    """Normalises N (3, H_i, W_i) images and pads them (zeros after normalisation, at the
-    bottom and right) into one (N, 3, H, W) channels-last batch, H and W multiples of
-    ``size_divisible``; returns (batch, [(H_i, W_i)])."""
-    sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
-    d = int(size_divisible)
-    h = -(-max(s[0] for s in sizes) // d) * d
-    w = -(-max(s[1] for s in sizes) // d) * d
-    batch = images[0].new_zeros((len(images), 3, h, w))
-    m = images[0].new_tensor(mean).view(3, 1, 1)
-    s = images[0].new_tensor(std).view(3, 1, 1)
-    for i, im in enumerate(images):
-        batch[i, :, :im.shape[-2], :im.shape[-1]] = (im - m) / s
-    return batch.contiguous(memory_format=torch.channels_last), sizes
-
 
 class ExtraLevels(nn.Module):
     """Coarser feature maps on top of a single-map backbone: each extra level is a 3x3

@@ -12,6 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pydetect.models.backbones import IMAGE_MEAN, IMAGE_STD
+from pydetect.models.image_list import batch_images
+
 __all__ = ["GeneralizedRCNN"]
 
 
@@ -38,9 +41,7 @@ class GeneralizedRCNN(nn.Module):
     Targets are dicts {"boxes" (G, 4) float, "labels" (G,) int64 0-based}.
     """
 
-    image_scale = 1.0  # models pickled before the parameter existed
-
-    def __init__(self, backbone, rpn, roi_heads, *, image_mean=(0.5, 0.5, 0.5), image_std=(0.25, 0.25, 0.25),
+    def __init__(self, backbone, rpn, roi_heads, *, image_mean=IMAGE_MEAN, image_std=IMAGE_STD,
                  size_divisible=32, image_scale=1.0):
         super().__init__()
         if not image_scale > 0:
@@ -51,19 +52,13 @@ class GeneralizedRCNN(nn.Module):
         # 0.12-0.13 s instead of 0.14-0.17 s (benchmarks/RESULTS.md). The RoI ops read a
         # contiguous NCHW copy of the feature map, which costs little next to the convolutions.
         self.to(memory_format=torch.channels_last)
-        self.register_buffer("image_mean", torch.tensor(image_mean).view(3, 1, 1), persistent=False)
-        self.register_buffer("image_std", torch.tensor(image_std).view(3, 1, 1), persistent=False)
+        self.image_mean = tuple(float(v) for v in image_mean)
+        self.image_std = tuple(float(v) for v in image_std)
         self.size_divisible = int(size_divisible)
 
     def batch_images(self, images):
-        sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
-        d = self.size_divisible
-        h = -(-max(s[0] for s in sizes) // d) * d
-        w = -(-max(s[1] for s in sizes) // d) * d
-        batch = images[0].new_zeros((len(images), 3, h, w))
-        for i, im in enumerate(images):
-            batch[i, :, :im.shape[-2], :im.shape[-1]] = (im - self.image_mean) / self.image_std
-        return batch.contiguous(memory_format=torch.channels_last), sizes
+        """The normalised, padded batch (:func:`pydetect.models.image_list.batch_images`)."""
+        return batch_images(images, self.size_divisible, self.image_mean, self.image_std)
 
     def rescale(self, images, targets, proposals):
         """Resizes images by ``image_scale``; returns them, the scaled targets and proposals,
@@ -95,8 +90,6 @@ class GeneralizedRCNN(nn.Module):
                 raise ValueError("this model has no RPN: pass proposals")
             proposals, rpn_losses = self.rpn(tuple(x.shape[-2:]), sizes, list(features.values()), targets)
             losses.update(rpn_losses)
-        if hasattr(self.roi_heads.box_roi_pool, "image_shape"):
-            self.roi_heads.box_roi_pool.image_shape = tuple(x.shape[-2:])
         detections, head_losses = self.roi_heads(features, proposals, sizes, targets)
         losses.update(head_losses)
         if self.training:

@@ -80,26 +80,33 @@ class FastRCNNPredictor(nn.Module):
 class RoIPooler(nn.Module):
     """Pools every RoI from one named feature map with RoIAlign or RoI max pooling.
 
-    ``spatial_scale`` is inferred as the feature size over the padded batch size (a power of
-    two, as MultiScaleRoIAlign does). For several FPN levels use
-    :class:`pydetect.ops.MultiScaleRoIAlign`, which has the same call signature:
+    ``spatial_scale`` is the feature map's size over the input's, ``1 / stride`` of the
+    backbone (:func:`pydetect.detectors` pass it when the backbone has a ``stride``). Without
+    it, the scale is inferred per call as the power of two nearest to the feature height over
+    the largest image height (as :class:`pydetect.ops.MultiScaleRoIAlign` and torchvision's
+    poolers do), which is off by a factor of two when padding adds more than ~40% to the
+    largest image. For several FPN levels use :class:`pydetect.ops.MultiScaleRoIAlign`, which
+    has the same call signature:
     ``forward(features dict, boxes list of N (R, 4), image_sizes) -> (sum R, C, PH, PW)``.
     """
 
     def __init__(self, featmap_name="0", output_size=7, *, kind="align", sampling_ratio=2,
-                 aligned=True):
+                 aligned=True, spatial_scale=None):
         super().__init__()
         if kind not in ("align", "pool"):
             raise ValueError(f"kind must be 'align' or 'pool', got {kind!r}")
+        if spatial_scale is not None and not 0 < float(spatial_scale) <= 1:
+            raise ValueError(f"spatial_scale must be None or in (0, 1], got {spatial_scale!r}")
         self.featmap_name, self.kind = featmap_name, kind
         self.output_size, self.sampling_ratio, self.aligned = output_size, sampling_ratio, aligned
-        self.image_shape = None  # padded batch (H, W), set by the caller
+        self.spatial_scale = None if spatial_scale is None else float(spatial_scale)
 
     def forward(self, features, boxes, image_sizes):
         f = features[self.featmap_name]
-        ref_h = self.image_shape[0] if self.image_shape else max(s[0] for s in image_sizes)
-        # In Python, not on a tensor: a tensor's float() is a graph break for torch.compile.
-        scale = 2.0 ** round(math.log2(f.shape[-2] / ref_h))
+        scale = self.spatial_scale
+        if scale is None:
+            # In Python, not on a tensor: a tensor's float() is a graph break for torch.compile.
+            scale = 2.0 ** round(math.log2(f.shape[-2] / max(s[0] for s in image_sizes)))
         boxes = [b.to(f.dtype) for b in boxes]
         if self.kind == "pool":
             return ops.roi_pool(f, boxes, self.output_size, scale)

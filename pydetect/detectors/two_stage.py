@@ -1,0 +1,195 @@
+"""The estimator layer of the two-stage detectors (FastRCNN, FasterRCNN): crop pretraining,
+end-to-end training of a :class:`pydetect.models.GeneralizedRCNN`, persistence and batched
+inference, with hooks for what differs (the network, and where the proposals come from).
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+
+import numpy as np
+import torch
+
+from pydetect import engine
+from pydetect._validation import check_fraction, check_int, check_num_threads, check_positive, check_scale_range
+from pydetect.detectors.base import BaseDetector
+from pydetect.models.backbones import build_backbone
+from pydetect.structures import Detections
+
+__all__ = ["TwoStageEstimator", "backbone_scale"]
+
+_MAX_REPRESENTATION = 16384  # the box head's first layer alone would hold 0.8 GB of weights
+
+
+def backbone_scale(backbone):
+    """The RoI pooler's spatial scale, ``1 / backbone.stride``, or None for a backbone without
+    an integer ``stride`` (the pooler then infers it from the image sizes; a torch layer's
+    ``stride`` is a tuple, not the output stride)."""
+    stride = getattr(backbone, "stride", None)
+    if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
+        return None
+    return 1.0 / int(stride)
+
+
+class TwoStageEstimator(BaseDetector):
+    """Fit / predict shared by FastRCNN and FasterRCNN; subclasses give the hooks
+    ``_prepare(targets)``, ``_build(backbone, num_classes)``, ``_training_proposals``,
+    ``_test_proposals`` and ``_checkpoint_name``."""
+
+    _checkpoint_name = "rcnn.ckpt"
+    #: Models saved before these parameters existed were trained with 2 crop copies, neither
+    #: stretch nor shear, and unbalanced RoI sampling.
+    _LEGACY_VALUES = {"pretrain_copies": 2, "pretrain_stretch": None, "pretrain_shear": 0.0,
+                      "balance_objects": False}
+
+    def _uses_fpn(self) -> bool:
+        """Whether the backbone has a feature pyramid (FasterRCNN's ``fpn``)."""
+        return False
+
+    def _image_scale(self) -> float:
+        """The factor the network resizes images by (FasterRCNN's ``image_scale``)."""
+        return 1.0
+
+    def _prepare(self, targets):
+        pass
+
+    def _training_proposals(self, dataset, images):
+        return None
+
+    def _test_proposals(self, images):
+        return None
+
+    def _check_params(self):
+        """Checks every parameter the fit uses before any training starts (subclasses extend it)."""
+        check_positive(self.pretrain_seconds, "pretrain_seconds", strict=False)
+        check_int(self.pretrain_epochs, "pretrain_epochs", minimum=1)
+        check_int(self.pretrain_copies, "pretrain_copies", minimum=1)
+        check_scale_range(self.pretrain_stretch, "pretrain_stretch")
+        check_fraction(self.pretrain_shear, "pretrain_shear")
+        check_positive(self.train_seconds, "train_seconds")
+        check_int(self.max_iter, "max_iter", minimum=1)
+        check_int(self.batch_size, "batch_size", minimum=1)
+        check_positive(self.lr, "lr")
+        engine.check_ema_decay(self.ema_decay)
+        check_positive(self.weight_decay, "weight_decay", strict=False)
+        check_int(self.roi_batch_size_per_image, "roi_batch_size_per_image", minimum=1)
+        check_int(self.representation_size, "representation_size", minimum=1, maximum=_MAX_REPRESENTATION)
+        check_fraction(self.box_score_thresh, "box_score_thresh")
+        check_fraction(self.box_nms_thresh, "box_nms_thresh")
+        check_int(self.detections_per_img, "detections_per_img", minimum=1)
+        check_scale_range(self.scale_jitter, "scale_jitter")
+        engine.check_augment(self.augment)
+        check_int(self.seed, "seed", minimum=0)
+        check_num_threads(self.num_threads)
+
+    # ------------------------------------------------------------------------- training
+    def fit(self, dataset):
+        """Pretrains the backbone on crops, then trains the detector end to end; returns self."""
+        class_names, targets = engine.check_detection_dataset(dataset)
+        self._check_params()
+        device = engine.resolve_device(self.device)
+        with engine.torch_threads(self.num_threads):
+            return self._fit(dataset, class_names, targets, device)
+
+    def _fit(self, dataset, class_names, targets, device):
+        torch.manual_seed(self.seed)
+        engine.distributed_info(device)  # under torchrun: joins the process group before any collective
+        self._prepare(targets)
+        ckpt_dir = self.checkpoint_dir
+        if ckpt_dir is not None:
+            os.makedirs(ckpt_dir, exist_ok=True)
+        fpn = self._uses_fpn()
+        backbone = build_backbone(self.backbone, fpn)
+        self.pretrain_accuracy_ = None
+        crop_fc = None
+        if isinstance(self.backbone, str) and self.pretrain_seconds > 0:
+            self.pretrain_accuracy_, crop_fc = engine.pretrain_detector_backbone(
+                backbone.body if fpn else backbone, dataset, len(class_names), seconds=self.pretrain_seconds,
+                epochs=self.pretrain_epochs, copies=self.pretrain_copies,
+                stretch=self.pretrain_stretch, shear=self.pretrain_shear,
+                scale=self._image_scale(), hflip=self.hflip, augment=self.augment, seed=self.seed,
+                progress=self.progress, resume=self.resume, checkpoint_dir=ckpt_dir, device=device)
+        model = self._build(backbone, len(class_names))
+        if self.pretrain_accuracy_ is not None and not fpn:
+            # The detector's classifier starts as the crop classifier (pooled-feature branch).
+            model.roi_heads.box_predictor.init_from_crop_classifier(crop_fc)
+        model.to(device)
+        images = [dataset[i][0] for i in range(len(dataset))]
+        tgts = [{"boxes": np.asarray(t["boxes"], np.float32).reshape(-1, 4),
+                 "labels": np.asarray(t["labels"], np.int64).reshape(-1)} for t in targets]
+        proposals = self._training_proposals(dataset, images)
+        if proposals is not None:
+            tgts = [dict(t, proposals=p.numpy()) for t, p in zip(tgts, proposals)]
+        augment = engine.build_augmentation(self.augment, hflip=self.hflip,
+                                       scale_jitter=check_scale_range(self.scale_jitter, "scale_jitter"))
+        batch_size = self.batch_size
+
+        def sample_batch(it, rank, world, rng):
+            # Drawn and augmented on the CPU (numpy), then copied to the training device.
+            idx = rng.choice(len(images), size=min(batch_size, len(images)), replace=False)
+            ims, ts, ps = [], [], []
+            for i in idx:
+                im, t = images[i], tgts[i]
+                if augment is not None:
+                    im, t = augment(im, t, rng)
+                ims.append(engine.image_to_tensor(im).to(device))
+                ts.append({"boxes": torch.from_numpy(t["boxes"]).to(device),
+                           "labels": torch.from_numpy(t["labels"]).to(device)})
+                ps.append(torch.from_numpy(t["proposals"]).to(device) if proposals is not None else None)
+            return (ims, ts) if proposals is None else (ims, ts, ps)
+
+        ckpt = os.path.join(ckpt_dir, self._checkpoint_name) if ckpt_dir else None
+        self.history_ = engine.train_loop(model, sample_batch, max_iter=self.max_iter, seconds=self.train_seconds,
+                                     lr=self.lr, weight_decay=self.weight_decay, seed=self.seed,
+                                     checkpoint_path=ckpt, resume=self.resume, progress=self.progress,
+                                     ema_decay=self.ema_decay, desc=type(self).__name__)
+        model.eval()
+        self.model_ = model
+        self.class_names_ = class_names
+        return self
+
+    # ------------------------------------------------------------------------- persistence
+    def _get_state(self) -> dict:
+        return dict(super()._get_state(), model_=self.model_.state_dict())
+
+    def _set_state(self, state: dict) -> None:
+        """Rebuilds the network from the parameters and the fitted anchors, then loads its weights
+        (on the CPU: the first prediction moves it to ``device``)."""
+        state = dict(state)
+        weights = state.pop("model_")
+        vars(self).update(state)
+        with torch.random.fork_rng(devices=[]):  # the throwaway initial weights draw from torch's RNG
+            model = self._build(build_backbone(self.backbone, self._uses_fpn()), len(self.class_names_))
+        model.load_state_dict(weights)
+        self.model_ = model.eval()
+
+    def _set_pickled_state(self, state: dict) -> None:
+        """Format 1 pickled the network itself, as the code of its day built it: rebuild it with
+        this version's code and load the pickled weights."""
+        self._set_state(dict(state, model_=state["model_"].state_dict()))
+
+    # ------------------------------------------------------------------------- inference
+    def predict(self, image) -> Detections:
+        """Detections of one image (H, W) or (H, W, 3); labels index ``class_names_``."""
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images, batch_size=4) -> list:
+        """Detections of each image, run ``batch_size`` images at a time on ``device``."""
+        self._check_fitted()
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        device = engine.resolve_device(self.device)
+        images = list(images)
+        tensors = [engine.image_to_tensor(im) for im in images]
+        self.model_.to(device).eval()
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(tensors), batch_size):
+                chunk = [t.to(device) for t in tensors[s:s + batch_size]]
+                props = self._test_proposals(images[s:s + batch_size])
+                if props is not None:
+                    props = [p.to(device) for p in props]
+                for d in self.model_(chunk, proposals=props):
+                    out.append(Detections(d["boxes"].cpu().numpy(), d["scores"].cpu().numpy(),
+                                          d["labels"].cpu().numpy()))
+        return out

@@ -1,0 +1,190 @@
+"""The training loop every CNN detector uses: AdamW, warm-up + cosine schedule bounded by
+iterations and wall time, gradient clipping, weight averaging, checkpoints and resume, DDP."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+import torch
+
+from pydetect._validation import check_fraction
+from pydetect.engine.checkpoint import cuda_rng_state, load_checkpoint, restore_cuda_rng, restoring, save_checkpoint
+from pydetect.engine.devices import distributed_info
+from pydetect.engine.progress import progress_bar
+
+__all__ = ["lr_factor", "check_ema_decay", "WeightAverage", "train_loop"]
+
+
+def lr_factor(frac: float, warmup: float = 0.02) -> float:
+    """Linear warm-up over the first ``warmup`` of training, then cosine decay to 2%."""
+    if frac < warmup:
+        return 0.1 + 0.9 * frac / warmup
+    t = min((frac - warmup) / max(1 - warmup, 1e-9), 1.0)
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def check_ema_decay(value):
+    """``None`` or a decay strictly between 0 and 1 (what :class:`WeightAverage` accepts)."""
+    if value is not None and not 0.0 < check_fraction(value, "ema_decay") < 1.0:
+        raise ValueError(f"ema_decay must be None or in (0, 1), got {value!r}")
+    return value
+
+
+class WeightAverage:
+    """Exponential moving average of a model's floating-point state (parameters and batch-norm
+    statistics), updated after each optimiser step (Polyak averaging).
+
+    The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates so that the
+    first iterations, whose weights are far from the final ones, fade out quickly.
+    """
+
+    def __init__(self, model, decay):
+        self.decay = float(decay)
+        self.updates = 0
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model):
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        live = model.state_dict()
+        keys = list(self.state)
+        torch._foreach_lerp_([self.state[k] for k in keys], [live[k].detach() for k in keys], 1.0 - d)
+
+    def copy_to(self, model):
+        """Loads the averaged state into ``model`` (integer buffers are left as they are)."""
+        model.load_state_dict(self.state, strict=False)
+
+    def state_dict(self):
+        return {"decay": self.decay, "updates": self.updates, "state": self.state}
+
+    def load_state_dict(self, saved):
+        """Restores :meth:`state_dict`'s values onto the model's device (checkpoints load on
+        the CPU); a key the model lacks is a KeyError."""
+        self.decay, self.updates = float(saved["decay"]), int(saved["updates"])
+        self.state = {k: v.to(self.state[k].device, copy=True) for k, v in saved["state"].items()}
+
+
+def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4, warmup=0.02,
+               seed=0, checkpoint_path=None, checkpoint_every=100, resume=True, progress=False,
+               clip_grad=10.0, ema_decay=None, desc="train"):
+    """Trains ``model`` (a loss-dict module) with AdamW on minibatches from ``sample_batch``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        ``model(*batch) -> dict of losses``, on the device to train on (its parameters'; under
+        torchrun a CUDA model trains with NCCL, a CPU one with gloo).
+    sample_batch : callable (iteration, rank, world_size, numpy Generator) -> tuple of args
+        on the model's device
+    max_iter : int
+        Iterations (the schedule's length); ``seconds`` caps the wall time too, and the
+        schedule follows ``max(iteration / max_iter, elapsed / seconds)``.
+    checkpoint_path : path, optional
+        Written atomically every ``checkpoint_every`` iterations and at the end (model,
+        optimiser, iteration, elapsed time, random states, the model's GPU's too when it
+        trains on one: tensors and plain values only, read back by :func:`load_checkpoint`).
+        With ``resume``, an existing checkpoint is loaded and training continues from it, its
+        elapsed time counting towards ``seconds``.
+    ema_decay : float in (0, 1), optional
+        Keep a :class:`WeightAverage` of the weights and load it into ``model`` when
+        training ends (the checkpoint keeps the live weights and the average, so a resumed
+        run continues both).
+
+    Returns
+    -------
+    history : dict  {"iterations", "seconds", "losses" (last 50 totals), "resumed_from"}
+
+    Raises
+    ------
+    FloatingPointError
+        On a NaN or infinite loss; the last checkpoint (if any) is left intact.
+    """
+    device = next(model.parameters()).device
+    rank, world = distributed_info(device)
+    train_model = model
+    if world > 1:
+        # On GPUs, one device per process (NCCL); on CPUs, device_ids must be None (gloo).
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                            weight_decay=weight_decay)
+    rng = np.random.default_rng([seed, rank])
+    torch.manual_seed(seed)
+    check_ema_decay(ema_decay)
+    it, elapsed_before, resumed_from, saved_average = 0, 0.0, None, None
+    if checkpoint_path is not None and resume and os.path.exists(checkpoint_path):
+        state = load_checkpoint(checkpoint_path)
+        with restoring(checkpoint_path):
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            it, elapsed_before = int(state["iteration"]), float(state["seconds"])
+            if rank < len(state["numpy_rng"]):
+                rng.bit_generator.state = state["numpy_rng"][rank]
+            torch.set_rng_state(state["torch_rng"])
+            restore_cuda_rng(state, device)
+            saved_average = state.get("ema")
+        resumed_from = it
+    # Built after a resume so that, without a saved average, it starts from the loaded weights.
+    average = WeightAverage(model, ema_decay) if ema_decay is not None else None
+    if average is not None and saved_average is not None:
+        with restoring(checkpoint_path):
+            average.load_state_dict(saved_average)
+
+    def checkpoint(elapsed):
+        if checkpoint_path is None or rank != 0:
+            return
+        rng_states = [rng.bit_generator.state]
+        save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                           "iteration": it, "seconds": elapsed,
+                                           "numpy_rng": rng_states, "torch_rng": torch.get_rng_state(),
+                                           "ema": average.state_dict() if average is not None else None,
+                                           **cuda_rng_state(device)})
+
+    start = time.perf_counter()
+    losses_hist = []
+    bar = progress_bar(max_iter, desc, progress and rank == 0)
+    if bar is not None and it:
+        bar.update(it)
+    train_model.train()
+    while it < max_iter:
+        elapsed = elapsed_before + time.perf_counter() - start
+        frac = max(it / max_iter, elapsed / seconds)
+        if frac >= 1:
+            break
+        for group in opt.param_groups:
+            group["lr"] = lr * lr_factor(frac, warmup)
+        batch = sample_batch(it, rank, world, rng)
+        losses = train_model(*batch)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
+            where = (f"the last checkpoint {checkpoint_path!s} is intact" if checkpoint_path
+                     else "no checkpoint was written (pass checkpoint_dir to keep one)")
+            raise FloatingPointError(f"non-finite training loss at iteration {it} ({detail}); "
+                                     f"lower the learning rate; {where}")
+        opt.zero_grad()
+        loss.backward()
+        if clip_grad:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        opt.step()
+        if average is not None:
+            average.update(model)
+        it += 1
+        losses_hist.append(float(loss.detach()))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k[5:]: f"{float(v):.3f}" for k, v in losses.items()})
+        if checkpoint_every and it % checkpoint_every == 0:
+            checkpoint(elapsed_before + time.perf_counter() - start)
+    total = elapsed_before + time.perf_counter() - start
+    checkpoint(total)
+    if bar is not None:
+        bar.close()
+    if average is not None:
+        average.copy_to(model)
+    model.eval()
+    return {"iterations": it, "seconds": total, "losses": losses_hist[-50:], "resumed_from": resumed_from}
