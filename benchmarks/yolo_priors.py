@@ -61,13 +61,21 @@ def run(form, mult, train_seconds, pretrain_seconds, threads, iterations=None, p
             **{k: stats[k] for k in ("AP", "AP50", "AP75", "ARs", "AR100")}}
 
 
+def _budget(r):
+    """(pretraining, detection training) of a row, counted or in seconds."""
+    if r.get("max_iter"):
+        return f"{r['pretrain_epochs']} epochs", f"{r['max_iter']:,} iterations"
+    return f"{r['pretrain_seconds']:.0f} s", f"{r['train_seconds']:.0f} s"
+
+
 def table(rows):
-    head = ("| budget | form | training s | iterations | AP | AP50 | AP75 | ARs (small) | AR100 |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| budget | form | pretraining | training | iterations run | AP | AP50 | AP75 | ARs (small) | AR100 | "
+            "fit minutes |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
     name = {"v1": "YOLOv1 (B = 2 free predictors, stride 16)", "anchors": "anchor priors (k-means, 9, strides 8/16/32)"}
     rows = sorted(rows, key=lambda r: (r["budget"], r["form"] != "v1"))
-    return head + "".join(f"| {r['budget']} | {name[r['form']]} | {r['train_seconds']:.0f} | {r['iterations']} | "
-                          f"{r['AP']:.3f} | {r['AP50']:.3f} | {r['AP75']:.3f} | {r['ARs']:.3f} | {r['AR100']:.3f} |\n"
+    return head + "".join(f"| {r['budget']} | {name[r['form']]} | {' | '.join(_budget(r))} | {r['iterations']:,} | "
+                          f"{r['AP']:.3f} | {r['AP50']:.3f} | {r['AP75']:.3f} | {r['ARs']:.3f} | {r['AR100']:.3f} | "
+                          f"{r['fit_seconds'] / 60:.1f} |\n"
                           for r in rows)
 
 
@@ -90,9 +98,8 @@ def main():
         with open(args.table) as f:
             rows = [json.loads(line) for line in f if line.strip()]
         text = (f"{SECTION}\n\n{datetime.date.today().isoformat()}; {machine()}; digits train (500 images) -> "
-                f"val (200 images); each row one fresh run of `YOLO(anchors=None)` or `YOLO()` with "
-                f"{rows[0]['pretrain_seconds']:.0f} s of crop pretraining then the stated detection training, "
-                f"the two forms of a budget trained side by side at {rows[0]['threads']} thread each. "
+                f"val (200 images); each row one fresh run of `YOLO(anchors=None)` or `YOLO()` with the "
+                f"stated crop pretraining then detection training, at {rows[0]['threads']} thread each. "
                 f"{args.note}\n\n" + table(rows))
         print(text)
         if args.record:
