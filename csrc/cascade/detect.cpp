@@ -6,6 +6,7 @@
 #include "cascade/cascade.h"
 #include "common/check.h"
 #include "common/parallel.h"
+#include "common/simd.h"
 
 namespace pydetect {
 namespace cascade {
@@ -601,7 +602,10 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
       tasks.push_back({static_cast<int>(i), y, std::min(y + rows_per_task, work_h)});
   }
   std::vector<std::vector<Candidate>> found(tasks.size());
-  [[maybe_unused]] const bool batched = PD_CASCADE_BATCHED && m.feature_type == kHaar && e.stumps;
+  // The four-window path is vector code (SSE2 on x86): PYDETECT_SIMD=scalar scans one
+  // window at a time (same results).
+  [[maybe_unused]] const bool batched = PD_CASCADE_BATCHED && m.feature_type == kHaar && e.stumps &&
+                                        simd_level() != SimdLevel::kScalar;
   parallel_for(0, static_cast<int64_t>(tasks.size()), 4, [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; ++t) {
       const Task& task = tasks[t];

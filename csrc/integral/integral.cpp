@@ -4,11 +4,14 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/simd.h"
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 // AVX2 kernels are compiled for that target only (the build stays portable: no -mavx2) and
-// chosen at run time when the CPU has it.
+// chosen at run time when the CPU has it. Which of the AVX2, SSE2 and plain loops runs is
+// simd_level()'s choice (PYDETECT_SIMD can force the narrower ones).
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(PD_INTEGRAL_NO_AVX2)
 #include <immintrin.h>
 #define PD_INTEGRAL_AVX2 1
@@ -28,66 +31,69 @@ namespace {
 // float64 tables hold exact integers (< 2^53), so the order of the additions does not
 // change a bit of the result.
 
-// out[1..w] = up[1..w] + running sum of row[x] (or row[x]^2), modulo 2^32.
-template <bool kSquare>
+// out[1..w] = up[1..w] + running sum of row[x] (or row[x]^2), modulo 2^32. kSse2 = false
+// runs the plain loop over the whole row.
+template <bool kSquare, bool kSse2>
 void row_u32(const uint8_t* row, int64_t w, const uint32_t* up, uint32_t* out) {
   int64_t x = 0;
   uint32_t carry = 0;
 #if defined(__SSE2__)
-  const __m128i z = _mm_setzero_si128();
-  __m128i c = z;  // carry in every lane
-  for (; x + 16 <= w; x += 16) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + x));
-    __m128i lo = _mm_unpacklo_epi8(v, z), hi = _mm_unpackhi_epi8(v, z);
-    __m128i a0, a1, a2, a3;
-    if (kSquare) {
-      // 255^2 fits in 16 bits; 16 of them do not, so the scan runs on 32-bit lanes.
-      lo = _mm_mullo_epi16(lo, lo);
-      hi = _mm_mullo_epi16(hi, hi);
-      a0 = _mm_unpacklo_epi16(lo, z);
-      a1 = _mm_unpackhi_epi16(lo, z);
-      a2 = _mm_unpacklo_epi16(hi, z);
-      a3 = _mm_unpackhi_epi16(hi, z);
-      a0 = _mm_add_epi32(a0, _mm_slli_si128(a0, 4));
-      a1 = _mm_add_epi32(a1, _mm_slli_si128(a1, 4));
-      a2 = _mm_add_epi32(a2, _mm_slli_si128(a2, 4));
-      a3 = _mm_add_epi32(a3, _mm_slli_si128(a3, 4));
-      a0 = _mm_add_epi32(a0, _mm_slli_si128(a0, 8));
-      a1 = _mm_add_epi32(a1, _mm_slli_si128(a1, 8));
-      a2 = _mm_add_epi32(a2, _mm_slli_si128(a2, 8));
-      a3 = _mm_add_epi32(a3, _mm_slli_si128(a3, 8));
-      a1 = _mm_add_epi32(a1, _mm_shuffle_epi32(a0, 0xFF));
-      a3 = _mm_add_epi32(a3, _mm_shuffle_epi32(a2, 0xFF));
-      const __m128i t1 = _mm_shuffle_epi32(a1, 0xFF);
-      a2 = _mm_add_epi32(a2, t1);
-      a3 = _mm_add_epi32(a3, t1);
-    } else {
-      // 16 * 255 fits in 16 bits: scan 8 lanes of 16 bits, then widen.
-      lo = _mm_add_epi16(lo, _mm_slli_si128(lo, 2));
-      hi = _mm_add_epi16(hi, _mm_slli_si128(hi, 2));
-      lo = _mm_add_epi16(lo, _mm_slli_si128(lo, 4));
-      hi = _mm_add_epi16(hi, _mm_slli_si128(hi, 4));
-      lo = _mm_add_epi16(lo, _mm_slli_si128(lo, 8));
-      hi = _mm_add_epi16(hi, _mm_slli_si128(hi, 8));
-      hi = _mm_add_epi16(hi, _mm_shuffle_epi32(_mm_shufflehi_epi16(lo, 0xFF), 0xFF));
-      a0 = _mm_unpacklo_epi16(lo, z);
-      a1 = _mm_unpackhi_epi16(lo, z);
-      a2 = _mm_unpacklo_epi16(hi, z);
-      a3 = _mm_unpackhi_epi16(hi, z);
+  if constexpr (kSse2) {
+    const __m128i z = _mm_setzero_si128();
+    __m128i c = z;  // carry in every lane
+    for (; x + 16 <= w; x += 16) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + x));
+      __m128i lo = _mm_unpacklo_epi8(v, z), hi = _mm_unpackhi_epi8(v, z);
+      __m128i a0, a1, a2, a3;
+      if (kSquare) {
+        // 255^2 fits in 16 bits; 16 of them do not, so the scan runs on 32-bit lanes.
+        lo = _mm_mullo_epi16(lo, lo);
+        hi = _mm_mullo_epi16(hi, hi);
+        a0 = _mm_unpacklo_epi16(lo, z);
+        a1 = _mm_unpackhi_epi16(lo, z);
+        a2 = _mm_unpacklo_epi16(hi, z);
+        a3 = _mm_unpackhi_epi16(hi, z);
+        a0 = _mm_add_epi32(a0, _mm_slli_si128(a0, 4));
+        a1 = _mm_add_epi32(a1, _mm_slli_si128(a1, 4));
+        a2 = _mm_add_epi32(a2, _mm_slli_si128(a2, 4));
+        a3 = _mm_add_epi32(a3, _mm_slli_si128(a3, 4));
+        a0 = _mm_add_epi32(a0, _mm_slli_si128(a0, 8));
+        a1 = _mm_add_epi32(a1, _mm_slli_si128(a1, 8));
+        a2 = _mm_add_epi32(a2, _mm_slli_si128(a2, 8));
+        a3 = _mm_add_epi32(a3, _mm_slli_si128(a3, 8));
+        a1 = _mm_add_epi32(a1, _mm_shuffle_epi32(a0, 0xFF));
+        a3 = _mm_add_epi32(a3, _mm_shuffle_epi32(a2, 0xFF));
+        const __m128i t1 = _mm_shuffle_epi32(a1, 0xFF);
+        a2 = _mm_add_epi32(a2, t1);
+        a3 = _mm_add_epi32(a3, t1);
+      } else {
+        // 16 * 255 fits in 16 bits: scan 8 lanes of 16 bits, then widen.
+        lo = _mm_add_epi16(lo, _mm_slli_si128(lo, 2));
+        hi = _mm_add_epi16(hi, _mm_slli_si128(hi, 2));
+        lo = _mm_add_epi16(lo, _mm_slli_si128(lo, 4));
+        hi = _mm_add_epi16(hi, _mm_slli_si128(hi, 4));
+        lo = _mm_add_epi16(lo, _mm_slli_si128(lo, 8));
+        hi = _mm_add_epi16(hi, _mm_slli_si128(hi, 8));
+        hi = _mm_add_epi16(hi, _mm_shuffle_epi32(_mm_shufflehi_epi16(lo, 0xFF), 0xFF));
+        a0 = _mm_unpacklo_epi16(lo, z);
+        a1 = _mm_unpackhi_epi16(lo, z);
+        a2 = _mm_unpacklo_epi16(hi, z);
+        a3 = _mm_unpackhi_epi16(hi, z);
+      }
+      a0 = _mm_add_epi32(a0, c);
+      a1 = _mm_add_epi32(a1, c);
+      a2 = _mm_add_epi32(a2, c);
+      a3 = _mm_add_epi32(a3, c);
+      c = _mm_shuffle_epi32(a3, 0xFF);
+      const __m128i* u = reinterpret_cast<const __m128i*>(up + x + 1);
+      __m128i* o = reinterpret_cast<__m128i*>(out + x + 1);
+      _mm_storeu_si128(o + 0, _mm_add_epi32(a0, _mm_loadu_si128(u + 0)));
+      _mm_storeu_si128(o + 1, _mm_add_epi32(a1, _mm_loadu_si128(u + 1)));
+      _mm_storeu_si128(o + 2, _mm_add_epi32(a2, _mm_loadu_si128(u + 2)));
+      _mm_storeu_si128(o + 3, _mm_add_epi32(a3, _mm_loadu_si128(u + 3)));
     }
-    a0 = _mm_add_epi32(a0, c);
-    a1 = _mm_add_epi32(a1, c);
-    a2 = _mm_add_epi32(a2, c);
-    a3 = _mm_add_epi32(a3, c);
-    c = _mm_shuffle_epi32(a3, 0xFF);
-    const __m128i* u = reinterpret_cast<const __m128i*>(up + x + 1);
-    __m128i* o = reinterpret_cast<__m128i*>(out + x + 1);
-    _mm_storeu_si128(o + 0, _mm_add_epi32(a0, _mm_loadu_si128(u + 0)));
-    _mm_storeu_si128(o + 1, _mm_add_epi32(a1, _mm_loadu_si128(u + 1)));
-    _mm_storeu_si128(o + 2, _mm_add_epi32(a2, _mm_loadu_si128(u + 2)));
-    _mm_storeu_si128(o + 3, _mm_add_epi32(a3, _mm_loadu_si128(u + 3)));
+    carry = static_cast<uint32_t>(_mm_cvtsi128_si32(c));
   }
-  carry = static_cast<uint32_t>(_mm_cvtsi128_si32(c));
 #endif
   for (; x < w; ++x) {
     const uint32_t v = row[x];
@@ -97,43 +103,45 @@ void row_u32(const uint8_t* row, int64_t w, const uint32_t* up, uint32_t* out) {
 }
 
 // The same into float64 tables (exact integers).
-template <bool kSquare>
+template <bool kSquare, bool kSse2>
 void row_f64(const uint8_t* row, int64_t w, const double* up, double* out) {
   int64_t x = 0;
   double carry = 0.0;
 #if defined(__SSE2__)
-  const __m128i z = _mm_setzero_si128();
-  __m128d c = _mm_setzero_pd();
-  for (; x + 16 <= w; x += 16) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + x));
-    __m128i lo = _mm_unpacklo_epi8(v, z), hi = _mm_unpackhi_epi8(v, z);
-    if (kSquare) {
-      lo = _mm_mullo_epi16(lo, lo);
-      hi = _mm_mullo_epi16(hi, hi);
+  if constexpr (kSse2) {
+    const __m128i z = _mm_setzero_si128();
+    __m128d c = _mm_setzero_pd();
+    for (; x + 16 <= w; x += 16) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + x));
+      __m128i lo = _mm_unpacklo_epi8(v, z), hi = _mm_unpackhi_epi8(v, z);
+      if (kSquare) {
+        lo = _mm_mullo_epi16(lo, lo);
+        hi = _mm_mullo_epi16(hi, hi);
+      }
+      // Scan of the 16 values on 32-bit lanes (at most 16 * 255^2 < 2^31).
+      __m128i a[4] = {_mm_unpacklo_epi16(lo, z), _mm_unpackhi_epi16(lo, z),
+                      _mm_unpacklo_epi16(hi, z), _mm_unpackhi_epi16(hi, z)};
+      for (int k = 0; k < 4; ++k) {
+        a[k] = _mm_add_epi32(a[k], _mm_slli_si128(a[k], 4));
+        a[k] = _mm_add_epi32(a[k], _mm_slli_si128(a[k], 8));
+      }
+      a[1] = _mm_add_epi32(a[1], _mm_shuffle_epi32(a[0], 0xFF));
+      a[3] = _mm_add_epi32(a[3], _mm_shuffle_epi32(a[2], 0xFF));
+      const __m128i t1 = _mm_shuffle_epi32(a[1], 0xFF);
+      a[2] = _mm_add_epi32(a[2], t1);
+      a[3] = _mm_add_epi32(a[3], t1);
+      const double* u = up + x + 1;
+      double* o = out + x + 1;
+      for (int k = 0; k < 4; ++k) {
+        const __m128d d0 = _mm_add_pd(c, _mm_cvtepi32_pd(a[k]));
+        const __m128d d1 = _mm_add_pd(c, _mm_cvtepi32_pd(_mm_shuffle_epi32(a[k], 0xEE)));
+        _mm_storeu_pd(o + 4 * k, _mm_add_pd(_mm_loadu_pd(u + 4 * k), d0));
+        _mm_storeu_pd(o + 4 * k + 2, _mm_add_pd(_mm_loadu_pd(u + 4 * k + 2), d1));
+      }
+      c = _mm_add_pd(c, _mm_cvtepi32_pd(_mm_shuffle_epi32(a[3], 0xFF)));
     }
-    // Scan of the 16 values on 32-bit lanes (at most 16 * 255^2 < 2^31).
-    __m128i a[4] = {_mm_unpacklo_epi16(lo, z), _mm_unpackhi_epi16(lo, z),
-                    _mm_unpacklo_epi16(hi, z), _mm_unpackhi_epi16(hi, z)};
-    for (int k = 0; k < 4; ++k) {
-      a[k] = _mm_add_epi32(a[k], _mm_slli_si128(a[k], 4));
-      a[k] = _mm_add_epi32(a[k], _mm_slli_si128(a[k], 8));
-    }
-    a[1] = _mm_add_epi32(a[1], _mm_shuffle_epi32(a[0], 0xFF));
-    a[3] = _mm_add_epi32(a[3], _mm_shuffle_epi32(a[2], 0xFF));
-    const __m128i t1 = _mm_shuffle_epi32(a[1], 0xFF);
-    a[2] = _mm_add_epi32(a[2], t1);
-    a[3] = _mm_add_epi32(a[3], t1);
-    const double* u = up + x + 1;
-    double* o = out + x + 1;
-    for (int k = 0; k < 4; ++k) {
-      const __m128d d0 = _mm_add_pd(c, _mm_cvtepi32_pd(a[k]));
-      const __m128d d1 = _mm_add_pd(c, _mm_cvtepi32_pd(_mm_shuffle_epi32(a[k], 0xEE)));
-      _mm_storeu_pd(o + 4 * k, _mm_add_pd(_mm_loadu_pd(u + 4 * k), d0));
-      _mm_storeu_pd(o + 4 * k + 2, _mm_add_pd(_mm_loadu_pd(u + 4 * k + 2), d1));
-    }
-    c = _mm_add_pd(c, _mm_cvtepi32_pd(_mm_shuffle_epi32(a[3], 0xFF)));
+    carry = _mm_cvtsd_f64(c);
   }
-  carry = _mm_cvtsd_f64(c);
 #endif
   for (; x < w; ++x) {
     const double v = row[x];
@@ -341,24 +349,25 @@ PD_TARGET_AVX2 void row_sum_sqsum_avx2(const uint8_t* row, int64_t w, const uint
 }
 #endif
 
-template <bool kSquare, bool kAvx2>
+// Row kernels of one SIMD level (without AVX2 kernels in the build, kAvx2 runs SSE2's).
+template <bool kSquare, SimdLevel kLevel>
 void table_row(const uint8_t* row, int64_t w, const uint32_t* up, uint32_t* out) {
 #if defined(PD_INTEGRAL_AVX2)
-  if (kAvx2) return row_u32_avx2<kSquare>(row, w, up, out);
+  if constexpr (kLevel == SimdLevel::kAvx2) return row_u32_avx2<kSquare>(row, w, up, out);
 #endif
-  row_u32<kSquare>(row, w, up, out);
+  row_u32<kSquare, kLevel != SimdLevel::kScalar>(row, w, up, out);
 }
-template <bool kSquare, bool kAvx2>
+template <bool kSquare, SimdLevel kLevel>
 void table_row(const uint8_t* row, int64_t w, const int32_t* up, int32_t* out) {
-  table_row<kSquare, kAvx2>(row, w, reinterpret_cast<const uint32_t*>(up),
-                            reinterpret_cast<uint32_t*>(out));
+  table_row<kSquare, kLevel>(row, w, reinterpret_cast<const uint32_t*>(up),
+                             reinterpret_cast<uint32_t*>(out));
 }
-template <bool kSquare, bool kAvx2>
+template <bool kSquare, SimdLevel kLevel>
 void table_row(const uint8_t* row, int64_t w, const double* up, double* out) {
 #if defined(PD_INTEGRAL_AVX2)
-  if (kAvx2) return row_f64_avx2<kSquare>(row, w, up, out);
+  if constexpr (kLevel == SimdLevel::kAvx2) return row_f64_avx2<kSquare>(row, w, up, out);
 #endif
-  row_f64<kSquare>(row, w, up, out);
+  row_f64<kSquare, kLevel != SimdLevel::kScalar>(row, w, up, out);
 }
 
 // Row Y >= 2 of the tilted table from rows Y - 1 and Y - 2 and image rows Y - 1, Y - 2
@@ -395,11 +404,12 @@ PD_TARGET_AVX2 void tilted_row_avx2(const uint8_t* r1, const uint8_t* r2, int64_
 }
 #endif
 
-template <bool kAvx2, class A>
+// The SSE2 and scalar levels share the plain loop (it has no hand-written SSE2 version).
+template <SimdLevel kLevel, class A>
 void tilted_row(const uint8_t* r1, const uint8_t* r2, int64_t w, const A* t1, const A* t2,
                 A* out) {
 #if defined(PD_INTEGRAL_AVX2)
-  if (kAvx2) return tilted_row_avx2<A>(r1, r2, w, t1, t2, out);
+  if constexpr (kLevel == SimdLevel::kAvx2) return tilted_row_avx2<A>(r1, r2, w, t1, t2, out);
 #endif
   tilted_row_base<A>(r1, r2, w, t1, t2, out);
 }
@@ -407,14 +417,14 @@ void tilted_row(const uint8_t* r1, const uint8_t* r2, int64_t w, const A* t1, co
 template <class S>
 using tilted_acc_t = typename std::conditional<std::is_integral<S>::value, uint32_t, S>::type;
 
-template <bool kAvx2, class S, class Q>
+template <SimdLevel kLevel, class S, class Q>
 void integral_u8(const uint8_t* src, int64_t h, int64_t w, int64_t src_stride, S* sum, Q* sqsum,
                  S* tilted, int64_t out_stride) {
   static_assert(!std::is_integral<S>::value || sizeof(S) == 4, "32-bit or float64 tables");
   using TA = tilted_acc_t<S>;
   TA* tl = reinterpret_cast<TA*>(tilted);
   // One pass for both tables: int32 sum, float64 squares, rows short enough for int32 carries.
-  constexpr bool kFusable = kAvx2 && std::is_same<S, int32_t>::value &&
+  constexpr bool kFusable = kLevel == SimdLevel::kAvx2 && std::is_same<S, int32_t>::value &&
                             std::is_same<Q, double>::value;
   const bool fused = kFusable && w <= kInt32Row;
   (void)fused;
@@ -438,8 +448,8 @@ void integral_u8(const uint8_t* src, int64_t h, int64_t w, int64_t src_stride, S
     }
 #endif
     if (!done) {
-      if (sum) table_row<false, kAvx2>(row, w, sum + o - out_stride, sum + o);
-      if (sqsum) table_row<true, kAvx2>(row, w, sqsum + o - out_stride, sqsum + o);
+      if (sum) table_row<false, kLevel>(row, w, sum + o - out_stride, sum + o);
+      if (sqsum) table_row<true, kLevel>(row, w, sqsum + o - out_stride, sqsum + o);
     }
     if (tilted) {
       TA* out = tl + o;
@@ -449,7 +459,7 @@ void integral_u8(const uint8_t* src, int64_t h, int64_t w, int64_t src_stride, S
         out[0] = TA(0);
         for (int64_t x = 1; x <= w; ++x) out[x] = TA(row[x - 1]);
       } else {
-        tilted_row<kAvx2, TA>(row, row - src_stride, w, out - out_stride, out - 2 * out_stride, out);
+        tilted_row<kLevel, TA>(row, row - src_stride, w, out - out_stride, out - 2 * out_stride, out);
       }
     }
   }
@@ -464,17 +474,18 @@ void integral_image(const In* src, int64_t h, int64_t w, int64_t src_stride, S* 
   // exist for images above 8.4M pixels only, where one scalar pass is cheap next to the
   // table's size.
   if constexpr (std::is_same<In, uint8_t>::value && !std::is_same<S, int64_t>::value) {
+    const SimdLevel level = simd_level();
 #if defined(PD_INTEGRAL_AVX2)
-    static const bool avx2 = [] {
-      __builtin_cpu_init();
-      return __builtin_cpu_supports("avx2") != 0;
-    }();
-    if (avx2) {
-      integral_u8<true, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
+    if (level == SimdLevel::kAvx2) {
+      integral_u8<SimdLevel::kAvx2, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
       return;
     }
 #endif
-    integral_u8<false, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
+    if (level != SimdLevel::kScalar) {
+      integral_u8<SimdLevel::kSse2, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
+      return;
+    }
+    integral_u8<SimdLevel::kScalar, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
     return;
   }
   using SA = integral_acc_t<S>;

@@ -19,7 +19,8 @@
 //   tilted(X, Y) = tilted(X - 1, Y - 1) + tilted(X + 1, Y - 1) - tilted(X, Y - 2)
 //                  + I(X - 1, Y - 1) + I(X - 1, Y - 2)
 //
-// and build the sum tables with SIMD prefix sums (AVX2 chosen at run time, else SSE2).
+// and build the sum tables with SIMD prefix sums (AVX2 chosen at run time, else SSE2; the
+// plain loops when PYDETECT_SIMD=scalar, see common/simd.h).
 // The tilted table's first column is not zero (tilted(0, Y) = tilted(1, Y - 1)).
 //
 // Integer tables are accumulated modulo 2^bits (unsigned arithmetic, no undefined
