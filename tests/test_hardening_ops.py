@@ -287,7 +287,7 @@ def test_selective_search_labels_beyond_the_pixel_count_are_refused():
         for bad in (2**31 - 1, 12, 10**6):
             labels = np.zeros((3, 4), np.int32)
             labels[1, 2] = bad
-            for fn in (lambda: _C.ss_region_features(image, labels), lambda: _C.ss_hierarchy(image, labels, 15)):
+            for fn in (lambda: _C.ss_region_features(image, labels), lambda: _C.ss_hierarchy(image, labels, list(_C.SimilarityTerm.__members__.values()))):
                 with pytest.raises(ValueError, match="labels"):
                     fn()
         labels = np.arange(12, dtype=np.int32).reshape(3, 4)

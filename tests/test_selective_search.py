@@ -8,7 +8,13 @@ import _reference_segmentation as ref
 import pydetect
 from pydetect import _C, ops
 
-HSV, LAB, RGI, H, I = range(5)
+HSV, LAB, RGI, H, I = (_C.ColorSpace.HSV, _C.ColorSpace.LAB, _C.ColorSpace.RGI, _C.ColorSpace.H,
+                       _C.ColorSpace.I)
+
+
+def _strategy(mask):
+    """The similarity terms of a bit mask (1 colour, 2 texture, 4 size, 8 fill)."""
+    return [t for t in _C.SimilarityTerm.__members__.values() if mask & int(t)]
 
 
 # ----------------------------------------------------------------------------- colour spaces
@@ -84,7 +90,7 @@ def test_grouping_replayed_from_scratch(rng, terms):
     labels = ops.felzenszwalb(img, scale=100, sigma=0.8, min_size=10)
     n = labels.max() + 1
     assert n >= 6
-    merges, sims, boxes = _C.ss_hierarchy(conv, labels, terms)
+    merges, sims, boxes = _C.ss_hierarchy(conv, labels, _strategy(terms))
     assert merges.shape == (n - 1, 2) and boxes.shape == (2 * n - 1, 4)
     tb = ref.texture_bins(conv.astype(np.float64))
     masks = {r: labels == r for r in range(n)}
@@ -173,7 +179,7 @@ def test_scales_and_min_size_set_the_segmentation(rng, scales, min_size):
     want = set()
     for k in scales:
         labels = ops.felzenszwalb(hsv, scale=k, sigma=0.8, min_size=min_size or round(k))
-        inclusive = _C.ss_hierarchy(hsv, labels, 15)[2]
+        inclusive = _C.ss_hierarchy(hsv, labels, _strategy(15))[2]
         want |= {(x1, y1, x2 + 1, y2 + 1) for x1, y1, x2, y2 in inclusive.tolist()}
     got = ops.selective_search(img, "single", scales=scales, min_size=min_size)
     assert {tuple(b) for b in got.tolist()} == want

@@ -16,6 +16,7 @@
 #include "boxes/box_ops.h"
 #include "boxes/nms.h"
 #include "common/parallel.h"
+#include "common/simd.h"
 #include "roi/roi_math.h"
 #include "roi/roi_ops.h"
 #include "haar/haar_features.h"
@@ -56,6 +57,82 @@ void check_length(const py::array& a, int64_t n, const char* name) {
   }
 }
 
+// Dtype of an integral image's sum and tilted tables.
+enum class IntegralSum : int { Int32 = 0, Int64 = 1, Float64 = 2 };
+
+// ----------------------------------------------------------------------------- enums
+// Every choice among named alternatives crosses the boundary as one of these enums, never
+// as an integer code or a string: a wrong value fails in pybind11's argument matching
+// (TypeError) instead of meaning something else. The Python wrappers (pydetect/ops) map
+// the public strings to them.
+void bind_enums(py::module_& m) {
+  py::enum_<pydetect::BoxFormat>(m, "BoxFormat")
+      .value("XYXY", pydetect::BoxFormat::XYXY)
+      .value("XYWH", pydetect::BoxFormat::XYWH)
+      .value("CXCYWH", pydetect::BoxFormat::CXCYWH);
+  py::enum_<pydetect::NmsAlgorithm>(m, "NmsAlgorithm",
+                                    "Greedy NMS implementations (same result): AUTO picks by size.")
+      .value("AUTO", pydetect::NmsAlgorithm::Auto)
+      .value("COMPACTION", pydetect::NmsAlgorithm::Compaction)
+      .value("GRID", pydetect::NmsAlgorithm::Grid);
+  py::enum_<pydetect::SoftNmsMethod>(m, "SoftNmsMethod")
+      .value("LINEAR", pydetect::SoftNmsMethod::Linear)
+      .value("GAUSSIAN", pydetect::SoftNmsMethod::Gaussian);
+  py::enum_<pydetect::haar::OpenCVMode>(m, "HaarMode", "opencv_traincascade's Haar feature sets.")
+      .value("BASIC", pydetect::haar::OpenCVMode::Basic)
+      .value("CORE", pydetect::haar::OpenCVMode::Core)
+      .value("ALL", pydetect::haar::OpenCVMode::All);
+  py::enum_<pydetect::haar::SkimageType>(m, "HaarSkimageType",
+                                         "scikit-image's Haar-like feature types, in its order.")
+      .value("TYPE_2_X", pydetect::haar::SkimageType::Type2X)
+      .value("TYPE_2_Y", pydetect::haar::SkimageType::Type2Y)
+      .value("TYPE_3_X", pydetect::haar::SkimageType::Type3X)
+      .value("TYPE_3_Y", pydetect::haar::SkimageType::Type3Y)
+      .value("TYPE_4", pydetect::haar::SkimageType::Type4);
+  py::enum_<pydetect::boosting::Algorithm>(m, "BoostAlgorithm")
+      .value("DISCRETE", pydetect::boosting::Algorithm::Discrete)
+      .value("REAL", pydetect::boosting::Algorithm::Real)
+      .value("GENTLE", pydetect::boosting::Algorithm::Gentle);
+  py::enum_<IntegralSum>(m, "IntegralSum", "Dtype of an integral image's sum and tilted tables.")
+      .value("INT32", IntegralSum::Int32)
+      .value("INT64", IntegralSum::Int64)
+      .value("FLOAT64", IntegralSum::Float64);
+  py::enum_<pydetect::cascade::FeatureType>(m, "CascadeFeatureType")
+      .value("HAAR", pydetect::cascade::kHaar)
+      .value("LBP", pydetect::cascade::kLbp);
+  py::enum_<pydetect::ColorSpace>(m, "ColorSpace", "Selective search's colour spaces.")
+      .value("HSV", pydetect::ColorSpace::HSV)
+      .value("LAB", pydetect::ColorSpace::Lab)
+      .value("RGI", pydetect::ColorSpace::rgI)
+      .value("H", pydetect::ColorSpace::H)
+      .value("I", pydetect::ColorSpace::I);
+  py::enum_<pydetect::SimilarityTerm>(m, "SimilarityTerm",
+                                      "Selective search's similarity terms; a strategy is a list of them.")
+      .value("COLOUR", pydetect::kColour)
+      .value("TEXTURE", pydetect::kTexture)
+      .value("SIZE", pydetect::kSize)
+      .value("FILL", pydetect::kFill);
+  py::enum_<pydetect::ism::MeanShiftKernel>(m, "MeanShiftKernel")
+      .value("FLAT", pydetect::ism::MeanShiftKernel::Flat)
+      .value("EPANECHNIKOV", pydetect::ism::MeanShiftKernel::Epanechnikov);
+  py::enum_<pydetect::SimdLevel>(m, "SimdLevel", "Widest SIMD code path the kernels run (see simd_level).")
+      .value("SCALAR", pydetect::SimdLevel::kScalar)
+      .value("SSE2", pydetect::SimdLevel::kSse2)
+      .value("AVX2", pydetect::SimdLevel::kAvx2);
+}
+
+// The bit mask of similarity terms the kernels take.
+int terms_mask(const std::vector<pydetect::SimilarityTerm>& terms) {
+  int mask = 0;
+  for (const auto t : terms) {
+    if (t != pydetect::kColour && t != pydetect::kTexture && t != pydetect::kSize && t != pydetect::kFill)
+      throw py::value_error("unknown similarity term " + std::to_string(static_cast<int>(t)));
+    mask |= static_cast<int>(t);
+  }
+  if (mask == 0) throw py::value_error("a similarity strategy must name at least one term");
+  return mask;
+}
+
 template <class T>
 py::array_t<T> to_array(const std::vector<T>& values) {
   py::array_t<T> out(static_cast<py::ssize_t>(values.size()));
@@ -86,17 +163,18 @@ void bind_boxes(py::module_& m) {
     return out;
   }, py::arg("boxes1"), py::arg("boxes2"), "Pairwise IoU, (N, 4) x (M, 4) -> (N, M).");
 
-  m.def("box_convert", [](const CArray<T>& boxes, int from, int to) {
+  m.def("box_convert", [](const CArray<T>& boxes, pydetect::BoxFormat from, pydetect::BoxFormat to) {
     const int64_t n = num_boxes(boxes, "boxes");
-    if (from < 0 || from > 2 || to < 0 || to > 2) throw py::value_error("unknown box format code");
+    for (const auto f : {from, to})
+      if (static_cast<int>(f) < 0 || static_cast<int>(f) > 2) throw py::value_error("unknown box format");
     py::array_t<T> out({n, int64_t(4)});
     const T* in = boxes.data();
     T* o = out.mutable_data();
     py::gil_scoped_release release;
-    pydetect::box_convert(in, n, pydetect::BoxFormat(from), pydetect::BoxFormat(to), o);
+    pydetect::box_convert(in, n, from, to, o);
     return out;
   }, py::arg("boxes"), py::arg("in_fmt"), py::arg("out_fmt"),
-     "Converts boxes between formats 0 = xyxy, 1 = xywh, 2 = cxcywh.");
+     "Converts (N, 4) boxes between two BoxFormats.");
 
   m.def("clip_boxes", [](const CArray<T>& boxes, double height, double width) {
     const int64_t n = num_boxes(boxes, "boxes");
@@ -121,21 +199,31 @@ void bind_boxes(py::module_& m) {
   }, py::arg("boxes"), py::arg("min_size"),
      "Indices of boxes with width and height >= min_size.");
 
-  m.def("nms", [](const CArray<T>& boxes, const CArray<T>& scores, double iou_threshold,
-                  int algorithm) {
+  auto nms = [](const CArray<T>& boxes, const CArray<T>& scores, double iou_threshold,
+                pydetect::NmsAlgorithm algorithm) {
     const int64_t n = num_boxes(boxes, "boxes");
     check_length(scores, n, "scores");
-    if (algorithm < 0 || algorithm > 2) throw py::value_error("algorithm must be 0, 1 or 2");
+    if (static_cast<int>(algorithm) < 0 || static_cast<int>(algorithm) > 2)
+      throw py::value_error("algorithm must be NmsAlgorithm.AUTO, COMPACTION or GRID (0, 1 or 2)");
     const T *pb = boxes.data(), *ps = scores.data();
     std::vector<int64_t> keep;
     {
       py::gil_scoped_release release;
-      keep = pydetect::nms(pb, ps, n, iou_threshold, pydetect::NmsAlgorithm(algorithm));
+      keep = pydetect::nms(pb, ps, n, iou_threshold, algorithm);
     }
     return to_array(keep);
-  }, py::arg("boxes"), py::arg("scores"), py::arg("iou_threshold"), py::arg("algorithm") = 0,
-     "Greedy NMS; kept indices by decreasing score (torchvision's result). algorithm: "
-     "0 = auto, 1 = compaction, 2 = grid (same result; for tests and benchmarks).");
+  };
+  m.def("nms", nms, py::arg("boxes"), py::arg("scores"), py::arg("iou_threshold"),
+        py::arg("algorithm") = pydetect::NmsAlgorithm::Auto,
+        "Greedy NMS; kept indices by decreasing score (torchvision's result). Every NmsAlgorithm "
+        "gives the same result (COMPACTION and GRID are for tests and benchmarks).");
+  // The integer codes of NmsAlgorithm, which benchmarks/bench_ops.py passes. A separate
+  // overload, not an implicit int -> enum conversion: pybind11 tries conversions only in
+  // its second pass, where the float32 overload comes first and would cast float64 boxes.
+  m.def("nms", [nms](const CArray<T>& boxes, const CArray<T>& scores, double iou_threshold, int algorithm) {
+    return nms(boxes, scores, iou_threshold, pydetect::NmsAlgorithm(algorithm));
+  }, py::arg("boxes"), py::arg("scores"), py::arg("iou_threshold"), py::arg("algorithm"),
+     "nms with an NmsAlgorithm's integer code (0 AUTO, 1 COMPACTION, 2 GRID).");
 
   m.def("batched_nms", [](const CArray<T>& boxes, const CArray<T>& scores,
                           const CArray<int64_t>& labels, double iou_threshold) {
@@ -154,23 +242,24 @@ void bind_boxes(py::module_& m) {
      "NMS per label; kept indices by decreasing score.");
 
   m.def("soft_nms", [](const CArray<T>& boxes, const CArray<T>& scores, double iou_threshold,
-                       double sigma, double score_threshold, int method) {
+                       double sigma, double score_threshold, pydetect::SoftNmsMethod method) {
     const int64_t n = num_boxes(boxes, "boxes");
     check_length(scores, n, "scores");
-    if (method != 0 && method != 1) throw py::value_error("method must be 0 (linear) or 1 (gaussian)");
+    if (method != pydetect::SoftNmsMethod::Linear && method != pydetect::SoftNmsMethod::Gaussian)
+      throw py::value_error("method must be SoftNmsMethod.LINEAR or GAUSSIAN");
     if (!(sigma > 0)) throw py::value_error("sigma must be > 0");
     const T *pb = boxes.data(), *ps = scores.data();
     std::vector<int64_t> keep;
     std::vector<T> kept_scores;
     {
       py::gil_scoped_release release;
-      pydetect::soft_nms(pb, ps, n, iou_threshold, sigma, score_threshold,
-                         pydetect::SoftNmsMethod(method), &keep, &kept_scores);
+      pydetect::soft_nms(pb, ps, n, iou_threshold, sigma, score_threshold, method, &keep,
+                         &kept_scores);
     }
     return py::make_tuple(to_array(keep), to_array(kept_scores));
   }, py::arg("boxes"), py::arg("scores"), py::arg("iou_threshold"), py::arg("sigma"),
      py::arg("score_threshold"), py::arg("method"),
-     "Soft-NMS (method 0 = linear, 1 = gaussian) -> (kept indices, scores at selection).");
+     "Soft-NMS (a SoftNmsMethod) -> (kept indices, scores at selection).");
 }
 
 // ----------------------------------------------------------------------------- roi
@@ -338,28 +427,31 @@ std::vector<pydetect::haar::Feature> haar_features_from_arrays(const CArray<int3
 }
 
 void bind_haar(py::module_& m) {
-  m.def("haar_enumerate_opencv", [](int width, int height, int mode) {
-    if (mode < 0 || mode > 2) throw py::value_error("mode must be 0 (BASIC), 1 (CORE) or 2 (ALL)");
+  m.def("haar_enumerate_opencv", [](int width, int height, pydetect::haar::OpenCVMode mode) {
+    if (static_cast<int>(mode) < 0 || static_cast<int>(mode) > 2)
+      throw py::value_error("mode must be HaarMode.BASIC, CORE or ALL");
     std::vector<pydetect::haar::Feature> feats;
     {
       py::gil_scoped_release release;
-      feats = pydetect::haar::enumerate_opencv(width, height, pydetect::haar::OpenCVMode(mode));
+      feats = pydetect::haar::enumerate_opencv(width, height, mode);
     }
     return haar_features_to_arrays(feats);
   }, py::arg("width"), py::arg("height"), py::arg("mode"),
-     "opencv_traincascade's Haar features (mode 0 BASIC, 1 CORE, 2 ALL) -> dict of arrays "
+     "opencv_traincascade's Haar features of a HaarMode set -> dict of arrays "
      "rects (F, 3, 4) int32, weights (F, 3) float32, tilted (F,) uint8, types (F,) int32.");
 
-  m.def("haar_enumerate_skimage", [](int width, int height, unsigned type_mask) {
+  m.def("haar_enumerate_skimage", [](int width, int height, pydetect::haar::SkimageType type) {
+    const int bit = static_cast<int>(type);
+    if (bit < 0 || bit > 4) throw py::value_error("type must be a HaarSkimageType");
     std::vector<pydetect::haar::Feature> feats;
     {
       py::gil_scoped_release release;
-      feats = pydetect::haar::enumerate_skimage(width, height, type_mask);
+      feats = pydetect::haar::enumerate_skimage(width, height, 1u << bit);
     }
     return haar_features_to_arrays(feats);
-  }, py::arg("width"), py::arg("height"), py::arg("type_mask"),
-     "scikit-image's Haar-like features in haar_like_feature_coord's order (bit i of type_mask "
-     "selects type i of 'type-2-x', 'type-2-y', 'type-3-x', 'type-3-y', 'type-4').");
+  }, py::arg("width"), py::arg("height"), py::arg("type"),
+     "scikit-image's Haar-like features of one HaarSkimageType in haar_like_feature_coord's "
+     "order -> dict of arrays as haar_enumerate_opencv.");
 
   m.def("haar_check_features", [](const CArray<int32_t>& rects, const CArray<float>& weights,
                                   const CArray<uint8_t>& tilted, int width, int height) {
@@ -400,12 +492,12 @@ void bind_boosting(py::module_& m) {
   py::class_<Booster>(m, "Booster",
                       "AdaBoost state over presorted features (see csrc/boosting/boosting.h).")
       .def(py::init([](const CArray<float>& x, const CArray<int8_t>& y, py::object w,
-                       int algorithm, int max_depth, double weight_trim_rate) {
+                       pydetect::boosting::Algorithm algorithm, int max_depth, double weight_trim_rate) {
              if (x.ndim() != 2) throw py::value_error("X must have shape (N, F), got " + shape_of(x));
              const int64_t n = x.shape(0), f = x.shape(1);
              check_length(y, n, "y");
-             if (algorithm < 0 || algorithm > 2)
-               throw py::value_error("algorithm must be 0 (discrete), 1 (real) or 2 (gentle)");
+             if (static_cast<int>(algorithm) < 0 || static_cast<int>(algorithm) > 2)
+               throw py::value_error("algorithm must be BoostAlgorithm.DISCRETE, REAL or GENTLE");
              CArray<double> wa;
              const double* pw = nullptr;
              if (!w.is_none()) {
@@ -414,7 +506,7 @@ void bind_boosting(py::module_& m) {
                pw = wa.data();
              }
              pydetect::boosting::Params p;
-             p.algorithm = pydetect::boosting::Algorithm(algorithm);
+             p.algorithm = algorithm;
              p.max_depth = max_depth;
              p.weight_trim_rate = weight_trim_rate;
              const float* px = x.data();
@@ -441,18 +533,18 @@ void bind_boosting(py::module_& m) {
 }
 
 // ----------------------------------------------------------------------------- integral
-// integral_image(img (H, W), squared, tilted, sum_dtype) -> (sum, sqsum or None, tilted or None),
-// each (H + 1, W + 1). sum_dtype ("int32", "int64" or "float64"; float input: "float64"
+// integral_image(img (H, W), squared, tilted, sum_type) -> (sum, sqsum or None, tilted or None),
+// each (H + 1, W + 1). sum_type (IntegralSum INT32, INT64 or FLOAT64; float input: FLOAT64
 // only) is the dtype of sum and tilted. sqsum is float64.
 template <class In>
 void bind_integral_for(py::module_& m) {
-  m.def("integral_image", [](const CArray<In>& img, bool squared, bool tilted, const std::string& sum_dtype) {
+  m.def("integral_image", [](const CArray<In>& img, bool squared, bool tilted, IntegralSum sum_type) {
     if (img.ndim() != 2) {
       throw py::value_error("image must have shape (H, W), got " + shape_of(img));
     }
-    const bool integer_sum = sum_dtype == "int32" || sum_dtype == "int64";
-    if (!(sum_dtype == "float64" || (integer_sum && std::is_same<In, uint8_t>::value))) {
-      throw py::value_error("sum_dtype must be 'int32', 'int64' (uint8 images) or 'float64', got '" + sum_dtype + "'");
+    const bool integer_sum = sum_type == IntegralSum::Int32 || sum_type == IntegralSum::Int64;
+    if (!(sum_type == IntegralSum::Float64 || (integer_sum && std::is_same<In, uint8_t>::value))) {
+      throw py::value_error("sum_type must be IntegralSum.INT32, INT64 (uint8 images) or FLOAT64");
     }
     const int64_t h = img.shape(0), w = img.shape(1);
     const In* src = img.data();
@@ -474,11 +566,11 @@ void bind_integral_for(py::module_& m) {
                             tilted ? py::object(tl) : py::object(py::none()));
     };
     if constexpr (std::is_same<In, uint8_t>::value) {
-      if (sum_dtype == "int32") return run(int32_t{});
-      if (sum_dtype == "int64") return run(int64_t{});
+      if (sum_type == IntegralSum::Int32) return run(int32_t{});
+      if (sum_type == IntegralSum::Int64) return run(int64_t{});
     }
     return run(double{});
-  }, py::arg("image"), py::arg("squared"), py::arg("tilted"), py::arg("sum_dtype"),
+  }, py::arg("image"), py::arg("squared"), py::arg("tilted"), py::arg("sum_type"),
      "OpenCV-layout integral images (sum, squared sum or None, tilted sum or None).");
 }
 
@@ -500,7 +592,7 @@ std::vector<T> to_vector(const CArray<T>& a) {
 void bind_cascade(py::module_& m) {
   using pydetect::cascade::Model;
   py::class_<Model>(m, "CascadeModel")
-      .def(py::init([](int feature_type, int window_width, int window_height,
+      .def(py::init([](pydetect::cascade::FeatureType feature_type, int window_width, int window_height,
                        const CArray<float>& stage_threshold, const CArray<int32_t>& stage_num_weak,
                        const CArray<int32_t>& weak_num_nodes, const CArray<int32_t>& node_left,
                        const CArray<int32_t>& node_right, const CArray<int32_t>& node_feature,
@@ -531,7 +623,7 @@ void bind_cascade(py::module_& m) {
            py::arg("node_left"), py::arg("node_right"), py::arg("node_feature"),
            py::arg("node_threshold"), py::arg("node_subset"), py::arg("leaves"),
            py::arg("rects"), py::arg("weights"), py::arg("tilted"),
-           "A validated cascade (feature_type 0 = HAAR, 1 = LBP); see pydetect.cascade.Cascade.");
+           "A validated cascade (a CascadeFeatureType); see pydetect.cascade.Cascade.");
 
   // Pyramid levels as the scan takes them (the arrays outlive the call).
   auto to_levels = [](const std::vector<CArray<uint8_t>>& images, const std::vector<float>& scales) {
@@ -697,10 +789,9 @@ void bind_segmentation(py::module_& m) {
      "Felzenszwalb-Huttenlocher segmentation of a float (H, W[, C]) image on the [0, 1] scale "
      "-> (H, W) int32 labels 0..n-1 numbered in raster order of first appearance.");
 
-  m.def("ss_convert_color", [](const CArray<uint8_t>& rgb, int space) {
+  m.def("ss_convert_color", [](const CArray<uint8_t>& rgb, pydetect::ColorSpace cs) {
     if (rgb.ndim() != 3 || rgb.shape(2) != 3) throw py::value_error("image must have shape (H, W, 3), got " + shape_of(rgb));
-    if (space < 0 || space > 4) throw py::value_error("unknown colour space code");
-    const auto cs = pydetect::ColorSpace(space);
+    if (static_cast<int>(cs) < 0 || static_cast<int>(cs) > 4) throw py::value_error("unknown colour space");
     const int64_t h = rgb.shape(0), w = rgb.shape(1), c = pydetect::color_space_channels(cs);
     py::array_t<float> out({h, w, c});
     const uint8_t* in = rgb.data();
@@ -709,7 +800,7 @@ void bind_segmentation(py::module_& m) {
     pydetect::convert_color(in, h * w, cs, o);
     return out;
   }, py::arg("image"), py::arg("space"),
-     "RGB uint8 (H, W, 3) -> (H, W, C) float32 on [0, 1]; space 0 HSV, 1 Lab, 2 rgI, 3 H, 4 I.");
+     "RGB uint8 (H, W, 3) -> (H, W, C) float32 on [0, 1] in a ColorSpace (C = 1 for H and I).");
 
   m.def("ss_region_features", [image_dims, labels_of](const CArray<float>& image, const CArray<int32_t>& labels) {
     int64_t h, w, c;
@@ -738,11 +829,12 @@ void bind_segmentation(py::module_& m) {
      "Selective-search region features of a converted (H, W, C) image and its (H, W) labels -> "
      "(sizes, inclusive boxes, colour histograms, texture histograms, neighbour lists).");
 
-  m.def("ss_hierarchy", [image_dims, labels_of](const CArray<float>& image, const CArray<int32_t>& labels, int terms) {
+  m.def("ss_hierarchy", [image_dims, labels_of](const CArray<float>& image, const CArray<int32_t>& labels,
+                                                const std::vector<pydetect::SimilarityTerm>& strategy) {
     int64_t h, w, c;
     image_dims(image, "image", &h, &w, &c);
     const int32_t n = labels_of(labels, h, w);
-    if (terms <= 0 || terms > 15) throw py::value_error("terms must be a non-empty mask of 1|2|4|8");
+    const int terms = terms_mask(strategy);
     pydetect::Hierarchy hier;
     {
       py::gil_scoped_release release;
@@ -755,20 +847,19 @@ void bind_segmentation(py::module_& m) {
     std::copy(hier.merges.begin(), hier.merges.end(), merges.mutable_data());
     std::copy(hier.boxes.begin(), hier.boxes.end(), boxes.mutable_data());
     return py::make_tuple(merges, to_array(hier.similarity), boxes);
-  }, py::arg("image"), py::arg("labels"), py::arg("terms"),
-     "Hierarchical grouping -> (merges (S, 2), similarities (S,), inclusive boxes of all regions).");
+  }, py::arg("image"), py::arg("labels"), py::arg("strategy"),
+     "Hierarchical grouping with the similarity of a list of SimilarityTerms -> (merges (S, 2), "
+     "similarities (S,), inclusive boxes of all regions).");
 
-  m.def("selective_search", [](const CArray<uint8_t>& rgb, const std::vector<int>& spaces, const std::vector<double>& ks,
-                               const std::vector<int>& strategies, int64_t min_size, double sigma, uint64_t seed,
-                               int64_t max_size, int64_t max_boxes) {
+  m.def("selective_search", [](const CArray<uint8_t>& rgb, const std::vector<pydetect::ColorSpace>& cs,
+                               const std::vector<double>& ks,
+                               const std::vector<std::vector<pydetect::SimilarityTerm>>& strategy_terms,
+                               int64_t min_size, double sigma, uint64_t seed, int64_t max_size, int64_t max_boxes) {
     if (rgb.ndim() != 3 || rgb.shape(2) != 3) throw py::value_error("image must have shape (H, W, 3), got " + shape_of(rgb));
-    std::vector<pydetect::ColorSpace> cs;
-    for (int s : spaces) {
-      if (s < 0 || s > 4) throw py::value_error("unknown colour space code");
-      cs.push_back(pydetect::ColorSpace(s));
-    }
-    for (int t : strategies)
-      if (t <= 0 || t > 15) throw py::value_error("strategy must be a non-empty mask of 1|2|4|8");
+    for (const auto s : cs)
+      if (static_cast<int>(s) < 0 || static_cast<int>(s) > 4) throw py::value_error("unknown colour space");
+    std::vector<int> strategies;
+    for (const auto& terms : strategy_terms) strategies.push_back(terms_mask(terms));
     const uint8_t* in = rgb.data();
     const int64_t h = rgb.shape(0), w = rgb.shape(1);
     std::vector<float> boxes;
@@ -781,7 +872,8 @@ void bind_segmentation(py::module_& m) {
     return out;
   }, py::arg("image"), py::arg("spaces"), py::arg("ks"), py::arg("strategies"), py::arg("min_size"),
      py::arg("sigma"), py::arg("seed"), py::arg("max_size"), py::arg("max_boxes"),
-     "Selective search on an RGB uint8 (H, W, 3) image -> (N, 4) float32 xyxy boxes, best-ranked first.");
+     "Selective search on an RGB uint8 (H, W, 3) image over ColorSpaces x ks x strategies (each a "
+     "list of SimilarityTerms) -> (N, 4) float32 xyxy boxes, best-ranked first.");
 }
 
 // ----------------------------------------------------------------------------- ism
@@ -823,7 +915,8 @@ void bind_ism(py::module_& m) {
      "feature index, occurrence index).");
 
   m.def("ism_mean_shift", [](const CArray<T>& votes, const CArray<T>& weights, const CArray<T>& seeds,
-                             double bandwidth_xy, double bandwidth_scale, bool adaptive, int kernel,
+                             double bandwidth_xy, double bandwidth_scale, bool adaptive,
+                             pydetect::ism::MeanShiftKernel kernel,
                              int max_iter, double tol, double merge, double min_score) {
     if (votes.ndim() != 2 || votes.shape(1) != 3)
       throw py::value_error("votes must have shape (V, 3), got " + shape_of(votes));
@@ -835,7 +928,7 @@ void bind_ism(py::module_& m) {
     p.bandwidth_xy = bandwidth_xy;
     p.bandwidth_scale = bandwidth_scale;
     p.adaptive = adaptive;
-    p.kernel = kernel;
+    p.kernel = static_cast<int>(kernel);
     p.max_iter = max_iter;
     p.tol = tol;
     p.merge = merge;
@@ -860,6 +953,17 @@ void bind_ism(py::module_& m) {
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "pydetect's private C++ kernels. Use the validated wrappers in pydetect.ops.";
+  bind_enums(m);
+
+  const pydetect::SimdConfig& simd = pydetect::simd_config();
+  if (!simd.valid) {
+    const std::string message = "PYDETECT_SIMD must be one of auto, avx2, sse2, scalar; got '" + simd.requested +
+                                "', using auto (" + pydetect::simd_level_name(simd.level) + ")";
+    if (PyErr_WarnEx(PyExc_RuntimeWarning, message.c_str(), 1) < 0) throw py::error_already_set();
+  }
+  m.def("simd_level", &pydetect::simd_level,
+        "The widest SIMD code path the kernels run: the CPU's, or less as PYDETECT_SIMD (auto | avx2 | "
+        "sse2 | scalar, read once per process) asks.");
 
   m.attr("ROI_MAX_SAMPLING_RATIO") = pydetect::kMaxSamplingRatio;
   m.attr("MAX_GAUSSIAN_SIGMA") = pydetect::kMaxGaussianSigma;

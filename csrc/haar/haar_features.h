@@ -42,6 +42,10 @@ enum FeatureType : int32_t {
 
 enum class OpenCVMode { Basic = 0, Core = 1, All = 2 };
 
+// scikit-image's five types, in its FEATURE_TYPE order: bit i of enumerate_skimage's
+// type_mask is type i.
+enum class SkimageType : int { Type2X = 0, Type2Y = 1, Type3X = 2, Type3Y = 3, Type4 = 4 };
+
 // Features in opencv_traincascade's order (CvHaarEvaluator::generateFeatures): loops
 // x, y, dx, dy; per position the types x2, y2, x3, y3, [x4, y4], x2y2, [point], [tilted...].
 // 24x24: 162,336 (BASIC), 261,600 (ALL).

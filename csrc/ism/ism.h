@@ -25,6 +25,9 @@ void accumulate_votes(const T* features, int64_t num_features, const int64_t* ma
                       std::vector<T>* weights, std::vector<int64_t>* vote_feature,
                       std::vector<int64_t>* vote_occurrence);
 
+// Profiles of the mean-shift score (the values MeanShiftParams::kernel holds).
+enum class MeanShiftKernel : int { Flat = 0, Epanechnikov = 1 };
+
 struct MeanShiftParams {
   double bandwidth_xy = 1.0;
   double bandwidth_scale = 1.0;

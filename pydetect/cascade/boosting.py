@@ -24,13 +24,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pydetect import _C
 from pydetect._validation import (as_float_array, check_choice, check_fraction, check_int,
                                   to_numpy)
+from pydetect.ops import _cascade
 
 __all__ = ["AdaBoost", "Tree", "tree_decision"]
 
-_ALGORITHMS = {"discrete": 0, "real": 1, "gentle": 2}
+_ALGORITHMS = tuple(_cascade.BOOST_ALGORITHMS)
 
 
 class Tree(NamedTuple):
@@ -174,7 +174,7 @@ class AdaBoost:
                 raise ValueError("sample_weight must be >= 0, not all 0, with a finite sum")
         self.classes_ = classes
         self.trees_ = []
-        self._booster = _C.Booster(X, signs, w, _ALGORITHMS[self.algorithm], int(self.max_depth), rate)
+        self._booster = _cascade.booster(X, signs, w, self.algorithm, int(self.max_depth), rate)
         self.train_scores_ = np.zeros(X.shape[0])
         self.sample_weight_ = self._booster.weights
         self.n_features_in_ = X.shape[1]

@@ -9,9 +9,9 @@ import os
 
 import numpy as np
 
-from pydetect import _C
 from pydetect._validation import as_image, check_int, check_int32, check_scale_factor
 from pydetect.cascade.model import Cascade
+from pydetect.ops import _cascade
 from pydetect.structures import Detections
 
 __all__ = ["CascadeDetector", "pyramid_scales", "pyramid_levels", "MAX_PYRAMID_LEVELS"]
@@ -207,9 +207,8 @@ class CascadeDetector:
         h, w = img.shape
         scales, levels = pyramid_levels(img, self.cascade.window_size, scale_factor, min_size,
                                         max_size)
-        rects, counts, rej, wts = _C.cascade_detect(
-            self.cascade._native_model(), levels, [float(s) for s in scales], w, h,
-            min_neighbors, GROUP_EPS)
+        rects, counts, rej, wts = _cascade.cascade_detect(self.cascade._native_model(), levels, scales, w, h,
+                                                          min_neighbors, GROUP_EPS)
         boxes = rects.astype(np.float32)
         boxes[:, 2:] += boxes[:, :2]
         fields = {}
@@ -243,7 +242,7 @@ class CascadeDetector:
         img = _grey(gray)
         scales, levels = pyramid_levels(img, self.cascade.window_size, scale_factor, min_size,
                                         max_size)
-        where, _ = _C.cascade_scan(self.cascade._native_model(), levels, [float(s) for s in scales])
+        where, _ = _cascade.cascade_scan(self.cascade._native_model(), levels, scales)
         ww, wh = self.cascade.window_size
         windows = np.empty((len(where), wh, ww), np.uint8)
         boxes = np.empty((len(where), 4), np.float32)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pydetect import _C
 from pydetect._validation import as_float_array, as_int32_array, check_int32, check_positive
+from pydetect.ops import _cascade
 
 __all__ = ["group_rectangles"]
 
@@ -53,4 +53,4 @@ def group_rectangles(rects, min_neighbors: int = 3, eps: float = 0.2, levels=Non
             raise ValueError(f"{name} must have shape ({n},) to match rects, got {a.shape}")
     min_neighbors = check_int32(min_neighbors, "min_neighbors")
     eps = check_positive(eps, "eps")
-    return _C.cascade_group(r, lv, wt, min_neighbors, eps)
+    return _cascade.cascade_group(r, lv, wt, min_neighbors, eps)

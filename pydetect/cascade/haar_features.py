@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pydetect import _C
 from pydetect._validation import (as_float32_array, as_int32_array, check_choice,
                                   check_int, check_int32, check_size, to_numpy)
+from pydetect.ops import _cascade
 
 __all__ = ["HaarFeatures", "FEATURE_TYPE_NAMES", "SKIMAGE_FEATURE_TYPES"]
 
@@ -42,7 +42,6 @@ FEATURE_TYPE_NAMES = (
 #: scikit-image's feature types, in its FEATURE_TYPE order.
 SKIMAGE_FEATURE_TYPES = ("type-2-x", "type-2-y", "type-3-x", "type-3-y", "type-4")
 
-_OPENCV_MODES = {"basic": 0, "core": 1, "all": 2}
 _DEFAULT_MAX_BYTES = 1 << 30
 
 
@@ -97,7 +96,7 @@ class HaarFeatures:
             parts = []
             for t in feature_types:  # skimage enumerates the types in the order given
                 check_choice(t, "feature_types", SKIMAGE_FEATURE_TYPES)
-                parts.append(_C.haar_enumerate_skimage(w, h, 1 << SKIMAGE_FEATURE_TYPES.index(t)))
+                parts.append(_cascade.haar_enumerate_skimage(w, h, t))
             if not parts:
                 raise ValueError("feature_types must name at least one type")
             self.feature_types = tuple(feature_types)
@@ -106,7 +105,7 @@ class HaarFeatures:
             if feature_types is not None:
                 raise ValueError("feature_types applies to mode='skimage' only")
             self.feature_types = None
-            arrays = _C.haar_enumerate_opencv(w, h, _OPENCV_MODES[mode])
+            arrays = _cascade.haar_enumerate_opencv(w, h, mode)
         self.rects = arrays["rects"]
         self.weights = arrays["weights"]
         self.tilted = arrays["tilted"].astype(bool)
@@ -141,7 +140,7 @@ class HaarFeatures:
             raise ValueError(f"tilted must have shape ({f},) to match rects, got "
                              f"{bank.tilted.shape}")
         try:
-            _C.haar_check_features(bank.rects, bank.weights, bank.tilted.view(np.uint8),
+            _cascade.haar_check_features(bank.rects, bank.weights, bank.tilted,
                                    bank.window[1], bank.window[0])
         except ValueError as exc:
             raise ValueError(f"rects and weights: {exc}") from None
@@ -248,7 +247,7 @@ class HaarFeatures:
             raise ValueError(f"the result would take {nbytes / 2**20:.0f} MiB > max_bytes = "
                              f"{max_bytes / 2**20:.0f} MiB; pass fewer windows or features, raise "
                              "max_bytes, or iterate with iter_compute(windows, chunk_bytes=...)")
-        out = _C.haar_compute(arr, rects, weights, tilted, bool(normalize))
+        out = _cascade.haar_compute(arr, rects, weights, tilted, normalize)
         if kind == "torch":
             import torch
 
@@ -267,8 +266,7 @@ class HaarFeatures:
         per_window = max(rects.shape[0] * 4, 1)
         step = max(chunk_bytes // per_window, 1)
         for start in range(0, arr.shape[0], step):
-            yield start, _C.haar_compute(arr[start:start + step], rects, weights, tilted,
-                                         bool(normalize))
+            yield start, _cascade.haar_compute(arr[start:start + step], rects, weights, tilted, normalize)
 
     def _arrays(self, features):
         if features is None:

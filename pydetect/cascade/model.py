@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pydetect._validation import as_float32_array, as_int32_array, check_int32, to_numpy
+from pydetect.ops import _cascade
 
 __all__ = ["Cascade", "Stage", "WeakTree", "HaarFeature", "LBPFeature"]
 
@@ -297,8 +298,6 @@ class Cascade:
             True where the window passes every stage (a Haar window whose pixel standard
             deviation is <= 10 never does, as in OpenCV).
         """
-        from pydetect import _C
-
         arr, _ = to_numpy(windows, "windows")
         if arr.dtype != np.uint8:
             raise TypeError(f"windows must be uint8, got dtype {arr.dtype}")
@@ -306,20 +305,17 @@ class Cascade:
         if arr.ndim != 3 or arr.shape[1:] != (h, w):
             raise ValueError(f"windows must have shape (N, {h}, {w}) for a {w}x{h} cascade, "
                              f"got {tuple(arr.shape)}")
-        return _C.cascade_accepts(self._native_model(), np.ascontiguousarray(arr))
+        return _cascade.cascade_accepts(self._native_model(), arr)
 
     def _native_model(self):
         if self._native is None:
-            from pydetect import _C
-
             try:
-                self._native = _C.CascadeModel(
-                    0 if self.feature_type == "HAAR" else 1, self.window_size[0],
+                self._native = _cascade.cascade_model(
+                    self.feature_type, self.window_size[0],
                     self.window_size[1], self.stage_threshold, self.stage_num_weak,
                     self.weak_num_nodes, self.node_left, self.node_right, self.node_feature,
-                    self.node_threshold, self.node_subset.reshape(-1), self.leaves,
-                    self.rects.reshape(-1), self.weights.reshape(-1),
-                    self.tilted.astype(np.uint8))
+                    self.node_threshold, self.node_subset, self.leaves, self.rects, self.weights,
+                    self.tilted)
             except ValueError as exc:
                 raise ValueError(f"invalid cascade: {exc}") from None
         return self._native

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pydetect import _C
 from pydetect._validation import (as_float_array, check_choice, check_int, check_positive,
                                   check_real, to_numpy)
+from pydetect.ops import _ism
 
 __all__ = ["accumulate_votes", "mean_shift", "bin_seeds"]
 
@@ -124,7 +124,7 @@ def accumulate_votes(features, match_ptr, match_entry, match_weight, occ_ptr, oc
     if me.size and (me.min() < 0 or me.max() >= n_entries):
         raise ValueError(f"match_entry must index the {n_entries} entries, got values in "
                          f"[{me.min()}, {me.max()}]")
-    return _C.ism_accumulate_votes(feats, mp, me, mw, op, occ, ow)
+    return _ism.accumulate_votes(feats, mp, me, mw, op, occ, ow)
 
 
 def mean_shift(votes, weights=None, seeds=None, *, bandwidth_xy=0.1, bandwidth_scale=0.3,
@@ -171,7 +171,7 @@ def mean_shift(votes, weights=None, seeds=None, *, bandwidth_xy=0.1, bandwidth_s
     s = v if seeds is None else _as_points(seeds, "seeds", dtype=v.dtype)
     bxy = check_positive(bandwidth_xy, "bandwidth_xy")
     bs = check_positive(bandwidth_scale, "bandwidth_scale")
-    k = _KERNELS.index(check_choice(kernel, "kernel", _KERNELS))
+    kernel = check_choice(kernel, "kernel", _KERNELS)
     # The kernel counts iterations in 32 bits; 2**31 - 1 of them is "until converged".
     it = min(check_int(max_iter, "max_iter", minimum=1), 2**31 - 1)
     tol = check_positive(tol, "tol", strict=False)
@@ -179,7 +179,7 @@ def mean_shift(votes, weights=None, seeds=None, *, bandwidth_xy=0.1, bandwidth_s
     min_score = check_positive(min_score, "min_score", strict=False)
     if adaptive and ((v.size and v[:, 2].min() <= 0) or (s.size and s[:, 2].min() <= 0)):
         raise ValueError("vote and seed scales (column 2) must be > 0 with adaptive=True")
-    return _C.ism_mean_shift(v, w, s, bxy, bs, bool(adaptive), k, it, tol, merge, min_score)
+    return _ism.mean_shift(v, w, s, bxy, bs, adaptive, kernel, it, tol, merge, min_score)
 
 
 def bin_seeds(votes, weights=None, *, bandwidth_xy=0.1, bandwidth_scale=0.3, adaptive=True,

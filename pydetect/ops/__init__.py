@@ -18,6 +18,7 @@ from pydetect.ops.nms import batched_nms, nms, soft_nms
 from pydetect.ops.roi import MultiScaleRoIAlign, RoIAlign, RoIPool, roi_align, roi_pool
 from pydetect.ops.integral import integral_image
 from pydetect.ops.segmentation import felzenszwalb, selective_search
+from pydetect.ops._runtime import simd_level
 
 __all__ = [
     "box_area",
@@ -36,6 +37,7 @@ __all__ = [
     "integral_image",
     "felzenszwalb",
     "selective_search",
+    "simd_level",
 ]
 
 # torch.fx records calls made as `ops.nms(...)` from other modules as single nodes too (each

@@ -24,7 +24,7 @@ from pydetect.ops import _library
 
 __all__ = ["box_area", "box_iou", "box_convert", "clip_boxes", "remove_small_boxes"]
 
-_FORMATS = {"xyxy": 0, "xywh": 1, "cxcywh": 2}
+_FORMATS = {"xyxy": _C.BoxFormat.XYXY, "xywh": _C.BoxFormat.XYWH, "cxcywh": _C.BoxFormat.CXCYWH}
 
 
 @torch.fx.wrap

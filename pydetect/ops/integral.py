@@ -19,6 +19,9 @@ _SUM_DTYPES = (np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.float64))
 _INT32_MAX = 2**31 - 1
 
 
+_SUM_TYPES = {"int32": _C.IntegralSum.INT32, "int64": _C.IntegralSum.INT64, "float64": _C.IntegralSum.FLOAT64}
+
+
 def _sum_dtype(arr: np.ndarray, dtype) -> str:
     """Name of the sum table's dtype (arr: a validated uint8 or float image)."""
     if arr.dtype != np.uint8:
@@ -99,7 +102,7 @@ def integral_image(gray, squared: bool = False, tilted: bool = False, dtype=None
         if arr.size and not np.isfinite(arr).all():
             raise ValueError("gray must be finite, got NaN or infinite values")
     arr = np.ascontiguousarray(arr)
-    s, q, t = _C.integral_image(arr, bool(squared), bool(tilted), _sum_dtype(arr, dtype))
+    s, q, t = _C.integral_image(arr, bool(squared), bool(tilted), _SUM_TYPES[_sum_dtype(arr, dtype)])
     out = [like(s, kind)]
     if squared:
         out.append(like(q, kind))

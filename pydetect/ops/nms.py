@@ -157,5 +157,6 @@ def soft_nms(boxes, scores, iou_threshold: float = 0.3, sigma: float = 0.5,
     thr = check_fraction(iou_threshold, "iou_threshold")
     sigma = check_positive(sigma, "sigma")
     score_threshold = check_positive(score_threshold, "score_threshold", strict=False)
-    keep, kept = _C.soft_nms(b, s, thr, sigma, score_threshold, 1 if method == "gaussian" else 0)
+    method = _C.SoftNmsMethod.GAUSSIAN if method == "gaussian" else _C.SoftNmsMethod.LINEAR
+    keep, kept = _C.soft_nms(b, s, thr, sigma, score_threshold, method)
     return like(keep, kind), like(kept, kind)

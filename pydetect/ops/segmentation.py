@@ -30,11 +30,12 @@ MAX_GAUSSIAN_SIGMA = _C.MAX_GAUSSIAN_SIGMA
 #: about 500 px.
 MAX_SIZE = 512
 
-# Colour-space codes of the C++ kernel.
-_SPACES = {"HSV": 0, "Lab": 1, "rgI": 2, "H": 3, "I": 4}
-# Similarity terms: colour, texture, size, fill.
-_C_, _T_, _S_, _F_ = 1, 2, 4, 8
-_STRATEGIES = {"CTSF": _C_ | _T_ | _S_ | _F_, "TSF": _T_ | _S_ | _F_, "F": _F_, "S": _S_}
+# The C++ kernel's colour spaces and similarity terms (colour, texture, size, fill).
+_SPACES = {"HSV": _C.ColorSpace.HSV, "Lab": _C.ColorSpace.LAB, "rgI": _C.ColorSpace.RGI, "H": _C.ColorSpace.H,
+           "I": _C.ColorSpace.I}
+_TERMS = {"C": _C.SimilarityTerm.COLOUR, "T": _C.SimilarityTerm.TEXTURE, "S": _C.SimilarityTerm.SIZE,
+          "F": _C.SimilarityTerm.FILL}
+_STRATEGIES = {name: [_TERMS[t] for t in name] for name in ("CTSF", "TSF", "F", "S")}
 
 #: The diversification sets of the paper (IJCV 2013, §5.2): colour spaces x Felzenszwalb
 #: k x similarity strategies. sigma = 0.8 and min component size = k throughout.
