@@ -23,10 +23,10 @@ import io
 import json
 import os
 import pathlib
-import sys
 import zipfile
 
 import numpy as np
+import torch
 
 from pydetect._io import atomic_write
 
@@ -36,8 +36,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _is_tensor(value) -> bool:
-    torch = sys.modules.get("torch")  # no tensor can exist before torch is imported
-    return torch is not None and isinstance(value, torch.Tensor)
+    return isinstance(value, torch.Tensor)
 
 
 def encode(value, arrays: list, where: str):
@@ -84,8 +83,6 @@ def decode(value, arrays: list):
             raise ValueError(f"array reference {body!r} is not one of the archive's {len(arrays)} arrays")
         a = arrays[body]
         if tag == "__tensor__":
-            import torch
-
             return torch.from_numpy(a)
         return a[()] if a.ndim == 0 else a
     if tag == "__tuple__" and isinstance(body, list):

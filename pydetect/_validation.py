@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import re
 
 import numpy as np
+import torch
 
 __all__ = [
     "to_numpy",
@@ -34,8 +37,7 @@ INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 def _is_torch_tensor(x) -> bool:
-    # Avoid importing torch (slow) unless the object came from it.
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+    return isinstance(x, torch.Tensor)
 
 
 def to_numpy(x, name: str):
@@ -58,8 +60,6 @@ def to_numpy(x, name: str):
 def like(arr: np.ndarray, kind: str):
     """Returns ``arr`` as the kind :func:`to_numpy` reported (numpy or torch)."""
     if kind == "torch":
-        import torch
-
         return torch.from_numpy(np.ascontiguousarray(arr))
     return arr
 
@@ -307,8 +307,6 @@ MAX_IMAGE_PIXELS = 2**27
 
 def max_image_pixels() -> int:
     """The image-size cap: PYDETECT_MAX_IMAGE_PIXELS if set, else :data:`MAX_IMAGE_PIXELS`."""
-    import os
-
     text = os.environ.get("PYDETECT_MAX_IMAGE_PIXELS")
     if text is None:
         return MAX_IMAGE_PIXELS
@@ -345,10 +343,6 @@ def check_num_threads(value, name: str = "num_threads"):
 def check_device(value, name: str = "device"):
     """The ``torch.device`` for ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device of type
     cpu or cuda; TypeError for another type, ValueError for another device."""
-    import re
-
-    import torch
-
     expected = "'cpu', 'cuda', 'cuda:N' or a torch.device of type cpu or cuda"
     if isinstance(value, torch.device):
         if value.type not in ("cpu", "cuda"):

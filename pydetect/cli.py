@@ -10,17 +10,27 @@ else; ``pydetect --traceback VERB ...`` shows the full traceback instead.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import json
 import os
 import sys
+import time
+
+import pydetect
+from pydetect import data
+from pydetect._validation import check_num_threads, check_real
+from pydetect.bench.detectors import DETECTORS, build_detector, load_splits, recipe, run_detector_benchmark
+from pydetect.bench.ops import FAMILIES, run_op_benchmarks
+from pydetect.bench.report import format_table
+from pydetect.data import export_coco
+from pydetect.eval import COCO_STAT_NAMES, coco_evaluate, voc_evaluate
+from pydetect.inference import detect_folder
 
 _DATASETS = ("digits", "faces")
 
 
 def _builtin_dataset(name: str, split: str, n_images, seed: int):
-    from pydetect import data
-
     make = {"digits": data.digits_in_clutter, "faces": data.faces_in_clutter}[name]
     return make(split=split, n_images=n_images, seed=seed)
 
@@ -38,8 +48,6 @@ def _add_export_dataset(sub):
 
 
 def _run_export_dataset(args) -> int:
-    from pydetect.data import export_coco
-
     dataset = _builtin_dataset(args.dataset, args.split, args.n_images, args.seed)
     path = export_coco(dataset, args.out)
     print(f"wrote {len(dataset)} images and {path}")
@@ -57,8 +65,6 @@ def _add_eval(sub):
 
 
 def _run_eval(args) -> int:
-    from pydetect.eval import COCO_STAT_NAMES, coco_evaluate
-
     stats = coco_evaluate(args.gt, args.results)
     if args.json:
         print(json.dumps({k: stats[k] for k in COCO_STAT_NAMES}))
@@ -120,9 +126,6 @@ def _add_detect(sub):
 
 
 def _run_detect(args) -> int:
-    from pydetect._validation import check_real
-    from pydetect.inference import detect_folder
-
     if args.score_threshold is not None:  # named as the user typed it
         check_real(args.score_threshold, "--score-threshold")
     summary = detect_folder(
@@ -144,8 +147,6 @@ def _run_detect(args) -> int:
 def _parse_settings(pairs, with_detector: bool) -> dict:
     """``["a=1", "b=(24, 16)"]`` -> ``{"a": 1, "b": (24, 16)}`` (Python literals, else strings);
     with ``with_detector``, names are ``detector.param`` and the result is nested by detector."""
-    import ast
-
     out: dict = {}
     for pair in pairs or []:
         name, sep, text = pair.partition("=")
@@ -181,8 +182,6 @@ def _add_dataset_arguments(p):
 
 
 def _add_train(sub):
-    from pydetect.bench.detectors import DETECTORS
-
     p = sub.add_parser("train", help="train one detector on a built-in dataset or a COCO file",
                        description="Trains DETECTOR with the benchmark's recipe for the dataset (see "
                                    "pydetect.bench.detectors.recipe), saves it to --out (load it with "
@@ -199,11 +198,6 @@ def _add_train(sub):
 
 
 def _run_train(args) -> int:
-    import time
-
-    from pydetect.bench.detectors import build_detector, load_splits, recipe
-    from pydetect.eval import coco_evaluate, voc_evaluate
-
     overrides = _parse_settings(args.set, with_detector=False)
     splits = load_splits(args.dataset, args.images, quick=args.quick, seed=args.seed,
                          eval_split=args.eval_split, n_train=args.n_train, n_eval=args.n_eval)
@@ -237,8 +231,6 @@ def _add_bench(sub):
 
 
 def _add_bench_detectors(bench):
-    from pydetect.bench.detectors import DETECTORS
-
     p = bench.add_parser("detectors", help="train, evaluate and time every detector on the same split",
                          description="Trains (or loads from OUT/models) Viola-Jones, the Implicit Shape Model, "
                                      "OverFeat, YOLO, SSD, R-CNN, Fast R-CNN and Faster R-CNN (and, on "
@@ -257,9 +249,6 @@ def _add_bench_detectors(bench):
 
 
 def _run_bench_detectors(args) -> int:
-    from pydetect.bench.detectors import run_detector_benchmark
-    from pydetect.bench.report import format_table
-
     keys = None if not args.detectors else [k.strip() for k in args.detectors.split(",") if k.strip()]
     report = run_detector_benchmark(
         args.dataset, images=args.images, quick=args.quick, out=args.out, detectors=keys,
@@ -275,8 +264,6 @@ def _run_bench_detectors(args) -> int:
 
 
 def _add_bench_ops(bench):
-    from pydetect.bench.ops import FAMILIES
-
     p = bench.add_parser("ops", help="time pydetect's ops against the installed peer libraries",
                          description="Runs pydetect and each installed peer (torchvision, OpenCV, scikit-image, "
                                      "scikit-learn, pycocotools, selectivesearch) on the same input with the same "
@@ -294,8 +281,6 @@ def _add_bench_ops(bench):
 
 
 def _run_bench_ops(args) -> int:
-    from pydetect.bench.ops import run_op_benchmarks
-
     report = run_op_benchmarks(args.family or None, quick=args.quick, threads=args.bench_threads,
                                repeats=args.repeats, progress=print)
     print()
@@ -313,8 +298,6 @@ _VERBS = [_add_bench, _add_train, _add_detect, _add_export_dataset, _add_eval]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import pydetect
-
     parser = argparse.ArgumentParser(
         prog="pydetect", description="Classical and CNN object detection.",
         epilog="Errors print one line (exit status 2 for bad input, 1 otherwise); --traceback shows the "
@@ -382,9 +365,6 @@ def _quiet_native_stderr():
 
 def _run(args) -> int:
     if args.threads is not None:
-        import pydetect
-        from pydetect._validation import check_num_threads
-
         pydetect.set_num_threads(check_num_threads(args.threads, "--threads"))
     return args.func(args)
 

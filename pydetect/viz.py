@@ -6,12 +6,19 @@ change, no display needed) and are written atomically as PNG.
 
 from __future__ import annotations
 
+import colorsys
 import io
+import os
 
+import cv2
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from pydetect._io import atomic_write
-from pydetect._validation import as_boxes, as_image, as_labels, check_int, check_real
+from pydetect._validation import as_boxes, as_image, as_labels, check_fraction, check_int, check_real
+from pydetect.eval.coco import REC_THRS
+from pydetect.structures import Detections
 
 from pydetect.cascade.draw import draw_feature  # a cascade feature drawn on its window
 
@@ -24,8 +31,6 @@ _MAX_COORD = 2**30
 
 def class_color(label: int) -> tuple:
     """A distinct, deterministic RGB colour for a class index (golden-ratio hue steps)."""
-    import colorsys
-
     h = (check_int(label, "label") * 0.618033988749895) % 1.0
     r, g, b = colorsys.hsv_to_rgb(h, 0.85, 1.0)
     return int(r * 255), int(g * 255), int(b * 255)
@@ -56,10 +61,6 @@ def draw_detections(image, detections, class_names=None, *, score_threshold: flo
     array, shape (H, W, 3), uint8
         A new RGB image; colours depend on the class (:func:`class_color`).
     """
-    import cv2
-
-    from pydetect.structures import Detections
-
     img = as_image(image, "image")
     img = np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img.copy()
     score_threshold = check_real(score_threshold, "score_threshold")
@@ -107,8 +108,6 @@ def _curves_from(results, class_names=None) -> dict:
         return {n: (np.asarray(results["recall"][n]), np.asarray(results["precision"][n]), results["AP"].get(n))
                 for n in results["precision"]}
     if isinstance(results, dict) and "precision" in results:  # coco_evaluate(..., return_arrays=True)
-        from pydetect.eval.coco import REC_THRS
-
         prec = np.asarray(results["precision"])  # (T, R, K, A, M)
         names = class_names or list(results.get("per_class", {})) or [str(k) for k in range(prec.shape[2])]
         out = {}
@@ -148,11 +147,6 @@ def plot_pr(results, path, *, class_names=None, title: str | None = None, dpi: i
     str
         ``path``.
     """
-    import os
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     dpi = check_int(dpi, "dpi", minimum=1, maximum=_MAX_DPI)
     curves = _curves_from(results, class_names)
     fig = Figure(figsize=(6, 5))
@@ -197,10 +191,6 @@ def overlay_heatmap(image, heat, *, alpha: float = 0.5, vmin=None, vmax=None) ->
     -------
     array, shape (H, W, 3), uint8
     """
-    import cv2
-
-    from pydetect._validation import check_fraction
-
     img = as_image(image, "image")
     if img.dtype != np.uint8:
         img = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
@@ -223,8 +213,6 @@ def score_map_heat(score_map, class_index: int, image_shape) -> np.ndarray:
     """A :class:`pydetect.detectors.overfeat.ScoreMap`'s scores of one class (0 background,
     label + 1 an object class) as an (H, W) image-sized map: each cell's value sits at its
     window's centre and is interpolated bilinearly between centres (0 outside them)."""
-    import cv2
-
     h, w = (int(v) for v in image_shape[:2])
     scores = np.asarray(score_map.scores)
     n = scores.shape[0]

@@ -23,13 +23,26 @@ The two budgets:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import hashlib
 import json
 import os
 import time
 
+import cv2
 import numpy as np
+
+import pydetect
+from pydetect import data, detectors
+from pydetect import eval as pdeval
+from pydetect._io import atomic_write
+from pydetect._validation import check_choice, check_int
+from pydetect.bench.report import write_report
+from pydetect.bench.timing import load_average, machine
+from pydetect.detectors import BaseDetector
+from pydetect.engine import torch_threads
+from pydetect.eval.coco import REC_THRS
 
 __all__ = ["DETECTORS", "REFERENCES", "recipe", "load_splits", "build_detector", "benchmark_detector",
            "run_detector_benchmark"]
@@ -166,9 +179,6 @@ def load_splits(dataset: str = "digits", images: str | None = None, *, quick: bo
     n_train, n_eval : int, optional
         Caps on the split sizes (default: the budget's).
     """
-    from pydetect import data
-    from pydetect._validation import check_choice, check_int
-
     check_choice(eval_split, "eval_split", ("val", "test"))
     default_train, default_eval = _SPLIT_SIZES["quick" if quick else "full"]
     n_train = default_train if n_train is None else check_int(n_train, "n_train", minimum=1)
@@ -209,13 +219,9 @@ def load_splits(dataset: str = "digits", images: str | None = None, *, quick: bo
 
 def build_detector(key: str, params: dict):
     """An unfitted detector of ``key`` with ``params`` (or the pretrained reference)."""
-    from pydetect import detectors
-
     if key not in DETECTORS and key not in REFERENCES:
         raise ValueError(f"unknown detector {key!r}: choose from {', '.join(DETECTORS)}")
     if key == "opencv_frontalface":
-        import cv2
-
         xml = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
         return detectors.ViolaJonesDetector.from_cascade(xml, class_name="face", **params)
     cls = getattr(detectors, _CLASS_NAMES[key])
@@ -233,8 +239,6 @@ def code_fingerprint() -> str:
     Any change to the code (not only to ``__version__``) changes it, so a model cached by
     other code is never reused.
     """
-    import pydetect
-
     root = os.path.dirname(os.path.abspath(pydetect.__file__))
     digest = hashlib.sha256()
     for folder, dirs, files in os.walk(root):
@@ -306,11 +310,6 @@ def benchmark_detector(key: str, splits: Splits, *, quick: bool, out: str, threa
         ``voc`` (mAP and per-class AP50), ``pr`` (recall, precision at IoU 0.5, averaged over
         classes), ``detections`` (one Detections per evaluation image; not serialised).
     """
-    import pydetect
-    from pydetect import eval as pdeval
-    from pydetect.detectors import BaseDetector
-    from pydetect.engine import torch_threads
-
     params = {**recipe(key, splits.kind, quick), **dict(overrides or {})}
     fresh = build_detector(key, params)  # unfitted: names the cache entry, trained on a miss
     digest = _cache_key(key, fresh, splits)
@@ -330,8 +329,6 @@ def benchmark_detector(key: str, splits: Splits, *, quick: bool, out: str, threa
             log(f"{display_name(key)}: cache {model_path} unusable ({exc}); training again")
             detector = None
     if detector is None:
-        from pydetect._io import atomic_write
-
         detector = _configure_run(fresh, os.path.join(out, "checkpoints", f"{key}-{digest}"),
                                   threads, progress)
         if key not in REFERENCES:  # references are pretrained
@@ -355,8 +352,6 @@ def benchmark_detector(key: str, splits: Splits, *, quick: bool, out: str, threa
     coco.pop("stats", None)
     valid = (precision > -1).any(axis=0)
     mean_precision = np.clip(precision[:, valid], 0, None).mean(axis=1) if valid.any() else np.zeros(len(precision))
-    from pydetect.eval.coco import REC_THRS
-
     history = getattr(detector, "history_", None)
     iterations = int(history["iterations"]) if isinstance(history, dict) and "iterations" in history else None
     row = {"key": key, "name": display_name(key), "detector": repr(detector), "params": params,
@@ -413,12 +408,6 @@ def run_detector_benchmark(dataset: str = "digits", *, images: str | None = None
     dict
         The report (see :func:`pydetect.bench.report.write_report`), with each row's detections.
     """
-    import datetime
-
-    import pydetect
-    from pydetect.bench.report import write_report
-    from pydetect.bench.timing import load_average, machine
-
     keys = list(DETECTORS) if detectors is None else list(detectors)
     for k in keys:
         if k not in DETECTORS and k not in REFERENCES:

@@ -17,8 +17,12 @@ import json
 import os
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from pydetect._io import atomic_write
+from pydetect.viz import class_color, draw_detections
 
 __all__ = ["format_table", "write_report"]
 
@@ -142,17 +146,12 @@ def _save_figure(fig, path: str) -> None:
 
 
 def _new_figure(size):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=size)
     FigureCanvasAgg(fig)
     return fig
 
 
 def _color(k: int):
-    from pydetect.viz import class_color
-
     return np.array(class_color(k)) / 255.0 * 0.8
 
 
@@ -182,8 +181,6 @@ def plot_speed_accuracy(report: dict, path: str) -> str:
         ax.scatter([x], [r["coco"]["AP"]], facecolors="none", edgecolors=_color(k), s=50)
         ax.plot([x, x], [r["coco"]["AP"], r["coco"]["AP50"]], color=_color(k), alpha=0.4)
     ax.set_xscale("log")
-    from matplotlib.ticker import FuncFormatter
-
     plain = FuncFormatter(lambda v, _: f"{v:g}")  # 30, 60 rather than 3x10^1, 6x10^1
     ax.xaxis.set_major_formatter(plain)
     ax.xaxis.set_minor_formatter(plain)
@@ -198,8 +195,6 @@ def plot_speed_accuracy(report: dict, path: str) -> str:
 
 def plot_samples(report: dict, evaluation, path: str, n_images: int = 4) -> str:
     """Ground truth and each detector's top-k detections on the first ``n_images`` evaluation images."""
-    from pydetect.viz import draw_detections
-
     names = report["class_names"]
     n_images = min(n_images, len(evaluation))
     rows = [("ground truth", None)] + [(r["name"], r["detections"]) for r in report["rows"]]

@@ -13,26 +13,19 @@ import statistics
 import sys
 import time
 
+import cv2
+import torch
+
+import pydetect
+
 __all__ = ["set_threads", "time_alternating", "median_time", "machine", "load_average"]
 
 
 def set_threads(n: int) -> None:
-    """Sets the thread count of pydetect and of every installed peer that has one."""
-    import pydetect
-
+    """Sets the thread count of pydetect, torch and OpenCV (the peers with a thread setting)."""
     pydetect.set_num_threads(n)
-    try:
-        import torch
-
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
-    try:
-        import cv2
-
-        cv2.setNumThreads(n)
-    except ImportError:
-        pass
+    torch.set_num_threads(n)
+    cv2.setNumThreads(n)
 
 
 def time_alternating(fns: dict, repeats: int = 7, warmup: int = 1, min_time: float = 0.0) -> dict:

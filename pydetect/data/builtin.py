@@ -34,7 +34,10 @@ from __future__ import annotations
 
 import functools
 
+import cv2
 import numpy as np
+from skimage import data as skdata
+from sklearn.datasets import load_digits, load_sample_image
 
 from pydetect._validation import check_choice, check_int
 from pydetect.data.dataset import DetectionDataset
@@ -73,12 +76,8 @@ def background_names(split: str) -> tuple:
 
 def _load_photo(package: str, name: str) -> np.ndarray:
     if package == "sklearn":
-        from sklearn.datasets import load_sample_image
-
         img = load_sample_image(name)
     else:
-        from skimage import data as skdata
-
         img = getattr(skdata, name)()
         if name == "stereo_motorcycle":  # (left, right, disparity): the left view
             img = img[0]
@@ -97,8 +96,6 @@ def _backgrounds(split: str):
 
 @functools.lru_cache(maxsize=1)
 def _digits():
-    from sklearn.datasets import load_digits
-
     d = load_digits()
     images = (d.images / 16.0).astype(np.float32)
     images.setflags(write=False)
@@ -107,16 +104,12 @@ def _digits():
 
 @functools.lru_cache(maxsize=1)
 def _lfw():
-    from skimage import data as skdata
-
     x = skdata.lfw_subset().astype(np.float32)  # (200, 25, 25) in [0, 1]
     x.setflags(write=False)
     return x
 
 
 def _background(rng, split: str, h: int, w: int) -> np.ndarray:
-    import cv2
-
     photos = _backgrounds(split)
     src = photos[rng.integers(len(photos))]
     ph, pw = src.shape[:2]
@@ -208,8 +201,6 @@ def digits_in_clutter(split: str = "train", n_images: int | None = None, seed: i
     >>> image.dtype, target["boxes"].shape[1]
     (dtype('uint8'), 4)
     """
-    import cv2
-
     split, n_images, seed = _check_args(split, n_images, seed)
     digits, labels = _digits()
     pool = digit_indices(split)
@@ -302,8 +293,6 @@ def faces_in_clutter(split: str = "train", n_images: int | None = None, seed: in
         of the same sizes; objects and distractors overlap by at most 15% of the smaller one's area.
         ``class_names == ["face"]``.
     """
-    import cv2
-
     split, n_images, seed = _check_args(split, n_images, seed)
     lfw = _lfw()
     faces, nonfaces = face_indices(split)

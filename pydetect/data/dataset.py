@@ -19,7 +19,9 @@ import io
 import os
 import warnings
 
+import cv2
 import numpy as np
+from PIL import Image
 
 from pydetect._validation import (as_boxes, as_float_array, as_image, as_int64, check_image_size, check_int,
                                   check_size, max_image_pixels, to_numpy)
@@ -30,8 +32,6 @@ __all__ = ["DetectionDataset", "read_image"]
 def _check_header_size(buf: np.ndarray, path: str) -> None:
     """Refuses an image whose header claims more than ``max_image_pixels()`` pixels, before
     anything is decoded. Formats Pillow does not know are left to OpenCV's own limits."""
-    from PIL import Image
-
     name = f"image file {path}"
     try:
         with warnings.catch_warnings():
@@ -64,8 +64,6 @@ def read_image(path) -> np.ndarray:
     ValueError
         If the path is not a regular file, the file is empty, too large or cannot be decoded.
     """
-    import cv2
-
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"image file not found: {path}")

@@ -12,6 +12,7 @@ import math
 import os
 import xml.etree.ElementTree as ET
 
+import cv2
 import numpy as np
 
 from pydetect._io import atomic_write
@@ -143,8 +144,6 @@ def save_coco(dataset: DetectionDataset, ann_json, image_dir=None) -> dict:
         else:
             file_names.append(os.path.basename(path))
     if image_dir is not None:
-        import cv2
-
         for i in range(len(dataset)):
             img = dataset.load_image(i)
             ok, buf = cv2.imencode(".png", np.ascontiguousarray(img[:, :, ::-1]))

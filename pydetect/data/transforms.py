@@ -12,6 +12,7 @@ builds the training augmentation the CNN detectors use by default.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from pydetect._validation import check_fraction, check_image_size, check_int, check_positive, check_size
@@ -36,8 +37,6 @@ def _rng(seed):
 
 def _resize(image, target, oh: int, ow: int):
     """``image`` resized to (oh, ow) (area filter when shrinking), boxes and ``area`` scaled."""
-    import cv2
-
     h, w = image.shape[:2]
     out = cv2.resize(image, (ow, oh), interpolation=cv2.INTER_AREA if oh * ow < h * w else cv2.INTER_LINEAR)
     sx, sy = ow / w, oh / h
@@ -231,8 +230,6 @@ class PhotometricJitter:
         self.rng = _rng(seed)
 
     def __call__(self, image, target, rng=None):
-        import cv2
-
         rng = rng or self.rng
         img = image.astype(np.float32)
         order = rng.permutation(4)
@@ -281,8 +278,6 @@ class RandomGrayscale(_RandomTransform):
         super().__init__(p, seed)
 
     def apply(self, image, target, rng):
-        import cv2
-
         grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
         return np.repeat(grey[:, :, None], 3, axis=2), target
 
@@ -299,8 +294,6 @@ class RandomGaussianBlur(_RandomTransform):
         self.sigma_range = _check_range(sigma_range, "sigma_range")
 
     def apply(self, image, target, rng):
-        import cv2
-
         sigma = rng.uniform(*self.sigma_range)
         return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101), target
 
@@ -364,8 +357,6 @@ class RandomShear(_RandomTransform):
         super().__init__(p, seed)
 
     def apply(self, image, target, rng):
-        import cv2
-
         k = rng.uniform(-self.shear, self.shear)
         h, w = image.shape[:2]
         cy = h / 2.0

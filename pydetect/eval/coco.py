@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from pydetect.data._cocojson import parse_gt, parse_results
+from pydetect.data.dataset import DetectionDataset
+from pydetect.structures import Detections
+
 __all__ = ["coco_evaluate", "COCO_STAT_NAMES"]
 
 IOU_THRS = np.linspace(.5, 0.95, int(np.round((0.95 - .5) / .05)) + 1, endpoint=True)
@@ -81,8 +85,6 @@ def _problem_from_dataset(dataset) -> tuple:
 
 
 def _dets_from_list(detections, dataset) -> dict:
-    from pydetect.structures import Detections
-
     detections = list(detections)
     if len(detections) != len(dataset):
         raise ValueError(f"detections must hold one Detections per dataset image ({len(dataset)}), "
@@ -108,9 +110,6 @@ def _dets_from_list(detections, dataset) -> dict:
 
 
 def _build_problem(gt, detections) -> _Problem:
-    from pydetect.data._cocojson import parse_gt, parse_results
-    from pydetect.data.dataset import DetectionDataset
-
     if isinstance(gt, DetectionDataset):
         img_ids, cat_ids, names, g = _problem_from_dataset(gt)
     else:

@@ -18,7 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 from pydetect._validation import as_boxes, as_float_array, check_fraction, check_int
-from pydetect.structures import check_detections
+from pydetect.data.dataset import DetectionDataset
+from pydetect.ops import box_iou
+from pydetect.structures import Detections, check_detections
 
 __all__ = ["voc_evaluate", "voc_ap", "proposal_recall"]
 
@@ -57,8 +59,6 @@ def voc_ap(recall, precision, use_07_metric: bool = False) -> float:
 
 
 def _check_dataset(dataset) -> None:
-    from pydetect.data.dataset import DetectionDataset
-
     if not isinstance(dataset, DetectionDataset):
         raise TypeError(f"dataset must be a DetectionDataset, got {type(dataset).__name__}")
 
@@ -181,9 +181,6 @@ def proposal_recall(proposals, dataset, iou_thresholds=None, max_proposals=None)
         (G,) per object, ``ABO`` ``{class: mean best IoU}``, ``MABO`` (mean of the per-class
         ABO over classes with objects, Uijlings et al.), ``n_proposals`` (mean per image).
     """
-    from pydetect.ops import box_iou
-    from pydetect.structures import Detections
-
     if iou_thresholds is None:
         iou_thresholds = np.linspace(0.5, 0.95, 10)
     thr = np.array([check_fraction(t, "iou_thresholds") for t in np.atleast_1d(iou_thresholds)], np.float64)

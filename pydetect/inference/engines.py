@@ -23,7 +23,20 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import multiprocessing
 import os
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+
+import cv2
+
+import pydetect
+from pydetect._io import atomic_write
+from pydetect.cascade import Cascade, CascadeDetector
+from pydetect.detectors import BaseDetector
+from pydetect.inference.sources import open_image
+from pydetect.inference.tiled import batch_predictor, predict_tiled
+from pydetect.viz import draw_detections
 
 __all__ = ["Job", "ImagePredictor", "load_model", "local_records", "ray_records"]
 
@@ -53,8 +66,6 @@ class _CascadePredictor:
     (scores are the neighbour counts)."""
 
     def __init__(self, path, scale_factor, min_neighbors):
-        from pydetect.cascade import Cascade, CascadeDetector
-
         self._detector = CascadeDetector(Cascade.load(path))
         self._params = {"scale_factor": scale_factor, "min_neighbors": min_neighbors}
 
@@ -75,8 +86,6 @@ def load_model(path, scale_factor: float = 1.1, min_neighbors: int = 3):
         raise FileNotFoundError(f"model file not found: {path}")
     if path.lower().endswith(".xml"):
         return _CascadePredictor(path, scale_factor, min_neighbors), [os.path.splitext(os.path.basename(path))[0]]
-    from pydetect.detectors import BaseDetector
-
     model = BaseDetector.load(path)
     return model, getattr(model, "class_names_", None)
 
@@ -89,16 +98,12 @@ class ImagePredictor:
     """Turns tasks into records for one :class:`Job`; loads the model once, when built."""
 
     def __init__(self, job: Job):
-        from pydetect.inference.tiled import batch_predictor
-
         self.job = job
         self.detector, self.class_names = load_model(job.model, job.scale_factor, job.min_neighbors)
         self._predict = batch_predictor(self.detector)
 
     def load(self, task):
         """The decoded image; with tiling, the path itself (predict_tiled reads it lazily)."""
-        from pydetect.inference.sources import open_image
-
         if self.job.tiling is not None:
             return task["file_name"]
         source = open_image(task["file_name"])
@@ -109,8 +114,6 @@ class ImagePredictor:
 
     def detect(self, task, image) -> dict:
         """The record of a task whose image :meth:`load` gave; unreadable images give an error record."""
-        from pydetect.inference.tiled import predict_tiled
-
         try:
             if self.job.tiling is not None:
                 dets = predict_tiled(self.detector, image, **self.job.tiling)
@@ -132,11 +135,6 @@ class ImagePredictor:
         return self.detect(task, image)
 
     def _draw(self, image, dets, path):
-        import cv2
-
-        from pydetect._io import atomic_write
-        from pydetect.viz import draw_detections
-
         drawn = draw_detections(image, dets, self.class_names)
         ok, png = cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR) if drawn.ndim == 3 else drawn)
         if not ok:
@@ -148,10 +146,6 @@ class ImagePredictor:
 def _set_threads(n: int) -> None:
     """n threads for pydetect's kernels (and torch's, if loaded), so that workers sharing the
     cores do not oversubscribe them."""
-    import sys
-
-    import pydetect
-
     pydetect.set_num_threads(n)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
@@ -182,8 +176,6 @@ def local_records(job: Job, tasks, workers: int = 0, prefetch: int | None = None
     """Records of ``tasks``: in this process (``workers=0``, in task order) or in ``workers``
     spawned processes (in completion order); ``prefetch`` images in flight (default
     ``2 * max(1, workers)``)."""
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
-
     prefetch = prefetch or 2 * max(1, workers)
     tasks = iter(tasks)
     if workers == 0:
@@ -197,8 +189,6 @@ def local_records(job: Job, tasks, workers: int = 0, prefetch: int | None = None
             while window:
                 yield _detected(predictor, *window.popleft())
         return
-    import multiprocessing
-
     threads = max(1, (os.cpu_count() or 1) // workers)
     # spawn, not fork: a forked child of a process that ran torch or OpenMP can deadlock.
     context = multiprocessing.get_context("spawn")
@@ -244,7 +234,7 @@ def ray_records(job: Job, tasks, workers: int = 1, address=None):
     ``job.out`` must be readable (writable) on every node: a shared file system.
     """
     try:
-        import ray
+        import ray  # deferred: ray is an optional extra (pydetect[ray])
     except ImportError:
         raise ValueError("engine='ray' needs the ray package: pip install 'pydetect[ray]'") from None
     if not ray.is_initialized():

@@ -24,9 +24,11 @@ from __future__ import annotations
 import mmap
 import os
 
+import cv2
 import numpy as np
 
 from pydetect._validation import as_image, check_int, to_numpy
+from pydetect.data import read_image
 
 __all__ = ["open_image", "ArraySource", "FileSource", "read_downscaled"]
 
@@ -135,8 +137,6 @@ def open_image(image):
             return FileSource.from_npy(path)
         if os.path.getsize(path) == 0:  # OpenCV asserts (cv2.error) on an empty buffer
             raise ValueError(f"cannot decode image file {path}: it is empty")
-        from pydetect.data import read_image
-
         return ArraySource(read_image(path), path)
     if isinstance(image, (bytes, bytearray)):
         raise TypeError("image must be an array or a path (str / os.PathLike), got bytes")
@@ -158,8 +158,6 @@ def read_downscaled(source, longer_side: int) -> tuple:
     scale : (float, float)
         ``(sy, sx)``: input pixels per output pixel, to map boxes back.
     """
-    import cv2
-
     longer_side = check_int(longer_side, "full_image_size", minimum=1)
     height, width = source.size
     factor = min(1.0, longer_side / max(height, width))

@@ -30,9 +30,14 @@ import json
 import os
 import time
 
+from tqdm.auto import tqdm
+
 from pydetect._io import atomic_write
 from pydetect._validation import check_bool, check_choice, check_fraction, check_int, check_real, check_scale_factor
 from pydetect.inference.engines import Job, load_model, local_records, ray_records
+from pydetect.inference.merge import merge_detections
+from pydetect.inference.tiling import check_tiling
+from pydetect.structures import Detections
 
 __all__ = ["detect_folder", "expand_inputs", "IMAGE_EXTENSIONS", "ENGINES"]
 
@@ -239,10 +244,6 @@ def detect_folder(model, inputs, out, *, workers: int = 0, prefetch=None, engine
     Worker processes are spawned, so they import the calling script's main module again: a
     script calling this with ``workers > 0`` needs the ``if __name__ == "__main__":`` guard.
     """
-    from tqdm.auto import tqdm
-
-    from pydetect.inference.tiling import check_tiling
-
     start = time.perf_counter()
     workers = check_int(workers, "workers", minimum=0)
     prefetch = None if prefetch is None else check_int(prefetch, "prefetch", minimum=1)
@@ -256,9 +257,6 @@ def detect_folder(model, inputs, out, *, workers: int = 0, prefetch=None, engine
     if tile is not None:
         if draw:
             raise ValueError("draw=True needs the whole image in memory, tile reads it by parts: use one or the other")
-        from pydetect.inference.merge import merge_detections
-        from pydetect.structures import Detections
-
         tile, overlap = check_tiling(tile, overlap)
         merge_detections(Detections(), merge, iou, match)  # checks merge, iou and match now
         tiling = {"tile": list(tile), "overlap": overlap, "merge": merge, "iou": check_fraction(iou, "iou"),
