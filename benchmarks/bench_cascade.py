@@ -13,10 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
-from _harness import Table, set_threads, time_alternating
+from pydetect.bench.results import Table
+from pydetect.bench.timing import set_threads, time_alternating
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def test_image(width, height):
@@ -90,7 +94,7 @@ def main():
             table.add(f"lbp frontalface {w}x{h} vs skimage", t, res["ours"],
                       "skimage.feature.Cascade", res["sk"])
     if args.record:
-        table.record("cascade", notes=(
+        table.record(RESULTS, "cascade", notes=(
             "Ratio = pydetect / peer (below 1: pydetect faster). Same image, scale_factor 1.1, "
             "min_neighbors 3, same thread count for pydetect and cv2 (cv2.setNumThreads); "
             "`same=True`: identical boxes. skimage's Cascade has no thread setting and scans "

@@ -19,9 +19,8 @@ import argparse
 import torch
 
 import pydetect
-from bench_roi import make_inputs
 from pydetect import ops
-from pydetect.bench.ops import clustered_boxes
+from pydetect.bench.ops import clustered_boxes, roi_problem
 from pydetect.bench.timing import time_alternating
 
 
@@ -53,7 +52,7 @@ def bench_nms(tv, repeat):
 
 
 def bench_roi_align(tv, repeat, h, w, stride):
-    x, boxes, scale = make_inputs(h=h, w=w, stride=stride)
+    x, boxes, scale = roi_problem(h=h, w=w, stride=stride)
     x, boxes = x.cuda(), [b.cuda() for b in boxes]
     args = (7, scale, 2, True)
     case = f"roi_align {tuple(x.shape)}, {sum(len(b) for b in boxes)} RoIs"

@@ -15,14 +15,11 @@ import copy
 import io
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-
-from pydetect.bench.ops import coco_problem as make_problem  # noqa: E402
+from pydetect.bench.ops import coco_problem as make_problem
 
 
 def time_pycocotools(gt, results, cls_eval):

@@ -28,16 +28,17 @@ import sys
 import tempfile
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+from pydetect.bench.ops import dataset_mosaic
+from pydetect.bench.results import record_section
+from pydetect.bench.timing import machine
 
-from _harness import RESULTS, machine  # noqa: E402
-from _mosaic import mosaic  # noqa: E402
-
+RESULTS = Path(__file__).with_name("RESULTS.md")
 CASCADE = "haarcascade_frontalface_default.xml"
-SECTION = "## large images and many images"
+SECTION = "large images and many images"
 
 
 def face_detector():
@@ -138,7 +139,7 @@ def large_image(root, size, tile, overlap):
     dataset = data.faces_in_clutter("test")
     detector = face_detector()
     own = np.concatenate([matched(target["boxes"], detector.predict(img).boxes) for img, target in dataset])
-    image, truth, _ = mosaic(dataset, size, seed=0)
+    image, truth, _ = dataset_mosaic(dataset, size, seed=0)
     path = os.path.join(root, "large.npy")
     np.save(path, image)
     png = os.path.join(root, "large.png")
@@ -216,18 +217,7 @@ def main():
     text = "\n".join(lines)
     print("\n" + text)
     if args.record:
-        from pydetect._io import atomic_write
-
-        with open(RESULTS) as f:
-            results = f.read()
-        if SECTION + "\n" in results:
-            start = results.index(SECTION + "\n")
-            nxt = results.find("\n## ", start + len(SECTION))
-            results = results[:start] + SECTION + "\n\n" + text + ("\n" + results[nxt + 1:] if nxt >= 0 else "")
-        else:
-            results = results.rstrip("\n") + "\n\n" + SECTION + "\n\n" + text
-        with atomic_write(RESULTS, "w") as f:
-            f.write(results)
+        record_section(RESULTS, SECTION, text)
         print(f"recorded in {RESULTS}")
 
 

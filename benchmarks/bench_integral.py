@@ -13,18 +13,14 @@ side only. Prints one row per case with the ratio pydetect / OpenCV (below 1: fa
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from pydetect import ops  # noqa: E402
-from pydetect.bench.ops import photo_mosaic  # noqa: E402
-from pydetect.bench.timing import load_average, machine, set_threads  # noqa: E402
+from pydetect import ops
+from pydetect.bench.ops import photo_mosaic
+from pydetect.bench.timing import load_average, machine, set_threads
 
 
 def swapped_medians(a, b, repeats: int, warmup: int = 3) -> tuple[float, float]:

@@ -15,9 +15,9 @@ import argparse
 
 import numpy as np
 
-from _harness import median_time
 import pydetect
 from pydetect.bench.ops import hough_problem
+from pydetect.bench.timing import median_time
 from pydetect.ism import accumulate_votes, mean_shift
 
 

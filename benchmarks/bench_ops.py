@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 
 import numpy as np
 
-from _harness import Table, set_threads, time_alternating
 from pydetect import ops
 from pydetect.bench.ops import clustered_boxes as clustered
+from pydetect.bench.results import Table
+from pydetect.bench.timing import set_threads, time_alternating
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def numpy_soft_nms(boxes, scores, sigma=0.5, score_threshold=0.001):
@@ -60,7 +64,7 @@ def crossover(args):
                               "compaction": lambda: _C.nms(boxes, scores, 0.5, 1)}, args.repeats, min_time=0.2)
         table.add(f"nms {n:,} boxes: grid vs compaction", 1, t["grid"], "compaction", t["compaction"])
     if args.record:
-        table.record("NMS algorithm crossover (bench_ops.py --crossover)", args.note)
+        table.record(RESULTS, "NMS algorithm crossover (bench_ops.py --crossover)", args.note)
 
 
 def main():
@@ -127,7 +131,7 @@ def main():
     if tv is None:
         print("torchvision is not installed: its columns are missing (it is a peer, not a dependency)")
     if args.record:
-        table.record("Box ops (bench_ops.py)",
+        table.record(RESULTS, "Box ops (bench_ops.py)",
                      (args.note + " " if args.note else "") + "nms/batched_nms: IoU 0.5 on clustered float32 boxes; torchvision "
                      f"{getattr(importlib.import_module('torchvision'), '__version__', '?') if tv else 'n/a'}"
                      f", OpenCV {cv2.__version__ if cv2 else 'n/a'}.")

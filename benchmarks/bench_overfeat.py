@@ -14,12 +14,16 @@ Usage: python benchmarks/bench_overfeat.py [--threads 1 2] [--repeats 5] [--reco
 
 import argparse
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from _harness import Table, set_threads, time_alternating
+from pydetect.bench.results import Table
+from pydetect.bench.timing import set_threads, time_alternating
 from pydetect.models import OverFeatNet
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def macs(net, height, width):
@@ -86,7 +90,7 @@ def main():
              f"when windows are cut out; dense evaluation computes it once. {os.cpu_count()} cores.")
     print(table.markdown(notes))
     if args.record:
-        table.record("overfeat dense evaluation (issue 21)", notes)
+        table.record(RESULTS, "overfeat dense evaluation (issue 21)", notes)
 
 
 if __name__ == "__main__":

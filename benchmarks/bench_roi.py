@@ -17,19 +17,7 @@ import torch
 
 import pydetect
 from pydetect import ops
-
-
-
-def make_inputs(seed=0, n=2, c=256, h=50, w=68, per_image=512, stride=16.0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, c, h, w, generator=g)
-    img_h, img_w = h * stride, w * stride
-    boxes = []
-    for _ in range(n):
-        xy = torch.rand(per_image, 2, generator=g) * torch.tensor([img_w, img_h]) * 0.8
-        wh = 16 + torch.rand(per_image, 2, generator=g) * torch.tensor([img_w, img_h]) * 0.4
-        boxes.append(torch.cat([xy, xy + wh], 1))
-    return x, boxes, 1.0 / stride
+from pydetect.bench.ops import roi_problem
 
 
 def main():
@@ -41,7 +29,7 @@ def main():
 
     torch.set_num_threads(args.threads)
     pydetect.set_num_threads(args.threads)
-    x, boxes, scale = make_inputs()
+    x, boxes, scale = roi_problem()
     k = sum(len(b) for b in boxes)
     grad = torch.randn(k, x.shape[1], 7, 7)
     rows = []

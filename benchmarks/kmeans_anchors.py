@@ -26,15 +26,16 @@ import argparse
 import datetime
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
 from pydetect import data, models
+from pydetect.bench.results import record_section
 from pydetect.models.anchors import fit_anchors
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benchmarks", "RESULTS.md")
-SECTION = "## k-means anchors (issue 20)"
+RESULTS = Path(__file__).with_name("RESULTS.md")
+SECTION = "k-means anchors (issue 20)"
 DATASETS = {"digits_in_clutter": data.digits_in_clutter, "faces_in_clutter": data.faces_in_clutter}
 KS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 12)
 SEEDS = range(5)
@@ -95,40 +96,22 @@ def dataset_table(name, loader):
     return "\n".join(lines) + "\n"
 
 
-def record(block: str) -> None:
-    """Replaces (or appends) the section in RESULTS.md, keeping the others; atomic."""
-    text = open(RESULTS, encoding="utf-8").read() if os.path.exists(RESULTS) else "# Benchmark results\n"
-    marker = SECTION + "\n"
-    if marker in text:
-        start = text.index(marker)
-        nxt = text.find("\n## ", start + len(marker))
-        text = text[:start] + block + (text[nxt + 1:] if nxt >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    tmp = RESULTS + ".kmeans.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, RESULTS)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--no-record", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args(argv)
     date = datetime.date.today().isoformat()
-    head = (f"{SECTION}\n\n`benchmarks/kmeans_anchors.py` ({date}; {os.cpu_count()} cores). Mean over the "
-            "boxes of the IoU with the best anchor, box and anchor centred at the same point (YOLOv2's "
-            "Table 1: shape only; the position of the anchor grid is ignored). Anchors fitted on the train "
-            "split; val: the same anchors on the val split's boxes.\n")
-    parts = [head]
+    intro = (f"`benchmarks/kmeans_anchors.py` ({date}; {os.cpu_count()} cores). Mean over the "
+             "boxes of the IoU with the best anchor, box and anchor centred at the same point (YOLOv2's "
+             "Table 1: shape only; the position of the anchor grid is ignored). Anchors fitted on the train "
+             "split; val: the same anchors on the val split's boxes.\n")
+    parts = [intro]
     for name, loader in DATASETS.items():
         parts.append(dataset_table(name, loader))
-    block = "\n".join(parts)
-    print(block)
+    body = "\n".join(parts)
+    print(f"## {SECTION}\n\n{body}")
     if not args.no_record:
-        record(block.rstrip("\n") + "\n\n")
+        record_section(RESULTS, SECTION, body)
 
 
 if __name__ == "__main__":

@@ -28,11 +28,13 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from _harness import RESULTS, machine
-from pydetect._io import atomic_write
+from pydetect.bench.results import record_section
+from pydetect.bench.timing import machine
 
-SECTION = "## YOLOv1 predictors vs anchor priors (issue 20)"
+RESULTS = Path(__file__).with_name("RESULTS.md")
+SECTION = "YOLOv1 predictors vs anchor priors (issue 20)"
 
 
 def run(form, mult, train_seconds, pretrain_seconds, threads, iterations=None, pretrain_epochs=None):
@@ -97,20 +99,13 @@ def main():
     if args.table:
         with open(args.table) as f:
             rows = [json.loads(line) for line in f if line.strip()]
-        text = (f"{SECTION}\n\n{datetime.date.today().isoformat()}; {machine()}; digits train (500 images) -> "
+        text = (f"{datetime.date.today().isoformat()}; {machine()}; digits train (500 images) -> "
                 f"val (200 images); each row one fresh run of `YOLO(anchors=None)` or `YOLO()` with the "
                 f"stated crop pretraining then detection training, at {rows[0]['threads']} thread each. "
                 f"{args.note}\n\n" + table(rows))
-        print(text)
+        print(f"## {SECTION}\n\n{text}")
         if args.record:
-            with open(RESULTS) as f:
-                old = f.read()
-            if SECTION in old:
-                start = old.index(SECTION)
-                nxt = old.find("\n## ", start + len(SECTION))
-                old = old[:start] + old[nxt + 1:] if nxt >= 0 else old[:start]
-            with atomic_write(RESULTS, "w") as f:
-                f.write(old.rstrip("\n") + "\n\n" + text)
+            record_section(RESULTS, SECTION, text)
         return
     if args.pair:
         base = [sys.executable, __file__, "--mult", str(args.mult), "--train", str(args.train),

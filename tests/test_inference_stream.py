@@ -158,11 +158,10 @@ def test_unreadable_image_is_reported_and_retried(folder, tmp_path, capsys):
 
 
 def test_cli_tiled_detection_of_npy_images_from_a_glob(folder, tmp_path):
-    import _mosaic
-
     from pydetect import data
+    from pydetect.bench.ops import dataset_mosaic
 
-    image, _, _ = _mosaic.mosaic(data.faces_in_clutter("test", n_images=6), (700, 900), seed=3)
+    image, _, _ = dataset_mosaic(data.faces_in_clutter("test", n_images=6), (700, 900), seed=3)
     (tmp_path / "in").mkdir()
     np.save(tmp_path / "in" / "a.npy", image)
     np.save(tmp_path / "in" / "b.npy", image[:, ::-1])

@@ -180,9 +180,8 @@ def test_full_image_pass_recovers_an_object_larger_than_a_tile():
 def test_small_faces_recall_tiled_vs_downscaled_whole_image():
     """A 1200 x 1500 mosaic of faces_in_clutter images: tiles keep the faces the detector finds
     in normal images; the image shrunk to the detector's working size loses most of them."""
-    from _mosaic import mosaic
-
     from pydetect import data, ops
+    from pydetect.bench.ops import dataset_mosaic
     from pydetect.detectors import ViolaJonesDetector
 
     detector = ViolaJonesDetector.from_cascade(cv2.data.haarcascades + "haarcascade_frontalface_default.xml",
@@ -193,7 +192,7 @@ def test_small_faces_recall_tiled_vs_downscaled_whole_image():
         return float((ops.box_iou(truth, boxes).max(1) >= 0.5).mean()) if len(boxes) else 0.0
 
     own = np.mean([recall(t["boxes"], detector.predict(img).boxes) for img, t in dataset])
-    image, truth, _ = mosaic(dataset, (1200, 1500), seed=1)
+    image, truth, _ = dataset_mosaic(dataset, (1200, 1500), seed=1)
     tiled = predict_tiled(detector, image, tile=512, overlap=0.25)
     # Shrunk as much as the benchmark's 10000 px image to 1024: longer side 1500 -> 160.
     small = cv2.resize(image, (160, 128), interpolation=cv2.INTER_AREA)

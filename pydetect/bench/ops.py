@@ -48,11 +48,29 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 
 import numpy as np
+import torch
+from skimage import data as skdata
+from skimage.feature import Cascade as SkCascade
+from skimage.feature import haar_like_feature
+from skimage.segmentation import felzenszwalb as sk_felzenszwalb
+from skimage.transform import integral_image as sk_integral_image
+from skimage.transform import resize
+from sklearn.cluster import MeanShift
+from sklearn.ensemble import AdaBoostClassifier
+from sklearn.tree import DecisionTreeClassifier
 
+import pydetect
+from pydetect import eval as pdeval
+from pydetect import ops
+from pydetect._io import atomic_write
 from pydetect.bench.timing import load_average, machine, set_threads, time_alternating
+from pydetect.cascade import AdaBoost, CascadeDetector, HaarFeatures
+from pydetect.ism import accumulate_votes, mean_shift
 
 __all__ = ["FAMILIES", "PEERS", "OpRow", "OpReport", "run_op_benchmarks"]
 
@@ -173,15 +191,11 @@ class OpReport:
 
     def write_json(self, path) -> None:
         """Writes :meth:`to_json` to ``path`` atomically (temporary file, then rename)."""
-        from pydetect._io import atomic_write
-
         with atomic_write(path, "w", encoding="utf-8") as f:
             f.write(self.to_json() + "\n")
 
 
 def _version(package: str, module: str) -> str:
-    from importlib import metadata
-
     dists = [package]
     if module.startswith("cv2"):  # any of OpenCV's four wheels provides cv2
         dists += ["opencv-python", "opencv-contrib-python", "opencv-python-headless",
@@ -303,8 +317,6 @@ def clustered_boxes(n: int, seed: int = 0, num_classes: int = 1):
 
 def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
     """Area-style resize with scikit-image (a pydetect dependency), uint8 in and out."""
-    from skimage.transform import resize
-
     out = resize(img, (height, width) + img.shape[2:], order=1, anti_aliasing=True,
                  preserve_range=True)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
@@ -320,9 +332,7 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
 def photo_mosaic(width: int, height: int) -> np.ndarray:
     """Grey uint8 (height, width) image: four scikit-image photos (astronaut, coffee,
     chelsea, rocket) in a 2 x 2 grid; the astronaut's face is found by frontal-face cascades."""
-    from skimage import data
-
-    tiles = [_gray(getattr(data, n)()) for n in ("astronaut", "coffee", "chelsea", "rocket")]
+    tiles = [_gray(getattr(skdata, n)()) for n in ("astronaut", "coffee", "chelsea", "rocket")]
     w2, h2 = width // 2, height // 2
     top = np.hstack([_resize(tiles[0], w2, h2), _resize(tiles[1], width - w2, h2)])
     bottom = np.hstack([_resize(tiles[2], w2, height - h2), _resize(tiles[3], width - w2, height - h2)])
@@ -331,18 +341,14 @@ def photo_mosaic(width: int, height: int) -> np.ndarray:
 
 def photo(name: str = "astronaut", size: int = 500) -> np.ndarray:
     """A scikit-image RGB photo shrunk so that its longer side is ``size``."""
-    from skimage import data
-
-    img = getattr(data, name)()[..., :3]
+    img = getattr(skdata, name)()[..., :3]
     f = size / max(img.shape[:2])
     return _resize(img, round(img.shape[1] * f), round(img.shape[0] * f))
 
 
 def lfw_windows() -> tuple:
     """The 200 LFW-subset 25 x 25 windows of scikit-image as uint8, and labels (100 faces)."""
-    from skimage.data import lfw_subset
-
-    windows = np.rint(lfw_subset() * 255).astype(np.uint8)
+    windows = np.rint(skdata.lfw_subset() * 255).astype(np.uint8)
     return windows, np.array([1] * 100 + [0] * 100)
 
 
@@ -380,6 +386,54 @@ def coco_problem(n_images: int, n_cats: int = 20, seed: int = 0) -> tuple:
     return gt, results
 
 
+def roi_problem(n: int = 2, c: int = 256, h: int = 50, w: int = 68, per_image: int = 512, stride: float = 16.0,
+                generator=None) -> tuple:
+    """The RoI-pooling setting of issue 7: an (n, c, h, w) feature map of a backbone of
+    ``stride`` and ``per_image`` random boxes per image, in image pixels.
+
+    Returns the features, the list of (per_image, 4) xyxy boxes and the spatial scale
+    ``1 / stride``; draws from ``generator`` (default: a new one seeded with 0).
+    """
+    g = torch.Generator().manual_seed(0) if generator is None else generator
+    x = torch.randn(n, c, h, w, generator=g)
+    img_h, img_w = h * stride, w * stride
+    boxes = []
+    for _ in range(n):
+        xy = torch.rand(per_image, 2, generator=g) * torch.tensor([img_w, img_h]) * 0.8
+        wh = 16 + torch.rand(per_image, 2, generator=g) * torch.tensor([img_w, img_h]) * 0.4
+        boxes.append(torch.cat([xy, xy + wh], 1))
+    return x, boxes, 1.0 / stride
+
+
+def dataset_mosaic(dataset, size, seed: int = 0, fill: int = 110) -> tuple:
+    """One ``size = (height, width)`` RGB image holding the dataset's images (reused in turn)
+    at random places in the cells of a grid, one per cell; cells as large as the largest image.
+
+    Returns
+    -------
+    image : (H, W, 3) uint8
+    boxes : (K, 4) float32, the pasted images' boxes shifted to the canvas
+    labels : (K,) int64
+    """
+    rng = np.random.default_rng(seed)
+    height, width = size
+    cell_h = max(img.shape[0] for img, _ in dataset)
+    cell_w = max(img.shape[1] for img, _ in dataset)
+    canvas = np.full((height, width, 3), fill, np.uint8)
+    boxes, labels = [], []
+    k = 0
+    for y in range(0, height - cell_h + 1, cell_h):
+        for x in range(0, width - cell_w + 1, cell_w):
+            img, target = dataset[k % len(dataset)]
+            k += 1
+            h, w = img.shape[:2]
+            dy, dx = int(rng.integers(cell_h - h + 1)), int(rng.integers(cell_w - w + 1))
+            canvas[y + dy:y + dy + h, x + dx:x + dx + w] = img
+            boxes.append(np.asarray(target["boxes"], np.float32) + np.float32([x + dx, y + dy, x + dx, y + dy]))
+            labels.append(np.asarray(target["labels"], np.int64))
+    return canvas, np.concatenate(boxes).reshape(-1, 4), np.concatenate(labels)
+
+
 def hough_problem(n_features: int, n_objects: int = 8, seed: int = 0, n_entries: int = 300,
                   occ_per_entry: int = 6) -> tuple:
     """An ISM codebook and matched test features whose votes gather at ``n_objects``
@@ -414,11 +468,8 @@ def same_keep(ours, theirs, scores) -> bool:
 
 
 def _boxes(run: _Run) -> None:
-    from pydetect import ops
-
     tv = run.peer("torchvision")
     cv2 = run.peer("OpenCV")
-    torch = importlib.import_module("torch") if tv is not None else None
     sizes = (1000, 10000) if run.quick else (1000, 10000, 50000)
     inputs = {n: (clustered_boxes(n), clustered_boxes(n, seed=1, num_classes=20)) for n in sizes}
     iou_n = 1000 if run.quick else 2000
@@ -459,11 +510,8 @@ def _boxes(run: _Run) -> None:
 
 
 def _integral(run: _Run) -> None:
-    from pydetect import ops
-
     cv2 = run.peer("OpenCV")
     sk = run.peer("scikit-image")
-    skt = importlib.import_module("skimage.transform") if sk is not None else None
     w, h = (640, 480) if run.quick else (1920, 1080)
     img = photo_mosaic(w, h)
     size = f"{w}x{h} uint8"
@@ -474,9 +522,9 @@ def _integral(run: _Run) -> None:
         if cv2 is not None:
             peers["OpenCV integral"] = lambda: cv2.integral(img)
             agree["OpenCV integral"] = bool(np.array_equal(cv2.integral(img), s))
-        if skt is not None:
-            peers["scikit-image integral_image"] = lambda: skt.integral_image(img)
-            agree["scikit-image integral_image"] = bool(np.array_equal(skt.integral_image(img), s[1:, 1:]))
+        if sk is not None:
+            peers["scikit-image integral_image"] = lambda: sk_integral_image(img)
+            agree["scikit-image integral_image"] = bool(np.array_equal(sk_integral_image(img), s[1:, 1:]))
         run.time(f"integral_image {size}: sum", t, lambda: ops.integral_image(img), peers, agree)
         if cv2 is not None:
             c2 = cv2.integral2(img)
@@ -491,17 +539,13 @@ def _integral(run: _Run) -> None:
 
 
 def _cascade(run: _Run) -> None:
-    from pydetect.cascade import CascadeDetector
-
     cv2 = run.peer("OpenCV")
     sk = run.peer("scikit-image")
     sizes = [(640, 480)] if run.quick else [(640, 480), (1920, 1080)]
     cases = []  # (name, our xml, cv2 xml)
     lbp_src = None
     if sk is not None:
-        from skimage import data
-
-        lbp_src = data.lbp_frontal_face_cascade_filename()
+        lbp_src = skdata.lbp_frontal_face_cascade_filename()
     tmp = tempfile.TemporaryDirectory()
     try:
         if cv2 is not None:
@@ -530,8 +574,6 @@ def _cascade(run: _Run) -> None:
             if lbp_src is not None and (w, h) == sizes[0]:
                 # scikit-image scales the window instead of the image: a speed comparison at
                 # OpenCV's settings, not an output one.
-                from skimage.feature import Cascade as SkCascade
-
                 det, skc = CascadeDetector(lbp_src), SkCascade(lbp_src)
                 for t in run.threads:
                     set_threads(t)
@@ -544,8 +586,6 @@ def _cascade(run: _Run) -> None:
 
 
 def _haar_bank():
-    from pydetect.cascade import HaarFeatures
-
     return HaarFeatures((25, 25), mode="skimage")
 
 
@@ -560,11 +600,8 @@ def _haar(run: _Run) -> None:
         ours = bank.compute(win, normalize=False)
         peers, agree = {}, {}
         if sk is not None:
-            from skimage.feature import haar_like_feature
-            from skimage.transform import integral_image
-
             def theirs():
-                return np.asarray([haar_like_feature(integral_image(x), 0, 0, 25, 25) for x in win],
+                return np.asarray([haar_like_feature(sk_integral_image(x), 0, 0, 25, 25) for x in win],
                                   dtype=np.float32)
 
             peers["scikit-image haar_like_feature"] = theirs
@@ -575,8 +612,6 @@ def _haar(run: _Run) -> None:
 
 
 def _boosting(run: _Run) -> None:
-    from pydetect.cascade import AdaBoost
-
     skl = run.peer("scikit-learn")
     windows, labels = lfw_windows()
     bank = _haar_bank()
@@ -590,9 +625,6 @@ def _boosting(run: _Run) -> None:
     Xtr, ytr, Xte, yte = X[train], labels[train], X[test], labels[test]
     what = f"{n_est} stumps, 150 LFW windows × {X.shape[1]:,} Haar features"
     if skl is not None:
-        from sklearn.ensemble import AdaBoostClassifier
-        from sklearn.tree import DecisionTreeClassifier
-
         def theirs():
             return AdaBoostClassifier(DecisionTreeClassifier(max_depth=1), n_estimators=n_est,
                                       random_state=0).fit(Xtr, ytr)
@@ -621,8 +653,6 @@ def _boosting(run: _Run) -> None:
 
 
 def _proposals(run: _Run) -> None:
-    from pydetect import ops
-
     cv2x = run.peer("OpenCV contrib")
     sk = run.peer("scikit-image")
     ssp = run.peer("selectivesearch")
@@ -648,8 +678,6 @@ def _proposals(run: _Run) -> None:
                 peers["OpenCV contrib ximgproc"] = lambda mode=mode: opencv(mode)
                 notes["OpenCV contrib ximgproc"] = f"{n_ours} vs {len(opencv(mode))} boxes; different rankings"
             if mode == "single" and ssp is not None:
-                import warnings
-
                 def package():
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
@@ -665,10 +693,8 @@ def _proposals(run: _Run) -> None:
         ours = ops.felzenszwalb(img, scale=100, sigma=0.8, min_size=50)
         n_ours = int(ours.max()) + 1
         if sk is not None:
-            from skimage.segmentation import felzenszwalb as sk_felz
-
-            peers["scikit-image felzenszwalb"] = lambda: sk_felz(img, scale=100, sigma=0.8, min_size=50)
-            n_sk = int(sk_felz(img, scale=100, sigma=0.8, min_size=50).max()) + 1
+            peers["scikit-image felzenszwalb"] = lambda: sk_felzenszwalb(img, scale=100, sigma=0.8, min_size=50)
+            n_sk = int(sk_felzenszwalb(img, scale=100, sigma=0.8, min_size=50).max()) + 1
             # Same graph and merge rule; the order of equal edge weights differs, so the
             # segmentations are compared by their number of segments (within 2%).
             agree["scikit-image felzenszwalb"] = bool(abs(n_ours - n_sk) <= max(1, 0.02 * n_sk))
@@ -681,21 +707,10 @@ def _roi(run: _Run) -> None:
     tv = run.peer("torchvision")
     if tv is None:
         return
-    import torch
-
-    from pydetect import ops
-
     n, per_image = (1, 128) if run.quick else (2, 512)
     g = torch.Generator().manual_seed(0)
-    c, h, w, stride = 256, 50, 68, 16.0
-    x = torch.randn(n, c, h, w, generator=g)
-    boxes = []
-    for _ in range(n):
-        xy = torch.rand(per_image, 2, generator=g) * torch.tensor([w * stride, h * stride]) * 0.8
-        wh = 16 + torch.rand(per_image, 2, generator=g) * torch.tensor([w * stride, h * stride]) * 0.4
-        boxes.append(torch.cat([xy, xy + wh], 1))
-    scale = 1.0 / stride
-    grad = torch.randn(n * per_image, c, 7, 7, generator=g)
+    x, boxes, scale = roi_problem(n=n, per_image=per_image, generator=g)
+    grad = torch.randn(n * per_image, x.shape[1], 7, 7, generator=g)
     what = f"features {tuple(x.shape)}, {n * per_image} RoIs, 7x7"
     ops_pairs = {"roi_align": (lambda f, z: f(z, boxes, 7, spatial_scale=scale, sampling_ratio=2, aligned=True),
                                ops.roi_align, tv.roi_align),
@@ -720,8 +735,6 @@ def _roi(run: _Run) -> None:
 
 
 def _eval(run: _Run) -> None:
-    from pydetect import eval as pdeval
-
     cocoeval = run.peer("pycocotools")
     fce = run.peer("faster-coco-eval")
     n_images = 100 if run.quick else 500
@@ -738,7 +751,7 @@ def _eval(run: _Run) -> None:
         peers[name] = fn
 
     if cocoeval is not None:
-        from pycocotools.coco import COCO
+        from pycocotools.coco import COCO  # deferred: pycocotools is an optional peer
 
         with quiet(io.StringIO()):
             coco_gt = COCO()
@@ -776,8 +789,6 @@ def _eval(run: _Run) -> None:
 
 
 def _ism(run: _Run) -> None:
-    from pydetect.ism import accumulate_votes, mean_shift
-
     skl = run.peer("scikit-learn")
     problem = hough_problem(500 if run.quick else 1500)
     votes, _, _, _ = accumulate_votes(*problem)
@@ -794,8 +805,6 @@ def _ism(run: _Run) -> None:
         set_threads(t)
         peers, agree = {}, {}
         if skl is not None:
-            from sklearn.cluster import MeanShift
-
             def theirs():
                 return MeanShift(bandwidth=bw, seeds=seeds, n_jobs=1).fit(votes).cluster_centers_
 
@@ -829,8 +838,6 @@ FAMILIES = tuple(_FAMILY_FNS)
 
 
 def _thread_counts(threads) -> list:
-    import pydetect
-
     if threads is None:
         return [pydetect.get_num_threads()]
     if isinstance(threads, (int, np.integer)) and not isinstance(threads, bool):
@@ -872,8 +879,6 @@ def run_op_benchmarks(families=None, quick: bool = False, threads=None, repeats:
         installed, with their pip package and the families they would have covered),
         ``errors`` (families that raised); ``markdown()`` and ``to_json()`` render it.
     """
-    import pydetect
-
     if families is None:
         families = list(FAMILIES)
     elif isinstance(families, str):
@@ -913,8 +918,6 @@ def run_op_benchmarks(families=None, quick: bool = False, threads=None, repeats:
 
 
 def _current_threads() -> dict:
-    import pydetect
-
     out = {"pydetect": pydetect.get_num_threads()}
     for name, getter in (("torch", "get_num_threads"), ("cv2", "getNumThreads")):
         try:
@@ -925,8 +928,6 @@ def _current_threads() -> dict:
 
 
 def _restore_threads(before: dict) -> None:
-    import pydetect
-
     pydetect.set_num_threads(before["pydetect"])
     for name, setter in (("torch", "set_num_threads"), ("cv2", "setNumThreads")):
         if name in before:
