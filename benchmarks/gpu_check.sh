@@ -2,7 +2,7 @@
 # The GPU check, for a machine with an NVIDIA GPU, the CUDA toolkit (nvcc), CMake >= 3.18, Ninja
 # and a Python with torch (CUDA build), numpy, pybind11 and pytest (torchvision optional):
 #   1. builds pydetect in place with its CUDA kernels forced on (the wheel's architectures);
-#   2. runs tests/test_cuda.py (CUDA kernels against the CPU ones, the device parameter);
+#   2. runs tests/ops/test_cuda.py (CUDA kernels against the CPU ones, the device parameter);
 #   3. prints timings against torchvision and Faster R-CNN training steps on the GPU
 #      (benchmarks/bench_cuda.py).
 # Usage: benchmarks/gpu_check.sh [python]      (default python3)
@@ -19,5 +19,5 @@ cmake -S . -B build/gpu -G Ninja -DPYDETECT_CUDA=ON -DPython_EXECUTABLE="$(comma
 cmake --build build/gpu
 echo "build: $(( $(date +%s) - start )) s"
 
-PYTHONPATH=. "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py
+PYTHONPATH=. "$PY" -m pytest -q -p no:cacheprovider -rs tests/ops/test_cuda.py
 PYTHONPATH=. "$PY" benchmarks/bench_cuda.py

@@ -4,8 +4,12 @@ import sys
 import numpy as np
 import pytest
 
-# tests/ is on sys.path (pytest's default import mode), so tests import the slow,
-# obviously-correct references as `import _reference`.
+# Test files live in sub-folders that mirror the package (tests/ops/, tests/cascade/, ...; tests/
+# itself holds the package-wide ones). pytest's default import mode puts only each test file's
+# own folder on sys.path, so tests/ is added here: the shared helpers stay in tests/ and are
+# imported as `import _reference` from any folder (children started by _isolated.run_isolated
+# inherit sys.path through PYTHONPATH). There are no __init__.py files, so test file names must
+# stay unique across all folders (pytest stops with "import file mismatch" otherwise).
 sys.path.insert(0, os.path.dirname(__file__))
 
 

@@ -287,7 +287,7 @@ def test_bad_input_and_edge_cases():
 def test_example_script_writes_annotated_png(tmp_path):
     import importlib.util
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/cascade/ -> repo
     spec = importlib.util.spec_from_file_location(
         "detect_faces", os.path.join(root, "examples", "detect_faces.py"))
     mod = importlib.util.module_from_spec(spec)
