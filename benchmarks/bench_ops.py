@@ -18,6 +18,7 @@ from pydetect import ops
 from pydetect.bench.ops import clustered_boxes as clustered
 from pydetect.bench.results import Table
 from pydetect.bench.timing import set_threads, time_alternating
+from pydetect.ops.nms import nms_with_algorithm
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -53,15 +54,15 @@ def try_import(name):
 
 def crossover(args):
     """Times both exact NMS algorithms on the same clustered boxes (one thread)."""
-    from pydetect import _C
-
     set_threads(1)
     table = Table("NMS algorithm crossover (compaction vs grid, same result)")
     for n in (100, 200, 400, 600, 800, 1000, 2000, 10000, 50000):
         boxes, scores, _ = clustered(n, seed=n)
-        assert np.array_equal(_C.nms(boxes, scores, 0.5, 1), _C.nms(boxes, scores, 0.5, 2))
-        t = time_alternating({"grid": lambda: _C.nms(boxes, scores, 0.5, 2),
-                              "compaction": lambda: _C.nms(boxes, scores, 0.5, 1)}, args.repeats, min_time=0.2)
+        assert np.array_equal(nms_with_algorithm(boxes, scores, 0.5, "compaction"),
+                              nms_with_algorithm(boxes, scores, 0.5, "grid"))
+        t = time_alternating({"grid": lambda: nms_with_algorithm(boxes, scores, 0.5, "grid"),
+                              "compaction": lambda: nms_with_algorithm(boxes, scores, 0.5, "compaction")},
+                             args.repeats, min_time=0.2)
         table.add(f"nms {n:,} boxes: grid vs compaction", 1, t["grid"], "compaction", t["compaction"])
     if args.record:
         table.record(RESULTS, "NMS algorithm crossover (bench_ops.py --crossover)", args.note)

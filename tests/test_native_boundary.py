@@ -74,8 +74,10 @@ def test_enums_cross_as_enums_and_keep_the_dtype():
     boxes = np.array([[0, 0, 1, 1], [0, 0, 1, 1 + 1e-9]])  # the same box in float32
     scores = np.array([0.9, 0.8])
     thr = 1 - 5e-10  # float64 IoU 1 - 1e-9 keeps both; float32 would suppress one
-    for algorithm in list(_C.NmsAlgorithm.__members__.values()) + [0, 1, 2]:
+    for algorithm in _C.NmsAlgorithm.__members__.values():
         np.testing.assert_array_equal(_C.nms(boxes, scores, thr, algorithm), [0, 1])
+    with pytest.raises(TypeError):
+        _C.nms(boxes, scores, thr, 1)  # enums only: an integer code is not an NmsAlgorithm
     with pytest.raises(TypeError):
         _C.box_convert(boxes, 0, 1)  # enums only: an integer code is not a BoxFormat
     np.testing.assert_array_equal(_C.box_convert(boxes, _C.BoxFormat.XYXY, _C.BoxFormat.XYWH)[1], [0, 0, 1, 1 + 1e-9])

@@ -217,13 +217,6 @@ void bind_boxes(py::module_& m) {
         py::arg("algorithm") = pydetect::NmsAlgorithm::Auto,
         "Greedy NMS; kept indices by decreasing score (torchvision's result). Every NmsAlgorithm "
         "gives the same result (COMPACTION and GRID are for tests and benchmarks).");
-  // The integer codes of NmsAlgorithm, which benchmarks/bench_ops.py passes. A separate
-  // overload, not an implicit int -> enum conversion: pybind11 tries conversions only in
-  // its second pass, where the float32 overload comes first and would cast float64 boxes.
-  m.def("nms", [nms](const CArray<T>& boxes, const CArray<T>& scores, double iou_threshold, int algorithm) {
-    return nms(boxes, scores, iou_threshold, pydetect::NmsAlgorithm(algorithm));
-  }, py::arg("boxes"), py::arg("scores"), py::arg("iou_threshold"), py::arg("algorithm"),
-     "nms with an NmsAlgorithm's integer code (0 AUTO, 1 COMPACTION, 2 GRID).");
 
   m.def("batched_nms", [](const CArray<T>& boxes, const CArray<T>& scores,
                           const CArray<int64_t>& labels, double iou_threshold) {

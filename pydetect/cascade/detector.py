@@ -7,6 +7,7 @@ import math
 import numbers
 import os
 
+import cv2
 import numpy as np
 
 from pydetect._validation import as_image, check_int, check_int32, check_scale_factor
@@ -103,8 +104,6 @@ def pyramid_scales(window_size, image_size, scale_factor=1.1, min_size=None, max
 
 
 def _grey(gray):
-    import cv2
-
     img = as_image(gray, "gray")
     return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
 
@@ -125,8 +124,6 @@ def pyramid_levels(gray, window_size, scale_factor=1.1, min_size=None, max_size=
     scales : list of numpy.float32
     levels : list of (h, w) uint8 ndarray
     """
-    import cv2
-
     h, w = gray.shape
     scales = pyramid_scales(window_size, (w, h), scale_factor, min_size, max_size)
     levels = []

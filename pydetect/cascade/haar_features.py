@@ -23,11 +23,11 @@ the ones an OpenCV cascade file holds.
 
 from __future__ import annotations
 
-
 import numpy as np
+import torch
 
-from pydetect._validation import (as_float32_array, as_int32_array, check_choice,
-                                  check_int, check_int32, check_size, to_numpy)
+from pydetect._validation import (as_float32_array, as_int32_array, check_choice, check_int, check_int32, check_size,
+                                  to_numpy)
 from pydetect.ops import _cascade
 
 __all__ = ["HaarFeatures", "FEATURE_TYPE_NAMES", "SKIMAGE_FEATURE_TYPES"]
@@ -249,7 +249,6 @@ class HaarFeatures:
                              "max_bytes, or iterate with iter_compute(windows, chunk_bytes=...)")
         out = _cascade.haar_compute(arr, rects, weights, tilted, normalize)
         if kind == "torch":
-            import torch
 
             return torch.from_numpy(out)
         return out

@@ -27,14 +27,17 @@ import os
 import time
 import warnings
 
+import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from pydetect._io import atomic_write
-from pydetect._validation import (as_image, check_choice, check_fraction, check_int, check_positive,
-                                  check_scale_factor, to_numpy)
-from pydetect.cascade.boosting import AdaBoost
+from pydetect._validation import (as_image, check_choice, check_fraction, check_int, check_positive, check_scale_factor,
+                                  to_numpy)
+from pydetect.cascade.boosting import AdaBoost, Tree
 from pydetect.cascade.detector import CascadeDetector, pyramid_levels, pyramid_scales
 from pydetect.cascade.haar_features import HaarFeatures
+from pydetect.cascade.model import Cascade, HaarFeature, Stage, WeakTree
 
 __all__ = ["train_cascade", "augment_positives", "CascadeTrainingLog"]
 
@@ -79,8 +82,6 @@ def augment_positives(positives, n_out, *, seed=0, flip=True, max_shift=1.0, max
     -------
     (n_out, h, w) uint8 ndarray
     """
-    import cv2
-
     pos = np.asarray(positives)
     n_out = check_int(n_out, "n_out", minimum=0)
     rng = np.random.default_rng(seed)
@@ -147,8 +148,6 @@ class _StageModel:
         return self.to_cascade(None).accepts(windows)
 
     def to_cascade(self, max_depth):
-        from pydetect.cascade.model import Cascade, HaarFeature, Stage, WeakTree
-
         stages = []
         for thr, trees in self.stages:
             weak = [WeakTree(left=t.left, right=t.right, feature=t.feature,
@@ -167,8 +166,6 @@ class _StageModel:
 
     @classmethod
     def from_cascade(cls, cascade):
-        from pydetect.cascade.boosting import Tree
-
         w, h = cascade.window_size
         model = cls((h, w))
         model.rects = cascade.rects.copy()
@@ -395,7 +392,6 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
     start = time.perf_counter()
     bar = None
     if progress:
-        from tqdm.auto import tqdm
 
         bar = tqdm(total=num_stages, initial=len(model.stages), desc="cascade stages", unit="stage")
     stop_reason = f"{num_stages} stages trained"
@@ -494,8 +490,6 @@ def _check_positives(positives):
 
 
 def _check_backgrounds(backgrounds, window_hw):
-    import cv2
-
     if backgrounds is None or isinstance(backgrounds, (str, bytes)):
         raise TypeError("backgrounds must be a sequence of images")
     out = []
@@ -521,8 +515,6 @@ def _save_checkpoint(directory, model, log, params, max_depth, seconds):
 
 
 def _load_checkpoint(directory, params):
-    from pydetect.cascade.model import Cascade
-
     path_xml = os.path.join(directory, "cascade.xml")
     path_json = os.path.join(directory, "training.json")
     if not (os.path.exists(path_xml) and os.path.exists(path_json)):

@@ -39,6 +39,7 @@ import inspect
 import pickle
 import sys
 
+import pydetect
 from pydetect._persist import decode, encode, is_zip_file, read_archive, write_archive
 
 __all__ = ["BaseDetector", "NotFittedError", "DETECTORS"]
@@ -184,7 +185,6 @@ class BaseDetector:
         if DETECTORS.get(name) != type(self).__module__:
             raise TypeError(f"{type(self).__module__}.{name} is not in pydetect.detectors.base.DETECTORS: "
                             "add it there to save it")
-        import pydetect
 
         params = self.get_params()
         modules = [k for k, v in params.items() if _is_module(v)]

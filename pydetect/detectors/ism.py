@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import time
 
+import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from pydetect import ops
-from pydetect._validation import (as_image, check_choice, check_fraction, check_image_size, check_int,
-                                  check_positive)
+from pydetect._validation import as_image, check_choice, check_fraction, check_image_size, check_int, check_positive
 from pydetect.detectors.base import BaseDetector
-from pydetect.ism import codebook as cb
-from pydetect.ism import features as ft
+from pydetect.ism import codebook as cb, features as ft
 from pydetect.ism.voting import accumulate_votes, bin_seeds, mean_shift
 from pydetect.structures import Detections
 
@@ -230,8 +230,6 @@ class ImplicitShapeModel(BaseDetector):
     # Features -----------------------------------------------------------------------
     def _features(self, image):
         """Points (F, 3) in original-image pixels, descriptors (F, D), upscaled grey image."""
-        import cv2
-
         gray = ft.to_gray(image)
         if self.upscale != 1.0:
             h, w = gray.shape
@@ -264,8 +262,6 @@ class ImplicitShapeModel(BaseDetector):
         -------
         self
         """
-        from tqdm.auto import tqdm
-
         self._validate_params()
         class_names = _dataset_items(dataset)
         if class_name is not None:
@@ -407,8 +403,6 @@ class ImplicitShapeModel(BaseDetector):
 
     def _segment(self, model, shape, pts, votes, weights, vf, vo, mode):
         """Figure probability (H, W): back-projected figure-ground patches of the support."""
-        import cv2
-
         hgt, wid = shape
         fig = np.zeros((hgt, wid), np.float64)
         tot = np.zeros((hgt, wid), np.float64)

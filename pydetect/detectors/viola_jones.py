@@ -18,10 +18,16 @@ classifiers for rapid object detection", DAGM 2003 (Gentle AdaBoost, OpenCV's tr
 from __future__ import annotations
 
 import numbers
+import os
+import warnings
 
+import cv2
 import numpy as np
 
 from pydetect._validation import as_image, check_fraction, check_int, check_positive
+from pydetect.cascade.detector import CascadeDetector, _size
+from pydetect.cascade.model import Cascade
+from pydetect.cascade.training import train_cascade
 from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
 
@@ -29,8 +35,6 @@ __all__ = ["ViolaJonesDetector"]
 
 
 def _grey(image):
-    import cv2
-
     img = as_image(image, "image")
     return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
 
@@ -130,8 +134,6 @@ class ViolaJonesDetector(BaseDetector):
     def _check_params(self):
         """Checks the parameters fit and predict use, before the samples are cropped (the
         cascade's own training parameters are checked by train_cascade)."""
-        from pydetect.cascade.detector import _size
-
         self._window()
         check_fraction(self.margin, "margin")
         check_int(self.backgrounds_per_image, "backgrounds_per_image", minimum=0)
@@ -153,8 +155,6 @@ class ViolaJonesDetector(BaseDetector):
         backgrounds : list of (H, W) uint8 arrays
         label : int
         """
-        import cv2
-
         h, w = self._window()
         margin = check_fraction(self.margin, "margin")
         per_image = check_int(self.backgrounds_per_image, "backgrounds_per_image", minimum=0)
@@ -223,8 +223,6 @@ class ViolaJonesDetector(BaseDetector):
         -------
         self
         """
-        import os
-
         self._check_params()
         if not hasattr(dataset, "class_names"):
             raise TypeError(f"dataset must be a DetectionDataset, got {type(dataset).__name__}")
@@ -237,7 +235,6 @@ class ViolaJonesDetector(BaseDetector):
                 present.update(np.asarray(target["labels"]).reshape(-1).tolist())
             chosen = [n for k, n in enumerate(names) if k in present]
             if len(chosen) < len(names):
-                import warnings
 
                 missing = [n for n in names if n not in chosen]
                 warnings.warn(f"no training box for classes {missing}: no cascade is trained for them",
@@ -262,8 +259,6 @@ class ViolaJonesDetector(BaseDetector):
         return self
 
     def _fit_one(self, dataset, class_name, time_share, checkpoint_dir):
-        from pydetect.cascade.training import train_cascade
-
         positives, backgrounds, label = self.extract_samples(dataset, class_name)
         if not backgrounds:
             raise ValueError("no object-free region found in the dataset to mine negatives from; "
@@ -307,8 +302,6 @@ class ViolaJonesDetector(BaseDetector):
         ViolaJonesDetector
             Ready for ``predict`` and ``save``; its ``training_logs_`` are empty.
         """
-        from pydetect.cascade.model import Cascade
-
         det = cls(**params)
         if not isinstance(cascade, Cascade):
             cascade = Cascade.load(cascade)
@@ -335,8 +328,6 @@ class ViolaJonesDetector(BaseDetector):
         return state
 
     def _set_state(self, state: dict) -> None:
-        from pydetect.cascade.model import Cascade
-
         state = dict(state)
         self.cascades_ = [Cascade(**a) for a in state.pop("cascades_")]
         vars(self).update(state)
@@ -369,8 +360,6 @@ class ViolaJonesDetector(BaseDetector):
         return out.sorted() if len(out) else out
 
     def _detect_one(self, grey, cascade, label, min_neighbors) -> Detections:
-        from pydetect.cascade.detector import CascadeDetector
-
         det = CascadeDetector(cascade).detect(
             grey, scale_factor=self.scale_factor, min_neighbors=min_neighbors,
             min_size=self.min_size, max_size=self.max_size, return_levels=True)

@@ -7,6 +7,7 @@ import contextlib
 import os
 
 import torch
+import torch.distributed as dist
 
 from pydetect._validation import check_device
 
@@ -32,7 +33,6 @@ def distributed_info(device=None):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
-    import torch.distributed as dist
 
     if not dist.is_initialized():
         if device is not None and torch.device(device).type == "cuda":

@@ -1,4 +1,6 @@
-"""The progress bar of long training steps (tqdm, an optional dependency loaded on use)."""
+"""The progress bar of long training steps."""
+
+from tqdm.auto import tqdm
 
 __all__ = ["progress_bar"]
 
@@ -7,6 +9,4 @@ def progress_bar(total, desc, enabled):
     """A tqdm bar of ``total`` steps, or None when not ``enabled``."""
     if not enabled:
         return None
-    from tqdm.auto import tqdm  # deferred: only progress bars need tqdm
-
     return tqdm(total=total, desc=desc, leave=False)

@@ -15,6 +15,7 @@ scalable fallback).
 from __future__ import annotations
 
 import numpy as np
+from sklearn.cluster import AgglomerativeClustering, KMeans
 
 __all__ = ["build_codebook", "match", "similarity_to_distance"]
 
@@ -25,8 +26,6 @@ def similarity_to_distance(threshold: float, metric: str) -> float:
 
 
 def _agglomerative(desc, metric, threshold):
-    from sklearn.cluster import AgglomerativeClustering
-
     if len(desc) == 1:
         return np.zeros(1, np.int64)
     model = AgglomerativeClustering(n_clusters=None, linkage="average",
@@ -81,7 +80,6 @@ def build_codebook(descriptors, *, metric="ngc", threshold=0.7, max_agglomerativ
         labels = _agglomerative(desc, metric, threshold)
         n = int(labels.max()) + 1
     else:
-        from sklearn.cluster import KMeans
 
         subset = desc[rng.choice(len(desc), max_agglomerative, replace=False)]
         sub_labels = _agglomerative(subset, metric, threshold)

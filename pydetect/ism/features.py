@@ -17,6 +17,7 @@ D. Lowe. "Distinctive image features from scale-invariant keypoints". IJCV 60, 2
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 __all__ = ["to_gray", "detect_keypoints", "harris_laplace", "extract_patches", "extract_sift", "describe"]
@@ -24,8 +25,6 @@ __all__ = ["to_gray", "detect_keypoints", "harris_laplace", "extract_patches", "
 
 def to_gray(image: np.ndarray) -> np.ndarray:
     """(H, W) uint8 grey from a validated (H, W) or (H, W, 3) RGB uint8 image."""
-    import cv2
-
     return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
@@ -56,8 +55,6 @@ def detect_keypoints(gray, *, detector="dog", scales=(3.0, 4.5, 6.75, 10.0), ste
     ndarray, shape (F, 3), float64
         ``(x, y, scale)``.
     """
-    import cv2
-
     h, w = gray.shape
     if detector == "dense":
         out = []
@@ -96,8 +93,6 @@ def harris_laplace(gray, *, sigma0=1.5, n_scales=8, step=1.4, alpha=0.06, thresh
     ndarray, shape (F, 3), float64
         ``(x, y, sigma_n)``, by decreasing Harris response, at most ``max_features``.
     """
-    import cv2
-
     img = gray.astype(np.float32) / 255.0
     sigmas = [sigma0 * step**n for n in range(n_scales + 2)]  # one extra scale each side
     lap, harris = [], []
@@ -143,8 +138,6 @@ def extract_patches(gray, points, *, patch_size=15, patch_factor=2.5):
     contrast : float32 ndarray, shape (F,)
         Standard deviation of the grey values of each patch (0-255 scale).
     """
-    import cv2
-
     points = np.asarray(points, np.float64).reshape(-1, 3)
     n, p = len(points), int(patch_size)
     out = np.zeros((n, p * p), np.float32)
@@ -195,8 +188,6 @@ def extract_sift(gray, points, *, patch_factor=2.5):
     -------
     float32 ndarray, shape (F, 128)
     """
-    import cv2
-
     points = np.asarray(points, np.float64).reshape(-1, 3)
     out = np.zeros((len(points), 128), np.float32)
     if not len(points):

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pydetect import ops
+
 __all__ = ["IMAGE_MEAN", "IMAGE_STD", "normalize_images", "build_backbone", "VGGStyle", "ResNet18Style", "FPN", "BackboneWithFPN",
            "CropClassifier"]
 
@@ -186,7 +188,6 @@ class CropClassifier(nn.Module):
         f = list(self.backbone(x).values())[-1]
         if boxes is None:
             return self.fc(torch.flatten(F.adaptive_avg_pool2d(f, 1), 1))
-        from pydetect import ops
 
         rois = torch.cat([torch.arange(len(boxes), dtype=f.dtype, device=f.device)[:, None], boxes.to(f.dtype)], 1)
         pooled = ops.roi_align(f, rois, 7, f.shape[-1] / x.shape[-1], 2, True)

@@ -9,6 +9,7 @@ the same point, so that only their size and elongation matter, not where they li
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from pydetect._validation import _is_torch_tensor, as_float_array, check_int, to_numpy
 
@@ -42,8 +43,6 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _shape_iou_torch(a_wh, b_wh):
-    import torch
-
     ref = a_wh if _is_torch_tensor(a_wh) else b_wh
     tensors = []
     for x, name in ((a_wh, "a_wh"), (b_wh, "b_wh")):

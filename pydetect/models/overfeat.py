@@ -14,7 +14,7 @@ one window: written as a k x k convolution with the same weights, it reads every
 features, stride 1 on the feature map = ``stride`` pixels on the image. The later fully
 connected layers act on one vector per window and become 1 x 1 convolutions. The dense map's
 cell (i, j) is therefore the classifier run on the window whose top-left pixel is
-(``stride`` j, ``stride`` i), up to float rounding (tested in tests/test_overfeat.py).
+(``stride`` j, ``stride`` i), up to float rounding (tested in tests/detectors/test_overfeat.py).
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ def box_convert(boxes: Tensor, in_fmt: str, out_fmt: str) -> Tensor:
 # ----------------------------------------------------------------------------- tensor path
 # What box_area and box_convert compute when scripted, traced or compiled: torch's ops in
 # the operation order of csrc/boxes/box_ops.cpp (to_xyxy, from_xyxy) and box_math.h, so
-# the results equal the C++ kernels' bit for bit (tests/test_torch_ops.py checks it). The
+# the results equal the C++ kernels' bit for bit (tests/ops/test_torch_ops.py checks it). The
 # argument checks are those of the eager path that need no tensor values (as for box_iou,
 # finiteness is not checked: that would read the values).
 def _check_format(fmt: str, name: str) -> None:

@@ -121,6 +121,17 @@ def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: fl
                                           iou_threshold)
 
 
+def nms_with_algorithm(boxes, scores, iou_threshold: float, algorithm: str) -> np.ndarray:
+    """:func:`nms` of numpy (N, 4) boxes and (N,) scores by one named exact algorithm,
+    ``"compaction"`` (the candidate list shrinks as boxes are suppressed) or ``"grid"`` (a
+    spatial hash of the boxes); both give :func:`nms`'s result, which picks between them by
+    size. For tests and the crossover benchmark that chose that size."""
+    check_choice(algorithm, "algorithm", ("compaction", "grid"))
+    b, s, _ = _boxes_and_scores(boxes, scores)
+    chosen = _C.NmsAlgorithm.COMPACTION if algorithm == "compaction" else _C.NmsAlgorithm.GRID
+    return _C.nms(b, s, check_fraction(iou_threshold, "iou_threshold"), chosen)
+
+
 def soft_nms(boxes, scores, iou_threshold: float = 0.3, sigma: float = 0.5,
              score_threshold: float = 0.001, method: str = "gaussian"):
     """Soft non-maximum suppression (Bodla et al., "Soft-NMS", ICCV 2017).

@@ -215,20 +215,22 @@ def _grid_edge_cases(rng, dtype):
     return np.concatenate([boxes, extra]), np.concatenate([scores, np.array([0.99, 0.5, 0.95, 0.97, 0.3], dtype)])
 
 
-@pytest.mark.parametrize("algorithm", [1, 2])
+@pytest.mark.parametrize("algorithm", ["compaction", "grid"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("thr", [0.0, 0.5, 0.9, 1.0])
 def test_nms_algorithms_equal_reference(rng, algorithm, dtype, thr):
-    from pydetect import _C
+    from pydetect.ops.nms import nms_with_algorithm
 
     boxes, scores = _grid_edge_cases(rng, dtype)
-    np.testing.assert_array_equal(_C.nms(boxes, scores, thr, algorithm), ref.nms(boxes, scores, thr))
+    np.testing.assert_array_equal(nms_with_algorithm(boxes, scores, thr, algorithm), ref.nms(boxes, scores, thr))
     tied = np.round(scores * 4).astype(dtype)
-    np.testing.assert_array_equal(_C.nms(boxes, tied, thr, algorithm), ref.nms(boxes, tied, thr))
+    np.testing.assert_array_equal(nms_with_algorithm(boxes, tied, thr, algorithm), ref.nms(boxes, tied, thr))
 
 
 def test_nms_grid_only_empty_boxes():
-    from pydetect import _C
+    from pydetect.ops.nms import nms_with_algorithm
 
     boxes = np.array([[1, 1, 1, 1], [2, 2, 2, 5]], np.float32)
-    np.testing.assert_array_equal(_C.nms(boxes, np.array([0.1, 0.9], np.float32), 0.0, 2), [1, 0])
+    np.testing.assert_array_equal(nms_with_algorithm(boxes, np.array([0.1, 0.9], np.float32), 0.0, "grid"), [1, 0])
+    with pytest.raises(ValueError, match="algorithm"):
+        nms_with_algorithm(boxes, np.array([0.1, 0.9], np.float32), 0.0, "auto")
