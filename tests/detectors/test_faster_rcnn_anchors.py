@@ -149,15 +149,17 @@ def test_save_load_round_trip(kmeans_fitted, tiny_data, tmp_path):
 
 
 def test_model_without_anchor_shapes_still_loads(tiny_data):
-    """A model fitted before ``anchors`` existed has no anchor_shapes_: _set_state rebuilds it
-    from anchor_sizes_ / aspect_ratios_."""
+    """A model fitted before ``anchors`` existed (state version 0) has neither ``anchors`` nor
+    anchor_shapes_: the load-time upgrade reads them as None, and the anchors are rebuilt from
+    anchor_sizes_ / aspect_ratios_."""
     det = tiny_detector(max_iter=1).fit(tiny_data)
     state = det._get_state()
     del state["anchor_shapes_"]
-    del vars(det)["anchors"]
-    old = FasterRCNN(**{k: v for k, v in det.get_params().items() if k != "anchors"})
+    params = {k: v for k, v in det.get_params().items() if k != "anchors"}
+    params, state = FasterRCNN._upgrade(params, state, 0)
+    old = FasterRCNN(**params)
     old._set_state(state)
-    assert getattr(old, "anchor_shapes_", None) is None and old.get_params()["anchors"] is None
+    assert old.anchor_shapes_ is None and old.get_params()["anchors"] is None
     a, b = det.predict(tiny_data[0][0]), old.predict(tiny_data[0][0])
     np.testing.assert_array_equal(a.boxes, b.boxes)
     np.testing.assert_array_equal(a.scores, b.scores)
