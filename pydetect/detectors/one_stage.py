@@ -18,7 +18,7 @@ import torch
 from pydetect import engine, models
 from pydetect._validation import (check_bool, check_fraction, check_int, check_num_threads, check_positive,
                                   check_scale_range)
-from pydetect.detectors.base import BaseDetector
+from pydetect.detectors.cnn import CNNEstimator
 from pydetect.models.kmeans import kmeans_anchors
 from pydetect.structures import Detections
 
@@ -65,7 +65,7 @@ def split_by_level(shapes, levels):
     return [g.tolist() for g in np.array_split(shapes, levels)]
 
 
-class OneStageEstimator(BaseDetector):
+class OneStageEstimator(CNNEstimator):
     """Base class of YOLO and SSD (see the module docstring)."""
 
     _checkpoint_name = "one_stage.ckpt"
@@ -104,14 +104,6 @@ class OneStageEstimator(BaseDetector):
         return models.VGGStyle()
 
     # ------------------------------------------------------------------------- training
-    def fit(self, dataset):
-        """Pretrains the backbone on crops, then trains the detector end to end; returns self."""
-        class_names, targets = engine.check_detection_dataset(dataset)
-        self._check_params()
-        device = engine.resolve_device(self.device)
-        with engine.torch_threads(self.num_threads):
-            return self._fit(dataset, class_names, targets, device)
-
     def _fit(self, dataset, class_names, targets, device):
         torch.manual_seed(self.seed)
         engine.distributed_info(device)  # under torchrun: joins the process group before any collective

@@ -41,7 +41,7 @@ import torch
 
 from pydetect import engine, models, ops
 from pydetect._validation import check_bool, check_choice, check_fraction, check_int, check_num_threads, check_positive
-from pydetect.detectors.base import BaseDetector
+from pydetect.detectors.cnn import CNNEstimator
 from pydetect.models.overfeat import BoxRegressionLoss, OverFeatNet, WindowClassifierLoss
 from pydetect.structures import Detections
 
@@ -95,7 +95,7 @@ def _rescale(image, scale, pad):
     return level, (nw / w, nh / h)
 
 
-class OverFeat(BaseDetector):
+class OverFeat(CNNEstimator):
     """OverFeat: a window classifier evaluated densely over an image pyramid, with box regression.
 
     Parameters
@@ -381,14 +381,6 @@ class OverFeat(BaseDetector):
         return np.stack(crops) if crops else np.zeros((0, w, w, 3), np.uint8)
 
     # ------------------------------------------------------------------------- training
-    def fit(self, dataset):
-        """Trains the window classifier (with bootstrapping) and the box regressor; returns self."""
-        class_names, targets = engine.check_detection_dataset(dataset)
-        self._check_params()
-        device = engine.resolve_device(self.device)
-        with engine.torch_threads(self.num_threads):
-            return self._fit(dataset, class_names, targets, device)
-
     def _fit(self, dataset, class_names, targets, device):
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)

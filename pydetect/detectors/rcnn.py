@@ -21,7 +21,7 @@ from sklearn.svm import LinearSVC
 
 from pydetect import engine, models, ops
 from pydetect._validation import check_choice, check_fraction, check_int, check_num_threads, check_positive, check_real
-from pydetect.detectors.base import BaseDetector
+from pydetect.detectors.cnn import CNNEstimator
 from pydetect.structures import Detections
 
 __all__ = ["RCNN"]
@@ -62,7 +62,7 @@ def _sklearn_from_state(state):
     return model
 
 
-class RCNN(BaseDetector):
+class RCNN(CNNEstimator):
     """R-CNN: warped selective-search regions, CNN features, per-class linear SVMs.
 
     Parameters
@@ -179,14 +179,6 @@ class RCNN(BaseDetector):
         return boxes[((boxes[:, 2] - boxes[:, 0]) >= 2) & ((boxes[:, 3] - boxes[:, 1]) >= 2)]
 
     # ------------------------------------------------------------------------- training
-    def fit(self, dataset):
-        """Pretrains the CNN on warped crops, trains per-class SVMs and box regressors; returns self."""
-        class_names, targets = engine.check_detection_dataset(dataset)
-        self._check_params()
-        device = engine.resolve_device(self.device)
-        with engine.torch_threads(self.num_threads):
-            return self._fit(dataset, class_names, targets, device)
-
     def _check_params(self):
         """Checks every parameter the fit uses before any training starts."""
         check_int(self.crop_size, "crop_size", minimum=8, maximum=_MAX_CROP_SIZE)

@@ -13,7 +13,7 @@ import torch
 
 from pydetect import engine
 from pydetect._validation import check_fraction, check_int, check_num_threads, check_positive, check_scale_range
-from pydetect.detectors.base import BaseDetector
+from pydetect.detectors.cnn import CNNEstimator
 from pydetect.models.backbones import build_backbone
 from pydetect.structures import Detections
 
@@ -32,7 +32,7 @@ def backbone_scale(backbone):
     return 1.0 / int(stride)
 
 
-class TwoStageEstimator(BaseDetector):
+class TwoStageEstimator(CNNEstimator):
     """Fit / predict shared by FastRCNN and FasterRCNN; subclasses give the hooks
     ``_prepare(targets)``, ``_build(backbone, num_classes)``, ``_training_proposals``,
     ``_test_proposals`` and ``_checkpoint_name``."""
@@ -84,14 +84,6 @@ class TwoStageEstimator(BaseDetector):
         check_num_threads(self.num_threads)
 
     # ------------------------------------------------------------------------- training
-    def fit(self, dataset):
-        """Pretrains the backbone on crops, then trains the detector end to end; returns self."""
-        class_names, targets = engine.check_detection_dataset(dataset)
-        self._check_params()
-        device = engine.resolve_device(self.device)
-        with engine.torch_threads(self.num_threads):
-            return self._fit(dataset, class_names, targets, device)
-
     def _fit(self, dataset, class_names, targets, device):
         torch.manual_seed(self.seed)
         engine.distributed_info(device)  # under torchrun: joins the process group before any collective
