@@ -480,7 +480,36 @@ py::tuple tree_to_tuple(const pydetect::boosting::Tree& t) {
                         to_array(t.threshold), to_array(t.leaves));
 }
 
+// (left, right, feature, threshold, leaves) arrays -> a Tree (lengths are checked by the kernel).
+pydetect::boosting::Tree tree_from_tuple(const py::handle& obj) {
+  const auto parts = obj.cast<py::tuple>();
+  if (parts.size() != 5) throw py::value_error("a tree is (left, right, feature, threshold, leaves)");
+  auto vec = [](const py::handle& a, auto zero) {
+    using T = decltype(zero);
+    const auto arr = a.cast<CArray<T>>();
+    return std::vector<T>(arr.data(), arr.data() + arr.size());
+  };
+  return {vec(parts[0], int32_t()), vec(parts[1], int32_t()), vec(parts[2], int32_t()), vec(parts[3], float()),
+          vec(parts[4], double())};
+}
+
 void bind_boosting(py::module_& m) {
+  m.def("boosted_decision", [](const CArray<float>& x, const py::list& tree_list) {
+    if (x.ndim() != 2) throw py::value_error("X must have shape (N, F), got " + shape_of(x));
+    std::vector<pydetect::boosting::Tree> trees;
+    for (const auto& t : tree_list) trees.push_back(tree_from_tuple(t));
+    const int64_t n = x.shape(0), f = x.shape(1);
+    py::array_t<double> out(n);
+    double* po = out.mutable_data();
+    const float* px = x.data();
+    {
+      py::gil_scoped_release release;
+      pydetect::boosting::decision_function(trees, px, n, f, po);
+    }
+    return out;
+  }, py::arg("X"), py::arg("trees"),
+     "Sum of the trees (each (left, right, feature, threshold, leaves)) on each row of X (N, F) -> (N,) float64.");
+
   using pydetect::boosting::Booster;
   py::class_<Booster>(m, "Booster",
                       "AdaBoost state over presorted features (see csrc/boosting/boosting.h).")
@@ -520,7 +549,6 @@ void bind_boosting(py::module_& m) {
            "Runs one round -> (left, right, feature, threshold, leaves) in OpenCV's tree layout.")
       .def_property_readonly("scores", [](const Booster& b) { return to_array(b.scores()); })
       .def_property_readonly("weights", [](const Booster& b) { return to_array(b.weights()); })
-      .def_property_readonly("last_mask", [](const Booster& b) { return to_array(b.last_mask()); })
       .def_property_readonly("num_samples", &Booster::num_samples)
       .def_property_readonly("num_features", &Booster::num_features);
 }
@@ -639,9 +667,10 @@ void bind_cascade(py::module_& m) {
                                     const std::vector<float>& scales) {
     const auto levels = to_levels(images, scales);
     std::vector<pydetect::cascade::Candidate> found;
+    int64_t positions = 0;
     {
       py::gil_scoped_release release;
-      found = pydetect::cascade::detect_candidates(model, levels);
+      found = pydetect::cascade::detect_candidates(model, levels, &positions);
     }
     const int64_t n = static_cast<int64_t>(found.size());
     py::array_t<int32_t> where({n, int64_t(3)});
@@ -651,10 +680,28 @@ void bind_cascade(py::module_& m) {
       r(i, 0) = found[i].source_level, r(i, 1) = found[i].source_x, r(i, 2) = found[i].source_y;
       w.mutable_data()[i] = found[i].weight;
     }
-    return py::make_tuple(where, w);
+    return py::make_tuple(where, w, positions);
   }, py::arg("model"), py::arg("levels"), py::arg("scales"),
      "The raw windows that pass every stage, ungrouped: ((N, 3) int32 (level index, x, y in "
-     "that level's pixels), last stage sums).");
+     "that level's pixels), last stage sums, number of window positions scanned).");
+
+  m.def("cascade_flat_windows", [](const CArray<uint8_t>& windows) {
+    if (windows.ndim() != 3 || windows.shape(1) < 3 || windows.shape(2) < 3) {
+      throw py::value_error("windows must have shape (N, h, w) with h, w >= 3, got " + shape_of(windows));
+    }
+    const int64_t n = windows.shape(0);
+    std::vector<uint8_t> flat;
+    {
+      py::gil_scoped_release release;
+      flat = pydetect::cascade::flat_windows(windows.data(), n, static_cast<int>(windows.shape(2)),
+                                             static_cast<int>(windows.shape(1)), windows.shape(2),
+                                             windows.shape(1) * windows.shape(2));
+    }
+    py::array_t<bool> out(n);
+    for (int64_t i = 0; i < n; ++i) out.mutable_data()[i] = flat[i] != 0;
+    return out;
+  }, py::arg("windows"),
+     "Whether each window (N, h, w) uint8 is flat by the Haar detector's rule (pixel deviation <= 10).");
 
   m.def("cascade_accepts", [](const Model& model, const CArray<uint8_t>& windows) {
     if (windows.ndim() != 3 || windows.shape(1) != model.window_height ||

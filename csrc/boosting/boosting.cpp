@@ -414,5 +414,27 @@ Tree Booster::add_tree() {
   return tree;
 }
 
+void decision_function(const std::vector<Tree>& trees, const float* x, int64_t n, int64_t f, double* out) {
+  for (size_t t = 0; t < trees.size(); ++t) {
+    const Tree& tree = trees[t];
+    const size_t k = tree.left.size();
+    PD_CHECK(tree.right.size() == k && tree.feature.size() == k && tree.threshold.size() == k,
+             "tree ", t, ": left, right, feature and threshold must have one length");
+    check_tree(tree.left.data(), tree.right.data(), static_cast<int64_t>(k), static_cast<int64_t>(t));
+    PD_CHECK(tree.leaves.size() == k + 1, "tree ", t, " has ", k, " nodes, so needs ", k + 1, " leaves, got ",
+             tree.leaves.size());
+    for (int32_t feature : tree.feature)
+      PD_CHECK(feature >= 0 && feature < f, "tree ", t, ": feature index ", feature, " out of range [0, ", f, ")");
+  }
+  parallel_for(0, n, 256, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const float* row = x + i * f;
+      double sum = 0.0;
+      for (const Tree& tree : trees) sum += tree_value(tree, [row](int32_t j) { return row[j]; });
+      out[i] = sum;
+    }
+  });
+}
+
 }  // namespace boosting
 }  // namespace pydetect

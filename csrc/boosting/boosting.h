@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "boosting/tree.h"
+
 namespace pydetect {
 namespace boosting {
 
@@ -21,8 +23,8 @@ struct Params {
   double weight_trim_rate = 0.95;  // <= 0 or >= 1: no trimming
 };
 
-// OpenCV's weak-tree layout: internal node k tests x[feature[k]] < threshold[k]; a child
-// reference > 0 is an internal node, <= 0 is leaf -ref. A stump is {left 0, right -1}.
+// A weak tree in OpenCV's layout (boosting/tree.h) whose node k tests x[feature[k]] <
+// threshold[k] (true: left).
 struct Tree {
   std::vector<int32_t> left, right, feature;
   std::vector<float> threshold;
@@ -32,12 +34,13 @@ struct Tree {
 // Value of a tree for one sample whose features are read by get(feature index).
 template <class Get>
 double tree_value(const Tree& t, const Get& get) {
-  int32_t idx = 0;
-  do {
-    idx = get(t.feature[idx]) < t.threshold[idx] ? t.left[idx] : t.right[idx];
-  } while (idx > 0);
-  return t.leaves[-idx];
+  return t.leaves[descend_tree([&](int32_t k) { return get(t.feature[k]) < t.threshold[k] ? t.left[k] : t.right[k]; })];
 }
+
+// out[i] = the sum of the trees' values on row i of x (n, f), tree after tree: what the
+// booster's training scores hold for its own samples. Throws std::invalid_argument for a
+// malformed tree (check_tree), arrays of inconsistent lengths or a feature outside [0, f).
+void decision_function(const std::vector<Tree>& trees, const float* x, int64_t n, int64_t f, double* out);
 
 class Booster {
  public:
@@ -53,7 +56,6 @@ class Booster {
   int64_t num_features() const { return f_; }
   const std::vector<double>& scores() const { return scores_; }    // sum of tree values
   const std::vector<double>& weights() const { return weights_; }  // current, sum 1
-  const std::vector<uint8_t>& last_mask() const { return mask_; }  // samples kept by trimming
 
  public:
   struct Split {
@@ -75,7 +77,7 @@ class Booster {
   std::vector<uint32_t> sorted_index_;  // f x n
   std::vector<int8_t> y_;
   std::vector<double> weights_, scores_;
-  std::vector<uint8_t> mask_;
+  std::vector<uint8_t> mask_;  // samples kept by the last trimming
 };
 
 }  // namespace boosting

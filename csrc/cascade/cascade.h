@@ -15,6 +15,7 @@
 #include <mutex>
 #include <vector>
 
+#include "boosting/tree.h"
 #include "common/host_device.h"
 #include "integral/integral.h"
 
@@ -77,7 +78,11 @@ struct Candidate {
 };
 
 // detectMultiScaleNoGrouping on prepared levels. Candidates come in (level, y, x) order.
-std::vector<Candidate> detect_candidates(const Model& model, const std::vector<Level>& levels);
+// `positions`, when given, receives the number of window positions the scan visits (its
+// step rule and rows; a position skipped after a first-stage rejection counts too): the
+// denominator of training's negative acceptance ratio.
+std::vector<Candidate> detect_candidates(const Model& model, const std::vector<Level>& levels,
+                                         int64_t* positions = nullptr);
 
 // Whether each of `count` windows (window_height x window_width uint8, rows of `stride`
 // bytes, windows `window_stride` bytes apart) passes every stage: the scan above run on
@@ -85,6 +90,12 @@ std::vector<Candidate> detect_candidates(const Model& model, const std::vector<L
 // negatives) and detection evaluate a window with the same code and agree exactly.
 std::vector<uint8_t> accepts_windows(const Model& model, const uint8_t* windows, int64_t count,
                                      int64_t stride, int64_t window_stride);
+
+// Whether each of `count` width x height uint8 windows (rows `stride` bytes apart, windows
+// `window_stride` bytes apart) is flat by the rule above (haar_window_rejected): the windows
+// no Haar cascade accepts, which training therefore never uses.
+std::vector<uint8_t> flat_windows(const uint8_t* windows, int64_t count, int width, int height, int64_t stride,
+                                  int64_t window_stride);
 
 // groupRectangles(eps) with OpenCV's partition and averaging; `neighbours[i]` gets the
 // cluster size, `levels` / `weights` the cluster's best reject level and weight.
@@ -106,18 +117,26 @@ HOST_DEVICE int round_half_even(float v) {
   return static_cast<int>(__builtin_nearbyintf(v));
 }
 
-// A Haar feature compiled to offsets: value = sum_k weight[k] * rect_sum(k), in float,
-// in OpenCV's order of operations (the third rectangle only when its weight is nonzero).
+// The value of a Haar feature, written once for every loop that evaluates one (the feature
+// bank, the scan's stumps and tree nodes, and its four-window vector path, where V is a
+// vector of four floats): sum_k weight[k] * rect(k), in float, in OpenCV's order of
+// operations, the third rectangle only when its weight is nonzero. rect(k) returns the k-th
+// rectangle's sum converted to V.
+template <class V, class Rect>
+HOST_DEVICE V weighted_rects(const float* weight, const Rect& rect) {
+  V v = weight[0] * rect(0) + weight[1] * rect(1);
+  if (weight[2] != 0.0f) v += weight[2] * rect(2);
+  return v;
+}
+
+// A Haar feature compiled to corner offsets.
 struct CompiledHaar {
   RectOffsets rect[3];
   float weight[3];
 };
 
 HOST_DEVICE float haar_value(const CompiledHaar& f, const int32_t* window) {
-  float v = f.weight[0] * static_cast<float>(rect_sum(window, f.rect[0])) +
-            f.weight[1] * static_cast<float>(rect_sum(window, f.rect[1]));
-  if (f.weight[2] != 0.0f) v += f.weight[2] * static_cast<float>(rect_sum(window, f.rect[2]));
-  return v;
+  return weighted_rects<float>(f.weight, [&](int k) { return static_cast<float>(rect_sum(window, f.rect[k])); });
 }
 
 // Variance normalisation of a Haar window (OpenCV's HaarEvaluator::setWindow), over the
@@ -136,13 +155,22 @@ HOST_DEVICE bool haar_window_rejected(double area, float vnf) {
   return !(vnf != 0.f && area * vnf < 1e-1);
 }
 
+// haar_vnf of the window whose sum-table origin is p (the squared-sum table lies sq_offset
+// elements after it, in uint32 wrap-around), over the rectangle `norm` of `area` pixels.
+HOST_DEVICE float haar_window_vnf(const int32_t* p, int64_t sq_offset, const RectOffsets& norm, double area) {
+  const int32_t s = rect_sum(p, norm);
+  const uint32_t sq = static_cast<uint32_t>(rect_sum(p + sq_offset, norm));
+  return haar_vnf(area, double(s), double(sq));
+}
+
 // A multi-block LBP feature: the 4 x 4 grid of corners of its 3 x 3 blocks.
 struct CompiledLbp {
   int32_t corner[16];
 };
 
 HOST_DEVICE int32_t corner_sum(const int32_t* p, int32_t a, int32_t b, int32_t c, int32_t d) {
-  return static_cast<int32_t>(uint32_t(p[a]) - uint32_t(p[b]) - uint32_t(p[c]) + uint32_t(p[d]));
+  const int32_t corners[4] = {a, b, c, d};
+  return rect_sum(p, corners);
 }
 
 // 8-bit code: each outer block compared (>=) with the centre block, clockwise from the

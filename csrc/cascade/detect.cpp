@@ -69,13 +69,10 @@ void Model::validate() const {
            "feature arrays must be (F, 3, 4) and (F, 3)");
   // Trees: node indices stay inside the tree, leaves inside its nodes + 1 leaves.
   size_t node = 0;
-  for (int32_t n : weak_num_nodes) {
+  for (size_t t = 0; t < weak_num_nodes.size(); ++t) {
+    const int32_t n = weak_num_nodes[t];
+    boosting::check_tree(&node_left[node], &node_right[node], n, static_cast<int64_t>(t));
     for (int32_t k = 0; k < n; ++k, ++node) {
-      for (int64_t child : {node_left[node], node_right[node]}) {
-        PD_CHECK(child < n && -child <= n, "tree child index ", child,
-                 " out of range for a tree of ", n, " nodes");
-        PD_CHECK(child <= 0 || child > k, "tree node ", k, " points back to node ", child);
-      }
       PD_CHECK(node_feature[node] >= 0 && node_feature[node] < nf, "feature index ",
                node_feature[node], " out of range [0, ", nf, ")");
     }
@@ -141,9 +138,9 @@ struct LbpStump {
   float leaf[2];  // {right, left}: left when bit `code` of the subset is set
 };
 
-HOST_DEVICE int32_t sum4(const int32_t* p, const int32_t* o) {
-  return static_cast<int32_t>(uint32_t(p[o[0]]) - uint32_t(p[o[1]]) - uint32_t(p[o[2]]) +
-                              uint32_t(p[o[3]]));
+// A Haar feature inline in a stump or node (int32 corner offsets of its three rectangles).
+inline float haar_value(const int32_t (*ofs)[4], const float* weight, const int32_t* p) {
+  return weighted_rects<float>(weight, [&](int k) { return static_cast<float>(rect_sum(p, ofs[k])); });
 }
 
 // The model rearranged for the scan, with features compiled for one buffer stride.
@@ -254,9 +251,7 @@ Engine make_engine(const Model& m, int64_t stride, int64_t tilted_offset, int64_
 // (1, 1, w - 2, h - 2); a window whose pixel standard deviation is <= 10 (or whose
 // variance is not positive) is rejected. Returns 0 for a rejected window.
 inline float haar_norm_factor(const Engine& e, const int32_t* p) {
-  const int32_t s = rect_sum(p, e.norm);
-  const uint32_t sq = static_cast<uint32_t>(rect_sum(p + e.sq_offset, e.norm));
-  const float vnf = haar_vnf(e.norm_area, double(s), double(sq));
+  const float vnf = haar_window_vnf(p, e.sq_offset, e.norm, e.norm_area);
   return haar_window_rejected(e.norm_area, vnf) ? 0.f : vnf;
 }
 
@@ -273,10 +268,7 @@ inline int run_haar_stumps(const Engine& e, const int32_t* p, float vnf, double*
     tmp = 0;
     const HaarStump* end = s + n_weak[si];
     for (; s != end; ++s) {
-      float v = s->weight[0] * static_cast<float>(sum4(p, s->ofs[0])) +
-                s->weight[1] * static_cast<float>(sum4(p, s->ofs[1]));
-      if (s->weight[2] != 0.0f) v += s->weight[2] * static_cast<float>(sum4(p, s->ofs[2]));
-      tmp += s->leaf[(v * vnf) < s->threshold];
+      tmp += s->leaf[(haar_value(s->ofs, s->weight, p) * vnf) < s->threshold];
     }
     if (tmp < e.stage_threshold[si]) {
       *sum = tmp;
@@ -298,15 +290,10 @@ inline int run_haar_trees(const Engine& e, const int32_t* p, float vnf, double* 
     sum = 0;
     const int nw = m.stage_num_weak[si];
     for (int w = 0; w < nw; ++w, ++n_nodes) {
-      int idx = 0;
-      do {
-        const HaarNode& n = nodes[idx];
-        float v = n.weight[0] * static_cast<float>(sum4(p, n.ofs[0])) +
-                  n.weight[1] * static_cast<float>(sum4(p, n.ofs[1]));
-        if (n.weight[2] != 0.0f) v += n.weight[2] * static_cast<float>(sum4(p, n.ofs[2]));
-        idx = n.child[(v * vnf) < n.threshold];
-      } while (idx > 0);
-      sum += leaves[-idx];
+      sum += leaves[boosting::descend_tree([&](int32_t k) {
+        const HaarNode& n = nodes[k];
+        return n.child[(haar_value(n.ofs, n.weight, p) * vnf) < n.threshold];
+      })];
       nodes += *n_nodes;
       leaves += *n_nodes + 1;
     }
@@ -383,11 +370,10 @@ inline v4u lanes(const int32_t* p) {
   return __builtin_shufflevector(a, b, 0, 2, 4, 6);
 }
 
+// The rectangle sums of four windows (as unsigned lanes: wrap-around, like the tables).
 template <int Step>
-inline v4f rect4(const int32_t* p, const int32_t* o) {
-  const v4u s = lanes<Step>(p + o[0]) - lanes<Step>(p + o[1]) - lanes<Step>(p + o[2]) +
-                lanes<Step>(p + o[3]);
-  return __builtin_convertvector(reinterpret_cast<const v4i&>(s), v4f);
+inline v4u rect4(const int32_t* p, const int32_t* o) {
+  return four_corner_sum(lanes<Step>(p + o[0]), lanes<Step>(p + o[1]), lanes<Step>(p + o[2]), lanes<Step>(p + o[3]));
 }
 
 // vnf[k] = 0 for a rejected (flat) window; acc[k] = its stage-0 sum.
@@ -398,11 +384,8 @@ inline void haar_stage0_x4(const Engine& e, const int32_t* p0, float* vnf, doubl
     uint32_t q[kLanes];
     const int32_t o[4] = {static_cast<int32_t>(e.norm.o0), static_cast<int32_t>(e.norm.o1),
                           static_cast<int32_t>(e.norm.o2), static_cast<int32_t>(e.norm.o3)};
-    const v4u sv = lanes<Step>(p0 + o[0]) - lanes<Step>(p0 + o[1]) - lanes<Step>(p0 + o[2]) +
-                   lanes<Step>(p0 + o[3]);
-    const int32_t* pq = p0 + e.sq_offset;
-    const v4u qv = lanes<Step>(pq + o[0]) - lanes<Step>(pq + o[1]) - lanes<Step>(pq + o[2]) +
-                   lanes<Step>(pq + o[3]);
+    const v4u sv = rect4<Step>(p0, o);
+    const v4u qv = rect4<Step>(p0 + e.sq_offset, o);
     std::memcpy(s, &sv, sizeof(s));
     std::memcpy(q, &qv, sizeof(q));
     for (int k = 0; k < kLanes; ++k) {
@@ -416,8 +399,10 @@ inline void haar_stage0_x4(const Engine& e, const int32_t* p0, float* vnf, doubl
   const HaarStump* st = e.haar_stump.data();
   const HaarStump* end = st + e.model->stage_num_weak[0];
   for (; st != end; ++st) {
-    v4f v = st->weight[0] * rect4<Step>(p0, st->ofs[0]) + st->weight[1] * rect4<Step>(p0, st->ofs[1]);
-    if (st->weight[2] != 0.0f) v += st->weight[2] * rect4<Step>(p0, st->ofs[2]);
+    const v4f v = weighted_rects<v4f>(st->weight, [&](int k) {
+      const v4u s = rect4<Step>(p0, st->ofs[k]);
+      return __builtin_convertvector(reinterpret_cast<const v4i&>(s), v4f);
+    });
     const v4i left = (v * scale) < st->threshold;  // -1 where the scalar path takes leaf[1]
     // leaves are floats widened to double: blend their float bit patterns, widen after
     const float l = static_cast<float>(st->leaf[1]), r = static_cast<float>(st->leaf[0]);
@@ -469,12 +454,10 @@ inline int run_trees(const Engine& e, const GoLeft& go_left, double* out_sum) {
     sum = 0;
     const int nw = m.stage_num_weak[si];
     for (int w = 0; w < nw; ++w, ++weak) {
-      int idx = 0;
-      do {
-        const int node = node_ofs + idx;
-        idx = go_left(node) ? m.node_left[node] : m.node_right[node];
-      } while (idx > 0);
-      sum += m.leaves[leaf_ofs - idx];
+      sum += m.leaves[leaf_ofs + boosting::descend_tree([&](int32_t k) {
+        const int node = node_ofs + k;
+        return go_left(node) ? m.node_left[node] : m.node_right[node];
+      })];
       node_ofs += m.weak_num_nodes[weak];
       leaf_ofs += m.weak_num_nodes[weak] + 1;
     }
@@ -513,8 +496,9 @@ struct Task {
 
 }  // namespace
 
-std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level>& levels) {
+std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level>& levels, int64_t* positions) {
   std::vector<Candidate> out;
+  if (positions) *positions = 0;
   if (levels.empty()) return out;
   const bool haar = m.feature_type == kHaar;
   const bool tilted = haar && m.has_tilted();
@@ -600,6 +584,10 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
     const int rows_per_task = 8 * step;
     for (int y = 0; y < work_h; y += rows_per_task)
       tasks.push_back({static_cast<int>(i), y, std::min(y + rows_per_task, work_h)});
+    if (positions) {
+      const int64_t work_w = std::max(levels[i].width + 1 - ww, 0);
+      *positions += ((work_h + step - 1) / step) * ((work_w + step - 1) / step);
+    }
   }
   std::vector<std::vector<Candidate>> found(tasks.size());
   // The four-window path is vector code (SSE2 on x86): PYDETECT_SIMD=scalar scans one
@@ -666,6 +654,27 @@ std::vector<uint8_t> accepts_windows(const Model& m, const uint8_t* windows, int
       levels.push_back({windows + i * window_stride, m.window_width, m.window_height, stride, 1.f});
     for (const Candidate& c : detect_candidates(m, levels)) out[lo + c.source_level] = 1;
   }
+  return out;
+}
+
+std::vector<uint8_t> flat_windows(const uint8_t* windows, int64_t count, int width, int height, int64_t stride,
+                                  int64_t window_stride) {
+  PD_CHECK(count >= 0 && width >= 3 && height >= 3 && stride >= width && window_stride >= 0,
+           "flat_windows: bad window layout");
+  std::vector<uint8_t> out(static_cast<size_t>(count), 0);
+  const double area = double(width - 2) * double(height - 2);
+  parallel_for(0, count, 64, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      // The sums the scan reads from the window's tables (int32 and uint32, wrapping alike),
+      // taken directly over the pixels of (1, 1, width - 2, height - 2).
+      uint32_t s = 0, sq = 0;
+      for (int y = 1; y < height - 1; ++y) {
+        const uint8_t* row = windows + i * window_stride + y * stride;
+        for (int x = 1; x < width - 1; ++x) s += row[x], sq += uint32_t(row[x]) * row[x];
+      }
+      out[i] = haar_window_rejected(area, haar_vnf(area, double(static_cast<int32_t>(s)), double(sq)));
+    }
+  });
   return out;
 }
 

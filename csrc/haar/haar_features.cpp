@@ -217,9 +217,7 @@ void compute_features(const uint8_t* windows, int64_t num_windows, int h, int w,
         if (normalize) {
           // The detector's haar_norm_factor for this window at scale 1, without its
           // flat-window rejection (a flat window still gets values; 0 when constant).
-          const int32_t s = rect_sum(sum, norm);
-          const uint32_t sq = static_cast<uint32_t>(rect_sum(sum + sq_offset, norm));
-          vnf[k] = cascade::haar_vnf(norm_area, double(s), double(sq));
+          vnf[k] = cascade::haar_window_vnf(sum, sq_offset, norm, norm_area);
         }
       }
       for (int64_t f0 = 0; f0 < num_features; f0 += kBlock) {

@@ -65,11 +65,27 @@ HOST_DEVICE RectOffsets tilted_rect_offsets(int x, int y, int w, int h, int64_t 
           (x + w - h) + step * (y + w + h)};
 }
 
+// The four-corner rule of an integral table, written once for every reader: the sum of a
+// rectangle is t[o0] - t[o1] - t[o2] + t[o3] over its corner values. U is the accumulator
+// (unsigned for integer tables, so that wrapped tables still give exact sums) or a vector
+// of them (the cascade scan evaluates four windows at once).
+template <class U>
+HOST_DEVICE U four_corner_sum(U t0, U t1, U t2, U t3) {
+  return t0 - t1 - t2 + t3;
+}
+
 // Sum of a rectangle from its corner offsets, with wrap-around arithmetic for integers.
 template <class T>
 HOST_DEVICE T rect_sum(const T* table, const RectOffsets& o) {
   using A = integral_acc_t<T>;
-  return static_cast<T>(A(table[o.o0]) - A(table[o.o1]) - A(table[o.o2]) + A(table[o.o3]));
+  return static_cast<T>(four_corner_sum(A(table[o.o0]), A(table[o.o1]), A(table[o.o2]), A(table[o.o3])));
+}
+
+// The same for corner offsets held as four int32 (the cascade scan's compact layout).
+template <class T>
+HOST_DEVICE T rect_sum(const T* table, const int32_t* o) {
+  using A = integral_acc_t<T>;
+  return static_cast<T>(four_corner_sum(A(table[o[0]]), A(table[o[1]]), A(table[o[2]]), A(table[o[3]])));
 }
 
 // Computes any of the three tables of an h x w image `src` whose rows are `src_stride`

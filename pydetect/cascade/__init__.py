@@ -4,7 +4,8 @@ cascade with hard-negative mining)."""
 
 from pydetect.cascade.model import Cascade, HaarFeature, LBPFeature, Stage, WeakTree
 from pydetect.cascade import xmlio  # noqa: F401  (gives Cascade.load / save their XML reader and writer)
-from pydetect.cascade.detector import CascadeDetector, pyramid_scales
+from pydetect.cascade.pyramid import pyramid_levels, pyramid_scales
+from pydetect.cascade.detector import CascadeDetector, flat_windows
 from pydetect.cascade.grouping import group_rectangles
 from pydetect.cascade.draw import draw_feature
 from pydetect.cascade.haar_features import HaarFeatures
@@ -12,5 +13,5 @@ from pydetect.cascade.boosting import AdaBoost
 from pydetect.cascade.training import train_cascade
 
 __all__ = ["Cascade", "CascadeDetector", "HaarFeature", "LBPFeature", "Stage", "WeakTree",
-           "draw_feature", "group_rectangles", "pyramid_scales", "HaarFeatures", "AdaBoost",
-           "train_cascade"]
+           "draw_feature", "flat_windows", "group_rectangles", "pyramid_levels", "pyramid_scales", "HaarFeatures",
+           "AdaBoost", "train_cascade"]

@@ -20,66 +20,16 @@ lowest feature index, then the lowest threshold), whatever the thread count.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from pydetect._validation import (as_float_array, check_choice, check_fraction, check_int,
                                   to_numpy)
+from pydetect.cascade.model import WeakTree
 from pydetect.ops import _cascade
 
-__all__ = ["AdaBoost", "Tree", "tree_decision"]
+__all__ = ["AdaBoost"]
 
 _ALGORITHMS = tuple(_cascade.BOOST_ALGORITHMS)
-
-
-class Tree(NamedTuple):
-    """A weak tree in OpenCV's cascade layout.
-
-    Internal node ``k`` sends ``x[feature[k]] < threshold[k]`` to ``left[k]``, else to
-    ``right[k]``; a child reference ``> 0`` is another internal node, ``<= 0`` is leaf
-    ``-ref``. A stump is ``left = [0], right = [-1]``.
-    """
-
-    left: np.ndarray       # (K,) int32
-    right: np.ndarray      # (K,) int32
-    feature: np.ndarray    # (K,) int32
-    threshold: np.ndarray  # (K,) float32
-    leaves: np.ndarray     # (L,) float64
-
-
-def tree_decision(tree: Tree, X: np.ndarray) -> np.ndarray:
-    """Values (N,) float64 of one tree on the rows of X (N, F).
-
-    Raises ValueError for a malformed tree: a child that is not a later node (a cycle would
-    loop for ever) or a missing leaf, or a feature index outside X's columns.
-    """
-    k = len(tree.left)
-    if not (len(tree.right) == len(tree.feature) == len(tree.threshold) == k >= 1):
-        raise ValueError("tree must have left, right, feature and threshold of one length >= 1")
-    for name in ("left", "right"):
-        child = np.asarray(getattr(tree, name), np.int64)
-        bad = (child >= k) | ((child > 0) & (child <= np.arange(k))) | (-child >= len(tree.leaves))
-        if bad.any():
-            raise ValueError(f"tree.{name} must hold later nodes (> 0) or leaves (<= 0) of the "
-                             f"tree's {k} nodes and {len(tree.leaves)} leaves, got {child}")
-    if (np.asarray(tree.feature) < 0).any() or (np.asarray(tree.feature) >= X.shape[1]).any():
-        raise ValueError(f"tree.feature must index X's {X.shape[1]} columns, got {tree.feature}")
-    n = X.shape[0]
-    rows = np.arange(n)
-    node = np.zeros(n, dtype=np.int64)
-    out = np.empty(n, dtype=np.float64)
-    active = np.ones(n, dtype=bool)
-    while active.any():
-        a = np.flatnonzero(active)
-        k = node[a]
-        go_left = X[rows[a], tree.feature[k]] < tree.threshold[k]
-        nxt = np.where(go_left, tree.left[k], tree.right[k])
-        done = nxt <= 0
-        out[a[done]] = tree.leaves[-nxt[done]]
-        node[a[~done]] = nxt[~done]
-        active[a[done]] = False
-    return out
 
 
 def _as_features(X, name="X"):
@@ -126,7 +76,9 @@ class AdaBoost:
     ----------
     classes_ : (2,) ndarray
         The labels; ``classes_[1]`` is the positive class (scores > 0).
-    trees_ : list of Tree
+    trees_ : list of WeakTree
+        In OpenCV's layout, ready for :meth:`Cascade.append_stage`: node ``k`` goes left when
+        ``x[feature[k]] < threshold[k]``; float64 leaves.
     train_scores_ : (N,) float64 ndarray
         Sum of the trees on the training samples.
     sample_weight_ : (N,) float64 ndarray
@@ -181,7 +133,7 @@ class AdaBoost:
 
     def _step(self):
         left, right, feature, threshold, leaves = self._booster.add_tree()
-        self.trees_.append(Tree(left, right, feature, threshold, leaves))
+        self.trees_.append(WeakTree(left, right, feature, threshold, np.zeros((0, 8), np.int32), leaves))
         self.train_scores_ = self._booster.scores
         self.sample_weight_ = self._booster.weights
 
@@ -232,20 +184,9 @@ class AdaBoost:
         return X
 
     def decision_function(self, X) -> np.ndarray:
-        """Sum of the trees, (N,) float64; > 0 means ``classes_[1]``."""
-        X = self._prepare(X)
-        out = np.zeros(X.shape[0])
-        for tree in self.trees_:
-            out += tree_decision(tree, X)
-        return out
-
-    def staged_decision_function(self, X):
-        """Yields the decision function after each tree."""
-        X = self._prepare(X)
-        out = np.zeros(X.shape[0])
-        for tree in self.trees_:
-            out = out + tree_decision(tree, X)
-            yield out
+        """Sum of the trees, (N,) float64 (in C++, with the trees' own float32 comparisons); > 0
+        means ``classes_[1]``. On the training samples it equals ``train_scores_``."""
+        return _cascade.boosted_decision(self._prepare(X), self.trees_)
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels (N,)."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pydetect._validation import as_float32_array, as_int32_array, check_int32, to_numpy
+from pydetect._validation import as_float32_array, as_int32_array, check_int, check_int32, to_numpy
 from pydetect.ops import _cascade
 
 __all__ = ["Cascade", "Stage", "WeakTree", "HaarFeature", "LBPFeature"]
@@ -70,8 +70,11 @@ class LBPFeature:
 class WeakTree:
     """One weak classifier: a tree of ``len(left)`` internal nodes and ``len(left) + 1`` leaves.
 
-    ``threshold`` holds node thresholds (Haar) and ``subset`` (n_nodes, 8) int32 category
-    bitmasks (LBP); the other is empty.
+    Node ``k`` sends a sample to ``left[k]`` when its test holds, else to ``right[k]``; a
+    reference ``> 0`` is a later node, ``<= 0`` is leaf ``-ref`` (a stump: left ``[0]``, right
+    ``[-1]``). ``threshold`` holds node thresholds (Haar, and :class:`~pydetect.cascade.AdaBoost`,
+    whose test is ``x[feature] < threshold``) and ``subset`` (n_nodes, 8) int32 category bitmasks
+    (LBP); the other is empty. A cascade stores leaves as float32, AdaBoost as float64.
     """
 
     left: np.ndarray
@@ -102,7 +105,9 @@ class Cascade:
     """A boosted cascade of Haar or LBP trees, as read from and written to OpenCV XML.
 
     Build one with :meth:`load` (OpenCV's XML files), :meth:`from_lists` (stages and
-    features as Python objects, e.g. from a trainer) or the flat-array constructor.
+    features as Python objects), the flat-array constructor, or stage by stage as a trainer
+    does: :meth:`empty`, then :meth:`append_stage` per stage (:meth:`first_stages` cuts one
+    back). Every builder returns a new, validated cascade; a cascade is never changed in place.
 
     Parameters
     ----------
@@ -209,6 +214,112 @@ class Cascade:
                    node_right=right, node_feature=feat, node_threshold=nthr,
                    node_subset=subset, leaves=leaves, rects=rects, weights=weights,
                    tilted=tilted)
+
+    @classmethod
+    def empty(cls, feature_type, window_size, max_depth=None):
+        """A cascade without stages: it accepts every window a detector scans (for Haar, every
+        window that is not flat, see :func:`~pydetect.cascade.flat_windows`). Training starts here;
+        ``max_depth`` records the depth of the trees it will add."""
+        cascade = cls.from_lists(feature_type, window_size, [], [])
+        cascade.max_depth = max_depth
+        return cascade
+
+    def append_stage(self, threshold, trees, rects, weights=None, tilted=None) -> "Cascade":
+        """This cascade with one more stage.
+
+        Parameters
+        ----------
+        threshold : float
+            The stage passes a window when the sum of its trees' leaves is >= threshold.
+        trees : sequence of WeakTree
+            The stage's trees (e.g. :attr:`AdaBoost.trees_`), whose ``feature`` entries index the
+            rows of ``rects`` / ``weights`` / ``tilted``; leaves are stored as float32.
+        rects : (K, 3, 4) int array
+            Candidate features in the cascade's flat layout (for LBP, the block in ``rects[:, 0]``).
+        weights : (K, 3) float array, optional
+            Haar rectangle weights (zeros for LBP, the default).
+        tilted : (K,) bool array, optional
+            Default all False.
+
+        Returns
+        -------
+        Cascade
+            A new cascade. Only the features the trees use are added; a feature the cascade
+            already holds (same rectangles, weights and tilt) is reused, so features keep the
+            order in which stages first used them.
+        """
+        rects = _rows(as_int32_array(rects, "rects"), "rects", (3, 4))
+        k = len(rects)
+        weights = (np.zeros((k, 3), np.float32) if weights is None
+                   else _rows(as_float32_array(weights, "weights"), "weights", (3,)))
+        tilted = np.zeros(k, bool) if tilted is None else np.asarray(to_numpy(tilted, "tilted")[0], bool)
+        if len(weights) != k or tilted.shape != (k,):
+            raise ValueError(f"rects, weights and tilted must describe the same {k} features, got "
+                             f"{len(weights)} weights and {tilted.shape[0] if tilted.ndim else 0} tilted flags")
+        if not len(trees):
+            raise ValueError("a stage needs at least one tree")
+
+        def key(r, w, t):
+            return r.tobytes(), w.tobytes(), bool(t)
+
+        index = {}
+        for i in range(self.num_features):
+            index.setdefault(key(self.rects[i], self.weights[i], self.tilted[i]), i)
+        added = []  # rows of rects appended, in order of first use
+        left, right, feature, node_threshold, subsets, leaves = [], [], [], [], [], []
+        for ti, tree in enumerate(trees):
+            for row in np.asarray(tree.feature, np.int64).reshape(-1):
+                if not 0 <= row < k:
+                    raise ValueError(f"tree {ti} uses feature {row}, outside the {k} given features")
+                kk = key(rects[row], weights[row], tilted[row])
+                if kk not in index:
+                    index[kk] = self.num_features + len(added)
+                    added.append(row)
+                feature.append(index[kk])
+            left.append(np.asarray(tree.left))
+            right.append(np.asarray(tree.right))
+            node_threshold.append(np.asarray(tree.threshold if len(tree.threshold) else np.zeros(len(tree.left))))
+            leaves.append(np.asarray(tree.leaves))
+            if self.feature_type == "LBP":
+                subsets.append(_rows(as_int32_array(tree.subset, f"tree {ti} subset"), f"tree {ti} subset", (8,)))
+        added = np.asarray(added, np.int64)
+        return Cascade(
+            feature_type=self.feature_type, window_size=self.window_size,
+            stage_threshold=np.r_[self.stage_threshold, np.float32(threshold)],
+            stage_num_weak=np.r_[self.stage_num_weak, len(trees)],
+            weak_num_nodes=np.r_[self.weak_num_nodes, [len(t.left) for t in trees]],
+            node_left=np.concatenate([self.node_left, *left]), node_right=np.concatenate([self.node_right, *right]),
+            node_feature=np.r_[self.node_feature, feature],
+            node_threshold=np.concatenate([self.node_threshold, *node_threshold]),
+            node_subset=np.concatenate([self.node_subset, *subsets]) if subsets else None,
+            leaves=np.concatenate([self.leaves, *leaves]),
+            rects=np.concatenate([self.rects, rects[added]]), weights=np.concatenate([self.weights, weights[added]]),
+            tilted=np.concatenate([self.tilted, tilted[added]]), max_depth=self.max_depth)
+
+    def first_stages(self, num_stages) -> "Cascade":
+        """The cascade cut to its first ``num_stages`` stages, with only the features they use
+        (in their order here): the cascade a training run had after that many stages."""
+        k = check_int(num_stages, "num_stages", minimum=0, maximum=self.num_stages)
+        trees = int(self.stage_num_weak[:k].sum())
+        nodes = int(self.weak_num_nodes[:trees].sum())
+        used = np.unique(self.node_feature[:nodes])
+        renumber = np.zeros(max(self.num_features, 1), np.int32)
+        renumber[used] = np.arange(len(used), dtype=np.int32)
+        return Cascade(
+            feature_type=self.feature_type, window_size=self.window_size, stage_threshold=self.stage_threshold[:k],
+            stage_num_weak=self.stage_num_weak[:k], weak_num_nodes=self.weak_num_nodes[:trees],
+            node_left=self.node_left[:nodes], node_right=self.node_right[:nodes],
+            node_feature=renumber[self.node_feature[:nodes]], node_threshold=self.node_threshold[:nodes],
+            node_subset=self.node_subset[:nodes], leaves=self.leaves[:nodes + trees], rects=self.rects[used],
+            weights=self.weights[used], tilted=self.tilted[used], max_depth=self.max_depth)
+
+    def to_arrays(self) -> dict:
+        """The constructor's keyword arguments (copies): ``Cascade(**c.to_arrays())`` is an
+        equal cascade. Model files store a cascade this way."""
+        names = ("stage_threshold", "stage_num_weak", "weak_num_nodes", "node_left", "node_right", "node_feature",
+                 "node_threshold", "node_subset", "leaves", "rects", "weights", "tilted")
+        return dict({name: np.array(getattr(self, name)) for name in names}, feature_type=self.feature_type,
+                    window_size=tuple(self.window_size), max_depth=self.max_depth)
 
     @classmethod
     def load(cls, path):

@@ -32,17 +32,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pydetect._io import atomic_write
-from pydetect._validation import (as_image, check_choice, check_fraction, check_int, check_positive, check_scale_factor,
+from pydetect._validation import (check_choice, check_fraction, check_int, check_positive, check_scale_factor,
                                   to_numpy)
-from pydetect.cascade.boosting import AdaBoost, Tree
-from pydetect.cascade.detector import CascadeDetector, pyramid_levels, pyramid_scales
+from pydetect.cascade.boosting import AdaBoost
+from pydetect.cascade.detector import CascadeDetector, flat_windows
 from pydetect.cascade.haar_features import HaarFeatures
-from pydetect.cascade.model import Cascade, HaarFeature, Stage, WeakTree
+from pydetect.cascade.model import Cascade
+from pydetect.cascade.pyramid import grey_image, pyramid_levels, pyramid_scales
 
 __all__ = ["train_cascade", "augment_positives", "CascadeTrainingLog"]
 
 THRESHOLD_EPS = 1e-5  # OpenCV subtracts it from stage thresholds when it loads a cascade
-MIN_STD = 10.0        # OpenCV's detector rejects windows whose deviation is <= 10
 
 
 class CascadeTrainingLog(list):
@@ -51,11 +51,6 @@ class CascadeTrainingLog(list):
 
 
 # ----------------------------------------------------------------------------- helpers
-def _window_std(windows: np.ndarray) -> np.ndarray:
-    inner = windows[:, 1:-1, 1:-1].astype(np.float64)
-    return inner.reshape(len(windows), -1).std(axis=1)
-
-
 def augment_positives(positives, n_out, *, seed=0, flip=True, max_shift=1.0, max_scale=0.05,
                       gain=(0.8, 1.2), offset=20.0):
     """Random variants of positive windows: mirror, shift, scale, grey-level gain and offset.
@@ -103,81 +98,6 @@ def augment_positives(positives, n_out, *, seed=0, flip=True, max_shift=1.0, max
     return np.concatenate([base, np.stack(extra)])
 
 
-class _StageModel:
-    """A partial cascade in training form: stages of trees over a compact feature list."""
-
-    def __init__(self, window_hw):
-        self.window_hw = window_hw
-        self.rects = np.zeros((0, 3, 4), np.int32)
-        self.weights = np.zeros((0, 3), np.float32)
-        self.tilted = np.zeros(0, bool)
-        self.stages = []  # list of (threshold float32, [Tree with feature = compact index])
-
-    def add_stage(self, threshold, trees, bank, global_index):
-        """Adds a stage whose trees index columns of ``global_index`` (indices into ``bank``)."""
-        key_of = {}
-        keys = [(tuple(r.ravel()), tuple(w), bool(t))
-                for r, w, t in zip(self.rects, self.weights, self.tilted)]
-        for i, k in enumerate(keys):
-            key_of.setdefault(k, i)
-        new_rects, new_weights, new_tilted = [], [], []
-        remapped = []
-        for tree in trees:
-            feats = []
-            for col in tree.feature:
-                g = int(global_index[col])
-                k = (tuple(bank.rects[g].ravel()), tuple(bank.weights[g]), bool(bank.tilted[g]))
-                if k not in key_of:
-                    key_of[k] = len(self.rects) + len(new_rects)
-                    new_rects.append(bank.rects[g])
-                    new_weights.append(bank.weights[g])
-                    new_tilted.append(bank.tilted[g])
-                feats.append(key_of[k])
-            remapped.append(tree._replace(feature=np.asarray(feats, np.int32)))
-        if new_rects:
-            self.rects = np.concatenate([self.rects, np.stack(new_rects)])
-            self.weights = np.concatenate([self.weights, np.stack(new_weights)])
-            self.tilted = np.concatenate([self.tilted, np.asarray(new_tilted, bool)])
-        self.stages.append((np.float32(threshold), remapped))
-
-    def accepts(self, windows):
-        """Boolean (N,): windows passing every stage, evaluated by the detector's own scan
-        (:meth:`Cascade.accepts`), so training and detection never disagree."""
-        if not self.stages or len(windows) == 0:
-            return np.ones(len(windows), bool)
-        return self.to_cascade(None).accepts(windows)
-
-    def to_cascade(self, max_depth):
-        stages = []
-        for thr, trees in self.stages:
-            weak = [WeakTree(left=t.left, right=t.right, feature=t.feature,
-                             threshold=t.threshold.astype(np.float32),
-                             subset=np.zeros((0, 8), np.int32),
-                             leaves=t.leaves.astype(np.float32)) for t in trees]
-            stages.append(Stage(float(thr), weak))
-        feats = []
-        for r, w, t in zip(self.rects, self.weights, self.tilted):
-            k = 3 if w[2] != 0 else 2
-            feats.append(HaarFeature(r[:k].copy(), w[:k].copy(), bool(t)))
-        h, w = self.window_hw
-        cascade = Cascade.from_lists("HAAR", (w, h), stages, feats)
-        cascade.max_depth = max_depth
-        return cascade
-
-    @classmethod
-    def from_cascade(cls, cascade):
-        w, h = cascade.window_size
-        model = cls((h, w))
-        model.rects = cascade.rects.copy()
-        model.weights = cascade.weights.copy()
-        model.tilted = cascade.tilted.copy()
-        for st in cascade.stages:
-            trees = [Tree(t.left, t.right, t.feature, t.threshold, t.leaves.astype(np.float64))
-                     for t in st.weak]
-            model.stages.append((np.float32(st.threshold), trees))
-        return model
-
-
 class _NegativeMiner:
     """Draws negative windows that the current cascade accepts from background images."""
 
@@ -191,15 +111,6 @@ class _NegativeMiner:
         """(scale, level) pairs: the detector's own pyramid (:func:`pyramid_levels`)."""
         wh, ww = self.window_hw
         return zip(*pyramid_levels(img, (ww, wh), self.scale_factor))
-
-    def _windows_scanned(self, img):
-        wh, ww = self.window_hw
-        total = 0
-        for s, level in self._levels(img):
-            step = 1 if s >= 2 else 2
-            lh, lw = level.shape
-            total += ((lw - ww) // step + 1) * ((lh - wh) // step + 1)
-        return total
 
     def random_windows(self, count):
         """Random windows of random pyramid levels (the first stage accepts everything)."""
@@ -218,7 +129,7 @@ class _NegativeMiner:
                     x = int(self.rng.integers(lw - ww + 1))
                     win = level[y:y + wh, x:x + ww]
                     consumed += 1
-                    if _window_std(win[None])[0] > MIN_STD:
+                    if not flat_windows(win[None])[0]:
                         out.append(win.copy())
                 if len(out) >= count:
                     break
@@ -228,22 +139,19 @@ class _NegativeMiner:
         """Windows the cascade accepts, at most ``max_per_image`` per image: the exact
         pixels the detector's scan accepted (:meth:`CascadeDetector.accepted_windows`).
 
-        Returns (windows, windows scanned, windows accepted) over the images visited.
+        Returns (windows, window positions scanned, windows accepted) over the images visited.
         """
         wh, ww = self.window_hw
         detector = CascadeDetector(cascade)
         found, scanned, accepted = [], 0, 0
         for b in self.rng.permutation(len(self.backgrounds)):
-            img = self.backgrounds[b]
-            wins, _ = detector.accepted_windows(img, scale_factor=self.scale_factor)
-            scanned += self._windows_scanned(img)
+            wins, _, positions = detector.accepted_windows(self.backgrounds[b], scale_factor=self.scale_factor,
+                                                           return_scanned=True)
+            scanned += positions
             accepted += len(wins)
             if len(wins) == 0:
                 continue
-            wins = wins[self.rng.permutation(len(wins))[:max_per_image]]
-            # the detector already rejects flat windows; this drops the ones the numpy
-            # deviation puts on the other side of 10 (the features are normalised by it)
-            found.extend(wins[_window_std(wins) > MIN_STD])
+            found.extend(wins[self.rng.permutation(len(wins))[:max_per_image]])
             if len(found) >= count:
                 break
         return np.asarray(found[:count], np.uint8).reshape(-1, wh, ww), scanned, accepted
@@ -355,7 +263,7 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
         raise ValueError("resume=True needs checkpoint_dir")
 
     # positives: drop flat windows (the detector can never accept them), augment
-    flat = _window_std(pos) <= MIN_STD
+    flat = flat_windows(pos)
     if flat.all():
         raise ValueError("every positive window has a grey-level deviation <= 10; OpenCV's "
                          "detector rejects such windows: use contrasted object crops")
@@ -368,14 +276,14 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
         if num_pos is not None:
             n_aug = max(n_aug, num_pos)
         pos = augment_positives(pos, n_aug, seed=random_state)
-        pos = pos[_window_std(pos) > MIN_STD]
+        pos = pos[~flat_windows(pos)]
     num_pos = len(pos) if num_pos is None else min(num_pos, len(pos))
     num_neg = num_pos if num_neg is None else num_neg
     if acceptance_ratio_break_value is None:
         acceptance_ratio_break_value = max_false_alarm_rate ** num_stages
 
     bank = HaarFeatures((h, w), mode=mode)
-    model = _StageModel((h, w))
+    cascade = Cascade.empty("HAAR", (w, h), max_depth=max_depth)
     log = CascadeTrainingLog()
     params = dict(num_stages=num_stages, min_hit_rate=min_hit_rate,
                   max_false_alarm_rate=max_false_alarm_rate, max_weak_count=max_weak_count,
@@ -386,18 +294,18 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
     if checkpoint_dir is not None:
         os.makedirs(checkpoint_dir, exist_ok=True)
         if resume:
-            model, log, elapsed_before = _load_checkpoint(checkpoint_dir, params)
+            cascade, log, elapsed_before = _load_checkpoint(checkpoint_dir, params, max_depth)
 
-    miner = _NegativeMiner(bgs, (h, w), scale_factor, seed=[random_state, 7919, len(model.stages)])
+    miner = _NegativeMiner(bgs, (h, w), scale_factor, seed=[random_state, 7919, cascade.num_stages])
     start = time.perf_counter()
     bar = None
     if progress:
 
-        bar = tqdm(total=num_stages, initial=len(model.stages), desc="cascade stages", unit="stage")
+        bar = tqdm(total=num_stages, initial=cascade.num_stages, desc="cascade stages", unit="stage")
     stop_reason = f"{num_stages} stages trained"
     try:
-        while len(model.stages) < num_stages:
-            s = len(model.stages)
+        while cascade.num_stages < num_stages:
+            s = cascade.num_stages
             if time_limit is not None and elapsed_before + time.perf_counter() - start > time_limit:
                 stop_reason = f"time limit of {time_limit:g} s reached"
                 break
@@ -405,18 +313,17 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
             rng = np.random.default_rng([random_state, s])
             miner.rng = np.random.default_rng([random_state, 7919, s])  # resumable
             # positives the cascade still accepts
-            stage_pos = pos[model.accepts(pos)]
+            stage_pos = pos[cascade.accepts(pos)]
             if len(stage_pos) == 0:
                 stop_reason = "no positive passes the cascade any more"
                 break
             stage_pos = stage_pos[rng.permutation(len(stage_pos))[:num_pos]]
             # hard negatives
-            if not model.stages:
+            if not s:
                 neg, scanned = miner.random_windows(num_neg)
                 ratio = 1.0
             else:
-                neg, scanned, accepted = miner.hard_windows(
-                    model.to_cascade(max_depth), num_neg, max(1, math.ceil(num_neg / 8)))
+                neg, scanned, accepted = miner.hard_windows(cascade, num_neg, max(1, math.ceil(num_neg / 8)))
                 ratio = accepted / max(scanned, 1)
             if len(neg) < max(1, num_neg // 10):
                 # OpenCV fails here ("Train dataset for temp stage can not be filled"); the
@@ -426,11 +333,11 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
                                "rejects nearly every background window; add background images "
                                "for more stages")
                 break
-            if model.stages and ratio <= acceptance_ratio_break_value:
+            if s and ratio <= acceptance_ratio_break_value:
                 stop_reason = (f"negative acceptance ratio {ratio:.3g} <= "
                                f"{acceptance_ratio_break_value:.3g}")
                 break
-            if len(neg) < num_neg and model.stages:
+            if len(neg) < num_neg and s:
                 warnings.warn(f"stage {s}: only {len(neg)} of {num_neg} negatives found in the "
                               "backgrounds; add background images for a stronger cascade",
                               stacklevel=2)
@@ -454,14 +361,14 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
                 fa = float(passed[P:].mean())
                 if fa <= max_false_alarm_rate:
                     break
-            model.add_stage(thr, booster.trees_, bank, cols)
+            cascade = cascade.append_stage(thr, booster.trees_, bank.rects[cols], bank.weights[cols],
+                                           bank.tilted[cols])
             record = dict(stage=s, weak=len(booster.trees_), num_pos=P, num_neg=len(neg),
                           hit_rate=hit, false_alarm=fa, acceptance_ratio=ratio,
                           windows_scanned=int(scanned), seconds=time.perf_counter() - t0)
             log.append(record)
             if checkpoint_dir is not None:
-                _save_checkpoint(checkpoint_dir, model, log, params, max_depth,
-                                 elapsed_before + time.perf_counter() - start)
+                _save_checkpoint(checkpoint_dir, cascade, log, params, elapsed_before + time.perf_counter() - start)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(weak=record["weak"], HR=f"{hit:.3f}", FA=f"{fa:.3f}",
@@ -469,10 +376,9 @@ def train_cascade(positives, backgrounds, *, num_stages=20, min_hit_rate=0.995,
     finally:
         if bar is not None:
             bar.close()
-    if not model.stages:
+    if not cascade.num_stages:
         raise ValueError(f"no stage could be trained: {stop_reason}")
     log.stop_reason = stop_reason
-    cascade = model.to_cascade(max_depth)
     return (cascade, log) if return_log else cascade
 
 
@@ -494,9 +400,7 @@ def _check_backgrounds(backgrounds, window_hw):
         raise TypeError("backgrounds must be a sequence of images")
     out = []
     for i, b in enumerate(backgrounds):
-        img = as_image(b, f"backgrounds[{i}]")
-        if img.ndim == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        img = grey_image(b, f"backgrounds[{i}]")
         if img.shape[0] >= window_hw[0] and img.shape[1] >= window_hw[1]:
             out.append(np.ascontiguousarray(img))
     if not out:
@@ -506,19 +410,20 @@ def _check_backgrounds(backgrounds, window_hw):
     return out
 
 
-def _save_checkpoint(directory, model, log, params, max_depth, seconds):
+def _save_checkpoint(directory, cascade, log, params, seconds):
     """``seconds``: the training time so far, across resumes (the time budget's clock)."""
-    model.to_cascade(max_depth).save(os.path.join(directory, "cascade.xml"))
+    cascade.save(os.path.join(directory, "cascade.xml"))
     state = {"params": params, "log": list(log), "seconds": seconds}
     with atomic_write(os.path.join(directory, "training.json"), "w") as f:
         json.dump(state, f, indent=1)
 
 
-def _load_checkpoint(directory, params):
+def _load_checkpoint(directory, params, max_depth):
     path_xml = os.path.join(directory, "cascade.xml")
     path_json = os.path.join(directory, "training.json")
     if not (os.path.exists(path_xml) and os.path.exists(path_json)):
-        return _StageModel(tuple(params["window"])), CascadeTrainingLog(), 0.0
+        h, w = params["window"]
+        return Cascade.empty("HAAR", (w, h), max_depth=max_depth), CascadeTrainingLog(), 0.0
     with open(path_json) as f:
         state = json.load(f)
     saved = state.get("params", {})
@@ -527,7 +432,7 @@ def _load_checkpoint(directory, params):
         raise ValueError(f"cannot resume from {directory}: parameters differ from the checkpoint "
                          f"({', '.join(f'{k}: {saved.get(k)!r} -> {params[k]!r}' for k in changed)})")
     cascade = Cascade.load(path_xml)
-    model = _StageModel.from_cascade(cascade)
-    log = CascadeTrainingLog(state.get("log", [])[:len(model.stages)])
+    cascade.max_depth = max_depth
+    log = CascadeTrainingLog(state.get("log", [])[:cascade.num_stages])
     # Checkpoints written before the time was recorded resume with a fresh budget.
-    return model, log, float(state.get("seconds", 0.0))
+    return cascade, log, float(state.get("seconds", 0.0))

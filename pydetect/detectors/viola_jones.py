@@ -24,19 +24,15 @@ import warnings
 import cv2
 import numpy as np
 
-from pydetect._validation import as_image, check_fraction, check_int, check_positive
-from pydetect.cascade.detector import CascadeDetector, _size
+from pydetect._validation import check_fraction, check_int, check_positive
+from pydetect.cascade.detector import CascadeDetector
+from pydetect.cascade.pyramid import check_size_bound, grey_image
 from pydetect.cascade.model import Cascade
 from pydetect.cascade.training import train_cascade
 from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
 
 __all__ = ["ViolaJonesDetector"]
-
-
-def _grey(image):
-    img = as_image(image, "image")
-    return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
 
 
 def _intersects(boxes, x1, y1, x2, y2):
@@ -143,8 +139,8 @@ class ViolaJonesDetector(BaseDetector):
         if check_positive(self.scale_factor, "scale_factor") <= 1:
             raise ValueError(f"scale_factor must be > 1, got {self.scale_factor}")
         check_int(self.min_neighbors, "min_neighbors", minimum=0)
-        _size(self.min_size, "min_size")
-        _size(self.max_size, "max_size")
+        check_size_bound(self.min_size, "min_size")
+        check_size_bound(self.max_size, "max_size")
 
     def extract_samples(self, dataset, class_name=None):
         """Positive windows and background regions of one class of a DetectionDataset.
@@ -172,7 +168,7 @@ class ViolaJonesDetector(BaseDetector):
         rng = np.random.default_rng(self.random_state)
         positives, backgrounds = [], []
         for image, target in dataset:
-            g = _grey(image)
+            g = grey_image(image, "image")
             H, W = g.shape
             boxes = np.asarray(target["boxes"], np.float64).reshape(-1, 4)
             labels = np.asarray(target["labels"]).reshape(-1)
@@ -313,18 +309,12 @@ class ViolaJonesDetector(BaseDetector):
         det._set_single_class_aliases()
         return det
 
-    # Persistence: a Cascade holds a native model; store its flat arrays.
-    _CASCADE_FIELDS = ("stage_threshold", "stage_num_weak", "weak_num_nodes", "node_left",
-                       "node_right", "node_feature", "node_threshold", "node_subset", "leaves",
-                       "rects", "weights", "tilted")
+    # Persistence: a Cascade holds a native model; store its flat arrays (Cascade.to_arrays).
     _ALIASES = ("cascade_", "label_", "class_name_", "training_log_", "stop_reason_")
 
     def _get_state(self) -> dict:
         state = {k: v for k, v in super()._get_state().items() if k not in self._ALIASES}
-        state["cascades_"] = [
-            dict({k: np.array(getattr(c, k)) for k in self._CASCADE_FIELDS},
-                 feature_type=c.feature_type, window_size=tuple(c.window_size), max_depth=c.max_depth)
-            for c in self.cascades_]
+        state["cascades_"] = [c.to_arrays() for c in self.cascades_]
         return state
 
     def _set_state(self, state: dict) -> None:
@@ -352,7 +342,7 @@ class ViolaJonesDetector(BaseDetector):
             concatenated (no suppression across classes), sorted by score.
         """
         self._check_fitted()
-        g = _grey(image)
+        g = grey_image(image, "image")
         min_neighbors = check_int(self.min_neighbors, "min_neighbors", minimum=0)
         parts = [self._detect_one(g, cascade, label, min_neighbors)
                  for cascade, label in zip(self.cascades_, self.labels_)]

@@ -15,7 +15,8 @@ from pydetect import _C
 
 __all__ = ["HAAR_MODES", "SKIMAGE_TYPES", "BOOST_ALGORITHMS", "CASCADE_FEATURE_TYPES",
            "haar_enumerate_opencv", "haar_enumerate_skimage", "haar_check_features", "haar_compute",
-           "booster", "cascade_model", "cascade_accepts", "cascade_scan", "cascade_detect", "cascade_group"]
+           "booster", "boosted_decision", "cascade_model", "cascade_accepts", "cascade_flat_windows", "cascade_scan",
+           "cascade_detect", "cascade_group"]
 
 #: opencv_traincascade's feature sets.
 HAAR_MODES = {"basic": _C.HaarMode.BASIC, "core": _C.HaarMode.CORE, "all": _C.HaarMode.ALL}
@@ -92,6 +93,15 @@ def booster(X, signs, sample_weight, algorithm: str, max_depth: int, weight_trim
                       float(weight_trim_rate))
 
 
+def boosted_decision(X, trees) -> np.ndarray:
+    """(N,) float64: the sum of ``trees`` (each with ``left``, ``right``, ``feature``,
+    ``threshold``, ``leaves`` in OpenCV's layout) on each row of X (N, F) float32. ValueError
+    for a malformed tree (a child reference back or out of range, a feature outside X)."""
+    flat = [(_c(t.left, np.int32), _c(t.right, np.int32), _c(t.feature, np.int32), _c(t.threshold, np.float32),
+             _c(t.leaves, np.float64)) for t in trees]
+    return _C.boosted_decision(_c(X, np.float32), flat)
+
+
 # ----------------------------------------------------------------------------- cascades
 
 def cascade_model(feature_type: str, window_width: int, window_height: int, stage_threshold, stage_num_weak,
@@ -120,10 +130,15 @@ def cascade_accepts(model, windows) -> np.ndarray:
     return _C.cascade_accepts(model, _c(windows, np.uint8))
 
 
+def cascade_flat_windows(windows) -> np.ndarray:
+    """(N,) bool: whether each uint8 window (N, h, w) is flat by the Haar detector's rule."""
+    return _C.cascade_flat_windows(_c(windows, np.uint8))
+
+
 def cascade_scan(model, levels, scales):
     """The raw windows that pass every stage of pyramid ``levels`` (uint8 (h, w) images,
     the image shrunk by ``1 / scale``) -> ((N, 3) int32 (level index, x, y in that level's
-    pixels), (N,) float64 last stage sums)."""
+    pixels), (N,) float64 last stage sums, int number of window positions scanned)."""
     return _C.cascade_scan(model, *_pyramid(levels, scales))
 
 

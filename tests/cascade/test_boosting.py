@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import _reference_training as ref
-from pydetect.cascade.boosting import AdaBoost, tree_decision
+from pydetect.cascade.boosting import AdaBoost
 
 
 def _problem(seed, n=40, f=6):
@@ -46,7 +46,27 @@ def test_hand_worked_stump():
     np.testing.assert_allclose(tree.leaves, [-1.0, 1.0])
     np.testing.assert_array_equal(model.predict(X), y)
     # threshold semantics: x < thr goes left, as in OpenCV
-    assert tree_decision(tree, np.array([[2.5]], np.float32))[0] == 1.0
+    assert model.decision_function(np.array([[2.5]], np.float32))[0] == 1.0
+    assert model.decision_function(np.array([[np.nextafter(np.float32(2.5), 0)]], np.float32))[0] == -1.0
+
+
+def _walk(tree, x):
+    """A tree's value on one sample, walked in plain Python (the reference)."""
+    k = 0
+    while True:
+        k = tree.left[k] if x[tree.feature[k]] < tree.threshold[k] else tree.right[k]
+        if k <= 0:
+            return float(tree.leaves[-k])
+
+
+@pytest.mark.parametrize("max_depth", [1, 2])
+def test_decision_function_on_new_samples_matches_a_plain_walk(max_depth):
+    X, y = _problem(7, n=60)
+    model = AdaBoost(12, max_depth=max_depth).fit(X, y)
+    X_new = np.random.default_rng(8).normal(size=(50, X.shape[1])).astype(np.float32)
+    X_new[:5] = X[:5]  # samples on the trained thresholds' sides exactly
+    expected = [sum(_walk(t, x) for t in model.trees_) for x in X_new]
+    np.testing.assert_array_equal(model.decision_function(X_new), expected)
 
 
 def test_depth2_solves_xor():
@@ -90,8 +110,8 @@ def test_deterministic_across_threads():
     finally:
         pydetect.set_num_threads(before)
     for ta, tb in zip(a.trees_, b.trees_):
-        for u, v in zip(ta, tb):
-            np.testing.assert_array_equal(u, v)
+        for name in ("left", "right", "feature", "threshold", "leaves"):
+            np.testing.assert_array_equal(getattr(ta, name), getattr(tb, name))
 
 
 def test_sample_weight_and_labels():

@@ -412,7 +412,9 @@ def test_adaboost_labels_weights_and_trees():
     run_isolated(f"""
         import numpy as np
         import pytest
-        from pydetect.cascade.boosting import AdaBoost, Tree, tree_decision
+        import dataclasses
+
+        from pydetect.cascade import AdaBoost, WeakTree
 
         rng = np.random.default_rng(0)
         X = rng.normal(size=(20, 3))
@@ -445,17 +447,20 @@ def test_adaboost_labels_weights_and_trees():
         with pytest.raises(ValueError, match="X must be finite"):
             AdaBoost(2).fit(Xb, y)
         # a hand-made tree whose node 1 points to itself looped for ever
-        cyclic = Tree(np.array([1, 1]), np.array([-1, 1]), np.array([0, 0]),
-                      np.zeros(2, np.float32), np.zeros(3))
-        with pytest.raises(ValueError, match="tree.left must hold later nodes"):
-            tree_decision(cyclic, X)
-        for tree, pattern in [(cyclic._replace(left=np.array([{INT_MIN}, -2])), "tree.left"),
-                              (cyclic._replace(left=np.array([0, 0]), right=np.array([-1, 2])),
-                               "tree.right"),
-                              (Tree(*model.trees_[0][:2], np.array([-1]), *model.trees_[0][3:]),
-                               "tree.feature")]:
+        cyclic = WeakTree(np.array([1, 1]), np.array([-1, 1]), np.array([0, 0]),
+                          np.zeros(2, np.float32), np.zeros((0, 8), np.int32), np.zeros(3))
+        first = model.trees_[0]
+        for tree, pattern in [(cyclic, "points back to node 1"),
+                              (dataclasses.replace(cyclic, left=np.array([{INT_MIN}, -2])),
+                               "child index {INT_MIN} out of range"),
+                              (dataclasses.replace(cyclic, left=np.array([0, 0]), right=np.array([-1, 2])),
+                               "child index 2 out of range"),
+                              (dataclasses.replace(first, feature=np.array([-1])), "feature index -1"),
+                              (dataclasses.replace(first, feature=np.array([3])), "feature index 3"),
+                              (dataclasses.replace(first, leaves=np.zeros(1)), "needs 2 leaves")]:
+            model.trees_ = [first, tree]
             with pytest.raises(ValueError, match=pattern):
-                tree_decision(tree, X)
+                model.decision_function(X)
     """, timeout=60)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pydetect.cascade.haar_features import HaarFeatures
-from pydetect.cascade.training import _StageModel, augment_positives, train_cascade
+from pydetect.cascade.training import augment_positives, train_cascade
 
 WIN = 16
 
@@ -75,10 +75,9 @@ def test_stage_targets_and_generalisation(trained, data):
     # acceptance ratios of mined negatives fall stage after stage
     ratios = [r["acceptance_ratio"] for r in log]
     assert ratios[-1] < ratios[0]
-    model = _StageModel.from_cascade(cascade)
-    assert model.accepts(test_pos).mean() > 0.9
+    assert cascade.accepts(test_pos).mean() > 0.9
     flat = test_neg.reshape(len(test_neg), -1).std(1) <= 10
-    assert model.accepts(test_neg[~flat]).mean() < 0.25
+    assert cascade.accepts(test_neg[~flat]).mean() < 0.25
 
 
 def test_export_runs_in_opencv_with_same_boxes(trained, tmp_path):
@@ -111,7 +110,7 @@ def test_detector_agrees_with_training_evaluation(trained, data):
     cascade, _, _ = trained
     _, _, test_pos, test_neg = data
     windows = np.concatenate([test_pos, test_neg])  # flat windows included: both must reject them
-    train_says = _StageModel.from_cascade(cascade).accepts(windows)
+    train_says = cascade.accepts(windows)
     det = CascadeDetector(cascade)
     detector_says = np.array([len(det.detect(w, min_neighbors=0)) > 0 for w in windows])
     assert train_says.any() and (~train_says).any()
@@ -141,13 +140,9 @@ def test_resume_continues_identically(trained, data):
 
     with tempfile.TemporaryDirectory() as tmp:
         # keep only the first 2 stages of the checkpoint, then resume to the full count
-        short = Cascade.load(str(ckpt / "cascade.xml"))
-        from pydetect.cascade.training import _StageModel as SM
-
-        m = SM.from_cascade(short)
-        m.stages = m.stages[:2]
+        short = Cascade.load(str(ckpt / "cascade.xml")).first_stages(2)
         shutil.copy(ckpt / "training.json", tmp)
-        m.to_cascade(1).save(f"{tmp}/cascade.xml")
+        short.save(f"{tmp}/cascade.xml")
         resumed = train_cascade(pos, bgs, checkpoint_dir=tmp, resume=True, **PARAMS)
     for name in ("stage_threshold", "stage_num_weak", "node_feature", "node_threshold", "leaves"):
         np.testing.assert_array_equal(getattr(resumed, name), getattr(cascade, name))
