@@ -1,7 +1,7 @@
 // pydetect._C_cuda: the pybind11 bindings of the CUDA kernels (csrc/**/*_cuda.cu), a module of
 // its own so that the main one builds without a CUDA toolkit. It links the CUDA runtime only,
-// never libtorch: Python passes raw device pointers (tensor.data_ptr(), ints), sizes, a dtype
-// code (0 float32, 1 float64) and the stream to launch on
+// never libtorch: Python passes raw device pointers (tensor.data_ptr(), ints), sizes, the
+// element type (the FloatType enum: FLOAT32 or FLOAT64) and the stream to launch on
 // (torch.cuda.current_stream(device).cuda_stream, an int). Arrays are C-contiguous. Every
 // function selects `device` (the tensors' device index), validates the sizes, releases the GIL,
 // launches asynchronously (no synchronisation) and raises RuntimeError with CUDA's error string
@@ -65,15 +65,17 @@ int device_index(int64_t device) {
 // whose current device is not torch's. Called with the GIL released.
 void set_device(int device) { pydetect::cuda_check(cudaSetDevice(device), "cudaSetDevice"); }
 
-// Calls f(T{}) with T the float type of the dtype code.
+// The element type of the tensors a kernel reads and writes (bound as the enum FloatType,
+// so a wrong value is a TypeError at the boundary rather than an integer code).
+enum class FloatType { Float32, Float64 };
+
+// Calls f(T{}) with T the C++ type of `dtype`.
 template <class F>
-void with_dtype(int64_t dtype, F&& f) {
-  if (dtype == 0) {
-    f(float{});
-  } else if (dtype == 1) {
+void with_dtype(FloatType dtype, F&& f) {
+  if (dtype == FloatType::Float64) {
     f(double{});
   } else {
-    throw py::value_error("dtype must be 0 (float32) or 1 (float64), got " + std::to_string(dtype));
+    f(float{});
   }
 }
 
@@ -122,7 +124,7 @@ int device_count() {
 }
 
 void box_iou(int64_t device, uintptr_t a_ptr, int64_t n, uintptr_t b_ptr, int64_t m, uintptr_t out_ptr,
-             int64_t dtype, uintptr_t stream) {
+             FloatType dtype, uintptr_t stream) {
   const int dev = device_index(device);
   check_non_negative(n, "n");
   check_non_negative(m, "m");
@@ -141,7 +143,7 @@ void box_iou(int64_t device, uintptr_t a_ptr, int64_t n, uintptr_t b_ptr, int64_
 }
 
 void nms_mask(int64_t device, uintptr_t boxes_ptr, int64_t n, double iou_threshold, uintptr_t mask_ptr,
-              int64_t dtype, uintptr_t stream) {
+              FloatType dtype, uintptr_t stream) {
   const int dev = device_index(device);
   check_non_negative(n, "n");
   const int64_t words = (n + pydetect::gpu::kNmsBlock - 1) / pydetect::gpu::kNmsBlock;
@@ -158,7 +160,7 @@ void nms_mask(int64_t device, uintptr_t boxes_ptr, int64_t n, double iou_thresho
   });
 }
 
-void roi_align_forward(int64_t device, uintptr_t input_ptr, uintptr_t rois_ptr, uintptr_t out_ptr, int64_t dtype,
+void roi_align_forward(int64_t device, uintptr_t input_ptr, uintptr_t rois_ptr, uintptr_t out_ptr, FloatType dtype,
                        int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t pooled_h, int64_t pooled_w,
                        double spatial_scale, int64_t sampling_ratio, bool aligned, uintptr_t stream) {
   const int dev = device_index(device);
@@ -177,7 +179,7 @@ void roi_align_forward(int64_t device, uintptr_t input_ptr, uintptr_t rois_ptr, 
 }
 
 void roi_align_backward(int64_t device, uintptr_t grad_out_ptr, uintptr_t rois_ptr, uintptr_t grad_in_ptr,
-                        int64_t dtype, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t pooled_h,
+                        FloatType dtype, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t pooled_h,
                         int64_t pooled_w, double spatial_scale, int64_t sampling_ratio, bool aligned,
                         uintptr_t stream) {
   const int dev = device_index(device);
@@ -196,7 +198,7 @@ void roi_align_backward(int64_t device, uintptr_t grad_out_ptr, uintptr_t rois_p
 }
 
 void roi_pool_forward(int64_t device, uintptr_t input_ptr, uintptr_t rois_ptr, uintptr_t out_ptr,
-                      uintptr_t argmax_ptr, int64_t dtype, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
+                      uintptr_t argmax_ptr, FloatType dtype, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
                       int64_t pooled_h, int64_t pooled_w, double spatial_scale, uintptr_t stream) {
   const int dev = device_index(device);
   const RoiSizes s = roi_sizes(n, c, h, w, k, pooled_h, pooled_w);
@@ -214,7 +216,7 @@ void roi_pool_forward(int64_t device, uintptr_t input_ptr, uintptr_t rois_ptr, u
 }
 
 void roi_pool_backward(int64_t device, uintptr_t grad_out_ptr, uintptr_t argmax_ptr, uintptr_t rois_ptr,
-                       uintptr_t grad_in_ptr, int64_t dtype, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
+                       uintptr_t grad_in_ptr, FloatType dtype, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
                        int64_t pooled_h, int64_t pooled_w, uintptr_t stream) {
   const int dev = device_index(device);
   const RoiSizes s = roi_sizes(n, c, h, w, k, pooled_h, pooled_w);
@@ -236,6 +238,9 @@ void roi_pool_backward(int64_t device, uintptr_t grad_out_ptr, uintptr_t argmax_
 PYBIND11_MODULE(_C_cuda, m) {
   m.doc() = "pydetect's private CUDA kernels on raw device pointers. Use pydetect.ops.";
 
+  py::enum_<FloatType>(m, "FloatType", "Element type of the tensors behind the raw pointers.")
+      .value("FLOAT32", FloatType::Float32)
+      .value("FLOAT64", FloatType::Float64);
   m.def("device_count", &device_count, "Number of CUDA devices (cudaGetDeviceCount); 0 without a driver or GPU.");
   m.def("box_iou", &box_iou, py::arg("device"), py::arg("a_ptr"), py::arg("n"), py::arg("b_ptr"), py::arg("m"),
         py::arg("out_ptr"), py::arg("dtype"), py::arg("stream"),

@@ -246,7 +246,7 @@ for _name, _kernel in (("nms", _nms_cpu), ("batched_nms", _batched_nms_cpu), ("b
 
 
 # ----------------------------------------------------------------------------- CUDA kernels
-# pydetect._C_cuda takes raw device pointers, sizes, a dtype code (0 float32, 1 float64) and
+# pydetect._C_cuda takes raw device pointers, sizes, the element type (its FloatType enum) and
 # the current stream; it sets the device itself, the guard below restores torch's.
 def _cuda(t):
     """``t`` as a C-contiguous float32/float64 CUDA tensor (half types computed in float32)."""
@@ -268,8 +268,9 @@ def _launch(fn, like, *args):
         fn(like.device.index, *args, stream)
 
 
-def _dtype_code(t) -> int:
-    return 0 if t.dtype == torch.float32 else 1
+def _float_type(t):
+    """The kernels' element type of a float32 / float64 tensor (``_C_cuda.FloatType``)."""
+    return _C_cuda.FloatType.FLOAT32 if t.dtype == torch.float32 else _C_cuda.FloatType.FLOAT64
 
 
 def _check_batch_indices_cuda(rois, batch_size) -> None:
@@ -292,7 +293,7 @@ def _nms_cuda(boxes, scores, iou_threshold):
     sorted_boxes = _cuda(boxes).index_select(0, order).contiguous()
     mask = torch.empty((n, (n + 63) // 64), dtype=torch.int64, device=boxes.device)
     _launch(_C_cuda.nms_mask, boxes, sorted_boxes.data_ptr(), n, float(iou_threshold), mask.data_ptr(),
-            _dtype_code(sorted_boxes))
+            _float_type(sorted_boxes))
     keep = _C.nms_reduce_mask(mask.cpu().numpy().view(np.uint64))
     return order[torch.from_numpy(keep).to(boxes.device)]
 
@@ -311,7 +312,7 @@ def _box_iou_cuda(boxes1, boxes2):
     out = torch.empty((a.shape[0], b.shape[0]), dtype=a.dtype, device=a.device)
     if out.numel():
         _launch(_C_cuda.box_iou, a, a.data_ptr(), a.shape[0], b.data_ptr(), b.shape[0], out.data_ptr(),
-                _dtype_code(a))
+                _float_type(a))
     return out.to(boxes1.dtype)
 
 
@@ -324,7 +325,7 @@ def _roi_align_cuda(input, rois, spatial_scale, pooled_height, pooled_width, sam
     _check_batch_indices_cuda(r, n)
     out = torch.empty((r.shape[0], c, pooled_height, pooled_width), dtype=x.dtype, device=x.device)
     if out.numel():
-        _launch(_C_cuda.roi_align_forward, x, x.data_ptr(), r.data_ptr(), out.data_ptr(), _dtype_code(x),
+        _launch(_C_cuda.roi_align_forward, x, x.data_ptr(), r.data_ptr(), out.data_ptr(), _float_type(x),
                 n, c, h, w, r.shape[0], pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned)
     return out.to(input.dtype)
 
@@ -338,7 +339,7 @@ def _roi_align_backward_cuda(grad, rois, spatial_scale, pooled_height, pooled_wi
     _check_batch_indices_cuda(r, batch_size)
     out = torch.zeros((batch_size, channels, height, width), dtype=g.dtype, device=g.device)
     if g.numel() and out.numel():
-        _launch(_C_cuda.roi_align_backward, g, g.data_ptr(), r.data_ptr(), out.data_ptr(), _dtype_code(g),
+        _launch(_C_cuda.roi_align_backward, g, g.data_ptr(), r.data_ptr(), out.data_ptr(), _float_type(g),
                 batch_size, channels, height, width, r.shape[0], pooled_height, pooled_width, spatial_scale,
                 sampling_ratio, aligned)
     return out.to(grad.dtype)
@@ -355,7 +356,7 @@ def _roi_pool_cuda(input, rois, spatial_scale, pooled_height, pooled_width):
     argmax = torch.empty(shape, dtype=torch.int64, device=x.device)
     if out.numel():
         _launch(_C_cuda.roi_pool_forward, x, x.data_ptr(), r.data_ptr(), out.data_ptr(), argmax.data_ptr(),
-                _dtype_code(x), n, c, h, w, r.shape[0], pooled_height, pooled_width, spatial_scale)
+                _float_type(x), n, c, h, w, r.shape[0], pooled_height, pooled_width, spatial_scale)
     return out.to(input.dtype), argmax
 
 
@@ -373,7 +374,7 @@ def _roi_pool_backward_cuda(grad, rois, argmax, spatial_scale, pooled_height, po
     out = torch.zeros((batch_size, channels, height, width), dtype=g.dtype, device=g.device)
     if g.numel() and out.numel():
         _launch(_C_cuda.roi_pool_backward, g, g.data_ptr(), a.data_ptr(), r.data_ptr(), out.data_ptr(),
-                _dtype_code(g), batch_size, channels, height, width, r.shape[0], pooled_height, pooled_width)
+                _float_type(g), batch_size, channels, height, width, r.shape[0], pooled_height, pooled_width)
     return out.to(grad.dtype)
 
 

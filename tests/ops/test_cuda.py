@@ -37,9 +37,9 @@ ATOL = 1e-5
 
 
 # ----------------------------------------------------------------------------- helpers
-# What pydetect's torch ops do with a CUDA tensor: raw pointers, sizes, dtype code, stream.
+# What pydetect's torch ops do with a CUDA tensor: raw pointers, sizes, element type, stream.
 def _code(t):
-    return {torch.float32: 0, torch.float64: 1}[t.dtype]
+    return {torch.float32: _C_cuda.FloatType.FLOAT32, torch.float64: _C_cuda.FloatType.FLOAT64}[t.dtype]
 
 
 def _index(t):

@@ -8,6 +8,7 @@ pydetect imports and stays CPU-only without them.
 """
 
 import ctypes
+import enum
 import io
 
 import numpy as np
@@ -173,10 +174,17 @@ def test_import_without_the_cuda_extension():
 
 
 class HostCudaContract:
-    """pydetect._C_cuda's contract (CUDA_CONTRACT.md) run on host memory: each call wraps the
-    raw pointers it gets as numpy arrays and computes with the CPU kernels, so that the CUDA
-    kernels' Python side (argument order, sizes, dtype codes, zero-filled gradients, the
-    sorted boxes and bit mask of NMS) is checked on a machine without a GPU."""
+    """pydetect._C_cuda's contract (the header of csrc/bindings/module_cuda.cpp) run on host
+    memory: each call wraps the raw pointers it gets as numpy arrays and computes with the CPU
+    kernels, so that the CUDA kernels' Python side (argument order, sizes, element types,
+    zero-filled gradients, the sorted boxes and bit mask of NMS) is checked on a machine
+    without a GPU."""
+
+    FloatType = enum.Enum("FloatType", "FLOAT32 FLOAT64")
+
+    def numpy_type(self, float_type):
+        assert isinstance(float_type, self.FloatType), f"the element type must be a FloatType, got {float_type!r}"
+        return np.float32 if float_type is self.FloatType.FLOAT32 else np.float64
 
     @staticmethod
     def array(ptr, shape, dtype):
@@ -184,11 +192,11 @@ class HostCudaContract:
         return np.frombuffer((ctypes.c_char * count).from_address(ptr), dtype).reshape(shape)
 
     def box_iou(self, device, a, n, b, m, out, code, stream):
-        t = (np.float32, np.float64)[code]
+        t = self.numpy_type(code)
         self.array(out, (n, m), t)[:] = _C.box_iou(self.array(a, (n, 4), t), self.array(b, (m, 4), t))
 
     def nms_mask(self, device, boxes, n, iou_threshold, mask, code, stream):
-        b = self.array(boxes, (n, 4), (np.float32, np.float64)[code])
+        b = self.array(boxes, (n, 4), self.numpy_type(code))
         over = np.triu(ref.box_iou(b, b) > iou_threshold, 1)  # j > i
         words = np.zeros((n, (n + 63) // 64 * 64), bool)
         words[:, :n] = over
@@ -207,23 +215,23 @@ class HostCudaContract:
         return np.array(keep, np.int64)
 
     def roi_align_forward(self, device, x, rois, out, code, n, c, h, w, r, ph, pw, scale, sr, aligned, stream):
-        t = (np.float32, np.float64)[code]
+        t = self.numpy_type(code)
         self.array(out, (r, c, ph, pw), t)[:] = _C.roi_align_forward(
             self.array(x, (n, c, h, w), t), self.array(rois, (r, 5), t), scale, ph, pw, sr, aligned)
 
     def roi_align_backward(self, device, g, rois, out, code, n, c, h, w, r, ph, pw, scale, sr, aligned, stream):
-        t = (np.float32, np.float64)[code]
+        t = self.numpy_type(code)
         self.array(out, (n, c, h, w), t)[:] += _C.roi_align_backward(  # atomic adds into zeros
             self.array(g, (r, c, ph, pw), t), self.array(rois, (r, 5), t), scale, ph, pw, n, c, h, w, sr, aligned)
 
     def roi_pool_forward(self, device, x, rois, out, argmax, code, n, c, h, w, r, ph, pw, scale, stream):
-        t = (np.float32, np.float64)[code]
+        t = self.numpy_type(code)
         o, a = _C.roi_pool_forward(self.array(x, (n, c, h, w), t), self.array(rois, (r, 5), t), scale, ph, pw)
         self.array(out, (r, c, ph, pw), t)[:] = o
         self.array(argmax, (r, c, ph, pw), np.int64)[:] = a
 
     def roi_pool_backward(self, device, g, argmax, rois, out, code, n, c, h, w, r, ph, pw, stream):
-        t = (np.float32, np.float64)[code]
+        t = self.numpy_type(code)
         self.array(out, (n, c, h, w), t)[:] += _C.roi_pool_backward(
             self.array(g, (r, c, ph, pw), t), self.array(argmax, (r, c, ph, pw), np.int64),
             self.array(rois, (r, 5), t), n, c, h, w)
