@@ -347,7 +347,7 @@ class ImplicitShapeModel(BaseDetector):
         entry_weight = np.ones(n_entries)
         if self.discriminative and len(neg):
             act_pos = np.bincount(me, weights=mw, minlength=n_entries) / max(len(desc), 1)
-            nmp, nme, nmw = cb.match(neg, centres, metric=self._metric, threshold=self._activation,
+            _, nme, nmw = cb.match(neg, centres, metric=self._metric, threshold=self._activation,
                                      max_matches=self.max_matches)
             act_neg = np.bincount(nme, weights=nmw, minlength=n_entries) / max(len(neg), 1)
             entry_weight = act_pos / np.maximum(act_pos + act_neg, 1e-12)
