@@ -168,24 +168,25 @@ struct CompiledLbp {
   int32_t corner[16];
 };
 
-HOST_DEVICE int32_t corner_sum(const int32_t* p, int32_t a, int32_t b, int32_t c, int32_t d) {
-  const int32_t corners[4] = {a, b, c, d};
+// The blocks of the 3 x 3 grid as corners (top-left, top-right, bottom-left, bottom-right) of
+// the 4 x 4 corner grid: the centre first, then the outer blocks in the code's bit order,
+// clockwise from the top-left one, most significant bit first (OpenCV's order). The scalar
+// code below and the scan's four-window code both read this table.
+constexpr int kLbpCentre[4] = {5, 6, 9, 10};
+constexpr int kLbpOuter[8][4] = {{0, 1, 4, 5},     {1, 2, 5, 6},   {2, 3, 6, 7},   {6, 7, 10, 11},
+                                 {10, 11, 14, 15}, {9, 10, 13, 14}, {8, 9, 12, 13}, {4, 5, 8, 9}};
+
+HOST_DEVICE int32_t lbp_block_sum(const int32_t* p, const CompiledLbp& f, const int* block) {
+  const int32_t corners[4] = {f.corner[block[0]], f.corner[block[1]], f.corner[block[2]], f.corner[block[3]]};
   return rect_sum(p, corners);
 }
 
-// 8-bit code: each outer block compared (>=) with the centre block, clockwise from the
-// top-left one, most significant bit first (OpenCV's order).
+// 8-bit code: each outer block compared (>=) with the centre block (bit 7 - i for outer block i).
 HOST_DEVICE int lbp_code(const CompiledLbp& f, const int32_t* p) {
-  const int32_t* o = f.corner;
-  const int32_t c = corner_sum(p, o[5], o[6], o[9], o[10]);
-  return (corner_sum(p, o[0], o[1], o[4], o[5]) >= c ? 128 : 0) |
-         (corner_sum(p, o[1], o[2], o[5], o[6]) >= c ? 64 : 0) |
-         (corner_sum(p, o[2], o[3], o[6], o[7]) >= c ? 32 : 0) |
-         (corner_sum(p, o[6], o[7], o[10], o[11]) >= c ? 16 : 0) |
-         (corner_sum(p, o[10], o[11], o[14], o[15]) >= c ? 8 : 0) |
-         (corner_sum(p, o[9], o[10], o[13], o[14]) >= c ? 4 : 0) |
-         (corner_sum(p, o[8], o[9], o[12], o[13]) >= c ? 2 : 0) |
-         (corner_sum(p, o[4], o[5], o[8], o[9]) >= c ? 1 : 0);
+  const int32_t c = lbp_block_sum(p, f, kLbpCentre);
+  int code = 0;
+  for (int i = 0; i < 8; ++i) code |= lbp_block_sum(p, f, kLbpOuter[i]) >= c ? (128 >> i) : 0;
+  return code;
 }
 
 }  // namespace cascade

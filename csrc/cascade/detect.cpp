@@ -151,6 +151,8 @@ struct Engine {
   const Model* model = nullptr;
   bool stumps = false;
   std::vector<float> stage_threshold;
+  std::vector<int32_t> weak_begin;        // (stages + 1): index of each stage's first weak tree
+  std::vector<int32_t> node_begin;        // (stages + 1): index of each stage's first tree node
   std::vector<Stump> stump;               // one per weak classifier when stumps
   std::vector<CompiledHaar> haar;
   std::vector<CompiledLbp> lbp;
@@ -164,6 +166,15 @@ Engine make_engine(const Model& m, int64_t stride, int64_t tilted_offset, int64_
   e.model = &m;
   e.stumps = m.max_nodes_per_tree() == 1;
   for (float t : m.stage_threshold) e.stage_threshold.push_back(t - kThresholdEps);
+  e.weak_begin.assign(1, 0);
+  e.node_begin.assign(1, 0);
+  for (int32_t n_weak : m.stage_num_weak) {
+    const int32_t w0 = e.weak_begin.back();
+    int32_t nodes = 0;
+    for (int32_t w = w0; w < w0 + n_weak; ++w) nodes += m.weak_num_nodes[w];
+    e.weak_begin.push_back(w0 + n_weak);
+    e.node_begin.push_back(e.node_begin.back() + nodes);
+  }
   if (e.stumps) {
     for (size_t i = 0; i < m.node_feature.size(); ++i) {
       e.stump.push_back({m.node_feature[i], m.feature_type == kHaar ? m.node_threshold[i] : 0.f,
@@ -255,16 +266,18 @@ inline float haar_norm_factor(const Engine& e, const int32_t* p) {
   return haar_window_rejected(e.norm_area, vnf) ? 0.f : vnf;
 }
 
-// The hot loop for Haar stump cascades (most shipped cascades). Same arithmetic as
-// haar_value: (w0 * s0 + w1 * s1) [+ w2 * s2 when w2 != 0], times the normalisation
-// factor, in float.
-inline int run_haar_stumps(const Engine& e, const int32_t* p, float vnf, double* sum,
-                           size_t first_stage = 0, double first_sum = 0) {
-  const size_t n_stages = e.stage_threshold.size();
+// The per-window loops below return OpenCV's runAt result for the stages from `first_stage`
+// on (the earlier ones passed): 1 = passed every stage, -k = rejected by stage k (0 for stage
+// 0); *sum gets the last stage's sum.
+
+// The hot loop for Haar stump cascades (most shipped cascades): each stump's value
+// (haar_value), times the window's normalisation factor, compared in float.
+inline int run_haar_stumps(const Engine& e, const int32_t* p, float vnf, double* sum, int first_stage = 0) {
+  const int n_stages = static_cast<int>(e.stage_threshold.size());
   const int32_t* n_weak = e.model->stage_num_weak.data();
-  const HaarStump* s = e.haar_stump.data() + (first_stage ? n_weak[0] : 0);
-  double tmp = first_sum;
-  for (size_t si = first_stage; si < n_stages; ++si) {
+  const HaarStump* s = e.haar_stump.data() + e.weak_begin[first_stage];
+  double tmp = 0;
+  for (int si = first_stage; si < n_stages; ++si) {
     tmp = 0;
     const HaarStump* end = s + n_weak[si];
     for (; s != end; ++s) {
@@ -272,21 +285,21 @@ inline int run_haar_stumps(const Engine& e, const int32_t* p, float vnf, double*
     }
     if (tmp < e.stage_threshold[si]) {
       *sum = tmp;
-      return -static_cast<int>(si);
+      return -si;
     }
   }
   *sum = tmp;
   return 1;
 }
 
-inline int run_haar_trees(const Engine& e, const int32_t* p, float vnf, double* out_sum) {
+inline int run_haar_trees(const Engine& e, const int32_t* p, float vnf, double* out_sum, int first_stage = 0) {
   const Model& m = *e.model;
-  const size_t n_stages = e.stage_threshold.size();
-  const HaarNode* nodes = e.haar_node.data();
-  const float* leaves = m.leaves.data();
-  const int32_t* n_nodes = m.weak_num_nodes.data();
+  const int n_stages = static_cast<int>(e.stage_threshold.size());
+  const HaarNode* nodes = e.haar_node.data() + e.node_begin[first_stage];
+  const float* leaves = m.leaves.data() + e.node_begin[first_stage] + e.weak_begin[first_stage];
+  const int32_t* n_nodes = m.weak_num_nodes.data() + e.weak_begin[first_stage];
   double sum = 0;
-  for (size_t si = 0; si < n_stages; ++si) {
+  for (int si = first_stage; si < n_stages; ++si) {
     sum = 0;
     const int nw = m.stage_num_weak[si];
     for (int w = 0; w < nw; ++w, ++n_nodes) {
@@ -299,19 +312,19 @@ inline int run_haar_trees(const Engine& e, const int32_t* p, float vnf, double* 
     }
     if (sum < e.stage_threshold[si]) {
       *out_sum = sum;
-      return -static_cast<int>(si);
+      return -si;
     }
   }
   *out_sum = sum;
   return 1;
 }
 
-inline int run_lbp_stumps(const Engine& e, const int32_t* p, double* sum) {
-  const size_t n_stages = e.stage_threshold.size();
-  const LbpStump* s = e.lbp_stump.data();
+inline int run_lbp_stumps(const Engine& e, const int32_t* p, double* sum, int first_stage = 0) {
+  const int n_stages = static_cast<int>(e.stage_threshold.size());
+  const LbpStump* s = e.lbp_stump.data() + e.weak_begin[first_stage];
   const int32_t* n_weak = e.model->stage_num_weak.data();
   double tmp = 0;
-  for (size_t si = 0; si < n_stages; ++si) {
+  for (int si = first_stage; si < n_stages; ++si) {
     tmp = 0;
     const LbpStump* end = s + n_weak[si];
     for (; s != end; ++s) {
@@ -320,14 +333,35 @@ inline int run_lbp_stumps(const Engine& e, const int32_t* p, double* sum) {
     }
     if (tmp < e.stage_threshold[si]) {
       *sum = tmp;
-      return -static_cast<int>(si);
+      return -si;
     }
   }
   *sum = tmp;
   return 1;
 }
 
-// ---- stage 0 of four windows at once (GCC/Clang vector extensions, SSE2 or NEON) ----
+// The cascades the four-window path handles (others scan one window at a time).
+enum class Batch { kNone, kHaarStumps, kHaarTrees, kLbpStumps };
+constexpr int kMaxBatchedNodes = 4;  // Haar trees with more nodes per tree are not batched
+
+inline Batch batch_kind(const Engine& e) {
+  const Model& m = *e.model;
+  if (m.feature_type == kHaar) {
+    if (e.stumps) return Batch::kHaarStumps;
+    return m.max_nodes_per_tree() <= kMaxBatchedNodes ? Batch::kHaarTrees : Batch::kNone;
+  }
+  return e.stumps ? Batch::kLbpStumps : Batch::kNone;
+}
+
+// run_* from `first_stage` for a cascade of kind K.
+template <Batch K>
+inline int run_from(const Engine& e, const int32_t* p, float vnf, double* sum, int first_stage) {
+  if (K == Batch::kHaarStumps) return run_haar_stumps(e, p, vnf, sum, first_stage);
+  if (K == Batch::kHaarTrees) return run_haar_trees(e, p, vnf, sum, first_stage);
+  return run_lbp_stumps(e, p, sum, first_stage);
+}
+
+// ---- four windows at once (GCC/Clang vector extensions, SSE2 or NEON) ----
 // Needs __builtin_shufflevector / __builtin_convertvector (GCC >= 12, Clang). Other
 // compilers build without it and scan one window at a time, with the same results.
 // (-DPD_CASCADE_BATCHED=0 forces the one-window path, to test it.)
@@ -346,10 +380,12 @@ constexpr int64_t kBatchPad = 16;  // spare table elements read by the lanes pas
 #if PD_CASCADE_BATCHED
 // Lanes are the windows x, x + step, x + 2 step, x + 3 step of one row: for step 1 a
 // corner's four values are one unaligned load, for step 2 the even elements of two.
-// Every lane does the scalar path's exact operations (int32 wrap-around sums, float
-// products and sums, the float comparison, double accumulation of the leaves in stump
-// order), so the results are bit-identical. Lanes past the row end read neighbouring
-// buffer elements (kBatchPad spare ones at the end) and are ignored.
+// The stages of the four windows run together while at least two of them are alive (most
+// windows fall in the first stages, where the cost is); a window still alive then finishes
+// alone. Every lane does the one-window path's exact operations (int32 wrap-around sums,
+// float products and sums, the float comparison, double accumulation of the leaves in tree
+// order), so the results are bit-identical. Lanes past the row end read neighbouring buffer
+// elements (kBatchPad spare ones at the end) and are ignored.
 typedef uint32_t v4u __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 typedef float v4f __attribute__((vector_size(16)));
@@ -376,34 +412,46 @@ inline v4u rect4(const int32_t* p, const int32_t* o) {
   return four_corner_sum(lanes<Step>(p + o[0]), lanes<Step>(p + o[1]), lanes<Step>(p + o[2]), lanes<Step>(p + o[3]));
 }
 
-// vnf[k] = 0 for a rejected (flat) window; acc[k] = its stage-0 sum.
+inline v4i as_signed(v4u v) {
+  v4i s;
+  std::memcpy(&s, &v, sizeof(s));
+  return s;
+}
+
+// haar_norm_factor of four windows: vnf[k] = 0 for a rejected (flat) window.
 template <int Step>
-inline void haar_stage0_x4(const Engine& e, const int32_t* p0, float* vnf, double* acc) {
-  {
-    int32_t s[kLanes];
-    uint32_t q[kLanes];
-    const int32_t o[4] = {static_cast<int32_t>(e.norm.o0), static_cast<int32_t>(e.norm.o1),
-                          static_cast<int32_t>(e.norm.o2), static_cast<int32_t>(e.norm.o3)};
-    const v4u sv = rect4<Step>(p0, o);
-    const v4u qv = rect4<Step>(p0 + e.sq_offset, o);
-    std::memcpy(s, &sv, sizeof(s));
-    std::memcpy(q, &qv, sizeof(q));
-    for (int k = 0; k < kLanes; ++k) {
-      const float f = haar_vnf(e.norm_area, double(s[k]), double(q[k]));
-      vnf[k] = haar_window_rejected(e.norm_area, f) ? 0.f : f;
-    }
+inline void haar_norm_factor_x4(const Engine& e, const int32_t* p0, float* vnf) {
+  int32_t s[kLanes];
+  uint32_t q[kLanes];
+  const int32_t o[4] = {static_cast<int32_t>(e.norm.o0), static_cast<int32_t>(e.norm.o1),
+                        static_cast<int32_t>(e.norm.o2), static_cast<int32_t>(e.norm.o3)};
+  const v4u sv = rect4<Step>(p0, o);
+  const v4u qv = rect4<Step>(p0 + e.sq_offset, o);
+  std::memcpy(s, &sv, sizeof(s));
+  std::memcpy(q, &qv, sizeof(q));
+  for (int k = 0; k < kLanes; ++k) {
+    const float f = haar_vnf(e.norm_area, double(s[k]), double(q[k]));
+    vnf[k] = haar_window_rejected(e.norm_area, f) ? 0.f : f;
   }
-  v4f scale;
-  std::memcpy(&scale, vnf, sizeof(scale));
+}
+
+// haar_value of four windows times their normalisation factors.
+template <int Step>
+inline v4f haar_value_x4(const int32_t (*ofs)[4], const float* weight, const int32_t* p0, v4f scale) {
+  const v4f v = weighted_rects<v4f>(weight, [&](int k) {
+    return __builtin_convertvector(as_signed(rect4<Step>(p0, ofs[k])), v4f);
+  });
+  return v * scale;
+}
+
+// Stage si's sums of four windows: Haar stumps.
+template <int Step>
+inline void haar_stump_stage_x4(const Engine& e, int si, const int32_t* p0, v4f scale, double* sums) {
   v2d lo = {0., 0.}, hi = {0., 0.};
-  const HaarStump* st = e.haar_stump.data();
-  const HaarStump* end = st + e.model->stage_num_weak[0];
+  const HaarStump* st = e.haar_stump.data() + e.weak_begin[si];
+  const HaarStump* end = e.haar_stump.data() + e.weak_begin[si + 1];
   for (; st != end; ++st) {
-    const v4f v = weighted_rects<v4f>(st->weight, [&](int k) {
-      const v4u s = rect4<Step>(p0, st->ofs[k]);
-      return __builtin_convertvector(reinterpret_cast<const v4i&>(s), v4f);
-    });
-    const v4i left = (v * scale) < st->threshold;  // -1 where the scalar path takes leaf[1]
+    const v4i left = haar_value_x4<Step>(st->ofs, st->weight, p0, scale) < st->threshold;  // -1: leaf[1]
     // leaves are floats widened to double: blend their float bit patterns, widen after
     const float l = static_cast<float>(st->leaf[1]), r = static_cast<float>(st->leaf[0]);
     int32_t lb, rb;
@@ -415,31 +463,140 @@ inline void haar_stage0_x4(const Engine& e, const int32_t* p0, float* vnf, doubl
     lo += __builtin_convertvector(__builtin_shufflevector(leaf, leaf, 0, 1), v2d);
     hi += __builtin_convertvector(__builtin_shufflevector(leaf, leaf, 2, 3), v2d);
   }
-  acc[0] = lo[0], acc[1] = lo[1], acc[2] = hi[0], acc[3] = hi[1];
+  sums[0] = lo[0], sums[1] = lo[1], sums[2] = hi[0], sums[3] = hi[1];
 }
 
-template <int Step, class Emit>
+// Stage si's sums of four windows: Haar trees. Every node of a tree is evaluated for the
+// four windows at once (at most kMaxBatchedNodes); each window then walks its own path.
+template <int Step>
+inline void haar_tree_stage_x4(const Engine& e, int si, const int32_t* p0, v4f scale, double* sums) {
+  const Model& m = *e.model;
+  const int w0 = e.weak_begin[si], w1 = e.weak_begin[si + 1];
+  const HaarNode* nodes = e.haar_node.data() + e.node_begin[si];
+  const float* leaves = m.leaves.data() + e.node_begin[si] + w0;
+  double acc[kLanes] = {0., 0., 0., 0.};
+  for (int w = w0; w < w1; ++w) {
+    const int n_nodes = m.weak_num_nodes[w];
+    int32_t left[kMaxBatchedNodes][kLanes];
+    for (int j = 0; j < n_nodes; ++j) {
+      const v4i l = haar_value_x4<Step>(nodes[j].ofs, nodes[j].weight, p0, scale) < nodes[j].threshold;
+      std::memcpy(left[j], &l, sizeof(l));
+    }
+    for (int k = 0; k < kLanes; ++k)
+      acc[k] += leaves[boosting::descend_tree([&](int32_t j) { return nodes[j].child[left[j][k] != 0]; })];
+    nodes += n_nodes;
+    leaves += n_nodes + 1;
+  }
+  for (int k = 0; k < kLanes; ++k) sums[k] = acc[k];
+}
+
+// lbp_code of four windows.
+template <int Step>
+inline v4i lbp_code_x4(const CompiledLbp& f, const int32_t* p0) {
+  auto block = [&](const int* b) {
+    const int32_t o[4] = {f.corner[b[0]], f.corner[b[1]], f.corner[b[2]], f.corner[b[3]]};
+    return as_signed(rect4<Step>(p0, o));
+  };
+  const v4i c = block(kLbpCentre);
+  v4i code = {0, 0, 0, 0};
+  for (int i = 0; i < 8; ++i) code |= (block(kLbpOuter[i]) >= c) & (128 >> i);
+  return code;
+}
+
+// Stage si's sums of four windows: LBP stumps.
+template <int Step>
+inline void lbp_stump_stage_x4(const Engine& e, int si, const int32_t* p0, double* sums) {
+  const LbpStump* st = e.lbp_stump.data() + e.weak_begin[si];
+  const LbpStump* end = e.lbp_stump.data() + e.weak_begin[si + 1];
+  double acc[kLanes] = {0., 0., 0., 0.};
+  for (; st != end; ++st) {
+    int32_t code[kLanes];
+    const v4i cv = lbp_code_x4<Step>(st->feature, p0);
+    std::memcpy(code, &cv, sizeof(code));
+    for (int k = 0; k < kLanes; ++k) {
+      const int c = code[k];
+      acc[k] += st->leaf[(st->subset[c >> 5] >> (c & 31)) & 1];
+    }
+  }
+  for (int k = 0; k < kLanes; ++k) sums[k] = acc[k];
+}
+
+template <int Step, Batch K>
+inline void stage_sums_x4(const Engine& e, int si, const int32_t* p0, v4f scale, double* sums) {
+  if (K == Batch::kHaarStumps) haar_stump_stage_x4<Step>(e, si, p0, scale, sums);
+  else if (K == Batch::kHaarTrees) haar_tree_stage_x4<Step>(e, si, p0, scale, sums);
+  else lbp_stump_stage_x4<Step>(e, si, p0, sums);
+}
+
+// One row of windows, four at a time, with OpenCV's rules: a flat window is skipped (-1), a
+// window rejected by the first stage also skips the next position (0).
+template <int Step, Batch K, class Emit>
 inline void scan_row_x4(const Engine& e, const int32_t* row, int work_w, const Emit& emit) {
+  const int n_stages = static_cast<int>(e.stage_threshold.size());
   int x = 0;
   while (x < work_w) {
-    float vnf[kLanes];
-    double acc[kLanes];
-    haar_stage0_x4<Step>(e, row + x, vnf, acc);
-    const int n = std::min(kLanes, (work_w - x + Step - 1) / Step);
+    const int32_t* p0 = row + x;
+    const int n = std::min(kLanes, (work_w - x + Step - 1) / Step);  // lanes inside the row
+    float vnf[kLanes] = {1.f, 1.f, 1.f, 1.f};
+    if (K != Batch::kLbpStumps) haar_norm_factor_x4<Step>(e, p0, vnf);
+    int passed[kLanes];  // stages passed so far; -1: flat
+    bool alive[kLanes];
+    double sum[kLanes] = {0., 0., 0., 0.};
+    int n_alive = 0;
+    for (int k = 0; k < kLanes; ++k) {
+      passed[k] = vnf[k] == 0.f ? -1 : 0;
+      alive[k] = k < n && vnf[k] != 0.f;
+      n_alive += alive[k];
+    }
+    v4f scale;
+    std::memcpy(&scale, vnf, sizeof(scale));
+    for (int si = 0; si < n_stages && n_alive >= 2; ++si) {
+      double s[kLanes];
+      stage_sums_x4<Step, K>(e, si, p0, scale, s);
+      for (int k = 0; k < kLanes; ++k) {
+        if (!alive[k]) continue;
+        sum[k] = s[k];
+        if (s[k] < e.stage_threshold[si]) {
+          alive[k] = false;
+          --n_alive;
+        } else {
+          passed[k] = si + 1;
+        }
+      }
+    }
     int k = 0;
     while (k < n) {
-      if (vnf[k] == 0.f) {
+      if (passed[k] < 0) {
         k += 1;  // flat window (-1): next position
-      } else if (acc[k] < e.stage_threshold[0]) {
-        k += 2;  // rejected by stage 0 (0): OpenCV skips one position
+      } else if (!alive[k]) {
+        k += passed[k] == 0 ? 2 : 1;  // rejected by stage passed[k]; by the first: skip one
       } else {
         const int xx = x + k * Step;
-        double sum = 0;
-        if (run_haar_stumps(e, row + xx, vnf[k], &sum, 1, acc[k]) == 1) emit(xx, sum);
-        k += 1;
+        double out = sum[k];
+        const int result = passed[k] == n_stages ? 1 : run_from<K>(e, row + xx, vnf[k], &out, passed[k]);
+        if (result == 1) emit(xx, out);
+        k += result == 0 ? 2 : 1;
       }
     }
     x += k * Step;
+  }
+}
+
+// scan_row_x4 for the cascade's kind and the level's step.
+template <class Emit>
+inline void scan_row_batched(const Engine& e, Batch kind, int step, const int32_t* row, int work_w, const Emit& emit) {
+  switch (kind) {
+    case Batch::kHaarStumps:
+      return step == 1 ? scan_row_x4<1, Batch::kHaarStumps>(e, row, work_w, emit)
+                       : scan_row_x4<2, Batch::kHaarStumps>(e, row, work_w, emit);
+    case Batch::kHaarTrees:
+      return step == 1 ? scan_row_x4<1, Batch::kHaarTrees>(e, row, work_w, emit)
+                       : scan_row_x4<2, Batch::kHaarTrees>(e, row, work_w, emit);
+    case Batch::kLbpStumps:
+      return step == 1 ? scan_row_x4<1, Batch::kLbpStumps>(e, row, work_w, emit)
+                       : scan_row_x4<2, Batch::kLbpStumps>(e, row, work_w, emit);
+    case Batch::kNone:
+      return;
   }
 }
 #endif  // PD_CASCADE_BATCHED
@@ -592,8 +749,8 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
   std::vector<std::vector<Candidate>> found(tasks.size());
   // The four-window path is vector code (SSE2 on x86): PYDETECT_SIMD=scalar scans one
   // window at a time (same results).
-  [[maybe_unused]] const bool batched = PD_CASCADE_BATCHED && m.feature_type == kHaar && e.stumps &&
-                                        simd_level() != SimdLevel::kScalar;
+  [[maybe_unused]] const Batch batch =
+      PD_CASCADE_BATCHED && simd_level() != SimdLevel::kScalar ? batch_kind(e) : Batch::kNone;
   parallel_for(0, static_cast<int64_t>(tasks.size()), 4, [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; ++t) {
       const Task& task = tasks[t];
@@ -607,15 +764,14 @@ std::vector<Candidate> detect_candidates(const Model& m, const std::vector<Level
       for (int y = task.y0; y < task.y1; y += step) {
         const int32_t* row = base + int64_t(y) * stride;
 #if PD_CASCADE_BATCHED
-        if (batched) {
+        if (batch != Batch::kNone) {
           auto emit = [&](int x, double sum) {
             found[t].push_back({round_half_even(float(x) * scale),
                                 round_half_even(float(y) * scale), win_w, win_h,
                                 static_cast<int>(m.stage_threshold.size()), sum, task.level,
                                 x, y});
           };
-          if (step == 1) scan_row_x4<1>(e, row, work_w, emit);
-          else scan_row_x4<2>(e, row, work_w, emit);
+          scan_row_batched(e, batch, step, row, work_w, emit);
           continue;
         }
 #endif
