@@ -10,9 +10,10 @@ import time
 import numpy as np
 import torch
 
-from pydetect._validation import check_fraction
+from pydetect._validation import check_fraction, check_int
 from pydetect.engine.checkpoint import cuda_rng_state, load_checkpoint, restore_cuda_rng, restoring, save_checkpoint
 from pydetect.engine.devices import distributed_info
+from pydetect.engine.prefetch import BatchPrefetcher
 from pydetect.engine.progress import progress_bar
 
 __all__ = ["lr_factor", "check_ema_decay", "WeightAverage", "train_loop"]
@@ -70,7 +71,7 @@ class WeightAverage:
 
 def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4, warmup=0.02,
                seed=0, checkpoint_path=None, checkpoint_every=100, resume=True, progress=False,
-               clip_grad=10.0, ema_decay=None, desc="train"):
+               clip_grad=10.0, ema_decay=None, desc="train", prefetch=2):
     """Trains ``model`` (a loss-dict module) with AdamW on minibatches from ``sample_batch``.
 
     Parameters
@@ -79,7 +80,8 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
         ``model(*batch) -> dict of losses``, on the device to train on (its parameters'; under
         torchrun a CUDA model trains with NCCL, a CPU one with gloo).
     sample_batch : callable (iteration, rank, world_size, numpy Generator) -> tuple of args
-        on the model's device
+        on the model's device; its randomness comes from the Generator only (it runs on a
+        background thread, see ``prefetch``)
     max_iter : int
         Iterations (the schedule's length); ``seconds`` caps the wall time too, and the
         schedule follows ``max(iteration / max_iter, elapsed / seconds)``.
@@ -93,6 +95,10 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
         Keep a :class:`WeightAverage` of the weights and load it into ``model`` when
         training ends (the checkpoint keeps the live weights and the average, so a resumed
         run continues both).
+    prefetch : int, default 2
+        Batches drawn ahead on a background thread while the model computes
+        (:class:`~pydetect.engine.prefetch.BatchPrefetcher`; the same batches in the same
+        order as without); 0 draws each batch on the training thread.
 
     Returns
     -------
@@ -103,6 +109,7 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
     FloatingPointError
         On a NaN or infinite loss; the last checkpoint (if any) is left intact.
     """
+    prefetch = check_int(prefetch, "prefetch", minimum=0)
     device = next(model.parameters()).device
     rank, world = distributed_info(device)
     train_model = model
@@ -134,10 +141,12 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
         with restoring(checkpoint_path):
             average.load_state_dict(saved_average)
 
+    batches = BatchPrefetcher(sample_batch, it, rank, world, rng, depth=prefetch)
+
     def checkpoint(elapsed):
         if checkpoint_path is None or rank != 0:
             return
-        rng_states = [rng.bit_generator.state]
+        rng_states = [batches.rng_state]  # after the last batch trained on, not the ones drawn ahead
         save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                            "iteration": it, "seconds": elapsed,
                                            "numpy_rng": rng_states, "torch_rng": torch.get_rng_state(),
@@ -150,36 +159,37 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
     if bar is not None and it:
         bar.update(it)
     train_model.train()
-    while it < max_iter:
-        elapsed = elapsed_before + time.perf_counter() - start
-        frac = max(it / max_iter, elapsed / seconds)
-        if frac >= 1:
-            break
-        for group in opt.param_groups:
-            group["lr"] = lr * lr_factor(frac, warmup)
-        batch = sample_batch(it, rank, world, rng)
-        losses = train_model(*batch)
-        loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
-            where = (f"the last checkpoint {checkpoint_path!s} is intact" if checkpoint_path
-                     else "no checkpoint was written (pass checkpoint_dir to keep one)")
-            raise FloatingPointError(f"non-finite training loss at iteration {it} ({detail}); "
-                                     f"lower the learning rate; {where}")
-        opt.zero_grad()
-        loss.backward()
-        if clip_grad:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-        opt.step()
-        if average is not None:
-            average.update(model)
-        it += 1
-        losses_hist.append(float(loss.detach()))
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix({k[5:]: f"{float(v):.3f}" for k, v in losses.items()})
-        if checkpoint_every and it % checkpoint_every == 0:
-            checkpoint(elapsed_before + time.perf_counter() - start)
+    with batches:
+        while it < max_iter:
+            elapsed = elapsed_before + time.perf_counter() - start
+            frac = max(it / max_iter, elapsed / seconds)
+            if frac >= 1:
+                break
+            for group in opt.param_groups:
+                group["lr"] = lr * lr_factor(frac, warmup)
+            batch = batches.next()
+            losses = train_model(*batch)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
+                where = (f"the last checkpoint {checkpoint_path!s} is intact" if checkpoint_path
+                         else "no checkpoint was written (pass checkpoint_dir to keep one)")
+                raise FloatingPointError(f"non-finite training loss at iteration {it} ({detail}); "
+                                         f"lower the learning rate; {where}")
+            opt.zero_grad()
+            loss.backward()
+            if clip_grad:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+            opt.step()
+            if average is not None:
+                average.update(model)
+            it += 1
+            losses_hist.append(float(loss.detach()))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k[5:]: f"{float(v):.3f}" for k, v in losses.items()})
+            if checkpoint_every and it % checkpoint_every == 0:
+                checkpoint(elapsed_before + time.perf_counter() - start)
     total = elapsed_before + time.perf_counter() - start
     checkpoint(total)
     if bar is not None:
