@@ -81,7 +81,7 @@ def bench_training(steps):
     from pydetect.detectors import FasterRCNN
 
     data = digits_in_clutter("train", n_images=8, seed=0)
-    det = FasterRCNN(device="cuda", pretrain_seconds=0, max_iter=steps, train_seconds=600, progress=False)
+    det = FasterRCNN(device="cuda", pretrain=None, max_iter=steps, train_seconds=600, progress=False)
     det.fit(data)
     h = det.history_
     print(f"FasterRCNN(device='cuda'): {h['iterations']} training iterations (batch 2) in {h['seconds']:.2f} s, "

@@ -18,7 +18,7 @@ import time
 import torch
 
 from pydetect import data
-from pydetect.detectors import FasterRCNN
+from pydetect.detectors import FasterRCNN, Pretraining
 from pydetect.eval import coco_evaluate
 
 
@@ -41,7 +41,7 @@ def main():
     jitter = None if args.scale_jitter is None else ast.literal_eval(args.scale_jitter)
     make = data.digits_in_clutter if args.dataset == "digits" else data.faces_in_clutter
     train, val = make("train", n_images=args.n_train), make("val", n_images=args.n_val)
-    det = FasterRCNN(pretrain_seconds=1e9, pretrain_epochs=args.pretrain_epochs, train_seconds=1e9,
+    det = FasterRCNN(pretrain=Pretraining(seconds=1e9, epochs=args.pretrain_epochs), train_seconds=1e9,
                      max_iter=args.iters, augment=augment, scale_jitter=jitter, progress=False, seed=0)
     t0 = time.perf_counter()
     det.fit(train)

@@ -42,14 +42,14 @@ def run(form, mult, train_seconds, pretrain_seconds, threads, iterations=None, p
 
     from pydetect import data
     from pydetect import eval as pdeval
-    from pydetect.detectors import YOLO
+    from pydetect.detectors import YOLO, Pretraining
 
     train, val = data.digits_in_clutter("train"), data.digits_in_clutter("val")
     if iterations:  # a counted budget: the clocks are set far beyond what the counts take
-        budget = dict(max_iter=iterations * mult, train_seconds=1e7, pretrain_epochs=pretrain_epochs,
-                      pretrain_seconds=1e7)
+        budget = dict(max_iter=iterations * mult, train_seconds=1e7,
+                      pretrain=Pretraining(seconds=1e7, epochs=pretrain_epochs))
     else:
-        budget = dict(train_seconds=train_seconds * mult, pretrain_seconds=pretrain_seconds)
+        budget = dict(train_seconds=train_seconds * mult, pretrain=Pretraining(seconds=pretrain_seconds))
     det = YOLO(anchors=None if form == "v1" else "kmeans", progress=False, num_threads=threads, **budget)
     t0 = time.perf_counter()
     det.fit(train)

@@ -191,7 +191,8 @@ def _add_train(sub):
     _add_dataset_arguments(p)
     p.add_argument("--out", required=True, help="model file to write")
     p.add_argument("--set", action="append", metavar="PARAM=VALUE",
-                   help="override a constructor parameter (Python literal), repeatable")
+                   help="override a constructor parameter (Python literal; a setting of a group as "
+                        "pretrain__seconds=40), repeatable")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_train)
@@ -242,7 +243,8 @@ def _add_bench_detectors(bench):
     p.add_argument("--out", default="pydetect-bench", help="output directory (default: pydetect-bench)")
     p.add_argument("--detectors", help=f"comma-separated subset of {','.join(DETECTORS)}")
     p.add_argument("--set", action="append", metavar="DETECTOR.PARAM=VALUE",
-                   help="override a recipe parameter (Python literal), repeatable")
+                   help="override a recipe parameter (Python literal; a setting of a group as "
+                        "faster_rcnn.pretrain__seconds=40), repeatable")
     p.add_argument("--retrain", action="store_true", help="ignore the models cached in OUT/models")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_bench_detectors)

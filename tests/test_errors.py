@@ -425,7 +425,7 @@ def tiny_data():
 
 
 # Cheap budgets: before the checks existed, these fits ran to the end (or failed deep inside).
-CHEAP = dict(pretrain_seconds=0, max_iter=1, batch_size=1, progress=False)
+CHEAP = dict(pretrain=None, max_iter=1, batch_size=1, progress=False)
 
 
 @pytest.mark.parametrize("cls_name, params, error, fragment", [
@@ -437,7 +437,7 @@ CHEAP = dict(pretrain_seconds=0, max_iter=1, batch_size=1, progress=False)
     ("FasterRCNN", dict(box_nms_thresh=float("inf")), ValueError, "box_nms_thresh must be finite"),
     ("FasterRCNN", dict(representation_size=10**9), ValueError, "representation_size must be <="),
     ("FasterRCNN", dict(anchor_sizes=(32, 0)), ValueError, r"anchor_sizes\[1\] must be > 0"),
-    ("FasterRCNN", dict(aspect_ratios=5), ValueError, "aspect_ratios must be None or a non-empty sequence"),
+    ("FasterRCNN", dict(aspect_ratios=5), TypeError, "aspect_ratios must be None or a non-empty sequence"),
     ("FasterRCNN", dict(rpn_pre_nms_top_n=5), ValueError, "rpn_pre_nms_top_n must be a pair"),
     ("FasterRCNN", dict(rpn_post_nms_top_n=(10, 0)), ValueError, r"rpn_post_nms_top_n \(testing\) must be >= 1"),
     ("FasterRCNN", dict(scale_jitter=(0.5, HUGE)), ValueError, "scale_jitter hi must be finite"),
@@ -465,7 +465,7 @@ def test_num_threads_is_checked_before_torch_sees_it(tiny_data):
         from pydetect.detectors import FasterRCNN
         data = digits_in_clutter("train", n_images=1, seed=0)
         with pytest.raises(ValueError, match="num_threads must be <= 1024"):
-            FasterRCNN(pretrain_seconds=0, max_iter=1, progress=False, num_threads=10**6).fit(data)
+            FasterRCNN(pretrain=None, max_iter=1, progress=False, num_threads=10**6).fit(data)
     """)
 
 
@@ -493,7 +493,7 @@ def test_viola_jones_parameters_are_checked_in_fit(tiny_data, params, error, fra
 
 @pytest.mark.parametrize("params, error, fragment", [
     (dict(upscale=1e308), ValueError, "upscaled by 1e\\+308 .* exceeds the limit"),
-    (dict(dense_scales=5), TypeError, "dense_scales must be a sequence"),
+    (dict(dense_scales=5), TypeError, "dense_scales must be a non-empty sequence"),
     (dict(cluster_threshold=2.0), ValueError, "cluster_threshold must be <= 1 with descriptor='patch'"),
 ])
 def test_ism_parameters(tiny_data, params, error, fragment):

@@ -21,7 +21,8 @@ cv2 = pytest.importorskip("cv2")
 from pydetect._io import atomic_write  # noqa: E402
 from pydetect._persist import decode, encode  # noqa: E402
 from pydetect.data import digits_in_clutter  # noqa: E402
-from pydetect.detectors import BaseDetector, FasterRCNN, ViolaJonesDetector  # noqa: E402
+from pydetect.detectors import (RCNN, YOLO, BaseDetector, FasterRCNN, Pretraining, ViolaJonesDetector,  # noqa: E402
+                                WarpPretraining)
 from pydetect.models import VGGStyle  # noqa: E402
 from pydetect import engine  # noqa: E402
 
@@ -67,7 +68,7 @@ def tiny_data():
 
 
 def tiny_faster(**kw):
-    params = dict(pretrain_seconds=0, max_iter=2, batch_size=1, progress=False, seed=0,
+    params = dict(pretrain=None, max_iter=2, batch_size=1, progress=False, seed=0,
                   rpn_pre_nms_top_n=(200, 100), rpn_post_nms_top_n=(50, 50))
     return FasterRCNN(**dict(params, **kw))
 
@@ -236,6 +237,15 @@ def test_format_1_files_load_with_allow_pickle(vj, faster, grey, tiny_data, tmp_
         same_detections(type(det).load(tmp_path / "new.model").predict(probe), det.predict(probe))
 
 
+def _flat_pretraining(header, **flat):
+    """``header`` with the ``pretrain`` group replaced by the flat ``pretrain_<setting>``
+    parameters that model files of state versions 0 and 1 held."""
+    header["params"].pop("pretrain")
+    header["params"].update({f"pretrain_{k}": {"__tuple__": list(v)} if isinstance(v, tuple) else v
+                             for k, v in flat.items()})
+    return header
+
+
 def test_a_file_older_than_a_parameter_reads_it_as_the_model_was_trained(faster, tiny_data, tmp_path):
     """State version 0 (no "state_version" in the header): the parameters and fitted attributes
     the file predates take the values that model was trained and run with (the class's
@@ -245,31 +255,71 @@ def test_a_file_older_than_a_parameter_reads_it_as_the_model_was_trained(faster,
     with zipfile.ZipFile(good) as z:
         members = {name: z.read(name) for name in z.namelist()}
     header = json.loads(members["header.json"])
-    assert header["state_version"] == FasterRCNN._STATE_VERSION
+    assert header["state_version"] == FasterRCNN._STATE_VERSION == 2
     del header["state_version"]
-    for name in ("pretrain_copies", "pretrain_shear", "balance_objects"):
-        del header["params"][name]
+    # Version 0 had flat pretraining parameters, and neither crop copies nor shear.
+    _flat_pretraining(header, seconds=0.0, epochs=30, stretch=(0.75, 1.33))
+    del header["params"]["balance_objects"]
     assert header["state"].pop("anchor_shapes_") is None  # sizes x ratios (anchors=None)
     members["header.json"] = json.dumps(header).encode()
     with zipfile.ZipFile(old, "w") as z:
         for name, data in members.items():
             z.writestr(name, data)
     again = FasterRCNN.load(old)
-    params = again.get_params()
-    assert (params["pretrain_copies"], params["pretrain_shear"], params["balance_objects"]) == (2, 0.0, False)
-    assert FasterRCNN().get_params()["pretrain_copies"] == 8  # not today's default
+    assert again.pretrain == Pretraining(seconds=0.0, epochs=30, copies=2, stretch=(0.75, 1.33), shear=0.0)
+    assert again.balance_objects is False
+    assert FasterRCNN().pretrain.copies == 8  # not today's default
+    assert not [k for k in vars(again) if k.startswith("pretrain_") and k != "pretrain_accuracy_"]
     assert again.anchor_shapes_ is None
     same_detections(again.predict(tiny_data[0][0]), faster.predict(tiny_data[0][0]))
-    # The same file claiming today's version is read as written: a missing parameter takes the
-    # constructor's default.
+    # A file of today's version is read as written: a setting its pretrain group lacks takes
+    # the constructor's default.
+    for name in ("pretrain_seconds", "pretrain_epochs", "pretrain_stretch"):
+        del header["params"][name]
+    header["params"]["pretrain"] = {"seconds": 0.0, "epochs": 30}
     header["state_version"] = FasterRCNN._STATE_VERSION
     header["state"]["anchor_shapes_"] = None
     rewrite_header(old, tmp_path / "claims_new.model", **header)
-    assert FasterRCNN.load(tmp_path / "claims_new.model").get_params()["pretrain_copies"] == 8
+    assert FasterRCNN.load(tmp_path / "claims_new.model").pretrain.copies == 8
     for bad in (FasterRCNN._STATE_VERSION + 1, -1, "1", 1.5, True):
         rewrite_header(good, tmp_path / "bad.model", state_version=bad)
         with pytest.raises(ValueError, match="state version"):
             FasterRCNN.load(tmp_path / "bad.model")
+
+
+def test_a_file_with_flat_pretraining_parameters_loads_into_the_group(faster, tiny_data, tmp_path):
+    """State version 1 kept pretrain_seconds, pretrain_epochs, pretrain_copies, pretrain_stretch
+    and pretrain_shear as parameters of their own: they load as one Pretraining, as do the
+    pickled attributes of format 1; RCNN's two become a WarpPretraining."""
+    good, old = tmp_path / "new.model", tmp_path / "v1.model"
+    faster.save(good)
+    with zipfile.ZipFile(good) as z:
+        header = json.loads(z.read("header.json"))
+    flat = dict(seconds=0.0, epochs=7, copies=3, stretch=(0.8, 1.2), shear=0.1)
+    rewrite_header(good, old, **dict(_flat_pretraining(header, **flat), state_version=1))
+    again = FasterRCNN.load(old)
+    assert again.pretrain == Pretraining(**flat) and type(again.pretrain.stretch) is tuple
+    assert again.get_params()["pretrain__copies"] == 3
+    assert not [k for k in vars(again) if k.startswith("pretrain_") and k != "pretrain_accuracy_"]
+    same_detections(again.predict(tiny_data[0][0]), faster.predict(tiny_data[0][0]))
+    again.save(tmp_path / "again.model")  # saved in today's layout, it reads back the same
+    assert FasterRCNN.load(tmp_path / "again.model").pretrain == Pretraining(**flat)
+
+    # Format 1 (pickled attributes, state version 0): flat attributes, legacy copies and shear.
+    state = {k: v for k, v in vars(faster).items() if k != "pretrain"}
+    state.update(pretrain_seconds=0.0, pretrain_epochs=12, pretrain_stretch=None)
+    path = tmp_path / "old.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"format": 1, "class": "pydetect.detectors.faster_rcnn.FasterRCNN", "state": state}, f)
+    again = BaseDetector.load(path, allow_pickle=True)
+    assert again.pretrain == Pretraining(seconds=0.0, epochs=12, copies=2, stretch=None, shear=0.0)
+    assert not [k for k in vars(again) if k.startswith("pretrain_") and k != "pretrain_accuracy_"]
+
+    params, state = RCNN._upgrade({"pretrain_seconds": 35.0, "pretrain_epochs": 12, "svm_C": 0.1}, {}, 1)
+    assert params == {"pretrain": WarpPretraining(seconds=35.0, epochs=12), "svm_C": 0.1} and state == {}
+    params, _ = YOLO._upgrade({"pretrain_seconds": 0.0, "pretrain_shear": 0.3}, {}, 1)
+    assert params == {"pretrain": Pretraining(seconds=0.0, shear=0.3)}
+    assert YOLO._upgrade({"pretrain": None}, {}, 2) == ({"pretrain": None}, {})  # today's files as written
 
 
 def test_format_1_outside_pydetect_is_refused_even_with_allow_pickle(tmp_path):
@@ -323,7 +373,7 @@ def test_a_checkpoint_of_another_model_is_a_value_error(tmp_path):
 def test_a_crafted_pretrained_backbone_is_refused(name, marker, tiny_data, tmp_path):
     (tmp_path / name).write_bytes(crafted_files(marker)["torch.save"])
     with pytest.raises(ValueError, match=f"{name}: not a pydetect checkpoint"):
-        tiny_faster(pretrain_seconds=1, checkpoint_dir=tmp_path).fit(tiny_data)
+        tiny_faster(pretrain=Pretraining(seconds=1), checkpoint_dir=tmp_path).fit(tiny_data)
     assert not marker.exists()
 
 

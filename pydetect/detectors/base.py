@@ -12,8 +12,9 @@ A model file is a zip archive (:mod:`pydetect._persist`) of ``header.json`` and
 
 - ``"format"``: 2; ``"pydetect"``: the version that wrote it;
 - ``"class"``: the detector's class name, one of :data:`DETECTORS` (any other is refused);
-- ``"params"``: :meth:`BaseDetector.get_params`, as tagged JSON (tuples, paths and arrays
-  survive); ``"modules"``: the names of parameters given as torch modules (a custom
+- ``"params"``: :meth:`BaseDetector.get_params` (``deep=False``), as tagged JSON (tuples,
+  paths and arrays survive), a parameter group such as ``pretrain`` as the dict of its
+  settings (rebuilt on load from the class's ``_PARAMS`` spec); ``"modules"``: the names of parameters given as torch modules (a custom
   ``backbone``), stored as ``null``: code is not data, so :meth:`BaseDetector.load` needs the
   module again (``FasterRCNN.load(path, backbone=MyNet())``) and fills in its weights; a
   ``device`` given as a torch.device is stored as its name (``"cuda:0"``);
@@ -35,11 +36,11 @@ you trust, and save them again in format 2.
 from __future__ import annotations
 
 import importlib
-import inspect
 import pickle
 import sys
 
 import pydetect
+from pydetect._params import Parameters, _restore_groups
 from pydetect._persist import decode, encode, is_zip_file, read_archive, write_archive
 
 __all__ = ["BaseDetector", "NotFittedError", "DETECTORS"]
@@ -83,11 +84,12 @@ class NotFittedError(ValueError, AttributeError):
     """Raised when ``predict`` or ``save`` is called before ``fit``."""
 
 
-class BaseDetector:
+class BaseDetector(Parameters):
     """Base class: parameters, fitted-state checks, batch prediction and persistence.
 
-    Subclasses implement ``fit`` and ``predict``. The default persistence stores the
-    parameters and the fitted ``*_`` attributes as they are; a class whose fitted state holds
+    Subclasses implement ``fit`` and ``predict`` and declare every constructor parameter in
+    ``_PARAMS`` (:mod:`pydetect._params`); ``fit`` calls :meth:`_validate_params` first.
+    The default persistence stores the parameters and the fitted ``*_`` attributes as they are; a class whose fitted state holds
     objects (torch modules, cascades, scikit-learn models) overrides ``_get_state`` /
     ``_set_state`` to map them to arrays, tensors and JSON values (see the module docstring).
     """
@@ -102,44 +104,20 @@ class BaseDetector:
     @classmethod
     def _upgrade(cls, params: dict, state: dict, version: int):
         """(params, state) of a file of state ``version`` as this version of the class reads
-        them: anything the file predates takes its ``_LEGACY_VALUES`` entry."""
+        them: anything the file predates (holds nowhere) takes its ``_LEGACY_VALUES`` entry.
+        Subclasses that renamed or regrouped a parameter extend it."""
         params, state = dict(params), dict(state)
         if version < cls._STATE_VERSION:
             names = cls._param_defaults()
             for name, value in cls._LEGACY_VALUES.items():
-                target = params if name in names else state
-                target.setdefault(name, value)
+                if name not in params and name not in state:
+                    (params if name in names else state)[name] = value
         return params, state
 
     @classmethod
-    def _param_defaults(cls) -> dict:
-        signature = inspect.signature(cls.__init__)
-        return {p.name: p.default for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY}
-
-    @classmethod
-    def _param_names(cls) -> list:
-        return list(cls._param_defaults())
-
-    def get_params(self, deep: bool = True) -> dict:
-        """The constructor parameters as given. ``deep`` is accepted for scikit-learn's API;
-        no parameter is itself an estimator."""
-        return {name: getattr(self, name) for name in self._param_defaults()}
-
-    def set_params(self, **params):
-        """Sets constructor parameters (scikit-learn's API: ``sklearn.base.clone`` and grid
-        searches use it); returns self. Values are checked when ``fit`` runs, as for the
-        constructor; an unknown name raises ValueError."""
-        known = self._param_defaults()
-        for name, value in params.items():
-            if name not in known:
-                raise ValueError(f"{type(self).__name__} has no parameter {name!r}; "
-                                 f"its parameters are {', '.join(known)}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
+    def _restore_params(cls, params: dict) -> dict:
+        """Upgraded file parameters as the constructor takes them (groups rebuilt)."""
+        return _restore_groups(cls, params)
 
     def _fitted_attributes(self) -> list:
         return [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]
@@ -186,10 +164,12 @@ class BaseDetector:
             raise TypeError(f"{type(self).__module__}.{name} is not in pydetect.detectors.base.DETECTORS: "
                             "add it there to save it")
 
-        params = self.get_params()
+        params = self.get_params(deep=False)
         modules = [k for k, v in params.items() if _is_module(v)]
         params.update(dict.fromkeys(modules))
         params.update({k: str(v) for k, v in params.items() if _is_device(v)})
+        # A parameter group (pretrain=Pretraining(...)) is stored as the dict of its settings.
+        params.update({k: v.get_params(deep=False) for k, v in params.items() if isinstance(v, Parameters)})
         arrays = []
         header = {"format": _FORMAT_VERSION, "pydetect": pydetect.__version__, "class": name,
                   "params": encode(params, arrays, "parameter"), "modules": modules,
@@ -251,7 +231,7 @@ class BaseDetector:
         try:
             params, state = found._upgrade(decode(header.get("params", {}), arrays),
                                            decode(header.get("state", {}), arrays), version)
-            obj = found(**dict(params, **modules))
+            obj = found(**dict(found._restore_params(params), **modules))
             obj._set_state(state)
         except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
             detail = " ".join(str(exc).split())  # torch's load_state_dict errors span lines
@@ -294,5 +274,5 @@ class BaseDetector:
         params, state = found._upgrade({k: v for k, v in pickled.items() if k in names},
                                        {k: v for k, v in pickled.items() if k not in names}, 0)
         obj = found.__new__(found)
-        obj._set_pickled_state({**names, **params, **state})  # the constructor's defaults under the rest
+        obj._set_pickled_state({**names, **found._restore_params(params), **state})  # the constructor's defaults under the rest
         return obj

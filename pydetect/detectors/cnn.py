@@ -1,11 +1,42 @@
-"""The fit() every CNN detector shares (OverFeat, the R-CNN family, YOLO, SSD)."""
+"""The fit() every CNN detector shares (OverFeat, the R-CNN family, YOLO, SSD), and the
+parameter specs they have in common."""
 
 from __future__ import annotations
 
-from pydetect import engine
-from pydetect.detectors.base import BaseDetector
+import torch
 
-__all__ = ["CNNEstimator"]
+from pydetect import engine
+from pydetect._params import Bool, Check, Instance, Int, NonNegative, Optional, Path, Positive, Real, ScaleRange
+from pydetect._validation import MAX_THREADS, check_device
+from pydetect.detectors.base import BaseDetector
+from pydetect.detectors.pretraining import fold_flat_pretraining
+
+__all__ = ["CNNEstimator", "END_TO_END_PARAMS", "MODULE"]
+
+
+def _check_augment(value, name):
+    return engine.check_augment(value)
+
+
+def _check_device(value, name):
+    return check_device(value, name)
+
+
+#: A backbone given as a module (a model file keeps its weights, not its code).
+MODULE = Instance(torch.nn.Module, "a torch.nn.Module")
+
+#: The settings of the end-to-end training of the R-CNN family and the one-stage detectors
+#: (:func:`pydetect.engine.train_loop`), merged into their tables.
+END_TO_END_PARAMS = {
+    "train_seconds": Positive(),
+    "max_iter": Int(minimum=1),
+    "batch_size": Int(minimum=1),
+    "lr": Positive(),
+    "ema_decay": Optional(Real(0, 1, closed="neither")),
+    "weight_decay": NonNegative(),
+    "detections_per_img": Int(minimum=1),
+    "scale_jitter": ScaleRange(),
+}
 
 
 class CNNEstimator(BaseDetector):
@@ -14,10 +45,31 @@ class CNNEstimator(BaseDetector):
     ``_fit(dataset, class_names, targets, device)`` on the resolved ``device`` with
     ``num_threads`` torch threads."""
 
+    _PARAMS = {
+        "hflip": Bool(),
+        "augment": Check(_check_augment, "'default', None or a dict of augmentation settings"),
+        "seed": Int(minimum=0),
+        "checkpoint_dir": Optional(Path()),
+        "resume": Bool(),
+        "progress": Bool(),
+        "num_threads": Optional(Int(minimum=1, maximum=MAX_THREADS)),
+        "device": Check(_check_device, "'cpu', 'cuda', 'cuda:N' or a torch.device"),
+    }
+
+    @classmethod
+    def _upgrade(cls, params, state, version):
+        """Files of state version 1 and older kept the crop-pretraining settings as flat
+        ``pretrain_*`` parameters: they become the ``pretrain`` group."""
+        params, state = super()._upgrade(params, state, version)
+        default = cls._param_defaults().get("pretrain")
+        if version < 2 and default is not None:
+            fold_flat_pretraining(params, state, type(default))
+        return params, state
+
     def fit(self, dataset):
         """Checks the dataset and the parameters, then trains (see the class docstring); returns self."""
         class_names, targets = engine.check_detection_dataset(dataset)
-        self._check_params()
+        self._validate_params()
         device = engine.resolve_device(self.device)
         with engine.torch_threads(self.num_threads):
             return self._fit(dataset, class_names, targets, device)

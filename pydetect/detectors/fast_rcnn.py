@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from pydetect import engine, models, ops
-from pydetect._validation import check_choice, check_int
+from pydetect._params import Choice, Int
+from pydetect.detectors.pretraining import Pretraining
 from pydetect.detectors.two_stage import TwoStageEstimator, backbone_scale
 
 __all__ = ["FastRCNN"]
@@ -34,9 +35,8 @@ class FastRCNN(TwoStageEstimator):
         proposals) or the paper's RoI max pooling; "align" because max pooling snaps each RoI to
         the stride-8 grid and lost box precision (benchmarks/RESULTS.md, "Parameter evidence
         (moved from the docstrings)").
-    pretrain_seconds, pretrain_epochs, pretrain_copies, pretrain_stretch, pretrain_shear, batch_size, lr,
-    ema_decay, weight_decay, balance_objects
-        As in :class:`FasterRCNN`.
+    pretrain, batch_size, lr, ema_decay, weight_decay, balance_objects
+        As in :class:`FasterRCNN` (``pretrain``: the default :class:`Pretraining`).
     train_seconds : float, default 780
         With selective search on the training images and 90 s of pretraining: under a
         15-minute budget on 2 cores for digits_in_clutter's 500 training images.
@@ -61,10 +61,11 @@ class FastRCNN(TwoStageEstimator):
     """
 
     _checkpoint_name = "fast_rcnn.ckpt"
+    _PARAMS = {"proposal_mode": Choice("single", "fast", "quality"), "train_proposals": Int(minimum=1),
+               "test_proposals": Int(minimum=1), "roi_pool": Choice("align", "pool")}
 
     def __init__(self, *, backbone="vgg", proposal_mode="fast", train_proposals=1000, test_proposals=500,
-                 roi_pool="align", pretrain_seconds=90.0, pretrain_epochs=30, pretrain_copies=8,
-                 pretrain_stretch=(0.75, 1.33), pretrain_shear=0.25, train_seconds=780.0,
+                 roi_pool="align", pretrain=Pretraining(), train_seconds=780.0,
                  max_iter=8000, batch_size=2, lr=2e-3, ema_decay=None, weight_decay=1e-4, roi_batch_size_per_image=64,
                  balance_objects=True,
                  representation_size=256, box_score_thresh=0.05, box_nms_thresh=0.5, detections_per_img=100,
@@ -75,11 +76,7 @@ class FastRCNN(TwoStageEstimator):
         self.train_proposals = train_proposals
         self.test_proposals = test_proposals
         self.roi_pool = roi_pool
-        self.pretrain_seconds = pretrain_seconds
-        self.pretrain_epochs = pretrain_epochs
-        self.pretrain_copies = pretrain_copies
-        self.pretrain_stretch = pretrain_stretch
-        self.pretrain_shear = pretrain_shear
+        self.pretrain = pretrain
         self.train_seconds = train_seconds
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -101,13 +98,6 @@ class FastRCNN(TwoStageEstimator):
         self.progress = progress
         self.num_threads = num_threads
         self.device = device
-
-    def _check_params(self):
-        super()._check_params()
-        check_choice(self.proposal_mode, "proposal_mode", ("single", "fast", "quality"))
-        check_int(self.train_proposals, "train_proposals", minimum=1)
-        check_int(self.test_proposals, "test_proposals", minimum=1)
-        check_choice(self.roi_pool, "roi_pool", ("pool", "align"))
 
     def _build(self, backbone, num_classes):
         c = backbone.out_channels

@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from pydetect import models, ops
-from pydetect._validation import MAX_SCALE, as_float_array, check_int, check_positive
+from pydetect._params import Bool, Check, Int, Optional, Positive, Real, Sequence
+from pydetect._validation import MAX_SCALE, as_float_array, check_int
+from pydetect.detectors.pretraining import Pretraining
 from pydetect.detectors.two_stage import TwoStageEstimator, backbone_scale
 from pydetect.models.anchors import fit_anchors
 from pydetect.models.kmeans import kmeans_anchors
@@ -17,18 +19,9 @@ from pydetect.models.kmeans import kmeans_anchors
 __all__ = ["FasterRCNN"]
 
 
-def _check_positive_sequence(value, name):
-    """None, or a non-empty sequence of positive finite numbers (anchor sizes, aspect ratios)."""
-    if value is None:
-        return
-    if isinstance(value, str) or not hasattr(value, "__len__") or len(value) == 0:
-        raise ValueError(f"{name} must be None or a non-empty sequence of positive numbers, got {value!r}")
-    for i, v in enumerate(value):
-        check_positive(v, f"{name}[{i}]")
-
-
-def _check_anchors(value, fpn):
-    """None, "kmeans", or a (k, 2) float64 array of positive finite (width, height) shapes."""
+def _check_anchors(value, fpn=False):
+    """None, "kmeans", or a (k, 2) float64 array of positive finite (width, height) shapes
+    (with ``fpn``, k a multiple of 3)."""
     if value is None or (isinstance(value, str) and value == "kmeans"):
         return value
     expected = "None, 'kmeans' or a (k, 2) sequence of positive (width, height) anchor shapes"
@@ -48,6 +41,12 @@ def _check_anchors(value, fpn):
     return arr
 
 
+def _check_anchor_form(value, name):
+    """The ``anchors`` spec: its form alone (the FPN's multiple of 3 is checked with ``fpn``)."""
+    _check_anchors(value)
+    return value
+
+
 def _check_int_pair(value, name):
     """A (training, testing) pair of ints >= 1."""
     try:
@@ -56,13 +55,14 @@ def _check_int_pair(value, name):
         raise ValueError(f"{name} must be a pair (training, testing), got {value!r}") from None
     check_int(train, f"{name} (training)", minimum=1)
     check_int(test, f"{name} (testing)", minimum=1)
+    return value
 
 
 class FasterRCNN(TwoStageEstimator):
     """Faster R-CNN trained from scratch on a pydetect dataset.
 
     Training: the backbone is first pretrained as a (K + 1)-way classifier on object and
-    background crops of the training set for ``pretrain_seconds`` (the offline analogue of
+    background crops of the training set for ``pretrain.seconds`` (the offline analogue of
     ImageNet pretraining, without which from-scratch training on a CPU budget fails), then
     the whole detector is trained end to end with AdamW, warm-up and cosine decay, for
     ``max_iter`` iterations or ``train_seconds``, whichever comes first.
@@ -91,24 +91,10 @@ class FasterRCNN(TwoStageEstimator):
         array gives the (width, height) shapes in the input's pixels, in the RPN's order.
         With ``fpn=True`` the shapes are sorted by area and split evenly over the three
         levels, the smallest on the finest (so k must be a multiple of 3).
-    pretrain_seconds : float, default 90
-        Crop-classifier pretraining time (0 disables it; ignored for a module backbone);
-        90 s because giving pretraining more of the 15-minute budget did not raise AP50
-        (benchmarks/RESULTS.md, "Parameter evidence (moved from the docstrings)").
-    pretrain_epochs : int, default 30
-        Pretraining stops after this many epochs over the crops if the time is not up.
-    pretrain_copies : int, default 8
-        Crops cut around each training object, each with its own box jitter, shift and
-        stretch (:func:`pydetect.engine.extract_crops`).
-    pretrain_stretch : (float, float) or None, default (0.75, 1.33)
-        Range of the independent x and y stretch of each object crop; the default (with 8
-        copies) classified unseen handwriting best of the settings tried and raised AP50
-        (benchmarks/RESULTS.md, "Parameter evidence (moved from the docstrings)").
-    pretrain_shear : float in [0, 1], default 0.25
-        Each object crop is also slanted by a uniform shear in [-pretrain_shear, pretrain_shear]
-        (x shifts by that fraction of the height above the box centre), the main variation
-        between writers' handwriting; 0.25 because shears near it classified unseen digits best
-        (benchmarks/RESULTS.md, "Parameter evidence (moved from the docstrings)").
+    pretrain : Pretraining or None, default Pretraining()
+        Crop pretraining of the backbone (:class:`pydetect.detectors.Pretraining`: time,
+        epochs, copies, stretch and shear of the crops; its defaults are this detector's);
+        None or ``seconds=0`` skips it, and a module backbone is never pretrained.
     train_seconds : float, default 780
         With the 90 s of pretraining and data preparation: under a 15-minute budget.
     max_iter : int, default 7000
@@ -177,8 +163,7 @@ class FasterRCNN(TwoStageEstimator):
     """
 
     def __init__(self, *, backbone="vgg", fpn=False, image_scale=1.0, anchor_sizes=None, aspect_ratios=None,
-                 anchors=None, pretrain_seconds=90.0, pretrain_epochs=30, pretrain_copies=8,
-                 pretrain_stretch=(0.75, 1.33), pretrain_shear=0.25, train_seconds=780.0, max_iter=7000,
+                 anchors=None, pretrain=Pretraining(), train_seconds=780.0, max_iter=7000,
                  batch_size=2, lr=2e-3, ema_decay=None,
                  weight_decay=1e-4, rpn_batch_size_per_image=128, roi_batch_size_per_image=64, balance_objects=True,
                  rpn_pre_nms_top_n=(1000, 500), rpn_post_nms_top_n=(300, 150), representation_size=256,
@@ -191,11 +176,7 @@ class FasterRCNN(TwoStageEstimator):
         self.anchor_sizes = anchor_sizes
         self.aspect_ratios = aspect_ratios
         self.anchors = anchors
-        self.pretrain_seconds = pretrain_seconds
-        self.pretrain_epochs = pretrain_epochs
-        self.pretrain_copies = pretrain_copies
-        self.pretrain_stretch = pretrain_stretch
-        self.pretrain_shear = pretrain_shear
+        self.pretrain = pretrain
         self.train_seconds = train_seconds
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -277,20 +258,24 @@ class FasterRCNN(TwoStageEstimator):
                                       image_scale=self.image_scale)
 
     _checkpoint_name = "faster_rcnn.ckpt"
+    _PARAMS = {
+        "fpn": Bool(),
+        "image_scale": Real(0, MAX_SCALE, closed="right"),
+        "anchor_sizes": Optional(Sequence(Positive(), min_length=1, of="positive numbers")),
+        "aspect_ratios": Optional(Sequence(Positive(), min_length=1, of="positive numbers")),
+        "anchors": Check(_check_anchor_form, "None, 'kmeans' or a (k, 2) sequence of positive (width, height) "
+                                             "anchor shapes"),
+        "rpn_batch_size_per_image": Int(minimum=1),
+        "rpn_pre_nms_top_n": Check(_check_int_pair, "a pair (training, testing) of integers >= 1"),
+        "rpn_post_nms_top_n": Check(_check_int_pair, "a pair (training, testing) of integers >= 1"),
+    }
 
-    def _check_params(self):
-        super()._check_params()
-        scale = check_positive(self.image_scale, "image_scale")
-        if scale > MAX_SCALE:
-            raise ValueError(f"image_scale must be a number in (0, {MAX_SCALE:g}], got {self.image_scale!r}")
-        _check_positive_sequence(self.anchor_sizes, "anchor_sizes")
-        _check_positive_sequence(self.aspect_ratios, "aspect_ratios")
+    def _check_param_combinations(self):
+        if self.fpn and self.backbone == "vgg":
+            raise ValueError("fpn=True needs backbone='resnet18' (the VGG-style backbone has one level)")
         anchors = _check_anchors(self.anchors, self.fpn)
         if isinstance(anchors, np.ndarray) and (self.anchor_sizes is not None or self.aspect_ratios is not None):
             raise ValueError("anchors gives the anchor shapes: leave anchor_sizes and aspect_ratios as None")
-        check_int(self.rpn_batch_size_per_image, "rpn_batch_size_per_image", minimum=1)
-        _check_int_pair(self.rpn_pre_nms_top_n, "rpn_pre_nms_top_n")
-        _check_int_pair(self.rpn_post_nms_top_n, "rpn_post_nms_top_n")
 
     def _prepare(self, targets):
         anchors = _check_anchors(self.anchors, self.fpn)

@@ -36,7 +36,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pydetect import ops
-from pydetect._validation import as_image, check_choice, check_fraction, check_image_size, check_int, check_positive
+from pydetect._params import Bool, Choice, Fraction, Int, NonNegative, Optional, Positive, Sequence
+from pydetect._validation import as_image, check_image_size
 from pydetect.detectors.base import BaseDetector
 from pydetect.ism import codebook as cb, features as ft
 from pydetect.ism.voting import accumulate_votes, bin_seeds, mean_shift
@@ -186,38 +187,42 @@ class ImplicitShapeModel(BaseDetector):
         self.progress = progress
 
     # Parameters ---------------------------------------------------------------------
-    def _validate_params(self):
-        check_choice(self.detector, "detector", ("dog", "harris-laplace", "dense"))
-        check_choice(self.descriptor, "descriptor", ("patch", "sift"))
-        check_int(self.patch_size, "patch_size", minimum=3)
-        check_positive(self.patch_factor, "patch_factor")
-        if isinstance(self.dense_scales, str) or not hasattr(self.dense_scales, "__len__"):
-            raise TypeError(f"dense_scales must be a sequence of numbers, got {type(self.dense_scales).__name__}")
-        if not len(self.dense_scales):
-            raise ValueError("dense_scales must not be empty")
-        for s in self.dense_scales:
-            check_positive(s, "dense_scales")
-        check_positive(self.dense_step, "dense_step")
-        check_positive(self.min_contrast, "min_contrast", strict=False)
-        check_positive(self.upscale, "upscale")
+    _PARAMS = {
+        "detector": Choice("dog", "harris-laplace", "dense"),
+        "descriptor": Choice("patch", "sift"),
+        "patch_size": Int(minimum=3),
+        "patch_factor": Positive(),
+        "dense_scales": Sequence(Positive(), min_length=1, of="positive numbers"),
+        "dense_step": Positive(),
+        "min_contrast": NonNegative(),
+        "upscale": Positive(),
+        "polarity_invariant": Bool(),
+        "cluster_threshold": NonNegative(),
+        "activation_threshold": Optional(NonNegative()),
+        "max_matches": Int(minimum=1),
+        "max_agglomerative": Int(minimum=2),
+        "max_train_features": Int(minimum=2),
+        "discriminative": Bool(),
+        "bandwidth_xy": Positive(),
+        "bandwidth_scale": Positive(),
+        "min_score": NonNegative(),
+        "max_seeds": Int(minimum=1),
+        "nms_iou": Fraction(),
+        "max_detections": Int(minimum=1),
+        "segment": Bool(),
+        "random_state": Int(minimum=0),
+        "progress": Bool(),
+    }
+
+    def _check_param_combinations(self):
+        if self.descriptor != "patch":
+            return
+        # A similarity for patches (normalised correlation, at most 1), a distance for SIFT.
         for name in ("cluster_threshold", "activation_threshold"):
             value = getattr(self, name)
-            if value is None and name == "activation_threshold":
-                continue
-            # A similarity for patches (normalised correlation, at most 1), a distance for SIFT.
-            if check_positive(value, name, strict=False) > 1 and self.descriptor == "patch":
+            if value is not None and value > 1:
                 raise ValueError(f"{name} must be <= 1 with descriptor='patch' (a normalised "
                                  f"correlation), got {value}")
-        check_int(self.max_matches, "max_matches", minimum=1)
-        check_int(self.max_agglomerative, "max_agglomerative", minimum=2)
-        check_int(self.max_train_features, "max_train_features", minimum=2)
-        check_positive(self.bandwidth_xy, "bandwidth_xy")
-        check_positive(self.bandwidth_scale, "bandwidth_scale")
-        check_positive(self.min_score, "min_score", strict=False)
-        check_int(self.max_seeds, "max_seeds", minimum=1)
-        check_fraction(self.nms_iou, "nms_iou")
-        check_int(self.max_detections, "max_detections", minimum=1)
-        check_int(self.random_state, "random_state", minimum=0)
 
     @property
     def _metric(self):

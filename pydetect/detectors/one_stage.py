@@ -5,7 +5,8 @@ pretrained as a crop classifier of the training objects and background, then the
 network is trained end to end with AdamW, warm-up and cosine decay, within a time budget,
 with checkpoints, resume, EMA and DDP from :func:`pydetect.engine.train_loop`.
 A subclass gives ``_prepare(targets)`` (fitted priors), ``_build(backbone, num_classes)``
-(the :class:`pydetect.models.dense.DenseDetector`) and extends ``_check_params``.
+(the :class:`pydetect.models.dense.DenseDetector`), its ``_PARAMS`` and, for rules between
+parameters, ``_check_param_combinations``.
 """
 
 from __future__ import annotations
@@ -16,13 +17,25 @@ import numpy as np
 import torch
 
 from pydetect import engine, models
-from pydetect._validation import (check_bool, check_fraction, check_int, check_num_threads, check_positive,
-                                  check_scale_range)
-from pydetect.detectors.cnn import CNNEstimator
+from pydetect._params import Choice, Fraction, Group, Optional
+from pydetect._validation import check_int, check_scale_range
+from pydetect.detectors.cnn import END_TO_END_PARAMS, CNNEstimator
+from pydetect.detectors.pretraining import Pretraining
 from pydetect.models.kmeans import kmeans_anchors
 from pydetect.structures import Detections
 
 __all__ = ["OneStageEstimator", "fitted_box_shapes"]
+
+
+def check_priors(value, name, expected):
+    """The ``anchors`` of YOLO and SSD: None, "kmeans" or an explicit (k, 2) prior set
+    (:func:`check_shapes`); ``expected`` words the error for another string."""
+    if value is None or (isinstance(value, str) and value == "kmeans"):
+        return value
+    if isinstance(value, str):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return check_shapes(value, name)
+
 
 def check_shapes(value, name):
     """An explicit prior set: (k, 2) positive finite (w, h) -> float64 array."""
@@ -69,29 +82,15 @@ class OneStageEstimator(CNNEstimator):
     """Base class of YOLO and SSD (see the module docstring)."""
 
     _checkpoint_name = "one_stage.ckpt"
-
-    def _check_params(self):
-        if self.backbone != "vgg":
-            raise ValueError(f"backbone must be 'vgg', got {self.backbone!r}")
-        check_positive(self.pretrain_seconds, "pretrain_seconds", strict=False)
-        check_int(self.pretrain_epochs, "pretrain_epochs", minimum=1)
-        check_int(self.pretrain_copies, "pretrain_copies", minimum=1)
-        check_scale_range(self.pretrain_stretch, "pretrain_stretch")
-        check_fraction(self.pretrain_shear, "pretrain_shear")
-        check_positive(self.train_seconds, "train_seconds")
-        check_int(self.max_iter, "max_iter", minimum=1)
-        check_int(self.batch_size, "batch_size", minimum=1)
-        check_positive(self.lr, "lr")
-        engine.check_ema_decay(self.ema_decay)
-        check_positive(self.weight_decay, "weight_decay", strict=False)
-        check_fraction(self.score_thresh, "score_thresh")
-        check_fraction(self.nms_thresh, "nms_thresh")
-        check_int(self.detections_per_img, "detections_per_img", minimum=1)
-        check_bool(self.hflip, "hflip")
-        check_scale_range(self.scale_jitter, "scale_jitter")
-        engine.check_augment(self.augment)
-        check_int(self.seed, "seed", minimum=0)
-        check_num_threads(self.num_threads)
+    #: 2: the crop-pretraining settings became one ``pretrain`` parameter (CNNEstimator._upgrade).
+    _STATE_VERSION = 2
+    _PARAMS = {
+        **END_TO_END_PARAMS,
+        "backbone": Choice("vgg"),
+        "pretrain": Optional(Group(Pretraining)),
+        "score_thresh": Fraction(),
+        "nms_thresh": Fraction(),
+    }
 
     def _prepare(self, targets):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -113,12 +112,12 @@ class OneStageEstimator(CNNEstimator):
             os.makedirs(ckpt_dir, exist_ok=True)
         backbone = self._new_backbone()
         self.pretrain_accuracy_ = None
-        if self.pretrain_seconds > 0:
+        pre = self.pretrain
+        if pre is not None and pre.seconds > 0:
             self.pretrain_accuracy_, _ = engine.pretrain_detector_backbone(
-                backbone, dataset, len(class_names), seconds=self.pretrain_seconds, epochs=self.pretrain_epochs,
-                copies=self.pretrain_copies, stretch=self.pretrain_stretch, shear=self.pretrain_shear,
-                hflip=self.hflip, augment=self.augment, seed=self.seed, progress=self.progress,
-                resume=self.resume, checkpoint_dir=ckpt_dir, device=device)
+                backbone, dataset, len(class_names), seconds=pre.seconds, epochs=pre.epochs,
+                copies=pre.copies, stretch=pre.stretch, shear=pre.shear, hflip=self.hflip, augment=self.augment,
+                seed=self.seed, progress=self.progress, resume=self.resume, checkpoint_dir=ckpt_dir, device=device)
         model = self._build(backbone, len(class_names)).to(device)
         images = [dataset[i][0] for i in range(len(dataset))]
         tgts = [{"boxes": np.asarray(t["boxes"], np.float32).reshape(-1, 4),

@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 from pydetect import engine, models, ops
-from pydetect._validation import check_bool, check_choice, check_fraction, check_int, check_num_threads, check_positive
+from pydetect._params import Choice, Fraction, Int, NonNegative, Positive, Real, Sequence
+from pydetect._validation import check_int
 from pydetect.detectors.cnn import CNNEstimator
 from pydetect.models.overfeat import BoxRegressionLoss, OverFeatNet, WindowClassifierLoss
 from pydetect.structures import Detections
@@ -204,39 +205,34 @@ class OverFeat(CNNEstimator):
         self.device = device
 
     # ------------------------------------------------------------------------- parameters
-    def _check_params(self):
-        widths = self.widths
-        if isinstance(widths, (str, bytes)) or not hasattr(widths, "__len__") or not 1 <= len(widths) <= 6:
-            raise ValueError(f"widths must be a sequence of 1 to 6 channel counts, got {widths!r}")
-        for i, w in enumerate(widths):
-            check_int(w, f"widths[{i}]", minimum=1, maximum=4096)
-        check_int(self.window, "window", minimum=OverFeatNet.min_window(len(widths)), maximum=_MAX_WINDOW)
-        if not 1.0 <= check_positive(self.context, "context") <= 4.0:
-            raise ValueError(f"context must lie in [1, 4] (window side / object side), got {self.context!r}")
-        check_int(self.hidden, "hidden", minimum=1, maximum=8192)
-        check_int(self.scales_per_octave, "scales_per_octave", minimum=1, maximum=16)
-        check_int(self.copies, "copies", minimum=1)
-        check_int(self.negatives_per_image, "negatives_per_image", minimum=0)
-        check_int(self.mining_rounds, "mining_rounds", minimum=0, maximum=20)
-        check_int(self.mined_per_image, "mined_per_image", minimum=1)
-        check_positive(self.train_seconds, "train_seconds")
-        check_int(self.max_iter, "max_iter", minimum=1)
-        check_positive(self.regression_seconds, "regression_seconds", strict=False)
-        check_int(self.regression_iter, "regression_iter", minimum=0)
-        check_int(self.batch_size, "batch_size", minimum=2)
-        if not 0.0 < check_fraction(self.positive_fraction, "positive_fraction") < 1.0:
-            raise ValueError(f"positive_fraction must lie strictly between 0 and 1, got {self.positive_fraction!r}")
-        check_positive(self.lr, "lr")
-        check_positive(self.weight_decay, "weight_decay", strict=False)
-        check_choice(self.merge, "merge", ("nms", "greedy"))
-        check_fraction(self.nms_thresh, "nms_thresh")
-        check_fraction(self.merge_iou, "merge_iou")
-        check_fraction(self.score_thresh, "score_thresh")
-        check_int(self.detections_per_img, "detections_per_img", minimum=1)
-        check_bool(self.hflip, "hflip")
-        engine.check_augment(self.augment)
-        check_int(self.seed, "seed", minimum=0)
-        check_num_threads(self.num_threads)
+    _PARAMS = {
+        "window": Int(minimum=1, maximum=_MAX_WINDOW),
+        "context": Real(1, 4),
+        "widths": Sequence(Int(minimum=1, maximum=4096), min_length=1, max_length=6, of="channel counts"),
+        "hidden": Int(minimum=1, maximum=8192),
+        "scales_per_octave": Int(minimum=1, maximum=16),
+        "copies": Int(minimum=1),
+        "negatives_per_image": Int(minimum=0),
+        "mining_rounds": Int(minimum=0, maximum=20),
+        "mined_per_image": Int(minimum=1),
+        "train_seconds": Positive(),
+        "max_iter": Int(minimum=1),
+        "regression_seconds": NonNegative(),
+        "regression_iter": Int(minimum=0),
+        "batch_size": Int(minimum=2),
+        "positive_fraction": Real(0, 1, closed="neither"),
+        "lr": Positive(),
+        "weight_decay": NonNegative(),
+        "merge": Choice("greedy", "nms"),
+        "nms_thresh": Fraction(),
+        "merge_iou": Fraction(),
+        "score_thresh": Fraction(),
+        "detections_per_img": Int(minimum=1),
+    }
+
+    def _check_param_combinations(self):
+        # Each feature stage halves the map: the window must leave the classifier a 1x1 output.
+        check_int(self.window, "window", minimum=OverFeatNet.min_window(len(self.widths)), maximum=_MAX_WINDOW)
 
     def _new_net(self, num_classes):
         return OverFeatNet(num_classes, self.window, tuple(int(w) for w in self.widths), int(self.hidden))

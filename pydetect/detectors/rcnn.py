@@ -20,8 +20,9 @@ from sklearn.linear_model import Ridge
 from sklearn.svm import LinearSVC
 
 from pydetect import engine, models, ops
-from pydetect._validation import check_choice, check_fraction, check_int, check_num_threads, check_positive, check_real
-from pydetect.detectors.cnn import CNNEstimator
+from pydetect._params import Choice, Fraction, Group, Int, NonNegative, OneOf, Optional, Positive, Real
+from pydetect.detectors.cnn import MODULE, CNNEstimator
+from pydetect.detectors.pretraining import WarpPretraining
 from pydetect.structures import Detections
 
 __all__ = ["RCNN"]
@@ -73,8 +74,10 @@ class RCNN(CNNEstimator):
         Warp size (the paper's 227, scaled to the small backbone and 16-80 px objects).
     proposal_mode : {"single", "fast", "quality"}, default "fast"
     train_proposals, test_proposals : int, default 200, 300
-    pretrain_seconds, pretrain_epochs : float, int, default 120, 40
-        Crop-classifier training of the backbone.
+    pretrain : WarpPretraining or None, default WarpPretraining()
+        Crop-classifier training of the backbone on the warped objects and proposals
+        (:class:`pydetect.detectors.WarpPretraining`: 120 s, at most 40 epochs); None or
+        ``seconds=0`` skips it.
     svm_C : float, default 0.01
     hard_negative_rounds : int, default 2
     neg_iou : float, default 0.3
@@ -102,8 +105,27 @@ class RCNN(CNNEstimator):
     pretrain_accuracy_, proposal_recall_ : float
     """
 
+    #: 2: the pretraining settings became one ``pretrain`` parameter (CNNEstimator._upgrade).
+    _STATE_VERSION = 2
+    _PARAMS = {
+        "backbone": OneOf(Choice("vgg"), MODULE),
+        "crop_size": Int(minimum=8, maximum=_MAX_CROP_SIZE),
+        "proposal_mode": Choice("single", "fast", "quality"),
+        "train_proposals": Int(minimum=1),
+        "test_proposals": Int(minimum=1),
+        "pretrain": Optional(Group(WarpPretraining)),
+        "svm_C": Positive(),
+        "hard_negative_rounds": Int(minimum=0),
+        "neg_iou": Fraction(),
+        "bbox_reg_iou": Fraction(),
+        "bbox_reg_alpha": NonNegative(),
+        "nms_thresh": Fraction(),
+        "score_thresh": Real(),
+        "detections_per_img": Int(minimum=1),
+    }
+
     def __init__(self, *, backbone="vgg", crop_size=32, proposal_mode="fast", train_proposals=200,
-                 test_proposals=300, pretrain_seconds=120.0, pretrain_epochs=40, svm_C=0.01,
+                 test_proposals=300, pretrain=WarpPretraining(), svm_C=0.01,
                  hard_negative_rounds=2, neg_iou=0.3, bbox_reg_iou=0.6, bbox_reg_alpha=1000.0,
                  nms_thresh=0.3, score_thresh=-1.0, detections_per_img=100, hflip=False, augment="default",
                  seed=0, checkpoint_dir=None, resume=True, progress=True, num_threads=None, device="cpu"):
@@ -112,8 +134,7 @@ class RCNN(CNNEstimator):
         self.proposal_mode = proposal_mode
         self.train_proposals = train_proposals
         self.test_proposals = test_proposals
-        self.pretrain_seconds = pretrain_seconds
-        self.pretrain_epochs = pretrain_epochs
+        self.pretrain = pretrain
         self.svm_C = svm_C
         self.hard_negative_rounds = hard_negative_rounds
         self.neg_iou = neg_iou
@@ -179,26 +200,6 @@ class RCNN(CNNEstimator):
         return boxes[((boxes[:, 2] - boxes[:, 0]) >= 2) & ((boxes[:, 3] - boxes[:, 1]) >= 2)]
 
     # ------------------------------------------------------------------------- training
-    def _check_params(self):
-        """Checks every parameter the fit uses before any training starts."""
-        check_int(self.crop_size, "crop_size", minimum=8, maximum=_MAX_CROP_SIZE)
-        check_choice(self.proposal_mode, "proposal_mode", ("single", "fast", "quality"))
-        check_int(self.train_proposals, "train_proposals", minimum=1)
-        check_int(self.test_proposals, "test_proposals", minimum=1)
-        check_positive(self.pretrain_seconds, "pretrain_seconds", strict=False)
-        check_int(self.pretrain_epochs, "pretrain_epochs", minimum=1)
-        check_positive(self.svm_C, "svm_C")
-        check_int(self.hard_negative_rounds, "hard_negative_rounds", minimum=0)
-        check_fraction(self.neg_iou, "neg_iou")
-        check_fraction(self.bbox_reg_iou, "bbox_reg_iou")
-        check_positive(self.bbox_reg_alpha, "bbox_reg_alpha", strict=False)
-        check_fraction(self.nms_thresh, "nms_thresh")
-        check_real(self.score_thresh, "score_thresh")
-        check_int(self.detections_per_img, "detections_per_img", minimum=1)
-        check_int(self.seed, "seed", minimum=0)
-        engine.check_augment(self.augment)
-        check_num_threads(self.num_threads)
-
     def _fit(self, dataset, class_names, targets, device):
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
@@ -229,10 +230,10 @@ class RCNN(CNNEstimator):
                     labels.append(lab[iou[sel].argmax(1)] + 1)
         crops, labels = np.concatenate(crops), np.concatenate(labels)
         self.pretrain_accuracy_ = None
-        if isinstance(self.backbone, str) and self.pretrain_seconds > 0:
+        pre = self.pretrain
+        if isinstance(self.backbone, str) and pre is not None and pre.seconds > 0:
             self.pretrain_accuracy_ = engine.pretrain_backbone(
-                self.backbone_, crops, labels, k + 1, seconds=self.pretrain_seconds,
-                max_epochs=self.pretrain_epochs, hflip_aug=self.hflip,
+                self.backbone_, crops, labels, k + 1, seconds=pre.seconds, max_epochs=pre.epochs, hflip_aug=self.hflip,
                 augment=engine.build_augmentation(self.augment, geometric=False), seed=self.seed,
                 progress=self.progress, resume=self.resume,
                 checkpoint_path=os.path.join(self.checkpoint_dir, "backbone_pretraining.ckpt")

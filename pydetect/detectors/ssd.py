@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from pydetect._validation import check_fraction, check_int, check_positive
-from pydetect.detectors.one_stage import (OneStageEstimator, check_shapes, fitted_box_shapes, split_by_level,
-                                          training_shapes)
+from pydetect._params import Check, Int, Optional, Positive, Real, Sequence
+from pydetect.detectors.one_stage import (OneStageEstimator, check_priors, check_shapes, fitted_box_shapes,
+                                          split_by_level, training_shapes)
+from pydetect.detectors.pretraining import Pretraining
 from pydetect.models.ssd import SSDNet, default_box_shapes
 
 __all__ = ["SSD"]
 
 _STRIDES = (8, 16, 32)
+
+
+def _check_anchors(value, name):
+    return check_priors(value, name, "None, 'kmeans' or a (k, 2) array")
 
 
 class SSD(OneStageEstimator):
@@ -46,7 +51,7 @@ class SSD(OneStageEstimator):
         at least this much is matched to it.
     neg_pos_ratio : int, default 3
         Hard negatives per matched box.
-    pretrain_seconds, pretrain_epochs, pretrain_copies, pretrain_stretch, pretrain_shear
+    pretrain : Pretraining or None, default Pretraining()
         Crop pretraining of the backbone, as :class:`pydetect.detectors.FasterRCNN`.
     train_seconds : float, default 780
     max_iter : int, default 7000
@@ -70,10 +75,17 @@ class SSD(OneStageEstimator):
     """
 
     _checkpoint_name = "ssd.ckpt"
+    _PARAMS = {
+        "anchors": Check(_check_anchors, "None, 'kmeans' or a (k, 2) array of (w, h)"),
+        "scales": Optional(Sequence(Positive(), length=len(_STRIDES), of="positive numbers (one per level)")),
+        "aspect_ratios": Sequence(Positive(), of="positive numbers"),
+        "num_anchors": Int(minimum=len(_STRIDES)),
+        "iou_thresh": Real(0, 1, closed="right"),
+        "neg_pos_ratio": Int(minimum=1),
+    }
 
     def __init__(self, *, backbone="vgg", anchors=None, scales=None, aspect_ratios=(2.0,), num_anchors=12,
-                 iou_thresh=0.5, neg_pos_ratio=3, pretrain_seconds=90.0, pretrain_epochs=30, pretrain_copies=8,
-                 pretrain_stretch=(0.75, 1.33), pretrain_shear=0.25, train_seconds=780.0, max_iter=7000,
+                 iou_thresh=0.5, neg_pos_ratio=3, pretrain=Pretraining(), train_seconds=780.0, max_iter=7000,
                  batch_size=4, lr=2e-3, ema_decay=None, weight_decay=1e-4, score_thresh=0.01, nms_thresh=0.45,
                  detections_per_img=100, hflip=False, scale_jitter=None, augment="default", seed=0,
                  checkpoint_dir=None, resume=True, progress=True, num_threads=None, device="cpu"):
@@ -84,11 +96,7 @@ class SSD(OneStageEstimator):
         self.num_anchors = num_anchors
         self.iou_thresh = iou_thresh
         self.neg_pos_ratio = neg_pos_ratio
-        self.pretrain_seconds = pretrain_seconds
-        self.pretrain_epochs = pretrain_epochs
-        self.pretrain_copies = pretrain_copies
-        self.pretrain_stretch = pretrain_stretch
-        self.pretrain_shear = pretrain_shear
+        self.pretrain = pretrain
         self.train_seconds = train_seconds
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -108,30 +116,10 @@ class SSD(OneStageEstimator):
         self.num_threads = num_threads
         self.device = device
 
-    def _check_params(self):
-        super()._check_params()
-        if self.anchors is None:
-            if self.scales is not None:
-                if isinstance(self.scales, str) or not hasattr(self.scales, "__len__") or \
-                        len(self.scales) != len(_STRIDES):
-                    raise ValueError(f"scales must be None or {len(_STRIDES)} positive numbers (one per level), "
-                                     f"got {self.scales!r}")
-                for i, s in enumerate(self.scales):
-                    check_positive(s, f"scales[{i}]")
-            if isinstance(self.aspect_ratios, str) or not hasattr(self.aspect_ratios, "__len__"):
-                raise ValueError(f"aspect_ratios must be a sequence of positive numbers, got {self.aspect_ratios!r}")
-            for i, r in enumerate(self.aspect_ratios):
-                check_positive(r, f"aspect_ratios[{i}]")
-        elif isinstance(self.anchors, str):
-            if self.anchors != "kmeans":
-                raise ValueError(f"anchors must be None, 'kmeans' or a (k, 2) array, got {self.anchors!r}")
-            check_int(self.num_anchors, "num_anchors", minimum=len(_STRIDES))
-        else:
-            if len(check_shapes(self.anchors, "anchors")) < len(_STRIDES):
-                raise ValueError(f"anchors: give at least one shape per level ({len(_STRIDES)})")
-        if not 0 < check_fraction(self.iou_thresh, "iou_thresh"):
-            raise ValueError(f"iou_thresh must be in (0, 1], got {self.iou_thresh!r}")
-        check_int(self.neg_pos_ratio, "neg_pos_ratio", minimum=1)
+    def _check_param_combinations(self):
+        if not isinstance(self.anchors, str) and self.anchors is not None and \
+                len(check_shapes(self.anchors, "anchors")) < len(_STRIDES):
+            raise ValueError(f"anchors: give at least one shape per level ({len(_STRIDES)})")
 
     def _prepare(self, targets):
         self.anchor_mean_iou_ = None

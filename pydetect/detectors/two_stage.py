@@ -12,8 +12,10 @@ import numpy as np
 import torch
 
 from pydetect import engine
-from pydetect._validation import check_fraction, check_int, check_num_threads, check_positive, check_scale_range
-from pydetect.detectors.cnn import CNNEstimator
+from pydetect._params import Bool, Choice, Fraction, Group, Int, OneOf, Optional
+from pydetect._validation import check_int, check_scale_range
+from pydetect.detectors.cnn import END_TO_END_PARAMS, MODULE, CNNEstimator
+from pydetect.detectors.pretraining import Pretraining
 from pydetect.models.backbones import build_backbone
 from pydetect.structures import Detections
 
@@ -38,10 +40,23 @@ class TwoStageEstimator(CNNEstimator):
     ``_test_proposals`` and ``_checkpoint_name``."""
 
     _checkpoint_name = "rcnn.ckpt"
-    #: Models saved before these parameters existed were trained with 2 crop copies, neither
-    #: stretch nor shear, and unbalanced RoI sampling.
+    #: 2: the crop-pretraining settings became one ``pretrain`` parameter (CNNEstimator._upgrade).
+    _STATE_VERSION = 2
+    #: Models saved before these parameters existed (state version 0) were trained with 2 crop
+    #: copies, neither stretch nor shear, and unbalanced RoI sampling (the flat pretrain_* names
+    #: of that time are folded into ``pretrain`` afterwards).
     _LEGACY_VALUES = {"pretrain_copies": 2, "pretrain_stretch": None, "pretrain_shear": 0.0,
                       "balance_objects": False}
+    _PARAMS = {
+        **END_TO_END_PARAMS,
+        "backbone": OneOf(Choice("vgg", "resnet18"), MODULE),
+        "pretrain": Optional(Group(Pretraining)),
+        "roi_batch_size_per_image": Int(minimum=1),
+        "balance_objects": Bool(),
+        "representation_size": Int(minimum=1, maximum=_MAX_REPRESENTATION),
+        "box_score_thresh": Fraction(),
+        "box_nms_thresh": Fraction(),
+    }
 
     def _uses_fpn(self) -> bool:
         """Whether the backbone has a feature pyramid (FasterRCNN's ``fpn``)."""
@@ -60,29 +75,6 @@ class TwoStageEstimator(CNNEstimator):
     def _test_proposals(self, images):
         return None
 
-    def _check_params(self):
-        """Checks every parameter the fit uses before any training starts (subclasses extend it)."""
-        check_positive(self.pretrain_seconds, "pretrain_seconds", strict=False)
-        check_int(self.pretrain_epochs, "pretrain_epochs", minimum=1)
-        check_int(self.pretrain_copies, "pretrain_copies", minimum=1)
-        check_scale_range(self.pretrain_stretch, "pretrain_stretch")
-        check_fraction(self.pretrain_shear, "pretrain_shear")
-        check_positive(self.train_seconds, "train_seconds")
-        check_int(self.max_iter, "max_iter", minimum=1)
-        check_int(self.batch_size, "batch_size", minimum=1)
-        check_positive(self.lr, "lr")
-        engine.check_ema_decay(self.ema_decay)
-        check_positive(self.weight_decay, "weight_decay", strict=False)
-        check_int(self.roi_batch_size_per_image, "roi_batch_size_per_image", minimum=1)
-        check_int(self.representation_size, "representation_size", minimum=1, maximum=_MAX_REPRESENTATION)
-        check_fraction(self.box_score_thresh, "box_score_thresh")
-        check_fraction(self.box_nms_thresh, "box_nms_thresh")
-        check_int(self.detections_per_img, "detections_per_img", minimum=1)
-        check_scale_range(self.scale_jitter, "scale_jitter")
-        engine.check_augment(self.augment)
-        check_int(self.seed, "seed", minimum=0)
-        check_num_threads(self.num_threads)
-
     # ------------------------------------------------------------------------- training
     def _fit(self, dataset, class_names, targets, device):
         torch.manual_seed(self.seed)
@@ -95,11 +87,11 @@ class TwoStageEstimator(CNNEstimator):
         backbone = build_backbone(self.backbone, fpn)
         self.pretrain_accuracy_ = None
         crop_fc = None
-        if isinstance(self.backbone, str) and self.pretrain_seconds > 0:
+        pre = self.pretrain
+        if isinstance(self.backbone, str) and pre is not None and pre.seconds > 0:
             self.pretrain_accuracy_, crop_fc = engine.pretrain_detector_backbone(
-                backbone.body if fpn else backbone, dataset, len(class_names), seconds=self.pretrain_seconds,
-                epochs=self.pretrain_epochs, copies=self.pretrain_copies,
-                stretch=self.pretrain_stretch, shear=self.pretrain_shear,
+                backbone.body if fpn else backbone, dataset, len(class_names), seconds=pre.seconds,
+                epochs=pre.epochs, copies=pre.copies, stretch=pre.stretch, shear=pre.shear,
                 scale=self._image_scale(), hflip=self.hflip, augment=self.augment, seed=self.seed,
                 progress=self.progress, resume=self.resume, checkpoint_dir=ckpt_dir, device=device)
         model = self._build(backbone, len(class_names))

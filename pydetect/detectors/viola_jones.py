@@ -24,7 +24,8 @@ import warnings
 import cv2
 import numpy as np
 
-from pydetect._validation import check_fraction, check_int, check_positive
+from pydetect._params import Bool, Check, Choice, Fraction, Int, OneOf, Optional, Path, Positive, Real
+from pydetect._validation import check_fraction, check_int
 from pydetect.cascade.detector import CascadeDetector
 from pydetect.cascade.pyramid import check_size_bound, grey_image
 from pydetect.cascade.model import Cascade
@@ -33,6 +34,17 @@ from pydetect.detectors.base import BaseDetector
 from pydetect.structures import Detections
 
 __all__ = ["ViolaJonesDetector"]
+
+
+def _check_window(value, name):
+    """An int n (n x n) or a (height, width) pair, each >= 3; returns (height, width)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        h, w = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be (height, width), got {value!r}") from None
+    return check_int(h, f"{name} height", minimum=3), check_int(w, f"{name} width", minimum=3)
 
 
 def _intersects(boxes, x1, y1, x2, y2):
@@ -117,30 +129,41 @@ class ViolaJonesDetector(BaseDetector):
         self.progress = progress
 
     # ------------------------------------------------------------------------------
-    def _window(self):
-        win = self.window
-        if isinstance(win, numbers.Integral) and not isinstance(win, bool):
-            win = (win, win)
-        try:
-            h, w = win
-        except (TypeError, ValueError):
-            raise TypeError(f"window must be (height, width), got {self.window!r}") from None
-        return check_int(h, "window height", minimum=3), check_int(w, "window width", minimum=3)
+    #: The cascade-training parameters repeat :func:`pydetect.cascade.train_cascade`'s rules,
+    #: so that a bad value is refused before the samples are cropped.
+    _PARAMS = {
+        "window": Check(_check_window, "an int or a (height, width) pair of ints >= 3"),
+        "num_stages": Int(minimum=1),
+        "min_hit_rate": Real(0, 1, closed="right"),
+        "max_false_alarm_rate": Real(0, 1, closed="neither"),
+        "max_weak_count": Int(minimum=1),
+        "mode": Choice("basic", "core", "all"),
+        "boost": Choice("gentle", "discrete", "real"),
+        "max_depth": Int(minimum=1, maximum=2),
+        "weight_trim_rate": Fraction(),
+        "num_pos": Optional(Int(minimum=1)),
+        "num_neg": Optional(Int(minimum=1)),
+        "max_features": Optional(Int(minimum=1)),
+        "augment": Optional(OneOf(Bool(), Int(minimum=1))),
+        "margin": Fraction(),
+        "backgrounds_per_image": Int(minimum=0),
+        "scale_factor": Real(1, closed="neither"),
+        "min_neighbors": Int(minimum=0),
+        "min_size": Check(check_size_bound, "None, an int or a (width, height) pair"),
+        "max_size": Check(check_size_bound, "None, an int or a (width, height) pair"),
+        "time_limit": Optional(Positive()),
+        "checkpoint_dir": Optional(Path()),
+        "resume": Bool(),
+        "random_state": Int(minimum=0),
+        "progress": Bool(),
+    }
 
-    def _check_params(self):
-        """Checks the parameters fit and predict use, before the samples are cropped (the
-        cascade's own training parameters are checked by train_cascade)."""
-        self._window()
-        check_fraction(self.margin, "margin")
-        check_int(self.backgrounds_per_image, "backgrounds_per_image", minimum=0)
-        if self.time_limit is not None:
-            check_positive(self.time_limit, "time_limit")
-        check_int(self.random_state, "random_state", minimum=0)
-        if check_positive(self.scale_factor, "scale_factor") <= 1:
-            raise ValueError(f"scale_factor must be > 1, got {self.scale_factor}")
-        check_int(self.min_neighbors, "min_neighbors", minimum=0)
-        check_size_bound(self.min_size, "min_size")
-        check_size_bound(self.max_size, "max_size")
+    def _check_param_combinations(self):
+        if self.resume and self.checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir")
+
+    def _window(self):
+        return _check_window(self.window, "window")
 
     def extract_samples(self, dataset, class_name=None):
         """Positive windows and background regions of one class of a DetectionDataset.
@@ -219,7 +242,7 @@ class ViolaJonesDetector(BaseDetector):
         -------
         self
         """
-        self._check_params()
+        self._validate_params()
         if not hasattr(dataset, "class_names"):
             raise TypeError(f"dataset must be a DetectionDataset, got {type(dataset).__name__}")
         names = [str(n) for n in dataset.class_names]

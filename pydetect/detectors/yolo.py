@@ -10,12 +10,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from pydetect._validation import check_fraction, check_int, check_positive
-from pydetect.detectors.one_stage import (OneStageEstimator, check_shapes, fitted_box_shapes, split_by_level,
-                                          training_shapes)
+from pydetect._params import Check, Fraction, Int, NonNegative, Optional, Real, Sequence
+from pydetect._validation import check_int
+from pydetect.detectors.one_stage import (OneStageEstimator, check_priors, check_shapes, fitted_box_shapes,
+                                          split_by_level, training_shapes)
+from pydetect.detectors.pretraining import Pretraining
 from pydetect.models.yolo import YOLONet, YOLOv1Net
 
 __all__ = ["YOLO"]
+
+
+def _check_anchors(value, name):
+    return check_priors(value, name, "'kmeans', None or a (k, 2) array")
+
+
+def _check_strides(value, name):
+    """Distinct output strides, each 8 (the backbone's) times a power of two."""
+    Sequence(Int(minimum=8), min_length=1).check(value, name)
+    if any(s & (s - 1) for s in value):
+        raise ValueError(f"{name} must be 8 times powers of two (8, 16, 32, ...), got {value!r}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{name} must be distinct, got {value!r}")
+    return value
 
 
 class YOLO(OneStageEstimator):
@@ -46,12 +62,12 @@ class YOLO(OneStageEstimator):
     assign_iou : float in (0, 1] or None, default 0.5
         With anchors: besides each object's best anchor, every anchor whose shape IoU with the
         object reaches this is responsible for it too (YOLOv4's rule; None: the best only, as
-        YOLOv3). More positives per object: on the digits ``val`` split after 60 s of training,
-        AP50 0.27-0.28 with 0.5 or 0.3 against 0.07 with the best anchor only.
+        YOLOv3); 0.5 because more positives per object raised AP50 (benchmarks/RESULTS.md,
+        "Parameter evidence (moved from the docstrings)").
     ignore_iou : float, default 0.5
         With anchors: priors whose box overlaps an object more than this, without being
         responsible for it, are left out of the objectness loss (YOLOv3).
-    pretrain_seconds, pretrain_epochs, pretrain_copies, pretrain_stretch, pretrain_shear
+    pretrain : Pretraining or None, default Pretraining()
         Crop pretraining of the backbone, as :class:`pydetect.detectors.FasterRCNN`.
     train_seconds : float, default 780
     max_iter : int, default 7000
@@ -85,10 +101,19 @@ class YOLO(OneStageEstimator):
     """
 
     _checkpoint_name = "yolo.ckpt"
+    _PARAMS = {
+        "anchors": Check(_check_anchors, "'kmeans', None or a (k, 2) array of (w, h)"),
+        "num_anchors": Int(minimum=1),
+        "strides": Optional(Check(_check_strides, "distinct strides, 8 times powers of two")),
+        "predictors_per_cell": Int(minimum=1),
+        "lambda_coord": NonNegative(),
+        "lambda_noobj": NonNegative(),
+        "assign_iou": Optional(Real(0, 1, closed="right")),
+        "ignore_iou": Fraction(),
+    }
 
     def __init__(self, *, backbone="vgg", anchors="kmeans", num_anchors=9, strides=None, predictors_per_cell=2,
-                 lambda_coord=5.0, lambda_noobj=0.5, assign_iou=0.5, ignore_iou=0.5, pretrain_seconds=90.0,
-                 pretrain_epochs=30, pretrain_copies=8, pretrain_stretch=(0.75, 1.33), pretrain_shear=0.25,
+                 lambda_coord=5.0, lambda_noobj=0.5, assign_iou=0.5, ignore_iou=0.5, pretrain=Pretraining(),
                  train_seconds=780.0, max_iter=7000, batch_size=4, lr=2e-3, ema_decay=None, weight_decay=1e-4,
                  score_thresh=0.01, nms_thresh=0.5, detections_per_img=100, hflip=False, scale_jitter=None,
                  augment="default", seed=0, checkpoint_dir=None, resume=True, progress=True, num_threads=None,
@@ -102,11 +127,7 @@ class YOLO(OneStageEstimator):
         self.lambda_noobj = lambda_noobj
         self.assign_iou = assign_iou
         self.ignore_iou = ignore_iou
-        self.pretrain_seconds = pretrain_seconds
-        self.pretrain_epochs = pretrain_epochs
-        self.pretrain_copies = pretrain_copies
-        self.pretrain_stretch = pretrain_stretch
-        self.pretrain_shear = pretrain_shear
+        self.pretrain = pretrain
         self.train_seconds = train_seconds
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -132,35 +153,15 @@ class YOLO(OneStageEstimator):
             return tuple(int(s) for s in self.strides)
         return (16,) if self.anchors is None else (8, 16, 32)
 
-    def _check_params(self):
-        super()._check_params()
-        if self.strides is not None:
-            if isinstance(self.strides, str) or not hasattr(self.strides, "__len__") or not len(self.strides):
-                raise ValueError(f"strides must be None or a sequence of ints, got {self.strides!r}")
-            for i, s in enumerate(self.strides):
-                check_int(s, f"strides[{i}]", minimum=8)
-                if s & (s - 1):
-                    raise ValueError(f"strides must be 8 times powers of two (8, 16, 32, ...), got {self.strides!r}")
-            if len(set(self.strides)) != len(self.strides):
-                raise ValueError(f"strides must be distinct, got {self.strides!r}")
+    def _check_param_combinations(self):
+        levels = len(self._strides())
         if self.anchors is None:
-            if len(self._strides()) != 1:
+            if levels != 1:
                 raise ValueError(f"YOLOv1 (anchors=None) has one grid: give one stride, got {self.strides!r}")
-            check_int(self.predictors_per_cell, "predictors_per_cell", minimum=1)
-            check_positive(self.lambda_coord, "lambda_coord", strict=False)
-            check_positive(self.lambda_noobj, "lambda_noobj", strict=False)
         elif isinstance(self.anchors, str):
-            if self.anchors != "kmeans":
-                raise ValueError(f"anchors must be 'kmeans', None or a (k, 2) array, got {self.anchors!r}")
-            check_int(self.num_anchors, "num_anchors", minimum=len(self._strides()))
-        else:
-            shapes = check_shapes(self.anchors, "anchors")
-            if len(shapes) < len(self._strides()):
-                raise ValueError(f"anchors: give at least one shape per stride ({len(self._strides())}), "
-                                 f"got {len(shapes)}")
-        if self.assign_iou is not None and not 0 < check_fraction(self.assign_iou, "assign_iou"):
-            raise ValueError(f"assign_iou must be None or in (0, 1], got {self.assign_iou!r}")
-        check_fraction(self.ignore_iou, "ignore_iou")
+            check_int(self.num_anchors, "num_anchors", minimum=levels)
+        elif len(check_shapes(self.anchors, "anchors")) < levels:
+            raise ValueError(f"anchors: give at least one shape per stride ({levels}), got {len(self.anchors)}")
 
     # ------------------------------------------------------------------------- building
     def _prepare(self, targets):

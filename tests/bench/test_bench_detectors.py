@@ -20,13 +20,13 @@ TINY = {
     "ism": ["max_train_features=1500", "max_agglomerative=500"],
     "overfeat": ["window=30", "widths=(8,16)", "hidden=16", "copies=1", "mining_rounds=1", "train_seconds=2",
                  "max_iter=6", "regression_seconds=1", "regression_iter=3", "batch_size=8"],
-    "yolo": ["pretrain_seconds=2", "pretrain_epochs=1", "train_seconds=2", "max_iter=4"],
-    "ssd": ["pretrain_seconds=2", "pretrain_epochs=1", "train_seconds=2", "max_iter=4"],
-    "rcnn": ["pretrain_seconds=2", "pretrain_epochs=1", "hard_negative_rounds=0", "train_proposals=30",
+    "yolo": ["pretrain__seconds=2", "pretrain__epochs=1", "train_seconds=2", "max_iter=4"],
+    "ssd": ["pretrain__seconds=2", "pretrain__epochs=1", "train_seconds=2", "max_iter=4"],
+    "rcnn": ["pretrain__seconds=2", "pretrain__epochs=1", "hard_negative_rounds=0", "train_proposals=30",
              "test_proposals=30"],
-    "fast_rcnn": ["pretrain_seconds=2", "pretrain_epochs=1", "train_seconds=2", "max_iter=4",
+    "fast_rcnn": ["pretrain__seconds=2", "pretrain__epochs=1", "train_seconds=2", "max_iter=4",
                   "train_proposals=40", "test_proposals=30"],
-    "faster_rcnn": ["pretrain_seconds=2", "pretrain_epochs=1", "train_seconds=2", "max_iter=4"],
+    "faster_rcnn": ["pretrain__seconds=2", "pretrain__epochs=1", "train_seconds=2", "max_iter=4"],
 }
 
 

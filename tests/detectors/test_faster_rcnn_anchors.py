@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_detector(**kw):
-    params = dict(pretrain_seconds=0, max_iter=2, train_seconds=30, batch_size=1, progress=False, seed=0,
+    params = dict(pretrain=None, max_iter=2, train_seconds=30, batch_size=1, progress=False, seed=0,
                   rpn_pre_nms_top_n=(200, 100), rpn_post_nms_top_n=(50, 50))
     params.update(kw)
     return FasterRCNN(**params)
@@ -155,7 +155,7 @@ def test_model_without_anchor_shapes_still_loads(tiny_data):
     det = tiny_detector(max_iter=1).fit(tiny_data)
     state = det._get_state()
     del state["anchor_shapes_"]
-    params = {k: v for k, v in det.get_params().items() if k != "anchors"}
+    params = {k: v for k, v in det.get_params(deep=False).items() if k != "anchors"}
     params, state = FasterRCNN._upgrade(params, state, 0)
     old = FasterRCNN(**params)
     old._set_state(state)

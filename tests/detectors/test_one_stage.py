@@ -9,10 +9,10 @@ pytest.importorskip("cv2")
 
 from pydetect import data  # noqa: E402
 from pydetect import eval as pdeval  # noqa: E402
-from pydetect.detectors import SSD, YOLO, BaseDetector  # noqa: E402
+from pydetect.detectors import SSD, YOLO, BaseDetector, Pretraining  # noqa: E402
 from pydetect.models import SSDNet, YOLONet, YOLOv1Net, kmeans_anchors  # noqa: E402
 
-TINY = dict(pretrain_seconds=0, max_iter=3, train_seconds=1e9, batch_size=2, progress=False, num_threads=1)
+TINY = dict(pretrain=None, max_iter=3, train_seconds=1e9, batch_size=2, progress=False, num_threads=1)
 KINDS = {"yolo": lambda **kw: YOLO(**TINY, **kw), "yolov1": lambda **kw: YOLO(anchors=None, **TINY, **kw),
          "ssd": lambda **kw: SSD(**TINY, **kw), "ssd_kmeans": lambda **kw: SSD(anchors="kmeans", **TINY, **kw)}
 
@@ -107,7 +107,7 @@ def test_predict_before_fit_raises():
 
 # ----------------------------------------------------------------------------- learning
 # Iteration- and epoch-bound (not time-bound), so each run is the same on any machine.
-LEARN = dict(pretrain_seconds=1e9, pretrain_epochs=4, train_seconds=1e9, max_iter=150, batch_size=4,
+LEARN = dict(pretrain=Pretraining(seconds=1e9, epochs=4), train_seconds=1e9, max_iter=150, batch_size=4,
              progress=False, num_threads=2)
 
 

@@ -8,7 +8,7 @@ pytest.importorskip("sklearn")
 
 import _reference_rcnn as ref  # noqa: E402
 from pydetect.data import digits_in_clutter  # noqa: E402
-from pydetect.detectors import RCNN, FastRCNN  # noqa: E402
+from pydetect.detectors import RCNN, FastRCNN, Pretraining, WarpPretraining  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -25,7 +25,7 @@ def test_rcnn_learns_shapes_and_round_trips(tmp_path):
     import _shapes
 
     train, test = _shapes.shapes(40, seed=1), _shapes.shapes(15, seed=2)
-    det = RCNN(pretrain_seconds=1e9, pretrain_epochs=10, train_proposals=100, test_proposals=150,
+    det = RCNN(pretrain=WarpPretraining(seconds=1e9, epochs=10), train_proposals=100, test_proposals=150,
                progress=False, seed=0)
     det.fit(train)
     dets = det.predict_batch([test[i][0] for i in range(len(test))])
@@ -43,7 +43,7 @@ def test_rcnn_learns_digits(data, tmp_path):
     """R-CNN on 60 digits-in-clutter images (~70 s): AP50 >= RCNN_FLOOR on 20 val images,
     where an untrained detector scores ~0."""
     train, test = data
-    det = RCNN(pretrain_seconds=1e9, pretrain_epochs=10, train_proposals=100, test_proposals=150,
+    det = RCNN(pretrain=WarpPretraining(seconds=1e9, epochs=10), train_proposals=100, test_proposals=150,
                progress=False, seed=0, checkpoint_dir=tmp_path / "ck")
     det.fit(train)
     assert 0.5 <= det.proposal_recall_ <= 1.0
@@ -70,8 +70,8 @@ def test_fast_rcnn_learns_digits(digits_small):
     broken detector scores ~0. Slow: Fast R-CNN learns digits more slowly than Faster R-CNN
     (250 iterations, ~75 s, gave AP50 0.006), so the default run keeps the shapes check."""
     train, test = digits_small
-    det = FastRCNN(roi_pool="pool", pretrain_seconds=1e9, pretrain_epochs=FAST_PRETRAIN_EPOCHS,
-                   pretrain_copies=2, pretrain_stretch=None, pretrain_shear=0.0, balance_objects=False,
+    det = FastRCNN(roi_pool="pool", balance_objects=False,
+                   pretrain=Pretraining(seconds=1e9, epochs=FAST_PRETRAIN_EPOCHS, copies=2, stretch=None, shear=0.0),
                    train_seconds=1e9, max_iter=FAST_ITERS,
                    train_proposals=300, test_proposals=300, progress=False, seed=0)
     det.fit(train)
@@ -88,7 +88,7 @@ def test_fast_rcnn_learns_shapes(roi_pool):
     import _shapes
 
     train, test = _shapes.shapes(40, seed=1), _shapes.shapes(15, seed=2)
-    det = FastRCNN(roi_pool=roi_pool, pretrain_seconds=1e9, pretrain_epochs=5, pretrain_copies=2, pretrain_stretch=None,
+    det = FastRCNN(roi_pool=roi_pool, pretrain=Pretraining(seconds=1e9, epochs=5, copies=2, stretch=None),
                    train_seconds=1e9, max_iter=80, train_proposals=300, test_proposals=200, progress=False, seed=0)
     det.fit(train)
     dets = det.predict_batch([test[i][0] for i in range(len(test))])
@@ -96,7 +96,7 @@ def test_fast_rcnn_learns_shapes(roi_pool):
     print(f"FastRCNN AP50 {ap:.3f}, crop accuracy {det.pretrain_accuracy_:.2f}, recall {det.proposal_recall_:.2f}")
     assert ap >= FAST_FLOOR, f"AP50 {ap:.3f}"
     with pytest.raises(ValueError, match="roi_pool"):
-        FastRCNN(roi_pool="max", pretrain_seconds=0, max_iter=1, progress=False).fit(train.subset([0]))
+        FastRCNN(roi_pool="max", pretrain=None, max_iter=1, progress=False).fit(train.subset([0]))
 
 
 # Floors leave margin under the values measured when the tests were written (2-core machine

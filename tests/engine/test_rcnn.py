@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 import _reference_rcnn as ref  # noqa: E402
 from pydetect.data import DetectionDataset, digits_in_clutter  # noqa: E402
-from pydetect.detectors import RCNN, FasterRCNN, NotFittedError  # noqa: E402
+from pydetect.detectors import RCNN, FasterRCNN, NotFittedError, Pretraining  # noqa: E402
 from pydetect import engine  # noqa: E402
 from pydetect.engine import loop as training_loop  # noqa: E402
 from pydetect.engine import pretrain as pretraining  # noqa: E402
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_detector(**kw):
-    params = dict(pretrain_seconds=0, max_iter=3, batch_size=1, progress=False, seed=0,
+    params = dict(pretrain=None, max_iter=3, batch_size=1, progress=False, seed=0,
                   rpn_pre_nms_top_n=(200, 100), rpn_post_nms_top_n=(50, 50))
     params.update(kw)
     return FasterRCNN(**params)
@@ -419,14 +419,14 @@ def test_crops_follow_the_image_scale():
     np.testing.assert_allclose(widths[2.0], [20, 60 * 48 / 78], rtol=1e-4)
     with pytest.raises(ValueError, match="image_scale"):
         tiny_detector(image_scale=0).fit(ds)
-    with pytest.raises(ValueError, match="pretrain_copies"):
-        tiny_detector(pretrain_copies=0).fit(ds)
-    with pytest.raises(ValueError, match="pretrain_stretch"):
-        tiny_detector(pretrain_stretch=(2.0, 1.0)).fit(ds)
-    with pytest.raises(ValueError, match="pretrain_stretch"):
-        tiny_detector(pretrain_stretch="wide").fit(ds)
-    with pytest.raises(ValueError, match="pretrain_shear"):
-        tiny_detector(pretrain_shear=-0.1).fit(ds)
+    with pytest.raises(ValueError, match=r"pretrain\.copies must be >= 1"):
+        tiny_detector(pretrain=Pretraining(copies=0)).fit(ds)
+    with pytest.raises(ValueError, match=r"pretrain\.stretch"):
+        tiny_detector(pretrain=Pretraining(stretch=(2.0, 1.0))).fit(ds)
+    with pytest.raises(ValueError, match=r"pretrain\.stretch"):
+        tiny_detector(pretrain=Pretraining(stretch="wide")).fit(ds)
+    with pytest.raises(ValueError, match=r"pretrain\.shear must be in \[0, 1\]"):
+        tiny_detector(pretrain=Pretraining(shear=-0.1)).fit(ds)
     with pytest.raises(ValueError, match="ema_decay"):
         tiny_detector(ema_decay=1.0).fit(ds)
 
@@ -469,7 +469,7 @@ def test_faster_rcnn_learns_digits(digits_small):
     Fixed epoch / iteration counts (not time budgets) keep it deterministic.
     """
     train, test = digits_small
-    det = FasterRCNN(pretrain_seconds=1e9, pretrain_epochs=PRETRAIN_EPOCHS, train_seconds=1e9,
+    det = FasterRCNN(pretrain=Pretraining(seconds=1e9, epochs=PRETRAIN_EPOCHS), train_seconds=1e9,
                      max_iter=FASTER_ITERS, batch_size=2, lr=1e-3, progress=False, seed=0)
     det.fit(train)
     dets = det.predict_batch([test[i][0] for i in range(len(test))])
@@ -487,8 +487,8 @@ def test_faster_rcnn_learns_shapes():
     import _shapes
 
     train, test = _shapes.shapes(40, seed=1), _shapes.shapes(15, seed=2)
-    det = FasterRCNN(pretrain_seconds=1e9, pretrain_epochs=5, pretrain_copies=2, pretrain_stretch=None,
-                     pretrain_shear=0.0, balance_objects=False, train_seconds=1e9, max_iter=80, batch_size=2,
+    det = FasterRCNN(pretrain=Pretraining(seconds=1e9, epochs=5, copies=2, stretch=None, shear=0.0),
+                     balance_objects=False, train_seconds=1e9, max_iter=80, batch_size=2,
                      progress=False, seed=0)
     det.fit(train)
     dets = det.predict_batch([test[i][0] for i in range(len(test))])

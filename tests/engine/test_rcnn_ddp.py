@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent("""
     from pydetect.detectors import SSD, YOLO, FasterRCNN
     out, name = sys.argv[1], sys.argv[2]
     ds = digits_in_clutter("train", n_images=6, seed=5)
-    common = dict(pretrain_seconds=0, max_iter=4, batch_size=1, progress=False, seed=0,
+    common = dict(pretrain=None, max_iter=4, batch_size=1, progress=False, seed=0,
                   checkpoint_dir=os.path.join(out, "ckpt"))
     if name == "FasterRCNN":
         det = FasterRCNN(rpn_pre_nms_top_n=(200, 100), rpn_post_nms_top_n=(50, 50), **common)

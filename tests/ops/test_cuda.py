@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from pydetect import _C  # noqa: E402
 from pydetect.data import digits_in_clutter  # noqa: E402
-from pydetect.detectors import RCNN, FastRCNN, FasterRCNN, NotFittedError  # noqa: E402
+from pydetect.detectors import RCNN, FastRCNN, FasterRCNN, NotFittedError, Pretraining  # noqa: E402
 
 try:
     from pydetect import _C_cuda
@@ -400,7 +400,7 @@ def tiny_data():
 
 
 def tiny_faster(**kw):
-    params = dict(pretrain_seconds=0, max_iter=2, batch_size=1, progress=False, seed=0,
+    params = dict(pretrain=None, max_iter=2, batch_size=1, progress=False, seed=0,
                   rpn_pre_nms_top_n=(200, 100), rpn_post_nms_top_n=(50, 50))
     return FasterRCNN(**dict(params, **kw))
 
@@ -483,7 +483,7 @@ def test_saved_on_cpu_runs_on_the_gpu(faster_on_cpu, tiny_data, tmp_path, monkey
 
 @needs_gpu
 def test_fit_on_the_gpu_saves_and_loads_on_the_cpu(tiny_data, tmp_path):
-    det = tiny_faster(device="cuda", pretrain_seconds=2, pretrain_epochs=1).fit(tiny_data)
+    det = tiny_faster(device="cuda", pretrain=Pretraining(seconds=2, epochs=1)).fit(tiny_data)
     assert all(p.device.type == "cuda" for p in det.model_.parameters())
     path = tmp_path / "gpu.model"
     det.save(path)
