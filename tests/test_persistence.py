@@ -89,10 +89,7 @@ def old_format_file(det, path):
     state = dict(vars(det))
     if isinstance(det, ViolaJonesDetector):
         state.pop("cascade_")
-        state["_cascade_arrays"] = [
-            dict({k: np.array(getattr(c, k)) for k in ViolaJonesDetector._CASCADE_FIELDS},
-                 feature_type=c.feature_type, window_size=tuple(c.window_size), max_depth=c.max_depth)
-            for c in state.pop("cascades_")]
+        state["_cascade_arrays"] = [c.to_arrays() for c in state.pop("cascades_")]
     payload = {"format": 1, "class": f"{type(det).__module__}.{type(det).__qualname__}", "state": state}
     with open(path, "wb") as f:
         pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
