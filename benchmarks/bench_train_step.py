@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import torch
 
-from pydetect import data
+from pydetect import data, engine
 from pydetect.bench.results import Table
 from pydetect.bench.timing import set_threads, time_alternating
 from pydetect.detectors import FasterRCNN
@@ -100,11 +100,36 @@ def training_step(model, images, targets, tv_targets=False):
     return step
 
 
+def loop_rate(model, prefetch, iterations, seed=0):
+    """Iterations per second of ``engine.train_loop`` on FasterRCNN's own kind of batches (2 of
+    50 training images at their sizes, the default augmentation) with ``prefetch`` batches
+    drawn ahead (0: drawn on the training thread, as before prefetching)."""
+    ds = data.digits_in_clutter("train", n_images=50, seed=seed)
+    images = [ds[i][0] for i in range(len(ds))]
+    targets = [{"boxes": np.asarray(t["boxes"], np.float32).reshape(-1, 4),
+                "labels": np.asarray(t["labels"], np.int64).reshape(-1)} for _, t in ds]
+    augment = engine.build_augmentation("default", hflip=False, scale_jitter=None)
+
+    def sample_batch(it, rank, world, rng):
+        ims, ts = [], []
+        for i in rng.choice(len(images), size=2, replace=False):
+            im, t = augment(images[i], targets[i], rng)
+            ims.append(image_to_tensor(im))
+            ts.append({"boxes": torch.from_numpy(t["boxes"]), "labels": torch.from_numpy(t["labels"])})
+        return ims, ts
+
+    history = engine.train_loop(model, sample_batch, max_iter=iterations, seconds=1e9, lr=1e-4, seed=seed,
+                                prefetch=prefetch)
+    return history["iterations"] / history["seconds"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--loop", type=int, default=0, metavar="N",
+                    help="also time N-iteration training loops without and with prefetching (alternating, 3 each)")
     ap.add_argument("--record", action="store_true", help=f"write the table into {RESULTS.name}")
     args = ap.parse_args()
     import torchvision
@@ -129,6 +154,18 @@ def main():
                                  repeats=args.repeats, warmup=args.warmup)
         table.add(f"forward + backward + AdamW step, 2 x {SIZE}x{SIZE}, VGG-style backbone", threads,
                   times["pydetect"], "torchvision FasterRCNN", times["torchvision"])
+    rates = {}
+    if args.loop:
+        for threads in args.threads:
+            set_threads(threads)
+            for _ in range(3):
+                for prefetch in (0, 2):
+                    torch.manual_seed(0)
+                    _, model = pydetect_model(copy.deepcopy(backbone), num_classes)
+                    rates.setdefault((threads, prefetch), []).append(loop_rate(model, prefetch, args.loop))
+            print(f"{threads} thread(s), {args.loop} iterations: " + "; ".join(
+                f"prefetch={p}: " + ", ".join(f"{r:.2f}" for r in rates[(threads, p)]) + " it/s" for p in (0, 2)),
+                flush=True)
     if args.record:
         table.record(RESULTS, "CNN training step vs torchvision (issue 23)",
                      f"`benchmarks/bench_train_step.py`: torch {torch.__version__}, torchvision "
