@@ -80,8 +80,8 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
         ``model(*batch) -> dict of losses``, on the device to train on (its parameters'; under
         torchrun a CUDA model trains with NCCL, a CPU one with gloo).
     sample_batch : callable (iteration, rank, world_size, numpy Generator) -> tuple of args
-        on the model's device; its randomness comes from the Generator only (it runs on a
-        background thread, see ``prefetch``)
+        on the model's device; its randomness comes from the Generator only, and it must not
+        read the model (with ``prefetch``, it runs on a background thread, ahead of the steps)
     max_iter : int
         Iterations (the schedule's length); ``seconds`` caps the wall time too, and the
         schedule follows ``max(iteration / max_iter, elapsed / seconds)``.

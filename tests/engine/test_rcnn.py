@@ -348,8 +348,10 @@ def test_weight_average_is_the_ramped_exponential_average(tmp_path):
 
     torch.manual_seed(0)
     model = ToyModel()
+    # prefetch=0: `sample` records the weights each step starts from, so it must run right
+    # before that step, not ahead of it on the prefetching thread.
     engine.train_loop(model, sample, max_iter=12, seconds=1e9, lr=0.1, seed=1, ema_decay=decay,
-                        checkpoint_path=tmp_path / "toy.ckpt")
+                      checkpoint_path=tmp_path / "toy.ckpt", prefetch=0)
     live = torch.load(tmp_path / "toy.ckpt", weights_only=True)["model"]
     history = snapshots + [live]  # weights after 0, 1, ..., 12 optimiser steps
     final = model.state_dict()
