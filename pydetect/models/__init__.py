@@ -10,13 +10,14 @@ torchvision backbone, if you have it and its weights) can replace the backbones.
 """
 
 from pydetect.models.anchors import AnchorGenerator
-from pydetect.models.backbones import FPN, BackboneWithFPN, CropClassifier, ResNet18Style, VGGStyle
+from pydetect.models.backbones import FPN, BackboneWithFPN, CropClassifier, ResNet18Style, VGGStyle, resnet_fpn_backbone
 from pydetect.models.box_coder import BoxCoder
 from pydetect.models.dense import DenseDetector
 from pydetect.models.generalized_rcnn import GeneralizedRCNN
 from pydetect.models.kmeans import kmeans_anchors, shape_iou
 from pydetect.models.matching import BalancedSampler, Matcher
 from pydetect.models.overfeat import OverFeatNet
+from pydetect.models.resnet import FrozenBatchNorm2d, ResNet, load_weights, resnet
 from pydetect.models.roi_heads import FastRCNNPredictor, RoIHeads, RoIPooler, TwoMLPHead, fastrcnn_loss
 from pydetect.models.rpn import RegionProposalNetwork, RPNHead, smooth_l1
 from pydetect.models.ssd import SSDNet
@@ -27,4 +28,5 @@ __all__ = [
     "BoxCoder", "Matcher", "BalancedSampler", "RPNHead", "RegionProposalNetwork", "smooth_l1",
     "TwoMLPHead", "FastRCNNPredictor", "RoIHeads", "RoIPooler", "fastrcnn_loss", "GeneralizedRCNN",
     "OverFeatNet", "kmeans_anchors", "shape_iou", "DenseDetector", "YOLOv1Net", "YOLONet", "SSDNet",
+    "ResNet", "resnet", "FrozenBatchNorm2d", "resnet_fpn_backbone", "load_weights",
 ]

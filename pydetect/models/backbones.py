@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from pydetect import ops
+from pydetect.models.resnet import BasicBlock, resnet
 
 __all__ = ["IMAGE_MEAN", "IMAGE_STD", "normalize_images", "build_backbone", "VGGStyle", "ResNet18Style", "FPN", "BackboneWithFPN",
-           "CropClassifier"]
+           "resnet_fpn_backbone", "CropClassifier"]
 
 #: Per-channel normalisation of 0-1 RGB input that every pydetect backbone is trained with:
 #: the crop pretraining's crops, the R-CNN family's images and the one-stage batches alike.
@@ -74,23 +75,6 @@ class VGGStyle(nn.Module):
         return OrderedDict([("0", self.body(x))])
 
 
-class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.down = None
-        if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        y = self.bn2(self.conv2(y))
-        return F.relu(y + (x if self.down is None else self.down(x)), inplace=True)
-
-
 class ResNet18Style(nn.Module):
     """ResNet-18 layout: 7x7/2 stem, 3x3/2 max pool, four stages of two BasicBlocks.
 
@@ -136,38 +120,64 @@ class ResNet18Style(nn.Module):
 class FPN(nn.Module):
     """Feature pyramid: lateral 1x1 convs, top-down nearest upsampling, 3x3 output convs.
 
-    ``forward(dict of L maps, finest first) -> dict of L maps with out_channels``.
+    ``forward(dict of L maps, finest first) -> dict of L maps with out_channels`` (and, with
+    ``pool_level``, a last map ``"pool"``: the coarsest output max-pooled with stride 2, as
+    torchvision's ``LastLevelMaxPool``). Parameter names are torchvision's
+    (``inner_blocks.i.0``: lateral conv i, ``layer_blocks.i.0``: output conv i), so its FPN
+    weights load as they are.
     """
 
-    def __init__(self, in_channels_list, out_channels):
+    def __init__(self, in_channels_list, out_channels, pool_level=False):
         super().__init__()
-        self.lateral = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels_list)
-        self.output = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1)
-                                    for _ in in_channels_list)
+        self.inner_blocks = nn.ModuleList(nn.Sequential(nn.Conv2d(c, out_channels, 1)) for c in in_channels_list)
+        self.layer_blocks = nn.ModuleList(nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, padding=1))
+                                          for _ in in_channels_list)
         self.out_channels = out_channels
+        self.pool_level = bool(pool_level)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Model files written before these names called the convs "lateral.i" and "output.i".
+        for old, new in (("lateral.", "inner_blocks."), ("output.", "layer_blocks.")):
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                index, rest = key[len(prefix + old):].split(".", 1)
+                state_dict[f"{prefix}{new}{index}.0.{rest}"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, features):
         names, maps = list(features.keys()), list(features.values())
-        last = self.lateral[-1](maps[-1])
-        results = [self.output[-1](last)]
+        last = self.inner_blocks[-1](maps[-1])
+        results = [self.layer_blocks[-1](last)]
         for i in range(len(maps) - 2, -1, -1):
-            lateral = self.lateral[i](maps[i])
+            lateral = self.inner_blocks[i](maps[i])
             last = lateral + F.interpolate(last, size=lateral.shape[-2:], mode="nearest")
-            results.insert(0, self.output[i](last))
-        return OrderedDict(zip(names, results))
+            results.insert(0, self.layer_blocks[i](last))
+        out = OrderedDict(zip(names, results))
+        if self.pool_level:
+            out["pool"] = F.max_pool2d(results[-1], 1, 2, 0)
+        return out
 
 
 class BackboneWithFPN(nn.Module):
     """A multi-output backbone followed by an FPN: ``out_channels`` is the FPN's."""
 
-    def __init__(self, body, out_channels=64):
+    def __init__(self, body, out_channels=64, pool_level=False):
         super().__init__()
         self.body = body
-        self.fpn = FPN(body.stage_channels, out_channels)
+        self.fpn = FPN(body.stage_channels, out_channels, pool_level)
         self.out_channels = out_channels
 
     def forward(self, x):
         return self.fpn(self.body(x))
+
+
+def resnet_fpn_backbone(name="resnet50", trainable_layers=3, out_channels=256, frozen_bn=True):
+    """A torchvision-layout ResNet (:func:`pydetect.models.resnet.resnet`) and a feature pyramid
+    over its four stages plus a max-pooled fifth level, as the backbone of torchvision's
+    ``fasterrcnn_resnet50_fpn``: outputs ``"0"`` .. ``"3"`` (strides 4 .. 32) and ``"pool"``
+    (stride 64), ``out_channels`` each. Its state dict has torchvision's keys (``body.layer1...``,
+    ``fpn.inner_blocks.0.0.weight``, ...): ``load_weights(backbone, path, prefix="backbone.")``
+    takes the backbone of a torchvision detection model's weights."""
+    return BackboneWithFPN(resnet(name, (1, 2, 3, 4), trainable_layers, frozen_bn), out_channels, pool_level=True)
 
 
 class CropClassifier(nn.Module):
