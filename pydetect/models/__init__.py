@@ -16,6 +16,7 @@ from pydetect.models.dense import DenseDetector
 from pydetect.models.generalized_rcnn import GeneralizedRCNN
 from pydetect.models.kmeans import kmeans_anchors, shape_iou
 from pydetect.models.matching import BalancedSampler, Matcher
+from pydetect.models.mobilenet import MobileNetV3Features, mobilenet_v3_fpn_backbone, mobilenet_v3_large_features
 from pydetect.models.overfeat import OverFeatNet
 from pydetect.models.resnet import FrozenBatchNorm2d, ResNet, load_weights, resnet
 from pydetect.models.roi_heads import FastRCNNPredictor, RoIHeads, RoIPooler, TwoMLPHead, fastrcnn_loss
@@ -29,4 +30,5 @@ __all__ = [
     "TwoMLPHead", "FastRCNNPredictor", "RoIHeads", "RoIPooler", "fastrcnn_loss", "GeneralizedRCNN",
     "OverFeatNet", "kmeans_anchors", "shape_iou", "DenseDetector", "YOLOv1Net", "YOLONet", "SSDNet",
     "ResNet", "resnet", "FrozenBatchNorm2d", "resnet_fpn_backbone", "load_weights",
+    "MobileNetV3Features", "mobilenet_v3_large_features", "mobilenet_v3_fpn_backbone",
 ]

@@ -1,4 +1,4 @@
-"""torchvision-layout ResNets and the FPN backbone: frozen batch norm against its formula, old
+"""torchvision-layout backbones (ResNet-18/34/50, MobileNetV3-Large, their FPN backbones): frozen batch norm against its formula, old
 model files' key names, weight loading errors; and, with torchvision installed, the same
 outputs and trainable parameters as torchvision's ResNets and ``resnet_fpn_backbone`` given the
 same weights."""
@@ -145,3 +145,77 @@ def test_backbone_of_a_torchvision_detection_model_loads_with_its_prefix():
         want, got = model.backbone(x), ours(x)
     for k in want:
         np.testing.assert_allclose(got[k].numpy(), want[k].numpy(), rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- MobileNetV3
+def test_mobilenet_shapes_and_trainable_stages():
+    from pydetect.models import mobilenet_v3_fpn_backbone, mobilenet_v3_large_features
+
+    net = mobilenet_v3_large_features((13, 16), trainable_layers=2)
+    assert net.stage_starts() == [0, 2, 4, 7, 13, 16]
+    out = net(torch.rand(1, 3, 128, 96))
+    assert [tuple(v.shape) for v in out.values()] == [(1, 160, 4, 3), (1, 960, 4, 3)]  # both stride 32
+    assert {n.split(".")[0] for n, p in net.named_parameters() if p.requires_grad} == {"13", "14", "15", "16"}
+    fpn = mobilenet_v3_fpn_backbone()
+    assert list(fpn(torch.rand(1, 3, 128, 96))) == ["0", "1", "pool"]
+    with pytest.raises(ValueError, match="trainable_layers"):
+        mobilenet_v3_large_features(trainable_layers=7)
+
+
+@pytest.mark.parametrize("trainable_layers", [0, 3, 6])
+def test_mobilenet_fpn_backbone_equals_torchvision(trainable_layers):
+    pytest.importorskip("torchvision", reason="torchvision's MobileNetV3 extractor is the reference")
+    from torchvision.models import mobilenet_v3_large
+    from torchvision.models.detection.backbone_utils import _mobilenet_extractor
+    from torchvision.ops.misc import FrozenBatchNorm2d as TVFrozen
+
+    from pydetect.models import mobilenet_v3_fpn_backbone
+
+    torch.manual_seed(0)
+    # As torchvision's detector builds it with pretrained weights: frozen batch norm.
+    peer = _mobilenet_extractor(_randomize_norms_tv(mobilenet_v3_large(weights=None, norm_layer=TVFrozen)), True,
+                                trainable_layers)
+    ours = load_weights(mobilenet_v3_fpn_backbone(trainable_layers), peer.state_dict())
+    assert set(ours.state_dict()) == set(peer.state_dict())
+    assert ({n for n, p in ours.named_parameters() if p.requires_grad}
+            == {n for n, p in peer.named_parameters() if p.requires_grad})
+    x = torch.rand(2, 3, 160, 128)
+    with torch.no_grad():
+        want, got = peer.eval()(x), ours.eval()(x)
+    assert list(got) == list(want) == ["0", "1", "pool"]
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5 * float(want[k].abs().max()))
+
+
+def test_mobilenet_backbone_of_an_untrained_torchvision_detector():
+    """Without weights torchvision's detector keeps trainable batch norm (BatchNorm2d, eps 1e-5)."""
+    pytest.importorskip("torchvision", reason="torchvision's Faster R-CNN is the reference")
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
+
+    from pydetect.models import mobilenet_v3_fpn_backbone
+
+    torch.manual_seed(0)
+    model = fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None)
+    _randomize_norms(model.backbone)
+    ours = load_weights(mobilenet_v3_fpn_backbone(frozen_bn=False), model.state_dict(), prefix="backbone.")
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        want, got = model.backbone.eval()(x), ours.eval()(x)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5 * float(want[k].abs().max()))
+
+
+def _randomize_norms_tv(module, seed=0):
+    """_randomize_norms for torchvision's FrozenBatchNorm2d too."""
+    from torchvision.ops.misc import FrozenBatchNorm2d as TVFrozen
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (nn.BatchNorm2d, TVFrozen)):
+                c = m.running_mean.shape[0]
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
+    return module
