@@ -1,7 +1,7 @@
-"""torchvision-layout backbones (ResNet-18/34/50, MobileNetV3-Large, their FPN backbones): frozen batch norm against its formula, old
-model files' key names, weight loading errors; and, with torchvision installed, the same
-outputs and trainable parameters as torchvision's ResNets and ``resnet_fpn_backbone`` given the
-same weights."""
+"""torchvision-layout backbones (ResNet-18/34/50, MobileNetV3-Large, their FPN backbones):
+frozen batch norm against its formula, old model files' key names, weight loading errors; and,
+with torchvision installed, the same outputs and trainable parameters as torchvision's
+networks given the same weights."""
 
 import numpy as np
 import pytest
