@@ -444,6 +444,20 @@ inline v4f haar_value_x4(const int32_t (*ofs)[4], const float* weight, const int
   return v * scale;
 }
 
+// The leaves {right, left} of a stump chosen per lane by `left` (-1: leaf[1]), widened to
+// double and added to the running sums lo (lanes 0, 1) and hi (lanes 2, 3): each lane adds
+// its float leaf in double, in stump order, as the one-window loops do.
+inline void add_leaves_x4(v4i left, float right_leaf, float left_leaf, v2d* lo, v2d* hi) {
+  int32_t lb, rb;
+  std::memcpy(&lb, &left_leaf, sizeof(lb));
+  std::memcpy(&rb, &right_leaf, sizeof(rb));
+  const v4i bits = (left & lb) | (~left & rb);
+  v4f leaf;
+  std::memcpy(&leaf, &bits, sizeof(leaf));
+  *lo += __builtin_convertvector(__builtin_shufflevector(leaf, leaf, 0, 1), v2d);
+  *hi += __builtin_convertvector(__builtin_shufflevector(leaf, leaf, 2, 3), v2d);
+}
+
 // Stage si's sums of four windows: Haar stumps.
 template <int Step>
 inline void haar_stump_stage_x4(const Engine& e, int si, const int32_t* p0, v4f scale, double* sums) {
@@ -452,16 +466,8 @@ inline void haar_stump_stage_x4(const Engine& e, int si, const int32_t* p0, v4f 
   const HaarStump* end = e.haar_stump.data() + e.weak_begin[si + 1];
   for (; st != end; ++st) {
     const v4i left = haar_value_x4<Step>(st->ofs, st->weight, p0, scale) < st->threshold;  // -1: leaf[1]
-    // leaves are floats widened to double: blend their float bit patterns, widen after
-    const float l = static_cast<float>(st->leaf[1]), r = static_cast<float>(st->leaf[0]);
-    int32_t lb, rb;
-    std::memcpy(&lb, &l, sizeof(lb));
-    std::memcpy(&rb, &r, sizeof(rb));
-    const v4i bits = (left & lb) | (~left & rb);
-    v4f leaf;
-    std::memcpy(&leaf, &bits, sizeof(leaf));
-    lo += __builtin_convertvector(__builtin_shufflevector(leaf, leaf, 0, 1), v2d);
-    hi += __builtin_convertvector(__builtin_shufflevector(leaf, leaf, 2, 3), v2d);
+    // the leaves are floats (widened to double exactly): blend floats, widen after
+    add_leaves_x4(left, static_cast<float>(st->leaf[0]), static_cast<float>(st->leaf[1]), &lo, &hi);
   }
   sums[0] = lo[0], sums[1] = lo[1], sums[2] = hi[0], sums[3] = hi[1];
 }
@@ -503,7 +509,8 @@ inline v4i lbp_code_x4(const CompiledLbp& f, const int32_t* p0) {
   return code;
 }
 
-// Stage si's sums of four windows: LBP stumps.
+// Stage si's sums of four windows: LBP stumps. The subset lookup and the leaf's addition stay
+// per lane (a vector blend of the looked-up bits measured slower: the lookup is a gather).
 template <int Step>
 inline void lbp_stump_stage_x4(const Engine& e, int si, const int32_t* p0, double* sums) {
   const LbpStump* st = e.lbp_stump.data() + e.weak_begin[si];
