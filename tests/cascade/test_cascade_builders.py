@@ -126,3 +126,19 @@ def test_scan_counts_the_positions_it_visits():
         assert scanned <= sum((lv.shape[0] - WIN[1] + 1) * (lv.shape[1] - WIN[0] + 1) for lv in levels)
         other = CascadeDetector(_random_cascade(num_stages=2))
         assert other.accepted_windows(img, scale_factor, return_scanned=True)[2] == scanned
+
+
+def test_an_lbp_cascade_rebuilt_stage_by_stage_detects_the_same():
+    """append_stage takes LBP trees (category subsets) too: OpenCV's LBP face cascade (as
+    scikit-image ships it), rebuilt stage by stage, finds the same raw windows."""
+    skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the LBP cascade")
+    original = Cascade.load(skdata.lbp_frontal_face_cascade_filename())
+    built = Cascade.empty("LBP", original.window_size)
+    for stage in original.stages:
+        built = built.append_stage(stage.threshold, stage.weak, original.rects)
+    assert built.num_stages == original.num_stages and built.num_features <= original.num_features
+    image = (skdata.astronaut()[::2, ::2].mean(axis=2)).astype(np.uint8)
+    want = CascadeDetector(original).detect(image, 1.2, 0).boxes
+    got = CascadeDetector(built).detect(image, 1.2, 0).boxes
+    assert len(want) > 0
+    np.testing.assert_array_equal(got, want)
