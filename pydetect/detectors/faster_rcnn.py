@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from pydetect import models, ops
-from pydetect._params import Bool, Check, Int, Optional, Positive, Real, Sequence
+from pydetect._params import Bool, Check, Choice, Int, OneOf, Optional, Path, Positive, Real, Sequence
 from pydetect._validation import MAX_SCALE, as_float_array, check_int
+from pydetect.detectors.cnn import MODULE
 from pydetect.detectors.pretraining import Pretraining
 from pydetect.detectors.two_stage import TwoStageEstimator, backbone_scale
 from pydetect.models.anchors import fit_anchors
@@ -69,10 +70,23 @@ class FasterRCNN(TwoStageEstimator):
 
     Parameters
     ----------
-    backbone : {"vgg", "resnet18"} or torch.nn.Module, default "vgg"
+    backbone : str or torch.nn.Module, default "vgg"
         "vgg": pydetect's small VGG-style net (0.29 M parameters, stride 8).
         "resnet18": the ResNet-18 layout (stride 16, or FPN levels with ``fpn=True``).
+        "resnet18_fpn", "resnet34_fpn", "resnet50_fpn", "mobilenet_v3_large_fpn": torchvision's
+        layouts and parameter names with a feature pyramid (as in ``fasterrcnn_resnet50_fpn`` /
+        ``fasterrcnn_mobilenet_v3_large_fpn``; frozen batch norm, ImageNet normalisation, one
+        anchor size per level, no crop pretraining), for ``weights``.
         A module must return a dict of feature maps and have ``out_channels``.
+    weights : path, optional
+        torchvision-format weights for a torchvision-layout backbone, loaded before training: a
+        classification network's (its body), a backbone-with-FPN's, or a whole detection
+        model's (its backbone) state dict (:func:`pydetect.models.load_backbone_weights`; read
+        with ``weights_only=True``). A model file saved after fitting holds the trained weights
+        and does not need this file.
+    trainable_layers : int, default 3
+        For a torchvision-layout backbone, how many of its stages train, from the top (ResNet:
+        0..5, MobileNetV3: 0..6), as torchvision's detectors count them.
     fpn : bool, default False
     image_scale : float, default 1.0
         Images are resized by this factor inside the model (training and inference; boxes are
@@ -162,7 +176,8 @@ class FasterRCNN(TwoStageEstimator):
         Iterations, seconds, last losses.
     """
 
-    def __init__(self, *, backbone="vgg", fpn=False, image_scale=1.0, anchor_sizes=None, aspect_ratios=None,
+    def __init__(self, *, backbone="vgg", weights=None, trainable_layers=3, fpn=False, image_scale=1.0,
+                 anchor_sizes=None, aspect_ratios=None,
                  anchors=None, pretrain=Pretraining(), train_seconds=780.0, max_iter=7000,
                  batch_size=2, lr=2e-3, ema_decay=None,
                  weight_decay=1e-4, rpn_batch_size_per_image=128, roi_batch_size_per_image=64, balance_objects=True,
@@ -171,6 +186,8 @@ class FasterRCNN(TwoStageEstimator):
                  augment="default", seed=0, checkpoint_dir=None, resume=True, progress=True, num_threads=None,
                  device="cpu"):
         self.backbone = backbone
+        self.weights = weights
+        self.trainable_layers = trainable_layers
         self.fpn = fpn
         self.image_scale = image_scale
         self.anchor_sizes = anchor_sizes
@@ -202,11 +219,32 @@ class FasterRCNN(TwoStageEstimator):
         self.num_threads = num_threads
         self.device = device
 
-    #: Models saved before k-means anchors existed have sizes x ratios, no explicit shapes.
+    #: Models saved before k-means anchors existed have sizes x ratios, no explicit shapes. (Files
+    #: older than ``weights`` and ``trainable_layers`` need no entry: their constructor defaults,
+    #: no weights and 3, are what those files meant, and only torchvision-layout backbones use them.)
     _LEGACY_VALUES = {**TwoStageEstimator._LEGACY_VALUES, "anchor_shapes_": None}
 
+    def _torchvision_layout(self) -> bool:
+        return isinstance(self.backbone, str) and self.backbone in models.TORCHVISION_BACKBONES
+
+    def _levels(self) -> int:
+        """Feature levels of a torchvision-layout backbone (its FPN's outputs, ``"pool"`` included)."""
+        return 3 if self.backbone == "mobilenet_v3_large_fpn" else 5
+
     def _uses_fpn(self) -> bool:
-        return bool(self.fpn)
+        return bool(self.fpn) or self._torchvision_layout()
+
+    def _new_backbone(self, with_weights):
+        if not self._torchvision_layout():
+            return super()._new_backbone(with_weights)
+        backbone = models.build_backbone(self.backbone, trainable_layers=self.trainable_layers)
+        if with_weights and self.weights is not None:
+            models.load_backbone_weights(backbone, self.weights)
+        return backbone
+
+    def _crop_pretrains(self) -> bool:
+        # The torchvision-layout backbones start from weights (or train from scratch end to end).
+        return super()._crop_pretrains() and not self._torchvision_layout()
 
     def _image_scale(self) -> float:
         return float(self.image_scale)
@@ -235,7 +273,16 @@ class FasterRCNN(TwoStageEstimator):
                 anchor_gen = models.AnchorGenerator(per, (ratios,))
             else:
                 anchor_gen = models.AnchorGenerator((sizes,), (ratios,))
-        if self.fpn:
+        mean, std = models.IMAGE_MEAN, models.IMAGE_STD
+        if self._torchvision_layout():
+            # One anchor size per pyramid level (finest first), every ratio on each; RoIs pooled
+            # from the levels below "pool" with torchvision's level rule; ImageNet normalisation.
+            per = tuple((float(s),) for s in sorted(sizes))
+            anchor_gen = models.AnchorGenerator(per, (tuple(ratios),))
+            names = [n for n in backbone.level_names if n != "pool"]
+            pooler = ops.MultiScaleRoIAlign(names, 7, 2, canonical_scale=224, canonical_level=4, aligned=True)
+            mean, std = models.IMAGENET_MEAN, models.IMAGENET_STD
+        elif self.fpn:
             pooler = ops.MultiScaleRoIAlign(["0", "1", "2"], 7, 2, canonical_scale=64, canonical_level=4,
                                             aligned=True)
         else:
@@ -253,12 +300,15 @@ class FasterRCNN(TwoStageEstimator):
                                 score_thresh=self.box_score_thresh, nms_thresh=self.box_nms_thresh,
                                 detections_per_img=self.detections_per_img,
                                 balance_objects=self.balance_objects)
-        divisible = 32 if (self.fpn or self.backbone == "resnet18") else 8
-        return models.GeneralizedRCNN(backbone, rpn, heads, size_divisible=divisible,
+        divisible = 32 if (self._uses_fpn() or self.backbone == "resnet18") else 8
+        return models.GeneralizedRCNN(backbone, rpn, heads, image_mean=mean, image_std=std, size_divisible=divisible,
                                       image_scale=self.image_scale)
 
     _checkpoint_name = "faster_rcnn.ckpt"
     _PARAMS = {
+        "backbone": OneOf(Choice("vgg", "resnet18", *models.TORCHVISION_BACKBONES), MODULE),
+        "weights": Optional(Path()),
+        "trainable_layers": Int(minimum=0, maximum=6),
         "fpn": Bool(),
         "image_scale": Real(0, MAX_SCALE, closed="right"),
         "anchor_sizes": Optional(Sequence(Positive(), min_length=1, of="positive numbers")),
@@ -271,6 +321,15 @@ class FasterRCNN(TwoStageEstimator):
     }
 
     def _check_param_combinations(self):
+        if self.weights is not None and not self._torchvision_layout():
+            raise ValueError(f"weights are torchvision-format weights for one of {list(models.TORCHVISION_BACKBONES)}, "
+                             f"but backbone is {self.backbone!r}")
+        if self._torchvision_layout():
+            if self.anchors is not None:
+                raise ValueError(f"anchors (shapes or 'kmeans') are not available with backbone={self.backbone!r}: "
+                                 "give anchor_sizes (one per level) and aspect_ratios, or leave them None")
+            if self.backbone != "mobilenet_v3_large_fpn" and self.trainable_layers > 5:
+                raise ValueError(f"trainable_layers must be in 0..5 for a ResNet, got {self.trainable_layers}")
         if self.fpn and self.backbone == "vgg":
             raise ValueError("fpn=True needs backbone='resnet18' (the VGG-style backbone has one level)")
         anchors = _check_anchors(self.anchors, self.fpn)
@@ -283,10 +342,13 @@ class FasterRCNN(TwoStageEstimator):
             self.anchor_shapes_ = tuple((float(w), float(h)) for w, h in anchors)
             self.anchor_sizes_ = self.aspect_ratios_ = None
             return
+        levels = self._levels() if self._torchvision_layout() else None
         if self.anchor_sizes is None or self.aspect_ratios is None:
-            sizes, ratios = fit_anchors(targets, n_sizes=6 if self.fpn else 4)
+            sizes, ratios = fit_anchors(targets, n_sizes=levels or (6 if self.fpn else 4))
         sizes = tuple(self.anchor_sizes or sizes)
-        if self.fpn and len(sizes) != 6:
+        if levels is not None and len(sizes) != levels:
+            raise ValueError(f"with backbone={self.backbone!r} give {levels} anchor_sizes (one per level), got {sizes}")
+        if levels is None and self.fpn and len(sizes) != 6:
             raise ValueError(f"with fpn=True give 6 anchor_sizes (2 per level), got {sizes}")
         ratios = tuple(self.aspect_ratios or ratios)
         if anchors is None:

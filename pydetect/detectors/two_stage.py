@@ -69,6 +69,16 @@ class TwoStageEstimator(CNNEstimator):
     def _prepare(self, targets):
         pass
 
+    def _new_backbone(self, with_weights):
+        """The backbone module to build the network on (``with_weights``: with any pretrained
+        weights the parameters name; a model file's rebuild passes False: its own weights follow)."""
+        return build_backbone(self.backbone, self._uses_fpn())
+
+    def _crop_pretrains(self) -> bool:
+        """Whether ``fit`` pretrains the backbone on object crops (a named backbone of pydetect's)."""
+        pre = self.pretrain
+        return isinstance(self.backbone, str) and pre is not None and pre.seconds > 0
+
     def _training_proposals(self, dataset, images):
         return None
 
@@ -84,11 +94,11 @@ class TwoStageEstimator(CNNEstimator):
         if ckpt_dir is not None:
             os.makedirs(ckpt_dir, exist_ok=True)
         fpn = self._uses_fpn()
-        backbone = build_backbone(self.backbone, fpn)
+        backbone = self._new_backbone(with_weights=True)
         self.pretrain_accuracy_ = None
         crop_fc = None
         pre = self.pretrain
-        if isinstance(self.backbone, str) and pre is not None and pre.seconds > 0:
+        if self._crop_pretrains():
             self.pretrain_accuracy_, crop_fc = engine.pretrain_detector_backbone(
                 backbone.body if fpn else backbone, dataset, len(class_names), seconds=pre.seconds,
                 epochs=pre.epochs, copies=pre.copies, stretch=pre.stretch, shear=pre.shear,
@@ -144,7 +154,7 @@ class TwoStageEstimator(CNNEstimator):
         weights = state.pop("model_")
         vars(self).update(state)
         with torch.random.fork_rng(devices=[]):  # the throwaway initial weights draw from torch's RNG
-            model = self._build(build_backbone(self.backbone, self._uses_fpn()), len(self.class_names_))
+            model = self._build(self._new_backbone(with_weights=False), len(self.class_names_))
         model.load_state_dict(weights)
         self.model_ = model.eval()
 

@@ -10,7 +10,9 @@ torchvision backbone, if you have it and its weights) can replace the backbones.
 """
 
 from pydetect.models.anchors import AnchorGenerator
-from pydetect.models.backbones import FPN, BackboneWithFPN, CropClassifier, ResNet18Style, VGGStyle, resnet_fpn_backbone
+from pydetect.models.backbones import (IMAGE_MEAN, IMAGE_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_BACKBONES,
+                                       CropClassifier, ResNet18Style, VGGStyle, build_backbone, load_backbone_weights)
+from pydetect.models.fpn import FPN, BackboneWithFPN
 from pydetect.models.box_coder import BoxCoder
 from pydetect.models.dense import DenseDetector
 from pydetect.models.generalized_rcnn import GeneralizedRCNN
@@ -18,7 +20,7 @@ from pydetect.models.kmeans import kmeans_anchors, shape_iou
 from pydetect.models.matching import BalancedSampler, Matcher
 from pydetect.models.mobilenet import MobileNetV3Features, mobilenet_v3_fpn_backbone, mobilenet_v3_large_features
 from pydetect.models.overfeat import OverFeatNet
-from pydetect.models.resnet import FrozenBatchNorm2d, ResNet, load_weights, resnet
+from pydetect.models.resnet import FrozenBatchNorm2d, ResNet, load_weights, resnet, resnet_fpn_backbone
 from pydetect.models.roi_heads import FastRCNNPredictor, RoIHeads, RoIPooler, TwoMLPHead, fastrcnn_loss
 from pydetect.models.rpn import RegionProposalNetwork, RPNHead, smooth_l1
 from pydetect.models.ssd import SSDNet
@@ -31,4 +33,6 @@ __all__ = [
     "OverFeatNet", "kmeans_anchors", "shape_iou", "DenseDetector", "YOLOv1Net", "YOLONet", "SSDNet",
     "ResNet", "resnet", "FrozenBatchNorm2d", "resnet_fpn_backbone", "load_weights",
     "MobileNetV3Features", "mobilenet_v3_large_features", "mobilenet_v3_fpn_backbone",
+    "IMAGE_MEAN", "IMAGE_STD", "IMAGENET_MEAN", "IMAGENET_STD", "TORCHVISION_BACKBONES", "build_backbone",
+    "load_backbone_weights",
 ]

@@ -19,12 +19,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from pydetect import ops
-from pydetect.models.resnet import BasicBlock, resnet
+from pydetect.models.fpn import BackboneWithFPN
+from pydetect.models.mobilenet import mobilenet_v3_fpn_backbone
+from pydetect.models.resnet import BasicBlock, load_weights, resnet_fpn_backbone
 
-__all__ = ["IMAGE_MEAN", "IMAGE_STD", "normalize_images", "build_backbone", "VGGStyle", "ResNet18Style", "FPN", "BackboneWithFPN",
-           "resnet_fpn_backbone", "CropClassifier"]
+__all__ = ["IMAGE_MEAN", "IMAGE_STD", "IMAGENET_MEAN", "IMAGENET_STD", "TORCHVISION_BACKBONES", "normalize_images",
+           "build_backbone", "load_backbone_weights", "VGGStyle", "ResNet18Style", "CropClassifier"]
 
-#: Per-channel normalisation of 0-1 RGB input that every pydetect backbone is trained with:
+#: The normalisation torchvision's (ImageNet) weights expect; the torchvision-layout backbones
+#: (:data:`TORCHVISION_BACKBONES`) are always fed with it, with or without those weights.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Backbones with torchvision's layout and parameter names, by the name ``build_backbone`` takes.
+TORCHVISION_BACKBONES = ("resnet18_fpn", "resnet34_fpn", "resnet50_fpn", "mobilenet_v3_large_fpn")
+
+#: Per-channel normalisation of 0-1 RGB input that pydetect's own backbones are trained with:
 #: the crop pretraining's crops, the R-CNN family's images and the one-stage batches alike.
 IMAGE_MEAN = (0.5, 0.5, 0.5)
 IMAGE_STD = (0.25, 0.25, 0.25)
@@ -117,69 +127,6 @@ class ResNet18Style(nn.Module):
         return out
 
 
-class FPN(nn.Module):
-    """Feature pyramid: lateral 1x1 convs, top-down nearest upsampling, 3x3 output convs.
-
-    ``forward(dict of L maps, finest first) -> dict of L maps with out_channels`` (and, with
-    ``pool_level``, a last map ``"pool"``: the coarsest output max-pooled with stride 2, as
-    torchvision's ``LastLevelMaxPool``). Parameter names are torchvision's
-    (``inner_blocks.i.0``: lateral conv i, ``layer_blocks.i.0``: output conv i), so its FPN
-    weights load as they are.
-    """
-
-    def __init__(self, in_channels_list, out_channels, pool_level=False):
-        super().__init__()
-        self.inner_blocks = nn.ModuleList(nn.Sequential(nn.Conv2d(c, out_channels, 1)) for c in in_channels_list)
-        self.layer_blocks = nn.ModuleList(nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, padding=1))
-                                          for _ in in_channels_list)
-        self.out_channels = out_channels
-        self.pool_level = bool(pool_level)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Model files written before these names called the convs "lateral.i" and "output.i".
-        for old, new in (("lateral.", "inner_blocks."), ("output.", "layer_blocks.")):
-            for key in [k for k in state_dict if k.startswith(prefix + old)]:
-                index, rest = key[len(prefix + old):].split(".", 1)
-                state_dict[f"{prefix}{new}{index}.0.{rest}"] = state_dict.pop(key)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def forward(self, features):
-        names, maps = list(features.keys()), list(features.values())
-        last = self.inner_blocks[-1](maps[-1])
-        results = [self.layer_blocks[-1](last)]
-        for i in range(len(maps) - 2, -1, -1):
-            lateral = self.inner_blocks[i](maps[i])
-            last = lateral + F.interpolate(last, size=lateral.shape[-2:], mode="nearest")
-            results.insert(0, self.layer_blocks[i](last))
-        out = OrderedDict(zip(names, results))
-        if self.pool_level:
-            out["pool"] = F.max_pool2d(results[-1], 1, 2, 0)
-        return out
-
-
-class BackboneWithFPN(nn.Module):
-    """A multi-output backbone followed by an FPN: ``out_channels`` is the FPN's."""
-
-    def __init__(self, body, out_channels=64, pool_level=False):
-        super().__init__()
-        self.body = body
-        self.fpn = FPN(body.stage_channels, out_channels, pool_level)
-        self.out_channels = out_channels
-
-    def forward(self, x):
-        return self.fpn(self.body(x))
-
-
-def resnet_fpn_backbone(name="resnet50", trainable_layers=3, out_channels=256, frozen_bn=True):
-    """A torchvision-layout ResNet (:func:`pydetect.models.resnet.resnet`) and a feature pyramid
-    over its four stages plus a max-pooled fifth level, as the backbone of torchvision's
-    ``fasterrcnn_resnet50_fpn``: outputs ``"0"`` .. ``"3"`` (strides 4 .. 32) and ``"pool"``
-    (stride 64), ``out_channels`` each. Its state dict has torchvision's keys (``body.layer1...``,
-    ``fpn.inner_blocks.0.0.weight``, ...): ``load_weights(backbone, path, prefix="backbone.")``
-    takes the backbone of a torchvision detection model's weights."""
-    return BackboneWithFPN(resnet(name, (1, 2, 3, 4), trainable_layers, frozen_bn), out_channels, pool_level=True)
-
-
 class CropClassifier(nn.Module):
     """Backbone + global average pooling + linear layer, to pretrain a backbone on crops.
 
@@ -204,9 +151,12 @@ class CropClassifier(nn.Module):
         return self.fc(pooled.mean((2, 3)))
 
 
-def build_backbone(backbone, fpn=False):
-    """A backbone by name (``"vgg"``, or ``"resnet18"`` with or without an FPN) or the given
-    module, which must have ``out_channels``."""
+def build_backbone(backbone, fpn=False, trainable_layers=3):
+    """A backbone by name or the given module, which must have ``out_channels``.
+
+    Names: ``"vgg"``; ``"resnet18"`` (pydetect's small ResNet-18-style net, with an FPN when
+    ``fpn``); or one of :data:`TORCHVISION_BACKBONES` (torchvision's layout, FPN included;
+    ``trainable_layers`` as torchvision's detectors count them)."""
     if isinstance(backbone, torch.nn.Module):
         if not hasattr(backbone, "out_channels"):
             raise ValueError("a backbone module must have an out_channels attribute")
@@ -219,4 +169,36 @@ def build_backbone(backbone, fpn=False):
         if fpn:
             return BackboneWithFPN(ResNet18Style(return_layers=(2, 3, 4)), 64)
         return ResNet18Style(return_layers=(3,))
-    raise ValueError(f"backbone must be 'vgg', 'resnet18' or a torch module, got {backbone!r}")
+    if backbone == "mobilenet_v3_large_fpn":
+        return mobilenet_v3_fpn_backbone(trainable_layers)
+    if backbone in TORCHVISION_BACKBONES:
+        return resnet_fpn_backbone(backbone[:-len("_fpn")], trainable_layers)
+    raise ValueError(f"backbone must be 'vgg', 'resnet18', one of {list(TORCHVISION_BACKBONES)} or a torch module, "
+                     f"got {backbone!r}")
+
+
+def load_backbone_weights(backbone, weights):
+    """Loads torchvision-format weights into a torchvision-layout FPN backbone.
+
+    ``weights`` (a path read with ``torch.load(weights_only=True)``, or a state dict) may be a
+    whole detection model's (keys ``backbone.body...``, ``backbone.fpn...``: the backbone and its
+    pyramid load), a backbone-with-FPN's (``body...``, ``fpn...``), or a classification network's
+    (a ResNet's ``conv1...`` / ``layer1...``, a MobileNetV3's ``features...``: the body loads and
+    the pyramid keeps its initialisation; the classifier is ignored). ValueError names the keys
+    that do not fit (:func:`pydetect.models.load_weights`).
+    """
+    if not isinstance(weights, dict):
+        weights = torch.load(weights, map_location="cpu", weights_only=True)
+    for wrapper in ("model", "state_dict"):
+        if isinstance(weights.get(wrapper), dict):
+            weights = weights[wrapper]
+    keys = list(weights)
+    if any(k.startswith("backbone.body.") for k in keys):
+        return load_weights(backbone, weights, prefix="backbone.")
+    if any(k.startswith("body.") for k in keys):
+        return load_weights(backbone, weights)
+    if any(k.startswith("features.") for k in keys):
+        load_weights(backbone.body, weights, prefix="features.")
+        return backbone
+    load_weights(backbone.body, weights, ignore=("fc.",))
+    return backbone

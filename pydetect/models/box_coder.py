@@ -56,4 +56,4 @@ class BoxCoder:
         cx, cy = dx * pw + px, dy * ph + py
         w, h = torch.exp(dw) * pw, torch.exp(dh) * ph
         out = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=2)
-        return out.reshape(deltas.shape[0], -1)
+        return out.reshape(deltas.shape)  # (R, K, 4) -> (R, 4 K); R = 0 included

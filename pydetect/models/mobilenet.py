@@ -13,7 +13,7 @@ from collections import OrderedDict
 import torch.nn.functional as F
 from torch import nn
 
-from pydetect.models.backbones import BackboneWithFPN
+from pydetect.models.fpn import BackboneWithFPN
 from pydetect.models.resnet import FrozenBatchNorm2d
 
 __all__ = ["MobileNetV3Features", "mobilenet_v3_large_features", "mobilenet_v3_fpn_backbone"]

@@ -2,8 +2,8 @@
 state dicts (ImageNet weights, or the backbone of a torchvision detection model) load as they
 are; frozen batch normalisation and the choice of trainable layers as torchvision's detection
 backbones have them; :func:`load_weights` with a clear error for keys that do not match.
-:func:`pydetect.models.backbones.resnet_fpn_backbone` puts a feature pyramid on top, as
-torchvision's ``fasterrcnn_resnet50_fpn``.
+:func:`resnet_fpn_backbone` puts a feature pyramid on top, as torchvision's
+``fasterrcnn_resnet50_fpn``.
 
 Shape letters: N images, C channels, H x W input; stage ``k`` (``layer1`` .. ``layer4``) has
 stride ``2 ** (k + 1)``.
@@ -21,7 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FrozenBatchNorm2d", "BasicBlock", "Bottleneck", "ResNet", "resnet", "RESNET_DEPTHS", "load_weights"]
+from pydetect.models.fpn import BackboneWithFPN
+
+__all__ = ["FrozenBatchNorm2d", "BasicBlock", "Bottleneck", "ResNet", "resnet", "RESNET_DEPTHS", "resnet_fpn_backbone",
+           "load_weights"]
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -183,6 +186,16 @@ def resnet(name, return_layers=(4,), trainable_layers=3, frozen_bn=True):
         raise ValueError(f"name must be one of {sorted(depths)}, got {name!r}")
     return ResNet(depths[name], return_layers, FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d,
                   trainable_layers)
+
+
+def resnet_fpn_backbone(name="resnet50", trainable_layers=3, out_channels=256, frozen_bn=True):
+    """A torchvision-layout ResNet (:func:`resnet`) and a feature pyramid
+    over its four stages plus a max-pooled fifth level, as the backbone of torchvision's
+    ``fasterrcnn_resnet50_fpn``: outputs ``"0"`` .. ``"3"`` (strides 4 .. 32) and ``"pool"``
+    (stride 64), ``out_channels`` each. Its state dict has torchvision's keys (``body.layer1...``,
+    ``fpn.inner_blocks.0.0.weight``, ...): ``load_weights(backbone, path, prefix="backbone.")``
+    takes the backbone of a torchvision detection model's weights."""
+    return BackboneWithFPN(resnet(name, (1, 2, 3, 4), trainable_layers, frozen_bn), out_channels, pool_level=True)
 
 
 def load_weights(module, state_dict, prefix="", ignore=("fc.",)):
