@@ -89,15 +89,15 @@ void check_align_args(int64_t h, int64_t w, int64_t sampling_ratio) {
 // loads from planes H * W apart (benchmarks/RESULTS.md, issue 23). Per channel the terms are
 // added in the order of the plane-by-plane loop (align_bins_plane), so both give the same bits.
 
-// The (H, W, C) copy pads C to a multiple of this (8 floats or 4 doubles: one AVX2 register)
-// with zeros, so that the channel loops have no remainder.
+// The (H, W, C) copy pads channel blocks to a multiple of this (8 floats or 4 doubles: one AVX2
+// register) with zeros, so that the channel loops have no remainder.
 template <class T>
 constexpr int64_t kAlignLanes = 32 / sizeof(T);
 
-// RoIAlign of one RoI from its AxisTable, for all channels of an (H, W, cp) image `hwc` (cp: C
-// padded to a multiple of kAlignLanes), written to out (C, bins) of the RoI; acc and sum hold
-// cp values each. Bin by bin, each tap adds a contiguous run of cp channels (prefetched
-// lines, adjacent bins reusing them from L1) to the bin's sums.
+// RoIAlign of one RoI from its AxisTable, for a block of channels: `hwc` is (H, W, cp) (cp a
+// multiple of kAlignLanes, channels from c on zero), the first c are written to out (c, bins)
+// with rows bins apart; acc and sum hold cp values each. Bin by bin, each tap adds a
+// contiguous run of cp channels (adjacent bins reusing it from L1) to the bin's sums.
 template <class T>
 inline __attribute__((always_inline)) void align_roi_hwc_body(const T* __restrict hwc, int64_t w, int64_t c,
                                                               int64_t cp, const AxisTable<T>& t, int64_t pooled_h,
@@ -128,16 +128,24 @@ inline __attribute__((always_inline)) void align_roi_hwc_body(const T* __restric
   }
 }
 
+// GCC's -O3 jams two taps into one channel loop (unroll-and-jam) and then leaves that loop
+// scalar: most of the time went there (perf). One tap per loop vectorises.
+#if defined(__GNUC__) && !defined(__clang__)
+#define PD_NO_JAM __attribute__((optimize("no-loop-unroll-and-jam")))
+#else
+#define PD_NO_JAM
+#endif
+
 template <class T>
-void align_roi_hwc(const T* hwc, int64_t w, int64_t c, int64_t cp, const AxisTable<T>& t, int64_t pooled_h,
-                   int64_t pooled_w, T* out, T* acc, T* sum) {
+PD_NO_JAM void align_roi_hwc(const T* hwc, int64_t w, int64_t c, int64_t cp, const AxisTable<T>& t, int64_t pooled_h,
+                             int64_t pooled_w, T* out, T* acc, T* sum) {
   align_roi_hwc_body(hwc, w, c, cp, t, pooled_h, pooled_w, out, acc, sum);
 }
 
 #if defined(PD_ROI_AVX2)
 // The same loops compiled for AVX2 (8 floats or 4 doubles per register).
 template <class T>
-PD_TARGET_AVX2 void align_roi_hwc_avx2(const T* hwc, int64_t w, int64_t c, int64_t cp, const AxisTable<T>& t,
+PD_TARGET_AVX2 PD_NO_JAM void align_roi_hwc_avx2(const T* hwc, int64_t w, int64_t c, int64_t cp, const AxisTable<T>& t,
                                        int64_t pooled_h, int64_t pooled_w, T* out, T* acc, T* sum) {
   align_roi_hwc_body(hwc, w, c, cp, t, pooled_h, pooled_w, out, acc, sum);
 }
@@ -159,19 +167,30 @@ AlignRoiFn<T> align_roi_hwc_for(SimdLevel level) {
 // (one pass over the image) is not repaid by vectors that would be mostly empty.
 constexpr int64_t kAlignHwcMinChannels = 8;
 
-// dst (H * W, cp) = src (C, H * W), channels c..cp zero, in blocks of pixels (in parallel)
-// so that the reads of a block stay in cache while its channel-interleaved writes go out.
+// Channels per block of the (H, W, C) copy: 64 floats or 32 doubles (256 bytes a pixel), so
+// that a block of a 50 x 68 map (870 KB) stays in a 2 MB L2 while its RoIs are pooled; the
+// whole (H, W, C) image (3.5 MB for 256 channels) would be read from L3, tap by tap.
 template <class T>
-void to_hwc(const T* src, int64_t c, int64_t cp, int64_t hw, T* dst) {
-  constexpr int64_t kBlock = 64;
-  parallel_for(0, (hw + kBlock - 1) / kBlock, 4, [&](int64_t lo, int64_t hi) {
-    for (int64_t b = lo; b < hi; ++b) {
-      const int64_t p0 = b * kBlock, p1 = std::min(hw, p0 + kBlock);
-      for (int64_t ch = 0; ch < c; ++ch) {
-        const T* s = src + ch * hw;
-        for (int64_t p = p0; p < p1; ++p) dst[p * cp + ch] = s[p];
+constexpr int64_t kAlignBlock = 256 / sizeof(T);
+
+// dst (blocks, H * W, cb) = src (C, H * W): channel b * cb + j of pixel p at
+// dst[(b * hw + p) * cb + j], channels from C on zero. In blocks of pixels (in parallel) so
+// that the reads of a block stay in cache while its channel-interleaved writes go out.
+template <class T>
+void to_hwc_blocks(const T* src, int64_t c, int64_t cb, int64_t blocks, int64_t hw, T* dst) {
+  constexpr int64_t kPixels = 64;
+  parallel_for(0, (hw + kPixels - 1) / kPixels, 4, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const int64_t p0 = i * kPixels, p1 = std::min(hw, p0 + kPixels);
+      for (int64_t b = 0; b < blocks; ++b) {
+        T* d = dst + b * hw * cb;
+        const int64_t c0 = b * cb, c1 = std::min(c, c0 + cb);
+        for (int64_t ch = c0; ch < c1; ++ch) {
+          const T* s = src + ch * hw;
+          for (int64_t p = p0; p < p1; ++p) d[p * cb + (ch - c0)] = s[p];
+        }
+        for (int64_t p = p0; p < p1; ++p) std::fill(d + p * cb + (c1 - c0), d + (p + 1) * cb, T(0));
       }
-      for (int64_t p = p0; p < p1; ++p) std::fill(dst + p * cp + c, dst + (p + 1) * cp, T(0));
     }
   });
 }
@@ -324,25 +343,31 @@ void roi_align_forward(const T* input, int64_t n, int64_t c, int64_t h, int64_t 
     });
     return;
   }
-  // Image by image: its features as (H, W, C) (one image's worth of extra memory), then its
-  // RoIs in parallel, all channels of a bin together.
+  // Image by image: its features as (H, W, C) in blocks of channels (one image's worth of
+  // extra memory), then block by block its RoIs in parallel, all channels of a bin together.
   const AlignRoiFn<T> align_roi = align_roi_hwc_for<T>(simd_level());
-  const int64_t cp = (c + kAlignLanes<T> - 1) / kAlignLanes<T> * kAlignLanes<T>;
+  const int64_t cb = std::min(kAlignBlock<T>, (c + kAlignLanes<T> - 1) / kAlignLanes<T> * kAlignLanes<T>);
+  const int64_t blocks = (c + cb - 1) / cb;
   std::vector<T> hwc;
   for (int64_t img = 0; img < n; ++img) {
     const std::vector<int64_t>& mine = groups[img];
     if (mine.empty()) continue;
-    hwc.resize(static_cast<size_t>(cp * plane));
-    to_hwc(input + img * c * plane, c, cp, plane, hwc.data());
-    parallel_for(0, static_cast<int64_t>(mine.size()), 1, [&](int64_t lo, int64_t hi) {
-      AxisTable<T> t;
-      std::vector<T> sums(static_cast<size_t>(2 * cp));
-      for (int64_t i = lo; i < hi; ++i) {
-        const int64_t r = mine[i];
-        table(r, &t);
-        align_roi(hwc.data(), w, c, cp, t, pooled_h, pooled_w, output + r * c * bins, sums.data(), sums.data() + cp);
-      }
-    });
+    hwc.resize(static_cast<size_t>(blocks * plane * cb));
+    to_hwc_blocks(input + img * c * plane, c, cb, blocks, plane, hwc.data());
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t c0 = b * cb, nc = std::min(cb, c - c0);
+      const T* block = hwc.data() + b * plane * cb;
+      parallel_for(0, static_cast<int64_t>(mine.size()), 1, [&](int64_t lo, int64_t hi) {
+        AxisTable<T> t;
+        std::vector<T> sums(static_cast<size_t>(2 * cb));
+        for (int64_t i = lo; i < hi; ++i) {
+          const int64_t r = mine[i];
+          table(r, &t);
+          align_roi(block, w, nc, cb, t, pooled_h, pooled_w, output + (r * c + c0) * bins, sums.data(),
+                    sums.data() + cb);
+        }
+      });
+    }
   }
 }
 
