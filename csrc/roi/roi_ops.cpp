@@ -13,8 +13,9 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
-// The AVX2 column maxima are compiled for that target only (the build stays portable) and
-// chosen at run time, as in integral.cpp; PYDETECT_SIMD=sse2 / scalar force the others.
+// The AVX2 kernels (RoI pool's column maxima, RoIAlign's channel loops) are compiled for that
+// target only (the build stays portable) and chosen at run time, as in integral.cpp;
+// PYDETECT_SIMD=sse2 / scalar force the others.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define PD_ROI_AVX2 1

@@ -366,3 +366,17 @@ def test_input_classes_parity_with_torchvision(dtype, kind):
     torch.testing.assert_close(a, t, atol=0, rtol=0)
     grad = torch.randn_like(a)
     torch.testing.assert_close(torch.autograd.grad(a, x, grad)[0], torch.autograd.grad(t, x, grad)[0])
+
+
+@pytest.mark.parametrize("c", [3, 10])  # plane by plane, and through the (H, W, C) copy
+def test_roi_align_outside_samples_read_nothing(c):
+    # A sample more than one pixel outside contributes nothing: not 0 * pixel (0, 0), which
+    # would turn a non-finite pixel there into NaN (torchvision's CPU kernel does).
+    x, rois = class_case("outside", c=c)
+    x[:, :, 0, 0] = float("nan")
+    x[:, :, -1, -1] = float("inf")
+    x.requires_grad_(True)
+    out = ops.roi_align(x, rois, (3, 4), 0.5, 2, True)
+    assert torch.equal(out, torch.zeros_like(out))
+    (g,) = torch.autograd.grad(out, x, torch.full_like(out, float("inf")))
+    assert torch.equal(g, torch.zeros_like(g))
