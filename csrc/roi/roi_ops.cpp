@@ -155,6 +155,68 @@ PD_TARGET_AVX2 PD_NO_JAM void align_roi_hwc_avx2(const T* hwc, int64_t w, int64_
 template <class T>
 using AlignRoiFn = void (*)(const T*, int64_t, int64_t, int64_t, const AxisTable<T>&, int64_t, int64_t, T*, T*, T*);
 
+// The backward pass of one RoI for a block of channels, into an (H, W, cp) gradient block
+// `ghwc`: the bin's output gradients of the block's c channels are gathered into g (lanes from
+// c on stay 0), then each tap adds g * w_row * w_col to a contiguous run of cp channels. Per
+// channel the terms are those of the plane-by-plane loop, added in the same order.
+template <class T>
+inline __attribute__((always_inline)) void align_roi_hwc_backward_body(const T* __restrict gout, int64_t c,
+                                                                       int64_t cp, int64_t w, const AxisTable<T>& t,
+                                                                       int64_t pooled_h, int64_t pooled_w,
+                                                                       T* __restrict ghwc, T* __restrict g,
+                                                                       T* __restrict gy) {
+  const int64_t bins = pooled_h * pooled_w;
+  for (int64_t ph = 0; ph < pooled_h; ++ph) {
+    const AxisWeight<T>* r0 = t.rows.data() + t.row_at[ph];
+    const AxisWeight<T>* r1 = t.rows.data() + t.row_at[ph + 1];
+    for (int64_t pw = 0; pw < pooled_w; ++pw) {
+      const AxisWeight<T>* x0 = t.cols.data() + t.col_at[pw];
+      const AxisWeight<T>* x1 = t.cols.data() + t.col_at[pw + 1];
+      if (r0 == r1 || x0 == x1) continue;  // no sample of the bin inside the map
+      const int64_t b = ph * pooled_w + pw;
+      for (int64_t j = 0; j < c; ++j) g[j] = gout[j * bins + b];
+      for (const AxisWeight<T>* y = r0; y < r1; ++y) {
+        const T wy = y->weight;
+        for (int64_t j = 0; j < cp; ++j) gy[j] = g[j] * wy;
+        T* line = ghwc + y->index * w * cp;
+        for (const AxisWeight<T>* x = x0; x < x1; ++x) {
+          T* __restrict px = line + x->index * cp;
+          const T wx = x->weight;
+          for (int64_t j = 0; j < cp; ++j) px[j] += gy[j] * wx;
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+PD_NO_JAM void align_roi_hwc_backward(const T* gout, int64_t c, int64_t cp, int64_t w, const AxisTable<T>& t,
+                                      int64_t pooled_h, int64_t pooled_w, T* ghwc, T* g, T* gy) {
+  align_roi_hwc_backward_body(gout, c, cp, w, t, pooled_h, pooled_w, ghwc, g, gy);
+}
+
+#if defined(PD_ROI_AVX2)
+template <class T>
+PD_TARGET_AVX2 PD_NO_JAM void align_roi_hwc_backward_avx2(const T* gout, int64_t c, int64_t cp, int64_t w,
+                                                          const AxisTable<T>& t, int64_t pooled_h, int64_t pooled_w,
+                                                          T* ghwc, T* g, T* gy) {
+  align_roi_hwc_backward_body(gout, c, cp, w, t, pooled_h, pooled_w, ghwc, g, gy);
+}
+#endif
+
+template <class T>
+using AlignRoiBackwardFn = void (*)(const T*, int64_t, int64_t, int64_t, const AxisTable<T>&, int64_t, int64_t, T*,
+                                    T*, T*);
+
+template <class T>
+AlignRoiBackwardFn<T> align_roi_hwc_backward_for(SimdLevel level) {
+#if defined(PD_ROI_AVX2)
+  if (level >= SimdLevel::kAvx2) return align_roi_hwc_backward_avx2<T>;
+#endif
+  (void)level;
+  return align_roi_hwc_backward<T>;
+}
+
 template <class T>
 AlignRoiFn<T> align_roi_hwc_for(SimdLevel level) {
 #if defined(PD_ROI_AVX2)
@@ -174,26 +236,45 @@ constexpr int64_t kAlignHwcMinChannels = 8;
 template <class T>
 constexpr int64_t kAlignBlock = 256 / sizeof(T);
 
-// dst (blocks, H * W, cb) = src (C, H * W): channel b * cb + j of pixel p at
-// dst[(b * hw + p) * cb + j], channels from C on zero. In blocks of pixels (in parallel) so
-// that the reads of a block stay in cache while its channel-interleaved writes go out.
+// dst (blocks, H * W, cb) = src (C, H * W) for the pixels of pixel blocks [lo, hi) (kHwcPixels
+// each): channel b * cb + j of pixel p at dst[(b * hw + p) * cb + j], channels from C on zero.
+// A block of pixels is read while its channel-interleaved writes stay in cache.
+constexpr int64_t kHwcPixels = 64;
+
 template <class T>
-void to_hwc_blocks(const T* src, int64_t c, int64_t cb, int64_t blocks, int64_t hw, T* dst) {
-  constexpr int64_t kPixels = 64;
-  parallel_for(0, (hw + kPixels - 1) / kPixels, 4, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      const int64_t p0 = i * kPixels, p1 = std::min(hw, p0 + kPixels);
-      for (int64_t b = 0; b < blocks; ++b) {
-        T* d = dst + b * hw * cb;
-        const int64_t c0 = b * cb, c1 = std::min(c, c0 + cb);
-        for (int64_t ch = c0; ch < c1; ++ch) {
-          const T* s = src + ch * hw;
-          for (int64_t p = p0; p < p1; ++p) d[p * cb + (ch - c0)] = s[p];
-        }
-        for (int64_t p = p0; p < p1; ++p) std::fill(d + p * cb + (c1 - c0), d + (p + 1) * cb, T(0));
+void to_hwc_blocks(const T* src, int64_t c, int64_t cb, int64_t blocks, int64_t hw, T* dst, int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi; ++i) {
+    const int64_t p0 = i * kHwcPixels, p1 = std::min(hw, p0 + kHwcPixels);
+    for (int64_t b = 0; b < blocks; ++b) {
+      T* d = dst + b * hw * cb;
+      const int64_t c0 = b * cb, c1 = std::min(c, c0 + cb);
+      for (int64_t ch = c0; ch < c1; ++ch) {
+        const T* s = src + ch * hw;
+        for (int64_t p = p0; p < p1; ++p) d[p * cb + (ch - c0)] = s[p];
       }
+      for (int64_t p = p0; p < p1; ++p) std::fill(d + p * cb + (c1 - c0), d + (p + 1) * cb, T(0));
     }
-  });
+  }
+}
+
+// Scratch of the forward pass's (H, W, C) copies: images are transposed and pooled in groups
+// whose copies fit in this many bytes (at least one image), so that a call has two parallel
+// regions per group (each a join where, on a busy machine, a descheduled thread holds the
+// others up) and its extra memory stays bounded.
+constexpr int64_t kAlignScratchBytes = int64_t(64) << 20;
+
+// dst (c, H * W) = the first c channels of src (H * W, cb), in blocks of pixels so that the
+// strided reads of a block stay in cache.
+template <class T>
+void from_hwc_block(const T* src, int64_t c, int64_t cb, int64_t hw, T* dst) {
+  constexpr int64_t kPixels = 64;
+  for (int64_t p0 = 0; p0 < hw; p0 += kPixels) {
+    const int64_t p1 = std::min(hw, p0 + kPixels);
+    for (int64_t ch = 0; ch < c; ++ch) {
+      T* d = dst + ch * hw;
+      for (int64_t p = p0; p < p1; ++p) d[p] = src[p * cb + ch];
+    }
+  }
 }
 
 // ---- RoI max pooling by columns ----------------------------------------------------------
@@ -344,31 +425,44 @@ void roi_align_forward(const T* input, int64_t n, int64_t c, int64_t h, int64_t 
     });
     return;
   }
-  // Image by image: its features as (H, W, C) in blocks of channels (one image's worth of
-  // extra memory), then block by block its RoIs in parallel, all channels of a bin together.
+  // Groups of images: their features as (H, W, C) in blocks of channels (one parallel
+  // region), then tasks (image, channel block, RoI), block by block so that a block stays in
+  // L2 while its RoIs are pooled (a second region), all channels of a bin together.
   const AlignRoiFn<T> align_roi = align_roi_hwc_for<T>(simd_level());
   const int64_t cb = std::min(kAlignBlock<T>, (c + kAlignLanes<T> - 1) / kAlignLanes<T> * kAlignLanes<T>);
-  const int64_t blocks = (c + cb - 1) / cb;
+  const int64_t blocks = (c + cb - 1) / cb, per_image = blocks * plane * cb;
+  const int64_t pixel_blocks = (plane + kHwcPixels - 1) / kHwcPixels;
+  const int64_t group = std::max<int64_t>(1, kAlignScratchBytes / static_cast<int64_t>(per_image * sizeof(T)));
   std::vector<T> hwc;
-  for (int64_t img = 0; img < n; ++img) {
-    const std::vector<int64_t>& mine = groups[img];
-    if (mine.empty()) continue;
-    hwc.resize(static_cast<size_t>(blocks * plane * cb));
-    to_hwc_blocks(input + img * c * plane, c, cb, blocks, plane, hwc.data());
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t c0 = b * cb, nc = std::min(cb, c - c0);
-      const T* block = hwc.data() + b * plane * cb;
-      parallel_for(0, static_cast<int64_t>(mine.size()), 1, [&](int64_t lo, int64_t hi) {
-        AxisTable<T> t;
-        std::vector<T> sums(static_cast<size_t>(2 * cb));
-        for (int64_t i = lo; i < hi; ++i) {
-          const int64_t r = mine[i];
-          table(r, &t);
-          align_roi(block, w, nc, cb, t, pooled_h, pooled_w, output + (r * c + c0) * bins, sums.data(),
-                    sums.data() + cb);
-        }
-      });
-    }
+  std::vector<int64_t> first_task;  // task index of each image's first (block, RoI) in the group
+  for (int64_t g0 = 0; g0 < n; g0 += group) {
+    const int64_t g1 = std::min(n, g0 + group);
+    hwc.resize(static_cast<size_t>((g1 - g0) * per_image));
+    parallel_for(0, (g1 - g0) * pixel_blocks, 4, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi;) {
+        const int64_t img = i / pixel_blocks, end = std::min(hi, (img + 1) * pixel_blocks);
+        to_hwc_blocks(input + (g0 + img) * c * plane, c, cb, blocks, plane, hwc.data() + img * per_image,
+                      i - img * pixel_blocks, end - img * pixel_blocks);
+        i = end;
+      }
+    });
+    first_task.assign(1, 0);
+    for (int64_t img = g0; img < g1; ++img)
+      first_task.push_back(first_task.back() + blocks * static_cast<int64_t>(groups[img].size()));
+    parallel_for(0, first_task.back(), 4, [&](int64_t lo, int64_t hi) {
+      AxisTable<T> t;
+      std::vector<T> sums(static_cast<size_t>(2 * cb));
+      for (int64_t task = lo; task < hi; ++task) {
+        const int64_t img = std::upper_bound(first_task.begin(), first_task.end(), task) - first_task.begin() - 1;
+        const std::vector<int64_t>& mine = groups[g0 + img];
+        const int64_t local = task - first_task[img], m = static_cast<int64_t>(mine.size());
+        const int64_t b = local / m, r = mine[local % m];
+        const int64_t c0 = b * cb;
+        table(r, &t);
+        align_roi(hwc.data() + img * per_image + b * plane * cb, w, std::min(cb, c - c0), cb, t, pooled_h, pooled_w,
+                  output + (r * c + c0) * bins, sums.data(), sums.data() + cb);
+      }
+    });
   }
 }
 
@@ -379,10 +473,39 @@ void roi_align_backward(const T* grad_output, const T* rois, int64_t k, int64_t 
   check_align_args(h, w, sampling_ratio);
   const auto groups = rois_by_image(rois, k, n);  // validates batch indices
   const int64_t plane = h * w, bins = pooled_h * pooled_w;
-  const int64_t blocks = (c + kChannelBlock - 1) / kChannelBlock;
+  auto table = [&](int64_t r, AxisTable<T>* t) {
+    t->build(align_geometry(rois + r * 5 + 1, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned), pooled_h,
+             pooled_w, h, w);
+    return t->row_at[pooled_h] > 0 && t->col_at[pooled_w] > 0;  // some sample inside the map
+  };
   // One task per (image, block of channels): each gradient plane has one writer, which adds
   // the RoIs of its image in RoI order, so the result does not depend on the thread count.
   // Each task rebuilds the (small) tables of its image's RoIs: cheap next to the scatter.
+  if (c >= kAlignHwcMinChannels) {
+    // As the forward pass: the block's gradient as (H, W, cb) (per task), all its channels
+    // of a tap in vectors, then back to (C, H, W).
+    const AlignRoiBackwardFn<T> align_back = align_roi_hwc_backward_for<T>(simd_level());
+    const int64_t cb = std::min(kAlignBlock<T>, (c + kAlignLanes<T> - 1) / kAlignLanes<T> * kAlignLanes<T>);
+    const int64_t blocks = (c + cb - 1) / cb;
+    parallel_for(0, n * blocks, 1, [&](int64_t lo, int64_t hi) {
+      AxisTable<T> t;
+      std::vector<T> ghwc(static_cast<size_t>(plane * cb)), g(static_cast<size_t>(cb), T(0)), gy(g);
+      for (int64_t task = lo; task < hi; ++task) {
+        const int64_t img = task / blocks, c0 = (task % blocks) * cb, nc = std::min(cb, c - c0);
+        std::fill(ghwc.begin(), ghwc.end(), T(0));
+        std::fill(g.begin() + nc, g.end(), T(0));  // lanes past the block's channels
+        for (const int64_t r : groups[img]) {
+          if (table(r, &t)) {
+            align_back(grad_output + (r * c + c0) * bins, nc, cb, w, t, pooled_h, pooled_w, ghwc.data(), g.data(),
+                       gy.data());
+          }
+        }
+        from_hwc_block(ghwc.data(), nc, cb, plane, grad_input + (img * c + c0) * plane);
+      }
+    });
+    return;
+  }
+  const int64_t blocks = (c + kChannelBlock - 1) / kChannelBlock;
   parallel_for(0, n * blocks, 1, [&](int64_t lo, int64_t hi) {
     AxisTable<T> t;
     for (int64_t task = lo; task < hi; ++task) {
@@ -390,9 +513,7 @@ void roi_align_backward(const T* grad_output, const T* rois, int64_t k, int64_t 
       const int64_t ch0 = (task % blocks) * kChannelBlock, ch1 = std::min(c, ch0 + kChannelBlock);
       std::fill(grad_input + (img * c + ch0) * plane, grad_input + (img * c + ch1) * plane, T(0));
       for (const int64_t r : groups[img]) {
-        t.build(align_geometry(rois + r * 5 + 1, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned),
-                pooled_h, pooled_w, h, w);
-        if (t.row_at[pooled_h] == 0 || t.col_at[pooled_w] == 0) continue;  // no sample inside the map
+        if (!table(r, &t)) continue;
         for (int64_t ch = ch0; ch < ch1; ++ch) {
           T* g_plane = grad_input + (img * c + ch) * plane;
           const T* gout = grad_output + (r * c + ch) * bins;

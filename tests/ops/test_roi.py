@@ -174,12 +174,22 @@ def test_roi_pool_input_classes_match_reference(kind):
 @pytest.mark.parametrize("kind", CLASSES)
 def test_roi_align_channel_vectors_equal_plane_by_plane(dtype, kind):
     # From 8 channels on the forward pass runs all channels of a bin together (an (H, W, C)
-    # copy, padded); one channel at a time it runs plane by plane. Same terms, same order.
-    x, rois = class_case(kind, c=11, dtype=dtype)
+    # copy in padded blocks); one channel at a time it runs plane by plane. Same terms, same
+    # order.
+    # The backward pass likewise, into an (H, W, C) gradient. 70 channels: blocks of 64 floats
+    # or 32 doubles, the last one partly padded.
+    x, rois = class_case(kind, c=70, dtype=dtype)
+    x.requires_grad_(True)
     for aligned, sr in [(True, 2), (False, -1)]:
         together = ops.roi_align(x, rois, (3, 4), 0.5, sr, aligned)
-        alone = torch.cat([ops.roi_align(x[:, i:i + 1], rois, (3, 4), 0.5, sr, aligned) for i in range(11)], 1)
-        assert torch.equal(together, alone)
+        grad = torch.randn(together.shape, generator=torch.Generator().manual_seed(5), dtype=dtype)
+        (g_together,) = torch.autograd.grad(together, x, grad)
+        for i in range(0, 70, 23):
+            xi = x.detach()[:, i:i + 1].clone().requires_grad_(True)
+            alone = ops.roi_align(xi, rois, (3, 4), 0.5, sr, aligned)
+            assert torch.equal(together[:, i:i + 1], alone)
+            (g_alone,) = torch.autograd.grad(alone, xi, grad[:, i:i + 1])
+            assert torch.equal(g_together[:, i:i + 1], g_alone)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
