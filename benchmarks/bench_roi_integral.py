@@ -1,7 +1,7 @@
 """RoI ops on every input class vs torchvision, integral-image bandwidth vs copies (issue 23).
 
     PYTHONPATH=. python benchmarks/bench_roi_integral.py [--threads 1 2] [--before before.json ...]
-        [--json out.json] [--record] [--note "..."]
+        [--json out.json] [--record] [--note "..."] [--from-json out.json --commit HASH]
 
 Runs the ``roi`` and ``integral`` families of ``pydetect bench ops`` (pydetect.bench.ops: the
 RoI input classes of ROI_CASES / roi_boxes, the integral images next to copies of as many
@@ -22,7 +22,6 @@ RoI table needs it importable (run from a venv that has it).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -30,7 +29,6 @@ from pathlib import Path
 
 from pydetect.bench.ops import run_op_benchmarks
 from pydetect.bench.results import record_section
-from pydetect.bench.timing import load_average, machine
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "RoI ops corner cases and integral-image bandwidth (issue 23)"
@@ -45,7 +43,7 @@ def _target(case: str) -> float:
 
 
 def _fmt(ms) -> str:
-    return "–" if ms is None else f"{ms:.2f}" if ms < 10 else f"{ms:.1f}" if ms < 1000 else f"{ms:.0f}"
+    return "–" if ms is None else f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 10 else f"{ms:.1f}" if ms < 1000 else f"{ms:.0f}"
 
 
 def roi_table(rows, before) -> str:
@@ -96,27 +94,44 @@ def main():
     parser.add_argument("--json", help="write this run's report as JSON")
     parser.add_argument("--record", action="store_true", help=f"write the tables to {RESULTS.name}")
     parser.add_argument("--note", default="", help="a remark recorded with the tables")
+    parser.add_argument("--from-json", help="render (and --record) a run saved with --json instead of running")
+    parser.add_argument("--commit", help="commit the timed build came from (default: git HEAD)")
     args = parser.parse_args()
-    load0 = load_average()
-    report = run_op_benchmarks(args.families, threads=args.threads, repeats=args.repeats)
-    if args.json:
-        report.write_json(args.json)
-    rows = [r.as_dict() for r in report.rows]
+    if args.from_json:
+        with open(args.from_json, encoding="utf-8") as f:
+            report = json.load(f)
+    else:
+        result = run_op_benchmarks(args.families, threads=args.threads, repeats=args.repeats)
+        if args.json:
+            result.write_json(args.json)
+        report = result.to_dict()
     before = {}
     for path in args.before or []:
         with open(path, encoding="utf-8") as f:
             before.update({(r["case"], r["threads"]): r for r in json.load(f)["rows"]})
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "?"
-    head = (f"{datetime.date.today().isoformat()}; {machine()} (nproc {os.cpu_count()}); load average "
-            f"{load0:.1f} at start, {load_average():.1f} at end; commit {commit}; "
-            f"versions: {', '.join(f'{k} {v}' for k, v in sorted(report.versions.items()))}.")
+    commit = args.commit
+    if commit is None:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                    cwd=Path(__file__).parent, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            commit = "?"
+    text = render(report, before, commit, args.note)
+    print(text)
+    if args.record:
+        record_section(RESULTS, SECTION, text)
+
+
+def render(report: dict, before: dict, commit: str, note: str = "") -> str:
+    """The section's text from a report (OpReport.to_dict()) and the before rows by (case, threads)."""
+    rows = report["rows"]
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(report["versions"].items()))
+    head = (f"{report['date']}; {report['machine']} (nproc {os.cpu_count()}); load average "
+            f"{report['load_start']:.1f} at start, {report['load_end']:.1f} at end; {report['seconds']:.0f} s; "
+            f"commit {commit}; versions: {versions}.")
     body = [head, ""]
-    if args.note:
-        body += [args.note, ""]
+    if note:
+        body += [note, ""]
     if any(r["family"] == "roi" for r in rows):
         body += ["RoIAlign / RoI pool, median ms per call (pydetect and torchvision interleaved, same threads); "
                  "ratio = pydetect / torchvision.", "", roi_table(rows, before), ""]
@@ -124,13 +139,9 @@ def main():
         body += ["Integral images (uint8 photo mosaic, default table types): effective bandwidth = (image bytes "
                  "+ table bytes) / time, next to copies of as many bytes read + written.", "",
                  integral_table(rows, before), ""]
-    if report.missing:
-        body += [f"Peers not installed: {', '.join(report.missing)}.", ""]
-    text = "\n".join(body)
-    print(text)
-    if args.record:
-        record_section(RESULTS, SECTION, text)
-
+    if report["missing"]:
+        body += [f"Peers not installed: {', '.join(report['missing'])}.", ""]
+    return "\n".join(body)
 
 if __name__ == "__main__":
     main()
