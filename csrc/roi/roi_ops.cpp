@@ -263,6 +263,9 @@ void to_hwc_blocks(const T* src, int64_t c, int64_t cb, int64_t blocks, int64_t 
 // others up) and its extra memory stays bounded.
 constexpr int64_t kAlignScratchBytes = int64_t(64) << 20;
 
+// Scratch of one backward task (an (H, W, cb) gradient block), per thread.
+constexpr int64_t kAlignBackwardScratchBytes = int64_t(32) << 20;
+
 // dst (c, H * W) = the first c channels of src (H * W, cb), in blocks of pixels so that the
 // strided reads of a block stay in cache.
 template <class T>
@@ -481,11 +484,15 @@ void roi_align_backward(const T* grad_output, const T* rois, int64_t k, int64_t 
   // One task per (image, block of channels): each gradient plane has one writer, which adds
   // the RoIs of its image in RoI order, so the result does not depend on the thread count.
   // Each task rebuilds the (small) tables of its image's RoIs: cheap next to the scatter.
-  if (c >= kAlignHwcMinChannels) {
-    // As the forward pass: the block's gradient as (H, W, cb) (per task), all its channels
-    // of a tap in vectors, then back to (C, H, W).
+  // As the forward pass: the block's gradient as (H, W, cb) (per task), all its channels of a
+  // tap in vectors, then back to (C, H, W). Each thread holds one such block: blocks are
+  // narrowed (in whole vectors) so that it stays under kAlignBackwardScratchBytes, and maps
+  // too large for even one vector of channels take the plane-by-plane loop.
+  const int64_t lanes = kAlignLanes<T>, plane_bytes = plane * static_cast<int64_t>(sizeof(T));
+  const int64_t fit = kAlignBackwardScratchBytes / std::max<int64_t>(plane_bytes, 1) / lanes * lanes;
+  if (c >= kAlignHwcMinChannels && fit >= lanes) {
     const AlignRoiBackwardFn<T> align_back = align_roi_hwc_backward_for<T>(simd_level());
-    const int64_t cb = std::min(kAlignBlock<T>, (c + kAlignLanes<T> - 1) / kAlignLanes<T> * kAlignLanes<T>);
+    const int64_t cb = std::min({kAlignBlock<T>, fit, (c + lanes - 1) / lanes * lanes});
     const int64_t blocks = (c + cb - 1) / cb;
     parallel_for(0, n * blocks, 1, [&](int64_t lo, int64_t hi) {
       AxisTable<T> t;

@@ -390,3 +390,20 @@ def test_roi_align_outside_samples_read_nothing(c):
     assert torch.equal(out, torch.zeros_like(out))
     (g,) = torch.autograd.grad(out, x, torch.full_like(out, float("inf")))
     assert torch.equal(g, torch.zeros_like(g))
+
+
+def test_roi_align_backward_on_a_map_too_large_for_channel_blocks():
+    # 1024 x 1025 float32 planes: one vector of 8 channels of gradient would pass the per-thread
+    # scratch bound (32 MB), so the backward pass runs plane by plane; same result as a
+    # channel at a time.
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(1, 8, 1024, 1025, generator=g).requires_grad_(True)
+    rois = torch.tensor([[0, 10.0, 20, 300, 200], [0, -50, 900, 200, 1100], [0, 1000, 3, 1030, 40]])
+    out = ops.roi_align(x, rois, (3, 4), 1.0, 2, True)
+    grad = torch.randn(out.shape, generator=g)
+    (gx,) = torch.autograd.grad(out, x, grad)
+    for i in (0, 7):
+        xi = x.detach()[:, i:i + 1].clone().requires_grad_(True)
+        alone = ops.roi_align(xi, rois, (3, 4), 1.0, 2, True)
+        assert torch.equal(out[:, i:i + 1], alone)
+        assert torch.equal(gx[:, i:i + 1], torch.autograd.grad(alone, xi, grad[:, i:i + 1])[0])
