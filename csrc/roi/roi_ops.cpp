@@ -544,6 +544,19 @@ void roi_align_backward(const T* grad_output, const T* rois, int64_t k, int64_t 
   });
 }
 
+// RoI max pooling window by window (pool_max) for the c channel planes of `image`: out and
+// arg are (c, bins). Kept out of line with its windows precomputed: written inside
+// roi_pool_forward's channel loop next to the column pass, it ran 11% slower than the old
+// loop on roi_problem's 1024 RoIs (CPU time, A/B); this way it runs 2% faster.
+template <class T>
+__attribute__((noinline)) void pool_windows(const T* image, int64_t c, int64_t plane, int64_t w,
+                                            const PoolWindow* windows, int64_t bins, T* out, int64_t* arg) {
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const T* in = image + ch * plane;
+    for (int64_t b = 0; b < bins; ++b) out[ch * bins + b] = pool_max(in, w, windows[b], &arg[ch * bins + b]);
+  }
+}
+
 template <class T>
 void roi_pool_forward(const T* input, int64_t n, int64_t c, int64_t h, int64_t w,
                       const T* rois, int64_t k, T spatial_scale, int64_t pooled_h,
@@ -555,6 +568,7 @@ void roi_pool_forward(const T* input, int64_t n, int64_t c, int64_t h, int64_t w
   parallel_for(0, k, 1, [&](int64_t lo, int64_t hi) {
     // pool_window's rows depend on ph only and its columns on pw only.
     std::vector<PoolWindow> by_row(static_cast<size_t>(pooled_h)), by_col(static_cast<size_t>(pooled_w));
+    std::vector<PoolWindow> windows(static_cast<size_t>(bins));
     std::vector<T> col_max(static_cast<size_t>(w));
     std::vector<Row> col_row(static_cast<size_t>(w));
     for (int64_t r = lo; r < hi; ++r) {
@@ -567,18 +581,17 @@ void roi_pool_forward(const T* input, int64_t n, int64_t c, int64_t h, int64_t w
       const int64_t x0 = by_col[0].w0, x1 = std::max(x0, by_col[pooled_w - 1].w1);
       const bool by_columns = column_max != nullptr && x1 - x0 >= kPoolColumnsMinWidth * pooled_w;
       const T* image = input + batch_index(double(roi[0])) * c * plane;
+      if (!by_columns) {
+        for (int64_t ph = 0; ph < pooled_h; ++ph)
+          for (int64_t pw = 0; pw < pooled_w; ++pw)
+            windows[ph * pooled_w + pw] = PoolWindow{by_row[ph].h0, by_row[ph].h1, by_col[pw].w0, by_col[pw].w1};
+        pool_windows(image, c, plane, w, windows.data(), bins, output + r * c * bins, argmax + r * c * bins);
+        continue;
+      }
       for (int64_t ch = 0; ch < c; ++ch) {
         const T* in = image + ch * plane;
         T* out = output + (r * c + ch) * bins;
         int64_t* arg = argmax + (r * c + ch) * bins;
-        if (!by_columns) {
-          for (int64_t ph = 0; ph < pooled_h; ++ph)
-            for (int64_t pw = 0; pw < pooled_w; ++pw) {
-              const PoolWindow win{by_row[ph].h0, by_row[ph].h1, by_col[pw].w0, by_col[pw].w1};
-              out[ph * pooled_w + pw] = pool_max(in, w, win, &arg[ph * pooled_w + pw]);
-            }
-          continue;
-        }
         for (int64_t ph = 0; ph < pooled_h; ++ph) {
           const int64_t y0 = by_row[ph].h0, y1 = by_row[ph].h1;
           // The maximum of each column over the bin row's rows and the first row holding it
