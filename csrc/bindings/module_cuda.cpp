@@ -92,7 +92,7 @@ RoiSizes roi_sizes(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_
   if (h <= 0 || w <= 0) {
     throw py::value_error("H and W must be > 0, got " + std::to_string(h) + " and " + std::to_string(w));
   }
-  // Bilinear taps hold plane offsets as int32 (roi_math.h), as on the CPU.
+  // The CPU kernels' limit (roi_ops.cpp), so that both devices accept the same inputs.
   if (h > ((int64_t(1) << 31) - 1) / w) {
     throw py::value_error("feature planes must have fewer than 2^31 pixels, got " + std::to_string(h) + "x" +
                           std::to_string(w));

@@ -362,6 +362,20 @@ void table_row(const uint8_t* row, int64_t w, const int32_t* up, int32_t* out) {
   table_row<kSquare, kLevel>(row, w, reinterpret_cast<const uint32_t*>(up),
                              reinterpret_cast<uint32_t*>(out));
 }
+// int64 tables (images of 8.4M pixels and more): the row's running sum, at most 255 * w, is
+// exact in uint32 for rows narrower than kUint32Row, so it comes from the uint32 row kernel
+// (on a zero row above) into `prefix`; widening and adding the row above is a plain loop the
+// compiler vectorises. One extra pass over a row that stays in L1, instead of the scalar
+// chain of one 64-bit add per pixel.
+constexpr int64_t kUint32Row = 16843009;  // 255 * 16843009 < 2^32
+template <bool kSquare, SimdLevel kLevel>
+void table_row_i64(const uint8_t* row, int64_t w, const uint64_t* up, uint64_t* out, const uint32_t* zeros,
+                   uint32_t* prefix) {
+  static_assert(!kSquare, "int64 tables hold sums (squares are float64)");
+  table_row<false, kLevel>(row, w, zeros, prefix);
+  for (int64_t x = 1; x <= w; ++x) out[x] = up[x] + uint64_t(prefix[x]);
+}
+
 template <bool kSquare, SimdLevel kLevel>
 void table_row(const uint8_t* row, int64_t w, const double* up, double* out) {
 #if defined(PD_INTEGRAL_AVX2)
@@ -415,13 +429,20 @@ void tilted_row(const uint8_t* r1, const uint8_t* r2, int64_t w, const A* t1, co
 }
 
 template <class S>
-using tilted_acc_t = typename std::conditional<std::is_integral<S>::value, uint32_t, S>::type;
+using tilted_acc_t = typename std::conditional<std::is_integral<S>::value, integral_acc_t<S>, S>::type;
 
 template <SimdLevel kLevel, class S, class Q>
 void integral_u8(const uint8_t* src, int64_t h, int64_t w, int64_t src_stride, S* sum, Q* sqsum,
                  S* tilted, int64_t out_stride) {
-  static_assert(!std::is_integral<S>::value || sizeof(S) == 4, "32-bit or float64 tables");
+  static_assert(!std::is_integral<S>::value || sizeof(S) == 4 || sizeof(S) == 8, "32-bit, 64-bit or float64 tables");
+  constexpr bool kWide = std::is_integral<S>::value && sizeof(S) == 8;
   using TA = tilted_acc_t<S>;
+  // int64 sums: a zero row and the row's running sum in uint32 (table_row_i64).
+  std::vector<uint32_t> zeros, prefix;
+  if (kWide && sum) {
+    zeros.assign(static_cast<size_t>(w + 1), 0u);
+    prefix.assign(static_cast<size_t>(w + 1), 0u);
+  }
   TA* tl = reinterpret_cast<TA*>(tilted);
   // One pass for both tables: int32 sum, float64 squares, rows short enough for int32 carries.
   constexpr bool kFusable = kLevel == SimdLevel::kAvx2 && std::is_same<S, int32_t>::value &&
@@ -448,7 +469,14 @@ void integral_u8(const uint8_t* src, int64_t h, int64_t w, int64_t src_stride, S
     }
 #endif
     if (!done) {
-      if (sum) table_row<false, kLevel>(row, w, sum + o - out_stride, sum + o);
+      if constexpr (kWide) {
+        if (sum) {
+          table_row_i64<false, kLevel>(row, w, reinterpret_cast<const uint64_t*>(sum + o - out_stride),
+                                       reinterpret_cast<uint64_t*>(sum + o), zeros.data(), prefix.data());
+        }
+      } else {
+        if (sum) table_row<false, kLevel>(row, w, sum + o - out_stride, sum + o);
+      }
       if (sqsum) table_row<true, kLevel>(row, w, sqsum + o - out_stride, sqsum + o);
     }
     if (tilted) {
@@ -470,23 +498,25 @@ void integral_u8(const uint8_t* src, int64_t h, int64_t w, int64_t src_stride, S
 template <class In, class S, class Q>
 void integral_image(const In* src, int64_t h, int64_t w, int64_t src_stride, S* sum, Q* sqsum,
                     S* tilted, int64_t out_stride) {
-  // int64 tables (uint8 images whose sum may pass 2^31) take the generic loops below: they
-  // exist for images above 8.4M pixels only, where one scalar pass is cheap next to the
-  // table's size.
-  if constexpr (std::is_same<In, uint8_t>::value && !std::is_same<S, int64_t>::value) {
-    const SimdLevel level = simd_level();
+  // uint8 images take the row kernels (SIMD prefix sums). int64 tables (uint8 images whose
+  // sum may pass 2^31, from 8.4M pixels on) do too while a row's running sum fits in uint32
+  // (table_row_i64); wider rows (16.8M pixels and more) take the generic loops below.
+  if constexpr (std::is_same<In, uint8_t>::value) {
+    if (!std::is_same<S, int64_t>::value || w < kUint32Row) {
+      const SimdLevel level = simd_level();
 #if defined(PD_INTEGRAL_AVX2)
-    if (level == SimdLevel::kAvx2) {
-      integral_u8<SimdLevel::kAvx2, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
-      return;
-    }
+      if (level == SimdLevel::kAvx2) {
+        integral_u8<SimdLevel::kAvx2, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
+        return;
+      }
 #endif
-    if (level != SimdLevel::kScalar) {
-      integral_u8<SimdLevel::kSse2, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
+      if (level != SimdLevel::kScalar) {
+        integral_u8<SimdLevel::kSse2, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
+        return;
+      }
+      integral_u8<SimdLevel::kScalar, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
       return;
     }
-    integral_u8<SimdLevel::kScalar, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
-    return;
   }
   using SA = integral_acc_t<S>;
   using QA = integral_acc_t<Q>;

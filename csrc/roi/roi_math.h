@@ -19,56 +19,51 @@ HOST_DEVICE bool valid_batch_index(T b, int64_t n) {
   return b >= T(0) && b < T(n) && b == std::floor(b);
 }
 
-// The four taps of one bilinear sample: plane offsets (y * width + x) and weights.
-// A sample outside [-1, H] x [-1, W] (or at a NaN position) has all weights 0.
+// Bilinear interpolation is separable: a sample at (y, x) reads rows y_low, y_high and
+// columns x_low, x_high with weights (w_low or w_high along y) * (w_low or w_high along x).
+// AxisTaps is one axis of a sample: its two taps and their weights, with torchvision's border
+// rules: a coordinate up to one pixel outside [0, size - 1] is clamped onto the border;
+// further out (or NaN: the comparison is written so that NaN counts as outside, the guard
+// torchvision has in one of its copies only) the axis is not valid, and a sample with an
+// invalid axis contributes nothing, forward or backward.
 template <class T>
-struct Bilinear {
-  int32_t offset[4];
-  T weight[4];
+struct AxisTaps {
+  int64_t low, high;
+  T w_low, w_high;
+  bool valid;
 };
 
-// Bilinear weights of the point (y, x) in a height x width plane, with torchvision's
-// border rules: points up to one pixel outside are clamped onto the border; further
-// out they contribute nothing. The comparison is written so that NaN counts as outside
-// (the guard torchvision has in one of its copies only).
 template <class T>
-HOST_DEVICE Bilinear<T> bilinear_weights(T y, T x, int64_t height, int64_t width) {
-  Bilinear<T> b;
-  if (!(y >= T(-1) && y <= T(height) && x >= T(-1) && x <= T(width))) {
-    for (int i = 0; i < 4; ++i) {
-      b.offset[i] = 0;
-      b.weight[i] = T(0);
-    }
-    return b;
+HOST_DEVICE AxisTaps<T> axis_taps(T v, int64_t size) {
+  AxisTaps<T> a;
+  a.valid = v >= T(-1) && v <= T(size);
+  if (!a.valid) {
+    a.low = a.high = 0;
+    a.w_low = a.w_high = T(0);
+    return a;
   }
-  if (y <= T(0)) y = T(0);
-  if (x <= T(0)) x = T(0);
-  int64_t y_low = static_cast<int64_t>(y);
-  int64_t x_low = static_cast<int64_t>(x);
-  int64_t y_high, x_high;
-  if (y_low >= height - 1) {
-    y_high = y_low = height - 1;
-    y = T(y_low);
+  if (v <= T(0)) v = T(0);
+  a.low = static_cast<int64_t>(v);
+  if (a.low >= size - 1) {
+    a.high = a.low = size - 1;
+    v = T(a.low);
   } else {
-    y_high = y_low + 1;
+    a.high = a.low + 1;
   }
-  if (x_low >= width - 1) {
-    x_high = x_low = width - 1;
-    x = T(x_low);
-  } else {
-    x_high = x_low + 1;
-  }
-  const T ly = y - T(y_low), lx = x - T(x_low);
-  const T hy = T(1) - ly, hx = T(1) - lx;
-  b.offset[0] = static_cast<int32_t>(y_low * width + x_low);
-  b.offset[1] = static_cast<int32_t>(y_low * width + x_high);
-  b.offset[2] = static_cast<int32_t>(y_high * width + x_low);
-  b.offset[3] = static_cast<int32_t>(y_high * width + x_high);
-  b.weight[0] = hy * hx;
-  b.weight[1] = hy * lx;
-  b.weight[2] = ly * hx;
-  b.weight[3] = ly * lx;
-  return b;
+  const T l = v - T(a.low);
+  a.w_low = T(1) - l;
+  a.w_high = l;
+  return a;
+}
+
+// The bilinear value of a sample whose axes are both valid: its four taps in torchvision's
+// order, each weighted by the product of its two axis weights.
+template <class T>
+HOST_DEVICE T bilinear_value(const T* plane, int64_t width, const AxisTaps<T>& ay, const AxisTaps<T>& ax) {
+  const T* lo = plane + ay.low * width;
+  const T* hi = plane + ay.high * width;
+  return (ay.w_low * ax.w_low) * lo[ax.low] + (ay.w_low * ax.w_high) * lo[ax.high] +
+         (ay.w_high * ax.w_low) * hi[ax.low] + (ay.w_high * ax.w_high) * hi[ax.high];
 }
 
 // Largest number of samples per bin along each axis, explicit or adaptive. torchvision
@@ -120,40 +115,64 @@ HOST_DEVICE AlignGeometry<T> align_geometry(const T* roi /* x1 y1 x2 y2 */, T sp
   return g;
 }
 
-// Position of sample (iy, ix) of bin (ph, pw).
+// Position of sample i of bin p along one axis whose bins start at `start` and are `bin`
+// long, with `grid` samples per bin.
 template <class T>
-HOST_DEVICE T align_sample_y(const AlignGeometry<T>& g, int64_t ph, int64_t iy) {
-  return g.start_y + T(ph) * g.bin_h + (T(iy) + T(0.5)) * g.bin_h / T(g.grid_h);
-}
-template <class T>
-HOST_DEVICE T align_sample_x(const AlignGeometry<T>& g, int64_t pw, int64_t ix) {
-  return g.start_x + T(pw) * g.bin_w + (T(ix) + T(0.5)) * g.bin_w / T(g.grid_w);
+HOST_DEVICE T align_sample_pos(T start, T bin, int64_t p, int64_t i, int64_t grid) {
+  return start + T(p) * bin + (T(i) + T(0.5)) * bin / T(grid);
 }
 
-// 1 / (samples per bin): a bin's value is the average of its samples. An empty grid (0
-// samples) divides by 1; its bins are 0 as there is nothing to add.
+// 1 / (samples per bin): a bin's value is the average of its samples (valid or not, as in
+// torchvision). An empty grid (0 samples) divides by 1; its bins are 0 as there is nothing
+// to add.
 template <class T>
 HOST_DEVICE T align_inv_count(const AlignGeometry<T>& g) {
   return T(1) / T(hd_max<int64_t>(g.grid_h * g.grid_w, 1));
 }
 
-// The taps of sample (iy, ix) of bin (ph, pw) in a height x width plane, their weights
-// pre-multiplied by inv_count (align_inv_count): the forward pass sums bilinear_sum over
-// a bin's samples, the backward pass scatters weight * gradient, so both use the same
-// weights.
+// One row (or column) that the samples of a bin read along one axis, with the sum of the
+// weights of every tap of the bin's valid samples on it.
 template <class T>
-HOST_DEVICE Bilinear<T> align_sample(const AlignGeometry<T>& g, int64_t ph, int64_t pw, int64_t iy,
-                                     int64_t ix, int64_t height, int64_t width, T inv_count) {
-  Bilinear<T> b = bilinear_weights(align_sample_y(g, ph, iy), align_sample_x(g, pw, ix), height, width);
-  for (int i = 0; i < 4; ++i) b.weight[i] *= inv_count;
-  return b;
-}
+struct AxisWeight {
+  int64_t index;
+  T weight;
+};
 
-// The weighted sum of the four taps of a sample in `plane`, in tap order.
+// The distinct taps of the `grid` samples of bin p along one axis (the bins start at
+// `start`, are `bin` long, the plane is `size` long), each index once with the sum of its
+// tap weights in sample order, written to out (room for 2 * grid entries); returns how
+// many. Samples whose axis is invalid are left out; taps of weight 0 of valid samples are
+// kept (their pixel is still multiplied: 0 * inf is NaN, as in torchvision).
+//
+// Because the bilinear weights are separable, a bin's samples read exactly the pixels
+// rows x columns of these two lists, and
+//   bin value = sum_rows w_row * sum_cols w_col * pixel(row, col) / samples,
+// so a bin costs (distinct rows) x (distinct columns) reads or writes per channel instead
+// of 4 per sample: 2 x 2 samples of a bin under two pixels wide read 9 pixels, not 16, and
+// a 15 x 15 grid reads ~16 x 16, not 900.
 template <class T>
-HOST_DEVICE T bilinear_sum(const T* plane, const Bilinear<T>& s) {
-  return s.weight[0] * plane[s.offset[0]] + s.weight[1] * plane[s.offset[1]] +
-         s.weight[2] * plane[s.offset[2]] + s.weight[3] * plane[s.offset[3]];
+HOST_DEVICE int64_t bin_axis_weights(T start, T bin, int64_t p, int64_t grid, int64_t size, AxisWeight<T>* out) {
+  int64_t n = 0;
+  for (int64_t i = 0; i < grid; ++i) {
+    const AxisTaps<T> a = axis_taps(align_sample_pos(start, bin, p, i, grid), size);
+    if (!a.valid) continue;
+    const int64_t idx[2] = {a.low, a.high};
+    const T wt[2] = {a.w_low, a.w_high};
+    for (int t = 0; t < 2; ++t) {
+      // Sample positions are monotonic in i (bins of positive size): a repeated index is
+      // almost always among the last two entries, so search from the end.
+      int64_t j = n - 1;
+      while (j >= 0 && out[j].index != idx[t]) --j;
+      if (j >= 0) {
+        out[j].weight += wt[t];
+      } else {
+        out[n].index = idx[t];
+        out[n].weight = wt[t];
+        ++n;
+      }
+    }
+  }
+  return n;
 }
 
 // RoI max pooling: the window [h0, h1) x [w0, w1) of bin (ph, pw), clipped to the plane.

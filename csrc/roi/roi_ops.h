@@ -4,7 +4,8 @@
 //   output       (K, C, PH, PW)     pooled features
 // Backward kernels overwrite grad_input (N, C, H, W). They run in parallel over blocks of
 // channel planes, so every plane is written by one thread only: no atomics, no races, and
-// results do not depend on the thread count.
+// results do not depend on the thread count. roi_align_forward with 8 or more channels works
+// on a transposed copy of one image at a time (C * H * W values of scratch).
 #pragma once
 
 #include <cstdint>

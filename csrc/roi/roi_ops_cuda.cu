@@ -1,8 +1,10 @@
 // CUDA kernels of RoI align and RoI max pooling: launch and indexing only. The geometry,
-// the bilinear taps and weights, the pool windows and the window maximum are roi_math.h's,
-// as in the CPU loops (roi_ops.cpp); a forward thread visits its bin's samples (or window
-// pixels) in the CPU's order, so with --fmad=false the forward outputs and the argmax are the
-// CPU's bit for bit. Backward threads add the CPU's terms (weight * gradient) atomically.
+// the bilinear taps and weights (axis_taps, bilinear_value), the pool windows and the window
+// maximum are roi_math.h's, as in the CPU loops (roi_ops.cpp). A RoIAlign forward thread sums
+// its bin's valid samples one by one (the CPU loop sums the same taps grouped by row and
+// column, bin_axis_weights: equal up to rounding); the RoI pool forward visits its window in
+// the CPU's order, so outputs and argmax are the CPU's bit for bit. Backward threads add
+// weight * gradient atomically.
 #include <cmath>
 
 #include "common/cuda_check.h"
@@ -43,12 +45,17 @@ __global__ void roi_align_forward_kernel(const T* input, int64_t n, int64_t c, i
       continue;
     }
     const AlignGeometry<T> g = align_geometry(roi + 1, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned);
-    const T inv_count = align_inv_count(g);
     const T* plane = input + (static_cast<int64_t>(roi[0]) * c + b.ch) * h * w;
     T sum = T(0);
-    for (int64_t iy = 0; iy < g.grid_h; ++iy)
-      for (int64_t ix = 0; ix < g.grid_w; ++ix)
-        sum += bilinear_sum(plane, align_sample(g, b.ph, b.pw, iy, ix, h, w, inv_count));
+    for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+      const AxisTaps<T> ay = axis_taps(align_sample_pos(g.start_y, g.bin_h, b.ph, iy, g.grid_h), h);
+      if (!ay.valid) continue;  // outside the map: contributes nothing
+      for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+        const AxisTaps<T> ax = axis_taps(align_sample_pos(g.start_x, g.bin_w, b.pw, ix, g.grid_w), w);
+        if (ax.valid) sum += bilinear_value(plane, w, ay, ax);
+      }
+    }
+    sum *= align_inv_count(g);
     output[idx] = sum;
   }
 }
@@ -62,15 +69,23 @@ __global__ void roi_align_backward_kernel(const T* grad_output, const T* rois, i
     const T* roi = rois + b.r * 5;
     if (!valid_batch_index(roi[0], n)) continue;
     const AlignGeometry<T> g = align_geometry(roi + 1, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned);
-    const T inv_count = align_inv_count(g);
     T* plane = grad_input + (static_cast<int64_t>(roi[0]) * c + b.ch) * h * w;
-    const T grad = grad_output[idx];
-    for (int64_t iy = 0; iy < g.grid_h; ++iy)
+    const T grad = grad_output[idx] * align_inv_count(g);
+    for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+      const AxisTaps<T> ay = axis_taps(align_sample_pos(g.start_y, g.bin_h, b.ph, iy, g.grid_h), h);
+      if (!ay.valid) continue;  // outside the map: no gradient, as in torchvision
+      const T gy[2] = {grad * ay.w_low, grad * ay.w_high};
+      const int64_t row[2] = {ay.low * w, ay.high * w};
       for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+        const AxisTaps<T> ax = axis_taps(align_sample_pos(g.start_x, g.bin_w, b.pw, ix, g.grid_w), w);
+        if (!ax.valid) continue;
         // All four taps, zero weights included, as the CPU loop adds them (0 * inf is NaN).
-        const Bilinear<T> s = align_sample(g, b.ph, b.pw, iy, ix, h, w, inv_count);
-        for (int i = 0; i < 4; ++i) atomicAdd(plane + s.offset[i], s.weight[i] * grad);
+        for (int i = 0; i < 2; ++i) {
+          atomicAdd(plane + row[i] + ax.low, gy[i] * ax.w_low);
+          atomicAdd(plane + row[i] + ax.high, gy[i] * ax.w_high);
+        }
       }
+    }
   }
 }
 

@@ -18,7 +18,9 @@ Families
     nms, batched_nms, box_iou vs torchvision.ops, nms vs ``cv2.dnn.NMSBoxes``.
 ``integral``
     integral_image (sum, +squared, +tilted) vs ``cv2.integral``/``integral2``/``integral3``
-    and ``skimage.transform.integral_image``.
+    and ``skimage.transform.integral_image``, and its effective bandwidth next to copies of as
+    many bytes (``np.copyto`` into a preallocated array, a copy into a new one); 640x480 in
+    quick mode, also 1920x1080 and 4096x4096 in full mode.
 ``cascade``
     CascadeDetector vs ``cv2.CascadeClassifier.detectMultiScale`` (Haar frontal face of
     ``cv2.data.haarcascades``, scikit-image's LBP face cascade) and ``skimage.feature.Cascade``.
@@ -30,7 +32,9 @@ Families
     selective_search vs ``cv2.ximgproc`` (opencv-contrib) and the ``selectivesearch``
     package; felzenszwalb vs ``skimage.segmentation.felzenszwalb``.
 ``roi``
-    roi_align / roi_pool forward and backward vs torchvision.ops.
+    roi_align / roi_pool forward and backward vs torchvision.ops on each RoI input class of
+    :data:`ROI_CASES` (boxes inside the map, outside, partly outside, tiny, huge; aligned
+    False / True; fixed and adaptive sampling).
 ``eval``
     coco_evaluate vs pycocotools' COCOeval (and faster-coco-eval when installed).
 ``ism``
@@ -405,6 +409,75 @@ def roi_problem(n: int = 2, c: int = 256, h: int = 50, w: int = 68, per_image: i
     return x, boxes, 1.0 / stride
 
 
+#: RoI input classes of ``pydetect bench ops``' roi section (issue 23), each with the
+#: torchvision.ops arguments it runs roi_align with; roi_pool runs on each box class once.
+ROI_CASES = {
+    # name: (box class (roi_boxes), sampling_ratio, aligned, at most this many RoIs per image)
+    "inside": ("inside", 2, True, None),     # roi_problem's boxes: the realistic case
+    "inside, aligned=False": ("inside", 2, False, None),
+    "inside, adaptive": ("inside", -1, True, None),
+    "outside": ("outside", 2, True, None),
+    "partly outside": ("partly outside", 2, True, None),
+    "tiny": ("tiny", 2, True, None),
+    "tiny, adaptive": ("tiny", -1, True, None),
+    "huge": ("huge", 2, True, None),
+    # ~15 x 15 samples per bin (1.2-2x the map pooled to 7x7): 32 RoIs per image keep it short
+    "huge, adaptive": ("huge", -1, True, 32),
+}
+
+
+def roi_boxes(kind: str, n: int = 2, h: int = 50, w: int = 68, per_image: int = 512, stride: float = 16.0,
+              generator=None) -> list:
+    """``per_image`` xyxy boxes per image (image pixels) of one RoI input class on an h x w
+    feature map of ``stride``:
+
+    ``"inside"``
+        :func:`roi_problem`'s boxes (inside the map, 1 to ~28 feature pixels a side);
+    ``"outside"``
+        the same sizes moved wholly beyond the map (every sample more than one feature pixel
+        out: torchvision's zero-contribution case), half past the right / bottom edges, half
+        before the left / top ones;
+    ``"partly outside"``
+        the same sizes centred on a random point of the map's border (about half out);
+    ``"tiny"``
+        smaller than one feature pixel (under a stride a side), inside the map;
+    ``"huge"``
+        1.2 to 2 times the map's size a side, centred near its centre.
+    """
+    g = torch.Generator().manual_seed(0) if generator is None else generator
+    img_h, img_w = h * stride, w * stride
+    size = torch.tensor([img_w, img_h])
+    boxes = []
+    for _ in range(n):
+        if kind in ("inside", "outside", "partly outside"):
+            xy = torch.rand(per_image, 2, generator=g) * size * 0.8
+            wh = 16 + torch.rand(per_image, 2, generator=g) * size * 0.4
+            if kind == "outside":
+                # right / bottom: start 2 feature pixels past the far edge; left / top: end 2 before 0.
+                far = torch.rand(per_image, 1, generator=g) < 0.5
+                beyond = size + 2 * stride + torch.rand(per_image, 2, generator=g) * size * 0.5
+                before = -wh - 2 * stride - torch.rand(per_image, 2, generator=g) * size * 0.5
+                xy = torch.where(far, beyond, before)
+            elif kind == "partly outside":
+                centre = torch.rand(per_image, 2, generator=g) * size
+                edge = torch.randint(0, 4, (per_image,), generator=g)
+                centre[edge == 0, 0] = 0.0
+                centre[edge == 1, 0] = img_w
+                centre[edge == 2, 1] = 0.0
+                centre[edge == 3, 1] = img_h
+                xy = centre - wh / 2
+        elif kind == "tiny":
+            wh = torch.rand(per_image, 2, generator=g) * (stride - 1) + 1
+            xy = torch.rand(per_image, 2, generator=g) * (size - stride)
+        elif kind == "huge":
+            wh = size * (1.2 + 0.8 * torch.rand(per_image, 2, generator=g))
+            xy = size / 2 - wh / 2 + (torch.rand(per_image, 2, generator=g) - 0.5) * size * 0.2
+        else:
+            raise ValueError(f"kind must be one of inside, outside, partly outside, tiny, huge; got {kind!r}")
+        boxes.append(torch.cat([xy, xy + wh], 1))
+    return boxes
+
+
 def dataset_mosaic(dataset, size, seed: int = 0, fill: int = 110) -> tuple:
     """One ``size = (height, width)`` RGB image holding the dataset's images (reused in turn)
     at random places in the cells of a grid, one per cell; cells as large as the largest image.
@@ -509,33 +582,73 @@ def _boxes(run: _Run) -> None:
         run.time(f"box_iou {iou_n}×{iou_n}", t, lambda: ops.box_iou(a, b), peers, agree)
 
 
+def _integral_bytes(img: np.ndarray, tables) -> int:
+    """Bytes an integral image must move at least: the image read once, each table written once."""
+    return img.nbytes + sum(t.nbytes for t in tables)
+
+
+def _integral_bandwidth(run: _Run, case: str, t: int, ours, nbytes: int) -> None:
+    """Times ``ours`` against copies of the same number of bytes (read + written: a copy of
+    nbytes / 2 bytes), interleaved; one row per copy with both effective bandwidths (bytes read
+    + written per second) in its note. ``numpy copyto``: into a preallocated array (the
+    memcpy of issue 23); ``numpy copy``: into a new array, which pays for fresh pages as the
+    integral image's new tables do (above glibc's mmap threshold, 32 MB at most, every call
+    gets pages that the kernel must zero)."""
+    src = np.ones(nbytes // 2, np.uint8)
+    dst = np.empty_like(src)
+    copies = {"numpy copyto (same bytes, preallocated)": lambda: np.copyto(dst, src),
+              "numpy copy (same bytes, new array)": lambda: src.copy()}
+    for name, copy in copies.items():
+        times, reps = run.timeit({"pydetect": ours, name: copy})
+        ours_gbs, copy_gbs = nbytes / times["pydetect"] / 1e9, nbytes / times[name] / 1e9
+        run.add(OpRow(run.family, case, t, times["pydetect"] * 1e3, name, times[name] * 1e3, None, reps,
+                      f"{nbytes / 1e6:.1f} MB read + written: pydetect {ours_gbs:.1f} GB/s, copy {copy_gbs:.1f} GB/s"))
+
+
 def _integral(run: _Run) -> None:
     cv2 = run.peer("OpenCV")
     sk = run.peer("scikit-image")
-    w, h = (640, 480) if run.quick else (1920, 1080)
-    img = photo_mosaic(w, h)
-    size = f"{w}x{h} uint8"
-    for t in run.threads:
-        set_threads(t)
-        s, q, tt = ops.integral_image(img, squared=True, tilted=True)
-        peers, agree = {}, {}
-        if cv2 is not None:
-            peers["OpenCV integral"] = lambda: cv2.integral(img)
-            agree["OpenCV integral"] = bool(np.array_equal(cv2.integral(img), s))
-        if sk is not None:
-            peers["scikit-image integral_image"] = lambda: sk_integral_image(img)
-            agree["scikit-image integral_image"] = bool(np.array_equal(sk_integral_image(img), s[1:, 1:]))
-        run.time(f"integral_image {size}: sum", t, lambda: ops.integral_image(img), peers, agree)
-        if cv2 is not None:
-            c2 = cv2.integral2(img)
-            run.time(f"integral_image {size}: sum + squared", t,
-                     lambda: ops.integral_image(img, squared=True), {"OpenCV integral2": lambda: cv2.integral2(img)},
-                     {"OpenCV integral2": bool(np.array_equal(c2[0], s) and np.array_equal(c2[1], q))})
-            c3 = cv2.integral3(img)
-            ok = all(np.array_equal(x, y) for x, y in zip(c3, (s, q, tt)))
-            run.time(f"integral_image {size}: sum + squared + tilted", t,
-                     lambda: ops.integral_image(img, squared=True, tilted=True),
-                     {"OpenCV integral3": lambda: cv2.integral3(img)}, {"OpenCV integral3": bool(ok)})
+    sizes = [(640, 480)] if run.quick else [(640, 480), (1920, 1080), (4096, 4096)]
+    for w, h in sizes:
+        img = photo_mosaic(w, h)
+        size = f"{w}x{h} uint8"
+        for t in run.threads:
+            set_threads(t)
+            s, q, tt = ops.integral_image(img, squared=True, tilted=True)
+            peers, agree = {}, {}
+            # OpenCV's default sum type is int32, which wraps from 8.4M pixels on: compare
+            # with pydetect's int32 tables there (its default switches to int64).
+            dtype = np.int32
+            if cv2 is not None:
+                peers["OpenCV integral"] = lambda: cv2.integral(img)
+                agree["OpenCV integral"] = bool(np.array_equal(cv2.integral(img), s.astype(dtype)))
+            if sk is not None:
+                peers["scikit-image integral_image"] = lambda: sk_integral_image(img)
+                agree["scikit-image integral_image"] = bool(np.array_equal(sk_integral_image(img), s[1:, 1:]))
+            run.time(f"integral_image {size}: sum", t, lambda: ops.integral_image(img), peers, agree,
+                     note=f"{s.dtype} table")
+            if cv2 is not None:
+                s32, q32, t32 = ops.integral_image(img, squared=True, tilted=True, dtype=dtype)
+                c2 = cv2.integral2(img)
+                run.time(f"integral_image {size}: sum + squared", t,
+                         lambda: ops.integral_image(img, squared=True, dtype=dtype),
+                         {"OpenCV integral2": lambda: cv2.integral2(img)},
+                         {"OpenCV integral2": bool(np.array_equal(c2[0], s32) and np.array_equal(c2[1], q32))},
+                         note="int32 sum, float64 squares")
+                c3 = cv2.integral3(img)
+                ok = all(np.array_equal(x, y) for x, y in zip(c3, (s32, q32, t32)))
+                run.time(f"integral_image {size}: sum + squared + tilted", t,
+                         lambda: ops.integral_image(img, squared=True, tilted=True, dtype=dtype),
+                         {"OpenCV integral3": lambda: cv2.integral3(img)}, {"OpenCV integral3": bool(ok)},
+                         note="int32 sum and tilted, float64 squares")
+            # Effective bandwidth next to a copy of as many bytes (issue 23), default dtypes.
+            _integral_bandwidth(run, f"integral_image {size}: sum, bandwidth", t,
+                                lambda: ops.integral_image(img), _integral_bytes(img, [s]))
+            _integral_bandwidth(run, f"integral_image {size}: sum + squared, bandwidth", t,
+                                lambda: ops.integral_image(img, squared=True), _integral_bytes(img, [s, q]))
+            _integral_bandwidth(run, f"integral_image {size}: sum + squared + tilted, bandwidth", t,
+                                lambda: ops.integral_image(img, squared=True, tilted=True),
+                                _integral_bytes(img, [s, q, tt]))
 
 
 def _cascade(run: _Run) -> None:
@@ -707,31 +820,54 @@ def _roi(run: _Run) -> None:
     tv = run.peer("torchvision")
     if tv is None:
         return
+    # The realistic setting (roi_problem: 2 x 512 RoIs) and the classes of ROI_CASES; quick
+    # mode: one image of 128 RoIs.
     n, per_image = (1, 128) if run.quick else (2, 512)
     g = torch.Generator().manual_seed(0)
-    x, boxes, scale = roi_problem(n=n, per_image=per_image, generator=g)
-    grad = torch.randn(n * per_image, x.shape[1], 7, 7, generator=g)
-    what = f"features {tuple(x.shape)}, {n * per_image} RoIs, 7x7"
-    ops_pairs = {"roi_align": (lambda f, z: f(z, boxes, 7, spatial_scale=scale, sampling_ratio=2, aligned=True),
-                               ops.roi_align, tv.roi_align),
-                 "roi_pool": (lambda f, z: f(z, boxes, 7, spatial_scale=scale), ops.roi_pool, tv.roi_pool)}
+    x, inside, scale = roi_problem(n=n, per_image=per_image, generator=g)
+    c = x.shape[1]
+    grads = {}
+
+    def grad_for(k):
+        if k not in grads:
+            grads[k] = torch.randn(k, c, 7, 7, generator=torch.Generator().manual_seed(k))
+        return grads[k]
+
+    def compare(name, what, boxes, kwargs, t, note):
+        def call(f, z):
+            return f(z, boxes, 7, spatial_scale=scale, **kwargs)
+
+        ours_fn, tv_fn = getattr(ops, name), getattr(tv, name)
+        with torch.no_grad():
+            same = torch.allclose(call(ours_fn, x), call(tv_fn, x), rtol=1e-4, atol=1e-5)
+            run.time(f"{name} forward, {what}", t, lambda: call(ours_fn, x),
+                     {"torchvision": lambda: call(tv_fn, x)}, {"torchvision": bool(same)}, note=note)
+        grad = grad_for(sum(len(b) for b in boxes))
+
+        def backward(fn):
+            xg = x.clone().requires_grad_(True)
+            out = call(fn, xg)
+            return lambda: torch.autograd.grad(out, xg, grad, retain_graph=True)[0]
+
+        ours_b, tv_b = backward(ours_fn), backward(tv_fn)
+        same = torch.allclose(ours_b(), tv_b(), rtol=1e-4, atol=1e-4)
+        run.time(f"{name} backward, {what}", t, ours_b, {"torchvision": tv_b}, {"torchvision": bool(same)},
+                 note=(note + "; " if note else "") + "gradient of the input, graph kept")
+
+    box_sets = {"inside": inside}
+    for kind in ("outside", "partly outside", "tiny", "huge"):
+        box_sets[kind] = roi_boxes(kind, n=n, per_image=per_image, generator=torch.Generator().manual_seed(1))
     for t in run.threads:
         set_threads(t)
-        for name, (call, ours_fn, tv_fn) in ops_pairs.items():
-            with torch.no_grad():
-                same = torch.allclose(call(ours_fn, x), call(tv_fn, x), rtol=1e-4, atol=1e-5)
-                run.time(f"{name} forward, {what}", t, lambda: call(ours_fn, x),
-                         {"torchvision": lambda: call(tv_fn, x)}, {"torchvision": bool(same)})
-
-            def backward(fn):
-                xg = x.clone().requires_grad_(True)
-                out = call(fn, xg)
-                return lambda: torch.autograd.grad(out, xg, grad, retain_graph=True)[0]
-
-            ours_b, tv_b = backward(ours_fn), backward(tv_fn)
-            same = torch.allclose(ours_b(), tv_b(), rtol=1e-4, atol=1e-4)
-            run.time(f"{name} backward, {what}", t, ours_b, {"torchvision": tv_b}, {"torchvision": bool(same)},
-                     note="gradient of the input, graph kept")
+        for case, (kind, sr, aligned, most) in ROI_CASES.items():
+            boxes = [b[:most] for b in box_sets[kind]]
+            k = sum(len(b) for b in boxes)
+            what = f"{case}: features {tuple(x.shape)}, {k} RoIs, 7x7"
+            note = f"sampling_ratio {sr}, aligned={aligned}"
+            compare("roi_align", what, boxes, {"sampling_ratio": sr, "aligned": aligned}, t, note)
+        for kind, boxes in box_sets.items():
+            k = sum(len(b) for b in boxes)
+            compare("roi_pool", f"{kind}: features {tuple(x.shape)}, {k} RoIs, 7x7", boxes, {}, t, "")
 
 
 def _eval(run: _Run) -> None:

@@ -181,7 +181,9 @@ def roi_align(input: Tensor, boxes: Union[Tensor, List[Tensor]], output_size: Br
     -------
     output : Tensor or array, shape (K, C, PH, PW)
         Same kind and dtype as ``input``. Samples more than one pixel outside the map
-        count as 0; samples on the border margin are clamped onto it.
+        count as 0 and receive no gradient (as in torchvision's CUDA kernel; its CPU kernel
+        multiplies pixel (0, 0) by 0 for them, NaN when that pixel is not finite); samples on
+        the border margin are clamped onto it.
 
     Notes
     -----

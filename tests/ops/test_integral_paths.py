@@ -77,3 +77,29 @@ def test_every_tail_width(rng, width):
     np.testing.assert_array_equal(q, rq.astype(np.float64))
     cv2 = pytest.importorskip("cv2", reason="OpenCV is the peer for the tilted table")
     np.testing.assert_array_equal(t, cv2.integral3(img)[2])
+
+
+@pytest.mark.parametrize("width", [1, 2, 15, 16, 17, 31, 33, 64, 65, 803])
+def test_int64_tables_every_tail_width(rng, width):
+    # int64 tables: the row's running sum from the uint32 row kernels, widened (SIMD blocks
+    # and scalar tails), the tilted table on uint64 accumulators.
+    img = rng.integers(0, 256, (7, width), dtype=np.uint8)
+    s, q, t = ops.integral_image(img, squared=True, tilted=True, dtype=np.int64)
+    assert s.dtype == t.dtype == np.int64
+    rs, rq = _cumsum_tables(img)
+    np.testing.assert_array_equal(s, rs)
+    np.testing.assert_array_equal(q, rq.astype(np.float64))
+    np.testing.assert_array_equal(t, ops.integral_image(img, tilted=True, dtype=np.float64)[1])
+
+
+def test_int64_default_past_int32():
+    # 9M pixels of (mostly) 255 sum past 2**31: the default table is int64 (where cv2.integral's
+    # int32 would wrap), computed on the row kernels; the float64 tables (generic loops for
+    # the tilted one) are exact here and serve as the reference.
+    img = np.full((2200, 4100), 255, np.uint8)
+    img[::7, ::3] = 0
+    s, t = ops.integral_image(img, tilted=True)
+    assert s.dtype == np.int64 and s[-1, -1] == int(img.sum(dtype=np.int64)) > 2**31
+    sf, tf = ops.integral_image(img, tilted=True, dtype=np.float64)
+    np.testing.assert_array_equal(s, sf.astype(np.int64))
+    np.testing.assert_array_equal(t, tf.astype(np.int64))

@@ -103,6 +103,110 @@ def test_float32_close_to_float64():
     assert ops.roi_pool(x.float(), rois.float(), 5).dtype == torch.float32
 
 
+# ----------------------------------------------------------------------------- input classes
+def class_case(kind, seed=0, n=2, c=10, h=11, w=13, k=8, dtype=torch.float64, scale=0.5):
+    """Boxes (input pixels at ``scale``) of one input class of issue 23 on an (n, c, h, w) map:
+    "outside" (every sample more than one pixel off the map, on all four sides), "partly
+    outside" (across a border), "tiny" (under one feature pixel: under one bin), "huge" (1.5 to
+    3 times the map). c=10 runs the forward pass through the (H, W, C) copy with padded
+    channels (10 is no multiple of the 4 or 8 lanes)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=g, dtype=dtype)
+    size = torch.tensor([w, h], dtype=dtype)
+    u = torch.rand(k, 2, generator=g, dtype=dtype)
+    wh = 1 + torch.rand(k, 2, generator=g, dtype=dtype) * 4
+    if kind == "outside":
+        side = torch.arange(k) % 4  # right, below, left, above
+        xy = u * size
+        xy[side == 0, 0] = w + 1.5 + u[side == 0, 0]
+        xy[side == 1, 1] = h + 1.5 + u[side == 1, 1]
+        xy[side == 2, 0] = -wh[side == 2, 0] - 2.5 - u[side == 2, 0]
+        xy[side == 3, 1] = -wh[side == 3, 1] - 2.5 - u[side == 3, 1]
+    elif kind == "partly outside":
+        xy = u * size - wh / 2
+        xy[::2, 0] = torch.where(u[::2, 0] < 0.5, -wh[::2, 0] / 2, w - wh[::2, 0] / 2)
+        xy[1::2, 1] = torch.where(u[1::2, 1] < 0.5, -wh[1::2, 1] / 2, h - wh[1::2, 1] / 2)
+    elif kind == "tiny":
+        wh = 0.05 + torch.rand(k, 2, generator=g, dtype=dtype) * 0.9
+        xy = u * (size - 1)
+    elif kind == "huge":
+        wh = size * (1.5 + 1.5 * torch.rand(k, 2, generator=g, dtype=dtype))
+        xy = size / 2 - wh / 2 + (u - 0.5) * size * 0.5
+    else:
+        raise ValueError(kind)
+    rois = torch.cat([torch.randint(0, n, (k, 1), generator=g).to(dtype), xy / scale, (xy + wh) / scale], 1)
+    return x, rois
+
+
+CLASSES = ["outside", "partly outside", "tiny", "huge"]
+
+
+@pytest.mark.parametrize("kind", CLASSES)
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [-1, 2])
+def test_roi_align_input_classes_match_reference(kind, aligned, sampling_ratio):
+    x, rois = class_case(kind)
+    x.requires_grad_(True)
+    out = ops.roi_align(x, rois, (3, 4), 0.5, sampling_ratio, aligned)
+    expected = ref.roi_align(x.detach().numpy(), rois.numpy(), (3, 4), 0.5, sampling_ratio, aligned)
+    np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-12, atol=1e-12)
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype)
+    (g,) = torch.autograd.grad(out, x, grad)
+    expected_g = ref.roi_align_backward(grad.numpy(), rois.numpy(), x.shape, 0.5, sampling_ratio, aligned)
+    np.testing.assert_allclose(g.numpy(), expected_g, rtol=1e-12, atol=1e-12)
+    if kind == "outside":
+        assert not out.detach().any() and not g.any()
+
+
+@pytest.mark.parametrize("kind", CLASSES)
+def test_roi_pool_input_classes_match_reference(kind):
+    x, rois = class_case(kind)
+    x.requires_grad_(True)
+    out = ops.roi_pool(x, rois, (3, 4), 0.5)
+    np.testing.assert_array_equal(out.detach().numpy(), ref.roi_pool(x.detach().numpy(), rois.numpy(), (3, 4), 0.5))
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype)
+    (g,) = torch.autograd.grad(out, x, grad)
+    np.testing.assert_allclose(g.numpy(), ref.roi_pool_backward(x.detach().numpy(), grad.numpy(), rois.numpy(), 0.5),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", CLASSES)
+def test_roi_align_channel_vectors_equal_plane_by_plane(dtype, kind):
+    # From 8 channels on the forward pass runs all channels of a bin together (an (H, W, C)
+    # copy in padded blocks); one channel at a time it runs plane by plane. Same terms, same
+    # order.
+    # The backward pass likewise, into an (H, W, C) gradient. 70 channels: blocks of 64 floats
+    # or 32 doubles, the last one partly padded.
+    x, rois = class_case(kind, c=70, dtype=dtype)
+    x.requires_grad_(True)
+    for aligned, sr in [(True, 2), (False, -1)]:
+        together = ops.roi_align(x, rois, (3, 4), 0.5, sr, aligned)
+        grad = torch.randn(together.shape, generator=torch.Generator().manual_seed(5), dtype=dtype)
+        (g_together,) = torch.autograd.grad(together, x, grad)
+        for i in range(0, 70, 23):
+            xi = x.detach()[:, i:i + 1].clone().requires_grad_(True)
+            alone = ops.roi_align(xi, rois, (3, 4), 0.5, sr, aligned)
+            assert torch.equal(together[:, i:i + 1], alone)
+            (g_alone,) = torch.autograd.grad(alone, xi, grad[:, i:i + 1])
+            assert torch.equal(g_together[:, i:i + 1], g_alone)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_roi_pool_wide_bins_with_ties_match_reference(dtype):
+    # Bins of 8+ columns on average are pooled by columns (vector maxima); few distinct values
+    # make ties, which must go to the first maximum in row-major order, as window by window.
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 4, (2, 3, 21, 90), generator=g).to(dtype).requires_grad_(True)
+    rois = torch.tensor([[0, -10, -5, 120, 30], [1, 0, 0, 89, 20], [1, 3, 2, 80, 9], [0, 5, 5, 60, 5]], dtype=dtype)
+    out = ops.roi_pool(x, rois, (2, 3))
+    np.testing.assert_array_equal(out.detach().numpy(), ref.roi_pool(x.detach().numpy(), rois.numpy(), (2, 3)))
+    grad = torch.randn(out.shape, generator=g, dtype=dtype)
+    (gx,) = torch.autograd.grad(out, x, grad)
+    np.testing.assert_allclose(gx.numpy(), ref.roi_pool_backward(x.detach().numpy(), grad.numpy(), rois.numpy()),
+                               rtol=1e-6, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- gradients
 @pytest.mark.parametrize("aligned,sampling_ratio", [(False, -1), (True, -1), (True, 2), (False, 3)])
 def test_roi_align_gradcheck(aligned, sampling_ratio):
@@ -252,3 +356,54 @@ def test_parity_with_torchvision(dtype, aligned):
     ours = ops.MultiScaleRoIAlign(["a", "b"], 3, 2)(feats, boxes, [(34, 38), (34, 38)])
     theirs = tv.MultiScaleRoIAlign(["a", "b"], 3, 2)(feats, boxes, [(34, 38), (34, 38)])
     torch.testing.assert_close(ours, theirs, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", CLASSES)
+def test_input_classes_parity_with_torchvision(dtype, kind):
+    tv = pytest.importorskip("torchvision.ops", reason="parity with torchvision needs torchvision")
+    x, rois = class_case(kind, c=12, k=16, dtype=dtype)
+    x.requires_grad_(True)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for aligned, sr in [(True, 2), (False, -1), (True, -1)]:
+        a = ops.roi_align(x, rois, (3, 4), 0.5, sr, aligned)
+        t = tv.roi_align(x, rois, (3, 4), 0.5, sr, aligned)
+        torch.testing.assert_close(a, t, atol=tol, rtol=tol)
+        grad = torch.randn_like(a)
+        torch.testing.assert_close(torch.autograd.grad(a, x, grad)[0], torch.autograd.grad(t, x, grad)[0],
+                                   atol=tol, rtol=tol)
+    a, t = ops.roi_pool(x, rois, (3, 4), 0.5), tv.roi_pool(x, rois, (3, 4), 0.5)
+    torch.testing.assert_close(a, t, atol=0, rtol=0)
+    grad = torch.randn_like(a)
+    torch.testing.assert_close(torch.autograd.grad(a, x, grad)[0], torch.autograd.grad(t, x, grad)[0])
+
+
+@pytest.mark.parametrize("c", [3, 10])  # plane by plane, and through the (H, W, C) copy
+def test_roi_align_outside_samples_read_nothing(c):
+    # A sample more than one pixel outside contributes nothing: not 0 * pixel (0, 0), which
+    # would turn a non-finite pixel there into NaN (torchvision's CPU kernel does).
+    x, rois = class_case("outside", c=c)
+    x[:, :, 0, 0] = float("nan")
+    x[:, :, -1, -1] = float("inf")
+    x.requires_grad_(True)
+    out = ops.roi_align(x, rois, (3, 4), 0.5, 2, True)
+    assert torch.equal(out, torch.zeros_like(out))
+    (g,) = torch.autograd.grad(out, x, torch.full_like(out, float("inf")))
+    assert torch.equal(g, torch.zeros_like(g))
+
+
+def test_roi_align_backward_on_a_map_too_large_for_channel_blocks():
+    # 1024 x 1025 float32 planes: one vector of 8 channels of gradient would pass the per-thread
+    # scratch bound (32 MB), so the backward pass runs plane by plane; same result as a
+    # channel at a time.
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(1, 8, 1024, 1025, generator=g).requires_grad_(True)
+    rois = torch.tensor([[0, 10.0, 20, 300, 200], [0, -50, 900, 200, 1100], [0, 1000, 3, 1030, 40]])
+    out = ops.roi_align(x, rois, (3, 4), 1.0, 2, True)
+    grad = torch.randn(out.shape, generator=g)
+    (gx,) = torch.autograd.grad(out, x, grad)
+    for i in (0, 7):
+        xi = x.detach()[:, i:i + 1].clone().requires_grad_(True)
+        alone = ops.roi_align(xi, rois, (3, 4), 1.0, 2, True)
+        assert torch.equal(out[:, i:i + 1], alone)
+        assert torch.equal(gx[:, i:i + 1], torch.autograd.grad(alone, xi, grad[:, i:i + 1])[0])
