@@ -16,7 +16,7 @@ from pydetect.engine.devices import distributed_info
 from pydetect.engine.prefetch import BatchPrefetcher
 from pydetect.engine.progress import progress_bar
 
-__all__ = ["lr_factor", "check_ema_decay", "WeightAverage", "train_loop"]
+__all__ = ["lr_factor", "schedule_fraction", "check_ema_decay", "WeightAverage", "train_loop"]
 
 
 def lr_factor(frac: float, warmup: float = 0.02) -> float:
@@ -25,6 +25,19 @@ def lr_factor(frac: float, warmup: float = 0.02) -> float:
         return 0.1 + 0.9 * frac / warmup
     t = min((frac - warmup) / max(1 - warmup, 1e-9), 1.0)
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def schedule_fraction(it: int, max_iter: int, elapsed: float, seconds: float) -> float:
+    """How far training is, in [0, 1]: the iteration count's fraction, unless the time budget is
+    ahead of it by more than one iteration's share (then the time's).
+
+    The time counts only once it leads by a whole iteration, so that a run its iteration count
+    ends (a budget of seconds it never reaches) gets exactly the same learning rates on every
+    machine and every run: with ``max(it / max_iter, elapsed / seconds)`` the first iteration's
+    rate would depend on the microseconds before it, and that difference grows through training.
+    """
+    by_time = elapsed / seconds
+    return by_time if by_time > (it + 1) / max_iter else it / max_iter
 
 
 def check_ema_decay(value):
@@ -84,7 +97,8 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
         read the model (with ``prefetch``, it runs on a background thread, ahead of the steps)
     max_iter : int
         Iterations (the schedule's length); ``seconds`` caps the wall time too, and the
-        schedule follows ``max(iteration / max_iter, elapsed / seconds)``.
+        schedule follows the iteration count, or the time once it leads
+        (:func:`schedule_fraction`).
     checkpoint_path : path, optional
         Written atomically every ``checkpoint_every`` iterations and at the end (model,
         optimiser, iteration, elapsed time, random states, the model's GPU's too when it
@@ -162,7 +176,7 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
     with batches:
         while it < max_iter:
             elapsed = elapsed_before + time.perf_counter() - start
-            frac = max(it / max_iter, elapsed / seconds)
+            frac = schedule_fraction(it, max_iter, elapsed, seconds)
             if frac >= 1:
                 break
             for group in opt.param_groups:

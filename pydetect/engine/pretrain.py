@@ -20,7 +20,7 @@ from pydetect.engine.checkpoint import cuda_rng_state, load_checkpoint, restore_
 from pydetect.engine.crops import extract_crops
 from pydetect.engine.devices import distributed_info
 from pydetect.engine.inputs import crops_to_tensor
-from pydetect.engine.loop import lr_factor
+from pydetect.engine.loop import lr_factor, schedule_fraction
 from pydetect.engine.progress import progress_bar
 from pydetect.models.backbones import CropClassifier
 
@@ -92,7 +92,7 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
     while step < total:
         order = torch.randperm(len(xt), generator=g)
         for j in range(steps_per_epoch):
-            frac = max(step / total, (elapsed_before + time.perf_counter() - start) / seconds)
+            frac = schedule_fraction(step, total, elapsed_before + time.perf_counter() - start, seconds)
             if frac >= 1:
                 step = total
                 break

@@ -63,7 +63,7 @@ def test_the_thread_stops_when_training_ends():
     assert not any(t.is_alive() for t in started if t.name == "pydetect-batches")
 
 
-def _train(prefetch, tmp_path, max_iter=30):
+def _train(prefetch, tmp_path, max_iter=30, seconds=1e6):
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)
 
@@ -80,7 +80,7 @@ def _train(prefetch, tmp_path, max_iter=30):
         return x, x.sum(1, keepdim=True) * 0.5
 
     path = tmp_path / f"p{prefetch}.ckpt"
-    train_loop(Loss(), sample, max_iter=max_iter, seconds=1e6, lr=0.05, checkpoint_path=path, checkpoint_every=7,
+    train_loop(Loss(), sample, max_iter=max_iter, seconds=seconds, lr=0.05, checkpoint_path=path, checkpoint_every=7,
                prefetch=prefetch)
     return model.weight.detach().clone(), load_checkpoint(path)["numpy_rng"]
 
@@ -92,3 +92,31 @@ def test_train_loop_with_and_without_prefetching_trains_identically(tmp_path):
     assert rng0 == rng2
     with pytest.raises(ValueError, match="prefetch"):
         _train(-1, tmp_path)
+
+
+def test_schedule_follows_iterations_unless_time_leads_by_an_iteration():
+    from pydetect.engine.loop import schedule_fraction
+
+    # A run its iteration count ends: the fraction is exactly it / max_iter, whatever the clock.
+    for elapsed in (0.0, 1e-6, 0.3, 5.0):
+        assert schedule_fraction(0, 100, elapsed, 1e6) == 0.0
+        assert schedule_fraction(40, 100, elapsed, 1e6) == 0.4
+    # Time ahead by less than one iteration's share: still the count.
+    assert schedule_fraction(10, 100, 10.5, 100.0) == 0.1
+    # Time ahead by more: the time (a wall-clock budget ends the run).
+    assert schedule_fraction(10, 100, 50.0, 100.0) == 0.5
+    assert schedule_fraction(10, 10_000, 100.0, 100.0) == 1.0
+
+
+def test_a_run_bounded_by_its_iterations_is_reproducible(tmp_path):
+    """Two runs of the same counted budget give bit-identical weights (the learning rate of the
+    first steps must not depend on how long the setup took)."""
+    import time
+
+    # 50 s: far more than the 30 iterations take, but close enough that the time's fraction
+    # (milliseconds / 50 s) would move the first steps' warm-up rate if it counted.
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    w_a, _ = _train(0, tmp_path / "a", seconds=50.0)
+    time.sleep(0.2)
+    w_b, _ = _train(0, tmp_path / "b", seconds=50.0)
+    torch.testing.assert_close(w_a, w_b, rtol=0, atol=0)

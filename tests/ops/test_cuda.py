@@ -195,26 +195,36 @@ def test_device_count_is_a_count():
     assert isinstance(count, int) and count >= 0
 
 
+F32 = _C_cuda.FloatType.FLOAT32 if _C_cuda is not None else None
+F64 = _C_cuda.FloatType.FLOAT64 if _C_cuda is not None else None
+
+
 @needs_cuda_build
 @pytest.mark.parametrize("call, match", [
-    (lambda: _C_cuda.box_iou(0, 0, 2, 8, 1, 8, 0, 0), "a_ptr is a null pointer"),
-    (lambda: _C_cuda.box_iou(0, 8, -1, 8, 1, 8, 0, 0), "n must be >= 0"),
-    (lambda: _C_cuda.box_iou(0, 8, 2**62, 8, 2**62, 8, 0, 0), "more elements than int64"),
-    (lambda: _C_cuda.box_iou(0, 8, 1, 8, 1, 8, 2, 0), "dtype must be 0"),
-    (lambda: _C_cuda.box_iou(-1, 8, 1, 8, 1, 8, 0, 0), "device must be"),
-    (lambda: _C_cuda.box_iou(0, 12, 1, 8, 1, 8, 1, 0), "a_ptr is not aligned to 8 bytes"),
-    (lambda: _C_cuda.nms_mask(0, 8, 65536 * 64, 0.5, 8, 0, 0), "at most 65535"),
-    (lambda: _C_cuda.roi_align_forward(0, 8, 8, 8, 0, 1, 1, 4, 4, 1, 2, 2, 1.0, 257, False, 0), "sampling_ratio"),
-    (lambda: _C_cuda.roi_align_forward(0, 8, 8, 8, 0, 1, 1, 0, 4, 1, 2, 2, 1.0, 2, False, 0), "H and W must be > 0"),
-    (lambda: _C_cuda.roi_align_backward(0, 8, 8, 8, 0, 1, 1, 2**16, 2**16, 1, 2, 2, 1.0, 2, False, 0),
+    (lambda: _C_cuda.box_iou(0, 0, 2, 8, 1, 8, F32, 0), "a_ptr is a null pointer"),
+    (lambda: _C_cuda.box_iou(0, 8, -1, 8, 1, 8, F32, 0), "n must be >= 0"),
+    (lambda: _C_cuda.box_iou(0, 8, 2**62, 8, 2**62, 8, F32, 0), "more elements than int64"),
+    (lambda: _C_cuda.box_iou(-1, 8, 1, 8, 1, 8, F32, 0), "device must be"),
+    (lambda: _C_cuda.box_iou(0, 12, 1, 8, 1, 8, F64, 0), "a_ptr is not aligned to 8 bytes"),
+    (lambda: _C_cuda.nms_mask(0, 8, 65536 * 64, 0.5, 8, F32, 0), "at most 65535"),
+    (lambda: _C_cuda.roi_align_forward(0, 8, 8, 8, F32, 1, 1, 4, 4, 1, 2, 2, 1.0, 257, False, 0), "sampling_ratio"),
+    (lambda: _C_cuda.roi_align_forward(0, 8, 8, 8, F32, 1, 1, 0, 4, 1, 2, 2, 1.0, 2, False, 0), "H and W must be > 0"),
+    (lambda: _C_cuda.roi_align_backward(0, 8, 8, 8, F32, 1, 1, 2**16, 2**16, 1, 2, 2, 1.0, 2, False, 0),
      "fewer than 2\\^31 pixels"),
-    (lambda: _C_cuda.roi_pool_forward(0, 8, 8, 8, 8, 0, 1, 1, 4, 4, 1, 0, 2, 1.0, 0), "pooled_h and pooled_w"),
-    (lambda: _C_cuda.roi_pool_backward(0, 8, 8, 8, 8, 0, 1, -1, 4, 4, 1, 2, 2, 0), "C must be >= 0"),
-    (lambda: _C_cuda.roi_pool_backward(0, 8, 0, 8, 8, 0, 1, 1, 4, 4, 1, 2, 2, 0), "argmax_ptr is a null pointer"),
+    (lambda: _C_cuda.roi_pool_forward(0, 8, 8, 8, 8, F32, 1, 1, 4, 4, 1, 0, 2, 1.0, 0), "pooled_h and pooled_w"),
+    (lambda: _C_cuda.roi_pool_backward(0, 8, 8, 8, 8, F32, 1, -1, 4, 4, 1, 2, 2, 0), "C must be >= 0"),
+    (lambda: _C_cuda.roi_pool_backward(0, 8, 0, 8, 8, F32, 1, 1, 4, 4, 1, 2, 2, 0), "argmax_ptr is a null pointer"),
 ])
 def test_bad_arguments_are_value_errors_before_any_launch(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@needs_cuda_build
+@pytest.mark.parametrize("code", [0, 1, 2, "float32", None])
+def test_the_element_type_is_the_enum_not_a_code(code):
+    with pytest.raises(TypeError, match="incompatible function arguments"):
+        _C_cuda.box_iou(0, 8, 1, 8, 1, 8, code, 0)
 
 
 # ----------------------------------------------------------------------------- box_iou, nms
