@@ -644,6 +644,9 @@ def _integral(run: _Run) -> None:
             # Effective bandwidth next to a copy of as many bytes (issue 23), default dtypes.
             _integral_bandwidth(run, f"integral_image {size}: sum, bandwidth", t,
                                 lambda: ops.integral_image(img), _integral_bytes(img, [s]))
+            table = np.empty_like(s)  # the same table written in place, call after call (out=)
+            _integral_bandwidth(run, f"integral_image {size}: sum into out=, bandwidth", t,
+                                lambda: ops.integral_image(img, out=table), _integral_bytes(img, [s]))
             _integral_bandwidth(run, f"integral_image {size}: sum + squared, bandwidth", t,
                                 lambda: ops.integral_image(img, squared=True), _integral_bytes(img, [s, q]))
             _integral_bandwidth(run, f"integral_image {size}: sum + squared + tilted, bandwidth", t,

@@ -94,3 +94,48 @@ def test_equals_cv2_float(rng, dtype):
     # (two carried diagonal rows instead of its three-term recurrence), so it may differ
     # in the last bits on large images; uint8 tables are exact (see test above).
     np.testing.assert_allclose(t, ct, rtol=1e-12, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- out=
+@pytest.mark.parametrize("squared, tilted", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("image_dtype, dtype", [(np.uint8, None), (np.uint8, np.int64), (np.uint8, np.float64),
+                                                (np.float32, None)])
+def test_out_tables_equal_new_ones_and_are_returned_as_given(squared, tilted, image_dtype, dtype):
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, size=(23, 31)).astype(image_dtype)
+    want = ops.integral_image(img, squared=squared, tilted=tilted, dtype=dtype)
+    want = want if isinstance(want, tuple) else (want,)
+    given = tuple(np.full_like(w, 7) for w in want)  # garbage the call must overwrite everywhere
+    got = ops.integral_image(img, squared=squared, tilted=tilted, dtype=dtype,
+                             out=given if len(given) > 1 else given[0])
+    got = got if isinstance(got, tuple) else (got,)
+    for g, o, w in zip(got, given, want):
+        assert g is o
+        np.testing.assert_array_equal(g, w)
+
+
+def test_out_is_checked_before_anything_is_written():
+    img = np.zeros((4, 5), np.uint8)
+    good = np.zeros((5, 6), np.int32)
+    cases = [
+        ((good, good), "out must hold 1 array"),
+        (np.zeros((5, 6), np.int64), "out\\[0\\] must be a writeable C-contiguous int32 array of shape \\(5, 6\\)"),
+        (np.zeros((5, 7), np.int32), "shape \\(5, 6\\)"),
+        (np.zeros((6, 5), np.int32).T, "C-contiguous"),
+    ]
+    for out, match in cases:
+        with pytest.raises(ValueError, match=match):
+            ops.integral_image(img, out=out)
+    read_only = good.copy()
+    read_only.setflags(write=False)
+    with pytest.raises(ValueError, match="read-only"):
+        ops.integral_image(img, out=read_only)
+    with pytest.raises(TypeError, match="numpy array"):
+        ops.integral_image(img, out="table")
+    with pytest.raises(ValueError, match="share memory"):
+        ops.integral_image(img, squared=True, tilted=True,
+                           out=(good, np.zeros((5, 6)), good))
+    # The native boundary refuses a converted copy too (it would leave the caller's array unwritten).
+    from pydetect import _C
+    with pytest.raises(ValueError, match="out_sum must be a numpy array of dtype int32"):
+        _C.integral_image(img, False, False, _C.IntegralSum.INT32, out_sum=np.zeros((5, 6), np.int64))
