@@ -554,12 +554,32 @@ void bind_boosting(py::module_& m) {
 }
 
 // ----------------------------------------------------------------------------- integral
-// integral_image(img (H, W), squared, tilted, sum_type) -> (sum, sqsum or None, tilted or None),
-// each (H + 1, W + 1). sum_type (IntegralSum INT32, INT64 or FLOAT64; float input: FLOAT64
-// only) is the dtype of sum and tilted. sqsum is float64.
+// A caller's table to write into: a writeable, C-contiguous (h + 1, w + 1) array of exactly T
+// (never a converted copy, which would leave the caller's array unwritten); else ValueError.
+template <class T>
+py::array_t<T> out_table(const py::object& obj, int64_t h, int64_t w, const char* name) {
+  if (!py::isinstance<py::array_t<T>>(obj)) {
+    throw py::value_error(std::string(name) + " must be a numpy array of dtype " +
+                          py::str(py::dtype::of<T>()).cast<std::string>());
+  }
+  auto a = py::reinterpret_borrow<py::array_t<T>>(obj);
+  if (a.ndim() != 2 || a.shape(0) != h + 1 || a.shape(1) != w + 1 || !(a.flags() & py::array::c_style) ||
+      !a.writeable()) {
+    throw py::value_error(std::string(name) + " must be a writeable C-contiguous (" + std::to_string(h + 1) + ", " +
+                          std::to_string(w + 1) + ") array, got " + shape_of(a));
+  }
+  return a;
+}
+
+// integral_image(img (H, W), squared, tilted, sum_type, out_sum=None, out_squared=None,
+// out_tilted=None) -> (sum, sqsum or None, tilted or None), each (H + 1, W + 1). sum_type
+// (IntegralSum INT32, INT64 or FLOAT64; float input: FLOAT64 only) is the dtype of sum and
+// tilted. sqsum is float64. A table given as out_* is written in place and returned (the
+// caller checks it does not overlap the image); the others are new arrays.
 template <class In>
 void bind_integral_for(py::module_& m) {
-  m.def("integral_image", [](const CArray<In>& img, bool squared, bool tilted, IntegralSum sum_type) {
+  m.def("integral_image", [](const CArray<In>& img, bool squared, bool tilted, IntegralSum sum_type,
+                             const py::object& out_sum, const py::object& out_sq, const py::object& out_tilted) {
     if (img.ndim() != 2) {
       throw py::value_error("image must have shape (H, W), got " + shape_of(img));
     }
@@ -570,13 +590,17 @@ void bind_integral_for(py::module_& m) {
     const int64_t h = img.shape(0), w = img.shape(1);
     const In* src = img.data();
     py::array_t<double> sq;
-    if (squared) sq = py::array_t<double>({h + 1, w + 1});
+    if (squared) {
+      sq = out_sq.is_none() ? py::array_t<double>({h + 1, w + 1}) : out_table<double>(out_sq, h, w, "out_squared");
+    }
     double* psq = squared ? sq.mutable_data() : nullptr;
     auto run = [&](auto tag) -> py::tuple {
       using S = decltype(tag);
-      py::array_t<S> sum({h + 1, w + 1});
+      py::array_t<S> sum = out_sum.is_none() ? py::array_t<S>({h + 1, w + 1}) : out_table<S>(out_sum, h, w, "out_sum");
       py::array_t<S> tl;
-      if (tilted) tl = py::array_t<S>({h + 1, w + 1});
+      if (tilted) {
+        tl = out_tilted.is_none() ? py::array_t<S>({h + 1, w + 1}) : out_table<S>(out_tilted, h, w, "out_tilted");
+      }
       S* ps = sum.mutable_data();
       S* pt = tilted ? tl.mutable_data() : nullptr;
       {
@@ -591,8 +615,9 @@ void bind_integral_for(py::module_& m) {
       if (sum_type == IntegralSum::Int64) return run(int64_t{});
     }
     return run(double{});
-  }, py::arg("image"), py::arg("squared"), py::arg("tilted"), py::arg("sum_type"),
-     "OpenCV-layout integral images (sum, squared sum or None, tilted sum or None).");
+  }, py::arg("image"), py::arg("squared"), py::arg("tilted"), py::arg("sum_type"), py::arg("out_sum") = py::none(),
+     py::arg("out_squared") = py::none(), py::arg("out_tilted") = py::none(),
+     "OpenCV-layout integral images (sum, squared sum or None, tilted sum or None), optionally into given arrays.");
 }
 
 void bind_integral(py::module_& m) {
