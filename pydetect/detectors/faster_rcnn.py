@@ -6,15 +6,22 @@ An RPN and a Fast R-CNN head share one backbone and are trained end to end. Buil
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
+import torch
 
 from pydetect import models, ops
-from pydetect._params import Bool, Check, Choice, Int, OneOf, Optional, Path, Positive, Real, Sequence
+from pydetect._params import Bool, Check, Choice, Fraction, Int, OneOf, Optional, Path, Positive, Real, Sequence
 from pydetect._validation import MAX_SCALE, as_float_array, check_int
 from pydetect.detectors.cnn import MODULE
 from pydetect.detectors.pretraining import Pretraining
 from pydetect.detectors.two_stage import TwoStageEstimator, backbone_scale
 from pydetect.models.anchors import fit_anchors
+from pydetect.models.generalized_rcnn import resized_size
+from pydetect.models.resnet import load_weights
+from pydetect.models.torchvision_compat import (architecture_defaults, build_torchvision_faster_rcnn,
+                                                check_anchor_count, torchvision_settings, torchvision_state_dict)
 from pydetect.models.kmeans import kmeans_anchors
 
 __all__ = ["FasterRCNN"]
@@ -94,9 +101,27 @@ class FasterRCNN(TwoStageEstimator):
         iteration costs about ``image_scale ** 2`` as much; 1.0 because a larger scale lost AP50
         at equal training time (benchmarks/RESULTS.md, "Parameter evidence (moved from the
         docstrings)").
+    min_size, max_size : int (or tuple of int for min_size) or None, default None
+        Torchvision's resize policy, for the torchvision-layout backbones (with ``image_scale``
+        1): each image is resized so that its shorter side is ``min_size``, unless its longer
+        side would then exceed ``max_size`` (:func:`pydetect.models.generalized_rcnn.resized_size`);
+        a tuple of min sizes: training draws one per image, inference uses the last.
+        Boxes are returned in the input's pixels; anchor sizes are then in the resized
+        images' pixels (fitted ones are fitted to the resized boxes). None: no resizing.
+    compat : None or "torchvision", default None
+        "torchvision": the network is torchvision's FasterRCNN on the torchvision-layout
+        backbone, computing its function (anchors on its integer grid, RoIAlign with
+        ``aligned=False``, its two-layer box head of ``representation_size`` without pydetect's
+        pooled-feature branch, its normalisation and padding;
+        :mod:`pydetect.models.torchvision_compat`). ``weights`` may then be a whole
+        torchvision detection model's state dict: its RPN and box head load too, and its
+        class predictor when it has as many classes. :meth:`from_torchvision` sets it.
     anchor_sizes, aspect_ratios : tuple of float, optional
-        Default: fitted to the training boxes (size quantiles; h / w quantiles). Sizes are
-        in the input's pixels.
+        Default: fitted to the training boxes (size quantiles; h / w quantiles); with
+        ``compat="torchvision"``, torchvision's for the backbone. Sizes are
+        in the input's pixels. With a torchvision-layout backbone, one size per pyramid level
+        (finest first), or one tuple of sizes per level (as many on each; torchvision's
+        MobileNetV3 detector has ``((32, 64, 128, 256, 512),) * 3``).
     anchors : None, "kmeans" or (k, 2) array-like, default None
         Anchor shapes in place of sizes x aspect ratios. ``"kmeans"`` clusters the training
         boxes' (width, height) with :func:`pydetect.models.kmeans_anchors` (YOLOv2's
@@ -131,6 +156,8 @@ class FasterRCNN(TwoStageEstimator):
         which have fewer good proposals, are not under-trained; on by default because it raised
         AP50 (benchmarks/RESULTS.md, "Parameter evidence (moved from the docstrings)").
     rpn_pre_nms_top_n, rpn_post_nms_top_n : (train, test) ints, default (1000, 500), (300, 150)
+    rpn_nms_thresh, rpn_score_thresh : float, default 0.7, 0.0
+        The proposals' NMS IoU and minimum objectness probability.
     representation_size : int, default 256
     box_score_thresh, box_nms_thresh, detections_per_img : default 0.05, 0.5, 100
     hflip : bool, default False
@@ -177,11 +204,12 @@ class FasterRCNN(TwoStageEstimator):
     """
 
     def __init__(self, *, backbone="vgg", weights=None, trainable_layers=3, fpn=False, image_scale=1.0,
-                 anchor_sizes=None, aspect_ratios=None,
+                 min_size=None, max_size=None, compat=None, anchor_sizes=None, aspect_ratios=None,
                  anchors=None, pretrain=Pretraining(), train_seconds=780.0, max_iter=7000,
                  batch_size=2, lr=2e-3, ema_decay=None,
                  weight_decay=1e-4, rpn_batch_size_per_image=128, roi_batch_size_per_image=64, balance_objects=True,
-                 rpn_pre_nms_top_n=(1000, 500), rpn_post_nms_top_n=(300, 150), representation_size=256,
+                 rpn_pre_nms_top_n=(1000, 500), rpn_post_nms_top_n=(300, 150), rpn_nms_thresh=0.7,
+                 rpn_score_thresh=0.0, representation_size=256,
                  box_score_thresh=0.05, box_nms_thresh=0.5, detections_per_img=100, hflip=False, scale_jitter=None,
                  augment="default", seed=0, checkpoint_dir=None, resume=True, progress=True, num_threads=None,
                  device="cpu"):
@@ -190,6 +218,9 @@ class FasterRCNN(TwoStageEstimator):
         self.trainable_layers = trainable_layers
         self.fpn = fpn
         self.image_scale = image_scale
+        self.min_size = min_size
+        self.max_size = max_size
+        self.compat = compat
         self.anchor_sizes = anchor_sizes
         self.aspect_ratios = aspect_ratios
         self.anchors = anchors
@@ -205,6 +236,8 @@ class FasterRCNN(TwoStageEstimator):
         self.balance_objects = balance_objects
         self.rpn_pre_nms_top_n = rpn_pre_nms_top_n
         self.rpn_post_nms_top_n = rpn_post_nms_top_n
+        self.rpn_nms_thresh = rpn_nms_thresh
+        self.rpn_score_thresh = rpn_score_thresh
         self.representation_size = representation_size
         self.box_score_thresh = box_score_thresh
         self.box_nms_thresh = box_nms_thresh
@@ -242,6 +275,80 @@ class FasterRCNN(TwoStageEstimator):
             models.load_backbone_weights(backbone, self.weights)
         return backbone
 
+    def _load_head_weights(self, model):
+        # A whole torchvision detection model's weights: its RPN and box head too, and its class
+        # predictor when it has as many classes (else that layer starts fresh: fine-tuning).
+        if self.compat != "torchvision" or self.weights is None:
+            return
+        state = torch.load(self.weights, map_location="cpu", weights_only=True)
+        state = torchvision_state_dict(state)
+        if not any(k.startswith("roi_heads.") for k in state):
+            return  # backbone-only weights (loaded with the backbone)
+        load_weights(model.rpn, state, prefix="rpn.", ignore=())
+        load_weights(model.roi_heads.box_head, state, prefix="roi_heads.box_head.", ignore=())
+        predictor = model.roi_heads.box_predictor
+        theirs = state.get("roi_heads.box_predictor.cls_score.weight")
+        if theirs is not None and tuple(theirs.shape) == tuple(predictor.cls_score.weight.shape):
+            load_weights(predictor, state, prefix="roi_heads.box_predictor.", ignore=())
+
+    @classmethod
+    def from_torchvision(cls, source, class_names=None, **params):
+        """A fitted FasterRCNN computing what a torchvision FasterRCNN computes.
+
+        Parameters
+        ----------
+        source : torchvision FasterRCNN module, its state dict, or a path to one
+            (read with ``torch.load(weights_only=True)``). A module gives its settings
+            (resize, anchors, thresholds); a state dict the defaults of the torchvision
+            detector its keys show (:func:`pydetect.models.torchvision_compat.torchvision_settings`).
+        class_names : list of K str, optional
+            Names of torchvision's labels 1..K, which are pydetect's 0..K-1. Default: the
+            torchvision label numbers as strings ("1", "2", ...).
+        **params
+            Other FasterRCNN parameters (e.g. ``box_score_thresh``, ``device``), overriding
+            the settings read from ``source``.
+
+        Returns
+        -------
+        FasterRCNN
+            With ``compat="torchvision"``, ``model_`` holding ``source``'s weights; ``predict``,
+            ``save`` and ``load`` work as after ``fit``. ``fit`` would train a new network:
+            to fine-tune, pass the weights file as ``weights`` with ``compat="torchvision"``.
+
+        Raises
+        ------
+        ValueError
+            For a detector pydetect does not reproduce (the ``_v2`` layouts, another
+            normalisation), weights that do not fit (naming the keys), or class names
+            that do not match the predictor.
+        """
+        if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+            source = torch.load(source, map_location="cpu", weights_only=True)
+        settings = torchvision_settings(source)
+        state = torchvision_state_dict(source.state_dict() if isinstance(source, torch.nn.Module) else source)
+        num_classes = settings.pop("num_classes")
+        anchor_sizes, ratios = settings.pop("anchor_sizes"), settings.pop("aspect_ratios")
+        settings.update(anchor_sizes=anchor_sizes, aspect_ratios=ratios, compat="torchvision", pretrain=None,
+                        balance_objects=False)
+        settings.update(params)
+        check_anchor_count(state, settings["anchor_sizes"], settings["aspect_ratios"])
+        est = cls(**settings)
+        est._validate_params()
+        if class_names is None:
+            class_names = [str(k) for k in range(1, num_classes + 1)]
+        class_names = [str(c) for c in class_names]
+        if len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names, the model predicts {num_classes} classes")
+        est._prepare(None)
+        with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten
+            model = est._build(est._new_backbone(with_weights=False), num_classes)
+        load_weights(model, state, ignore=())
+        est.model_ = model.eval()
+        est.class_names_ = class_names
+        est.pretrain_accuracy_ = None
+        est.history_ = {"iterations": 0, "source": "torchvision"}
+        return est
+
     def _crop_pretrains(self) -> bool:
         # The torchvision-layout backbones start from weights (or train from scratch end to end).
         return super()._crop_pretrains() and not self._torchvision_layout()
@@ -250,7 +357,25 @@ class FasterRCNN(TwoStageEstimator):
         return float(self.image_scale)
 
     # ------------------------------------------------------------------------- building
+    def _level_sizes(self):
+        """The fitted anchor sizes per pyramid level of a torchvision-layout backbone (one size per
+        level, finest first, or a tuple of sizes per level)."""
+        sizes = self.anchor_sizes_
+        if all(isinstance(s, numbers.Real) for s in sizes):
+            return tuple((float(s),) for s in sorted(sizes))
+        return tuple(tuple(float(v) for v in level) for level in sizes)
+
     def _build(self, backbone, num_classes):
+        if self.compat == "torchvision":
+            return build_torchvision_faster_rcnn(
+                backbone, num_classes, anchor_sizes=self._level_sizes(), aspect_ratios=tuple(self.aspect_ratios_),
+                min_size=self._min_sizes(), max_size=self.max_size, rpn_pre_nms_top_n=tuple(self.rpn_pre_nms_top_n),
+                rpn_post_nms_top_n=tuple(self.rpn_post_nms_top_n), rpn_nms_thresh=self.rpn_nms_thresh,
+                rpn_score_thresh=self.rpn_score_thresh, rpn_batch_size_per_image=self.rpn_batch_size_per_image,
+                roi_batch_size_per_image=self.roi_batch_size_per_image,
+                representation_size=self.representation_size, box_score_thresh=self.box_score_thresh,
+                box_nms_thresh=self.box_nms_thresh, detections_per_img=self.detections_per_img,
+                balance_objects=self.balance_objects)
         # Anchor sizes and shapes are in the input's pixels; the RPN sees images resized by image_scale.
         c = backbone.out_channels
         shapes = self.anchor_shapes_
@@ -277,8 +402,7 @@ class FasterRCNN(TwoStageEstimator):
         if self._torchvision_layout():
             # One anchor size per pyramid level (finest first), every ratio on each; RoIs pooled
             # from the levels below "pool" with torchvision's level rule; ImageNet normalisation.
-            per = tuple((float(s),) for s in sorted(sizes))
-            anchor_gen = models.AnchorGenerator(per, (tuple(ratios),))
+            anchor_gen = models.AnchorGenerator(self._level_sizes(), (tuple(ratios),))
             names = [n for n in backbone.level_names if n != "pool"]
             pooler = ops.MultiScaleRoIAlign(names, 7, 2, canonical_scale=224, canonical_level=4, aligned=True)
             mean, std = models.IMAGENET_MEAN, models.IMAGENET_STD
@@ -293,7 +417,8 @@ class FasterRCNN(TwoStageEstimator):
             anchor_gen, models.RPNHead(c, num_anchors),
             batch_size_per_image=self.rpn_batch_size_per_image,
             pre_nms_top_n={"training": self.rpn_pre_nms_top_n[0], "testing": self.rpn_pre_nms_top_n[1]},
-            post_nms_top_n={"training": self.rpn_post_nms_top_n[0], "testing": self.rpn_post_nms_top_n[1]})
+            post_nms_top_n={"training": self.rpn_post_nms_top_n[0], "testing": self.rpn_post_nms_top_n[1]},
+            nms_thresh=self.rpn_nms_thresh, score_thresh=self.rpn_score_thresh)
         heads = models.RoIHeads(pooler, models.TwoMLPHead(c * 49, self.representation_size, pooled_branch=True),
                                 models.FastRCNNPredictor(self.representation_size + c, num_classes + 1),
                                 batch_size_per_image=self.roi_batch_size_per_image,
@@ -302,7 +427,11 @@ class FasterRCNN(TwoStageEstimator):
                                 balance_objects=self.balance_objects)
         divisible = 32 if (self._uses_fpn() or self.backbone == "resnet18") else 8
         return models.GeneralizedRCNN(backbone, rpn, heads, image_mean=mean, image_std=std, size_divisible=divisible,
-                                      image_scale=self.image_scale)
+                                      image_scale=self.image_scale, min_size=self._min_sizes(), max_size=self.max_size)
+
+    def _min_sizes(self):
+        m = self.min_size
+        return None if m is None else (int(m),) if isinstance(m, numbers.Integral) else tuple(int(v) for v in m)
 
     _checkpoint_name = "faster_rcnn.ckpt"
     _PARAMS = {
@@ -311,17 +440,35 @@ class FasterRCNN(TwoStageEstimator):
         "trainable_layers": Int(minimum=0, maximum=6),
         "fpn": Bool(),
         "image_scale": Real(0, MAX_SCALE, closed="right"),
-        "anchor_sizes": Optional(Sequence(Positive(), min_length=1, of="positive numbers")),
+        "min_size": Optional(OneOf(Int(minimum=1), Sequence(Int(minimum=1), min_length=1, of="integers >= 1"))),
+        "max_size": Optional(Int(minimum=1)),
+        "compat": Optional(Choice("torchvision")),
+        "anchor_sizes": Optional(OneOf(Sequence(Positive(), min_length=1, of="positive numbers"),
+                                       Sequence(Sequence(Positive(), min_length=1, of="positive numbers"),
+                                                min_length=1, of="per-level sequences of positive numbers"))),
         "aspect_ratios": Optional(Sequence(Positive(), min_length=1, of="positive numbers")),
         "anchors": Check(_check_anchor_form, "None, 'kmeans' or a (k, 2) sequence of positive (width, height) "
                                              "anchor shapes"),
         "rpn_batch_size_per_image": Int(minimum=1),
         "rpn_pre_nms_top_n": Check(_check_int_pair, "a pair (training, testing) of integers >= 1"),
         "rpn_post_nms_top_n": Check(_check_int_pair, "a pair (training, testing) of integers >= 1"),
+        "rpn_nms_thresh": Fraction(),
+        "rpn_score_thresh": Fraction(),
     }
 
     def _check_param_combinations(self):
-        if self.weights is not None and not self._torchvision_layout():
+        tv_layout = self._torchvision_layout()
+        if self.compat is not None and not tv_layout:
+            raise ValueError(f"compat={self.compat!r} needs one of {list(models.TORCHVISION_BACKBONES)} as backbone, "
+                             f"got {self.backbone!r}")
+        if self.min_size is not None and not tv_layout:
+            raise ValueError(f"min_size (torchvision's resize policy) needs one of {list(models.TORCHVISION_BACKBONES)} "
+                             f"as backbone (use image_scale with {self.backbone!r})")
+        if self.max_size is not None and self.min_size is None:
+            raise ValueError("max_size caps the longer side of min_size's resize: give min_size too")
+        if self.min_size is not None and self.image_scale != 1.0:
+            raise ValueError("give image_scale or min_size (and max_size), not both")
+        if self.weights is not None and not tv_layout:
             raise ValueError(f"weights are torchvision-format weights for one of {list(models.TORCHVISION_BACKBONES)}, "
                              f"but backbone is {self.backbone!r}")
         if self._torchvision_layout():
@@ -336,6 +483,20 @@ class FasterRCNN(TwoStageEstimator):
         if isinstance(anchors, np.ndarray) and (self.anchor_sizes is not None or self.aspect_ratios is not None):
             raise ValueError("anchors gives the anchor shapes: leave anchor_sizes and aspect_ratios as None")
 
+    def _anchor_targets(self, dataset, targets):
+        """With ``min_size``, the boxes scaled as inference resizes each image (the last min
+        size): anchor sizes are in the resized images' pixels, as torchvision's are."""
+        min_sizes = self._min_sizes()
+        if min_sizes is None:
+            return targets
+        out = []
+        for i, t in enumerate(targets):
+            h, w = dataset.image_size(i) if hasattr(dataset, "image_size") else dataset[i][0].shape[:2]
+            nh, nw = resized_size(int(h), int(w), min_size=min_sizes[-1], max_size=self.max_size)
+            boxes = np.asarray(t["boxes"], np.float64).reshape(-1, 4) * [nw / w, nh / h, nw / w, nh / h]
+            out.append(dict(t, boxes=boxes))
+        return out
+
     def _prepare(self, targets):
         anchors = _check_anchors(self.anchors, self.fpn)
         if isinstance(anchors, np.ndarray):
@@ -343,11 +504,20 @@ class FasterRCNN(TwoStageEstimator):
             self.anchor_sizes_ = self.aspect_ratios_ = None
             return
         levels = self._levels() if self._torchvision_layout() else None
-        if self.anchor_sizes is None or self.aspect_ratios is None:
+        if self.compat == "torchvision":  # torchvision's anchors, which its weights were trained with
+            defaults = architecture_defaults(self.backbone)
+            sizes, ratios = defaults["anchor_sizes"], defaults["aspect_ratios"]
+        elif self.anchor_sizes is None or self.aspect_ratios is None:
             sizes, ratios = fit_anchors(targets, n_sizes=levels or (6 if self.fpn else 4))
-        sizes = tuple(self.anchor_sizes or sizes)
+        sizes = self.anchor_sizes or sizes
+        nested = not all(isinstance(v, numbers.Real) for v in sizes)
+        sizes = tuple(tuple(float(v) for v in level) for level in sizes) if nested else tuple(sizes)
         if levels is not None and len(sizes) != levels:
-            raise ValueError(f"with backbone={self.backbone!r} give {levels} anchor_sizes (one per level), got {sizes}")
+            raise ValueError(f"with backbone={self.backbone!r} give {levels} anchor_sizes (one per level, or one "
+                             f"tuple of sizes per level), got {sizes}")
+        if nested and (levels is None or len({len(level) for level in sizes}) != 1):
+            raise ValueError(f"anchor_sizes per level (tuples) need a torchvision-layout backbone and as many sizes "
+                             f"on every level, got {sizes}")
         if levels is None and self.fpn and len(sizes) != 6:
             raise ValueError(f"with fpn=True give 6 anchor_sizes (2 per level), got {sizes}")
         ratios = tuple(self.aspect_ratios or ratios)

@@ -69,6 +69,15 @@ class TwoStageEstimator(CNNEstimator):
     def _prepare(self, targets):
         pass
 
+    def _load_head_weights(self, model):
+        """Loads pretrained weights of the network beyond its backbone, if the parameters name
+        any (FasterRCNN's whole torchvision detection models)."""
+
+    def _anchor_targets(self, dataset, targets):
+        """The training targets that anchors are fitted to (FasterRCNN's: in the pixels the RPN
+        sees when images are resized by a per-image policy)."""
+        return targets
+
     def _new_backbone(self, with_weights):
         """The backbone module to build the network on (``with_weights``: with any pretrained
         weights the parameters name; a model file's rebuild passes False: its own weights follow)."""
@@ -89,7 +98,7 @@ class TwoStageEstimator(CNNEstimator):
     def _fit(self, dataset, class_names, targets, device):
         torch.manual_seed(self.seed)
         engine.distributed_info(device)  # under torchrun: joins the process group before any collective
-        self._prepare(targets)
+        self._prepare(self._anchor_targets(dataset, targets))
         ckpt_dir = self.checkpoint_dir
         if ckpt_dir is not None:
             os.makedirs(ckpt_dir, exist_ok=True)
@@ -105,6 +114,7 @@ class TwoStageEstimator(CNNEstimator):
                 scale=self._image_scale(), hflip=self.hflip, augment=self.augment, seed=self.seed,
                 progress=self.progress, resume=self.resume, checkpoint_dir=ckpt_dir, device=device)
         model = self._build(backbone, len(class_names))
+        self._load_head_weights(model)
         if self.pretrain_accuracy_ is not None and not fpn:
             # The detector's classifier starts as the crop classifier (pooled-feature branch).
             model.roi_heads.box_predictor.init_from_crop_classifier(crop_fc)

@@ -6,7 +6,8 @@ shapes clustered from the training boxes, :func:`kmeans_anchors`), the Region
 Proposal Network, the RoI heads, the box coder / matcher / balanced sampler they share, and the
 one-stage networks (:class:`YOLOv1Net`, :class:`YOLONet`, :class:`SSDNet` on :class:`DenseDetector`).
 Any torch module returning a dict of feature maps and having ``out_channels`` (e.g. a
-torchvision backbone, if you have it and its weights) can replace the backbones.
+torchvision backbone, if you have it and its weights) can replace the backbones;
+:func:`from_torchvision` turns a torchvision Faster R-CNN into a pydetect network computing the same.
 """
 
 from pydetect.models.anchors import AnchorGenerator
@@ -24,6 +25,7 @@ from pydetect.models.resnet import FrozenBatchNorm2d, ResNet, load_weights, resn
 from pydetect.models.roi_heads import FastRCNNPredictor, RoIHeads, RoIPooler, TwoMLPHead, fastrcnn_loss
 from pydetect.models.rpn import RegionProposalNetwork, RPNHead, smooth_l1
 from pydetect.models.ssd import SSDNet
+from pydetect.models.torchvision_compat import from_torchvision
 from pydetect.models.yolo import YOLONet, YOLOv1Net
 
 __all__ = [
@@ -34,5 +36,5 @@ __all__ = [
     "ResNet", "resnet", "FrozenBatchNorm2d", "resnet_fpn_backbone", "load_weights",
     "MobileNetV3Features", "mobilenet_v3_large_features", "mobilenet_v3_fpn_backbone",
     "IMAGE_MEAN", "IMAGE_STD", "IMAGENET_MEAN", "IMAGENET_STD", "TORCHVISION_BACKBONES", "build_backbone",
-    "load_backbone_weights",
+    "load_backbone_weights", "from_torchvision",
 ]

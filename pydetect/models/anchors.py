@@ -30,11 +30,16 @@ class AnchorGenerator:
         :func:`pydetect.models.kmeans_anchors`). They replace sizes x aspect_ratios, so
         neither may be given with them; ``sizes`` and ``aspect_ratios`` are then None.
 
-    Unlike torchvision, anchors are centred on the cell centre ``(i + 0.5) * stride`` and are
-    not rounded to integers.
+    torchvision_grid : bool, default False
+        False: anchors are centred on the cell centre ``(i + 0.5) * stride`` with
+        ``stride = image size / feature size``, and their corners are not rounded. True:
+        torchvision's grid, for models converted from it: centres at the cell corner
+        ``i * stride`` with the integer ``stride = image size // feature size``, and the
+        origin-centred anchors rounded to integers (half to even) before shifting.
     """
 
-    def __init__(self, sizes=None, aspect_ratios=None, *, shapes=None):
+    def __init__(self, sizes=None, aspect_ratios=None, *, shapes=None, torchvision_grid=False):
+        self.torchvision_grid = bool(torchvision_grid)
         if shapes is not None:
             if sizes is not None or aspect_ratios is not None:
                 raise ValueError("give either shapes or sizes and aspect_ratios, not both")
@@ -88,12 +93,14 @@ class AnchorGenerator:
         if self.shapes is not None:
             wh = torch.tensor(self.shapes[level], dtype=torch.float32, device=device)
             w, h = wh[:, 0], wh[:, 1]
-            return torch.stack([-w, -h, w, h], dim=1) / 2
-        ratios = torch.tensor(self.aspect_ratios[level], dtype=torch.float32, device=device)
-        sizes = torch.tensor(self.sizes[level], dtype=torch.float32, device=device)
-        h = torch.sqrt(ratios)[:, None] * sizes[None, :]
-        w = (1.0 / torch.sqrt(ratios))[:, None] * sizes[None, :]
-        return torch.stack([-w, -h, w, h], dim=2).reshape(-1, 4) / 2
+            cell = torch.stack([-w, -h, w, h], dim=1) / 2
+        else:
+            ratios = torch.tensor(self.aspect_ratios[level], dtype=torch.float32, device=device)
+            sizes = torch.tensor(self.sizes[level], dtype=torch.float32, device=device)
+            h = torch.sqrt(ratios)[:, None] * sizes[None, :]
+            w = (1.0 / torch.sqrt(ratios))[:, None] * sizes[None, :]
+            cell = torch.stack([-w, -h, w, h], dim=2).reshape(-1, 4) / 2
+        return cell.round() if self.torchvision_grid else cell
 
     def grid_anchors(self, feature_shapes, strides, device=None) -> torch.Tensor:
         """Anchors (sum_l H_l W_l A, 4) for feature maps ``(H_l, W_l)`` of given strides, on
@@ -101,9 +108,10 @@ class AnchorGenerator:
         if len(feature_shapes) != self.num_levels:
             raise ValueError(f"{len(feature_shapes)} feature maps for {self.num_levels} anchor levels")
         out = []
+        offset = 0.0 if self.torchvision_grid else 0.5
         for level, ((h, w), (sy, sx)) in enumerate(zip(feature_shapes, strides)):
-            ys = (torch.arange(h, dtype=torch.float32, device=device) + 0.5) * sy
-            xs = (torch.arange(w, dtype=torch.float32, device=device) + 0.5) * sx
+            ys = (torch.arange(h, dtype=torch.float32, device=device) + offset) * sy
+            xs = (torch.arange(w, dtype=torch.float32, device=device) + offset) * sx
             cy, cx = torch.meshgrid(ys, xs, indexing="ij")
             shifts = torch.stack([cx, cy, cx, cy], dim=2).reshape(-1, 1, 4)
             out.append((shifts + self.cell_anchors(level, device)[None]).reshape(-1, 4))
@@ -113,7 +121,10 @@ class AnchorGenerator:
         """Anchors for a padded image batch of ``image_shape`` (H, W) and a list of (N, C, H_l, W_l),
         on the features' device."""
         shapes = [tuple(f.shape[-2:]) for f in features]
-        strides = [(image_shape[0] / h, image_shape[1] / w) for h, w in shapes]
+        if self.torchvision_grid:
+            strides = [(image_shape[0] // h, image_shape[1] // w) for h, w in shapes]
+        else:
+            strides = [(image_shape[0] / h, image_shape[1] / w) for h, w in shapes]
         return self.grid_anchors(shapes, strides, features[0].device)
 
 

@@ -13,7 +13,7 @@ import torch
 
 from pydetect.models.backbones import IMAGE_MEAN, IMAGE_STD, normalize_images
 
-__all__ = ["ImageList", "batch_images"]
+__all__ = ["ImageList", "batch_images", "pad_images"]
 
 
 class ImageList(NamedTuple):
@@ -29,15 +29,22 @@ class ImageList(NamedTuple):
         return int(self.tensor.shape[-2]), int(self.tensor.shape[-1])
 
 
-def batch_images(images, size_divisible, mean=IMAGE_MEAN, std=IMAGE_STD) -> ImageList:
-    """Normalises N (3, H_i, W_i) 0-1 images (:func:`pydetect.models.backbones.normalize_images`)
-    and pads them with zeros (after normalisation, at the bottom and right) into one channels-last
-    (N, 3, H, W) batch, H and W rounded up to multiples of ``size_divisible``."""
+def pad_images(images, size_divisible) -> ImageList:
+    """Zero-pads N (3, H_i, W_i) tensors (at the bottom and right) into one (N, 3, H, W) batch,
+    H and W rounded up to multiples of ``size_divisible``."""
     sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
     d = int(size_divisible)
     h = -(-max(s[0] for s in sizes) // d) * d
     w = -(-max(s[1] for s in sizes) // d) * d
     batch = images[0].new_zeros((len(images), 3, h, w))
     for i, im in enumerate(images):
-        batch[i, :, :im.shape[-2], :im.shape[-1]] = normalize_images(im, mean, std)
-    return ImageList(batch.contiguous(memory_format=torch.channels_last), sizes)
+        batch[i, :, :im.shape[-2], :im.shape[-1]] = im
+    return ImageList(batch, sizes)
+
+
+def batch_images(images, size_divisible, mean=IMAGE_MEAN, std=IMAGE_STD) -> ImageList:
+    """Normalises N (3, H_i, W_i) 0-1 images (:func:`pydetect.models.backbones.normalize_images`)
+    and pads them with zeros (after normalisation; :func:`pad_images`) into one channels-last
+    (N, 3, H, W) batch."""
+    batch = pad_images([normalize_images(im, mean, std) for im in images], size_divisible)
+    return batch._replace(tensor=batch.tensor.contiguous(memory_format=torch.channels_last))

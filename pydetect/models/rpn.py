@@ -108,14 +108,15 @@ class RegionProposalNetwork(nn.Module):
         pre_n, post_n = self.pre_nms_top_n[self._mode()], self.post_nms_top_n[self._mode()]
         levels = torch.cat([torch.full((n,), i, dtype=torch.int64, device=logits.device)
                             for i, n in enumerate(level_sizes)])
+        # Top-k of each level for the whole batch at once (torchvision's order of equal scores).
+        logits = logits.detach()
+        top, start = [], 0
+        for lv_logits in logits.split(level_sizes, 1):
+            top.append(lv_logits.topk(min(pre_n, lv_logits.shape[1]), dim=1).indices + start)
+            start += lv_logits.shape[1]
+        top = torch.cat(top, 1)
         out = []
-        for boxes, scores, (h, w) in zip(proposals, logits.detach(), image_sizes):
-            keep_idx, start = [], 0
-            for n in level_sizes:  # top-k per level
-                k = min(pre_n, n)
-                keep_idx.append(scores[start:start + n].topk(k).indices + start)
-                start += n
-            idx = torch.cat(keep_idx)
+        for boxes, scores, idx, (h, w) in zip(proposals, logits, top, image_sizes):
             boxes, scores, lv = boxes[idx], torch.sigmoid(scores[idx]), levels[idx]
             boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
                                  boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], 1)
