@@ -122,3 +122,21 @@ def test_val_dataset_checks(splits):
     with pytest.raises(TypeError, match="takes no val_dataset"):
         YOLO(progress=False).fit(train, val_dataset=val)
     assert FastRCNN._EVALUATES_DURING_TRAINING
+
+
+def test_fast_rcnn_scores_a_val_dataset_on_proposals_computed_once(splits, tmp_path, monkeypatch):
+    train, val = splits
+    calls = []
+    search = FastRCNN._search
+
+    def counted(self, image, n):
+        calls.append(n)
+        return search(self, image, n)
+    monkeypatch.setattr(FastRCNN, "_search", counted)
+    det = FastRCNN(pretrain=None, max_iter=4, eval_every=2, val_metric="AP50", train_proposals=50, test_proposals=20,
+                   progress=False, num_threads=1, checkpoint_dir=str(tmp_path)).fit(train, val_dataset=val)
+    assert [v["iteration"] for v in det.history_["val"]] == [2, 4]
+    assert calls.count(20) == len(val)  # the validation images' proposals: once, not per evaluation
+    best = max(det.history_["val"], key=lambda v: (v["AP50"], -v["iteration"]))
+    assert det.history_["best"] == best
+    assert coco_evaluate(val, det.predict_batch([im for im, _ in val]))["AP50"] == pytest.approx(best["AP50"])
