@@ -20,7 +20,7 @@ import time
 import pydetect
 from pydetect import data
 from pydetect._validation import check_num_threads, check_real
-from pydetect.bench.detectors import DETECTORS, build_detector, load_splits, recipe, run_detector_benchmark
+from pydetect.bench.detectors import DETECTORS, Splits, build_detector, load_splits, recipe, run_detector_benchmark
 from pydetect.bench.ops import FAMILIES, run_op_benchmarks
 from pydetect.bench.report import format_table
 from pydetect.data import export_coco
@@ -186,10 +186,25 @@ def _add_train(sub):
                        description="Trains DETECTOR with the benchmark's recipe for the dataset (see "
                                    "pydetect.bench.detectors.recipe), saves it to --out (load it with "
                                    "BaseDetector.load or `pydetect detect --model`) and evaluates it on "
-                                   "the evaluation split (--eval-split).")
+                                   "the evaluation split (--eval-split). With --val-dataset, trains on all of "
+                                   "--dataset, scores the model on the validation set during training, keeps "
+                                   "the best weights and reports their AP on it. With --checkpoint-dir, run "
+                                   "the same command again to resume after an interruption.")
     p.add_argument("detector", choices=DETECTORS)
     _add_dataset_arguments(p)
     p.add_argument("--out", required=True, help="model file to write")
+    p.add_argument("--backbone", help="the backbone parameter, e.g. resnet50_fpn (FasterRCNN: vgg, resnet18, "
+                                      "resnet18_fpn, resnet34_fpn, resnet50_fpn, mobilenet_v3_large_fpn)")
+    p.add_argument("--weights", metavar="PATH", help="torchvision-format weights of the backbone (a state dict "
+                                                     "saved with torch.save: classification, backbone or whole "
+                                                     "detection model)")
+    p.add_argument("--val-dataset", metavar="VAL_JSON", help="COCO JSON of a validation set (same categories) "
+                                                            "scored during training (FastRCNN, FasterRCNN)")
+    p.add_argument("--val-images", metavar="DIR", help="image directory of --val-dataset (default: its directory)")
+    p.add_argument("--eval-every", type=int, metavar="N",
+                   help="with --val-dataset: iterations between evaluations (default: at the end only)")
+    p.add_argument("--checkpoint-dir", metavar="DIR", help="checkpoints go here; the same command resumes from them")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if --checkpoint-dir holds a checkpoint")
     p.add_argument("--set", action="append", metavar="PARAM=VALUE",
                    help="override a constructor parameter (Python literal; a setting of a group as "
                         "pretrain__seconds=40), repeatable")
@@ -198,23 +213,78 @@ def _add_train(sub):
     p.set_defaults(func=_run_train)
 
 
+def _train_flags(args) -> dict:
+    """The constructor parameters the train verb's own flags set (None: not given)."""
+    flags = {"backbone": args.backbone, "weights": args.weights, "checkpoint_dir": args.checkpoint_dir,
+             "eval_every": args.eval_every, "resume": False if args.no_resume else None}
+    if args.eval_every is not None and args.val_dataset is None:
+        raise ValueError("--eval-every needs --val-dataset (the validation set it scores)")
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+def _splits_with_val(args):
+    """Splits for --val-dataset: all of a COCO --dataset (or a built-in one's train split) to
+    train on, the validation set to evaluate on."""
+    if args.dataset in _DATASETS:
+        train = load_splits(args.dataset, quick=args.quick, seed=args.seed, n_train=args.n_train, n_eval=1).train
+        kind = args.dataset
+    else:
+        if not args.dataset.endswith(".json") or not os.path.isfile(args.dataset):
+            raise ValueError(f"--dataset must be 'digits', 'faces' or a COCO JSON file, got {args.dataset!r}")
+        train, kind = data.load_coco(args.dataset, args.images), "custom"
+        if args.n_train is not None and args.n_train < len(train):
+            train = train.subset(list(range(args.n_train)))
+    val = data.load_coco(args.val_dataset, args.val_images)
+    if args.n_eval is not None and args.n_eval < len(val):
+        val = val.subset(list(range(args.n_eval)))
+    description = (f"{args.dataset} ({len(train)} train images), validation set {args.val_dataset} "
+                   f"({len(val)} images)")
+    return Splits(train, val, "val", os.path.basename(args.dataset), kind, description)
+
+
+def _report_validation(history) -> None:
+    """The validation curve of a fit with a val_dataset, and the iteration whose weights were kept."""
+    curve = history.get("val") or []
+    if not curve:
+        return
+    print("validation during training: " + ", ".join(
+        f"iteration {v['iteration']} AP {v['AP']:.3f} AP50 {v['AP50']:.3f}" for v in curve))
+    best = history["best"]
+    print(f"kept the weights of iteration {best['iteration']} (val AP {best['AP']:.3f}, AP50 {best['AP50']:.3f})")
+
+
 def _run_train(args) -> int:
     overrides = _parse_settings(args.set, with_detector=False)
-    splits = load_splits(args.dataset, args.images, quick=args.quick, seed=args.seed,
-                         eval_split=args.eval_split, n_train=args.n_train, n_eval=args.n_eval)
-    detector = build_detector(args.detector, {**recipe(args.detector, splits.kind, args.quick), **overrides})
+    flags = _train_flags(args)
+    twice = sorted(set(flags) & set(overrides))
+    if twice:
+        raise ValueError(f"{', '.join(twice)} given both as a flag and with --set: give each once")
+    if args.val_dataset is not None:
+        splits = _splits_with_val(args)
+    else:
+        splits = load_splits(args.dataset, args.images, quick=args.quick, seed=args.seed,
+                             eval_split=args.eval_split, n_train=args.n_train, n_eval=args.n_eval)
+    detector = build_detector(args.detector, {**recipe(args.detector, splits.kind, args.quick), **overrides, **flags})
     if "progress" in detector.get_params():
         detector.progress = not args.no_progress
     print(f"training {detector!r} on {splits.description}", flush=True)
     t0 = time.perf_counter()
-    detector.fit(splits.train)
+    if args.val_dataset is not None:
+        detector.fit(splits.train, val_dataset=splits.evaluation)
+    else:
+        detector.fit(splits.train)
+    history = getattr(detector, "history_", None) or {}
+    if history.get("resumed_from") is not None:
+        print(f"resumed from the checkpoint of iteration {history['resumed_from']} in {detector.checkpoint_dir}")
     print(f"trained in {time.perf_counter() - t0:.1f} s")
+    _report_validation(history)
     detector.save(args.out)
     print(f"wrote {args.out}")
     if not args.no_eval:
         dets = detector.predict_batch([image for image, _ in splits.evaluation])
         coco, voc = coco_evaluate(splits.evaluation, dets), voc_evaluate(splits.evaluation, dets)
-        print(f"{splits.evaluation_split} split ({len(splits.evaluation)} images): COCO AP {coco['AP']:.3f}  AP50 {coco['AP50']:.3f}  "
+        what = "validation set" if args.val_dataset is not None else f"{splits.evaluation_split} split"
+        print(f"{what} ({len(splits.evaluation)} images): COCO AP {coco['AP']:.3f}  AP50 {coco['AP50']:.3f}  "
               f"AP75 {coco['AP75']:.3f}  VOC mAP {voc['mAP']:.3f}")
     return 0
 

@@ -66,10 +66,26 @@ class CNNEstimator(BaseDetector):
             fold_flat_pretraining(params, state, type(default))
         return params, state
 
-    def fit(self, dataset):
-        """Checks the dataset and the parameters, then trains (see the class docstring); returns self."""
+    #: Whether ``fit`` takes a ``val_dataset`` (then ``_fit`` takes it as a keyword).
+    _EVALUATES_DURING_TRAINING = False
+
+    def fit(self, dataset, val_dataset=None):
+        """Checks the dataset and the parameters, then trains (see the class docstring); returns self.
+
+        ``val_dataset``: where the detector supports it (FastRCNN, FasterRCNN), a dataset with
+        the same ``class_names`` scored during training (see their ``eval_every``)."""
         class_names, targets = engine.check_detection_dataset(dataset)
+        extra = {}
+        if val_dataset is not None:
+            if not self._EVALUATES_DURING_TRAINING:
+                raise TypeError(f"{type(self).__name__}.fit takes no val_dataset: evaluate the fitted detector "
+                                "instead (FastRCNN and FasterRCNN evaluate one during training)")
+            val_names, _ = engine.check_detection_dataset(val_dataset)
+            if list(val_names) != list(class_names):
+                raise ValueError(f"val_dataset must have the training set's class_names in the same order: "
+                                 f"got {list(val_names)} for {list(class_names)}")
+            extra["val_dataset"] = val_dataset
         self._validate_params()
         device = engine.resolve_device(self.device)
         with engine.torch_threads(self.num_threads):
-            return self._fit(dataset, class_names, targets, device)
+            return self._fit(dataset, class_names, targets, device, **extra)

@@ -35,8 +35,9 @@ class FastRCNN(TwoStageEstimator):
         proposals) or the paper's RoI max pooling; "align" because max pooling snaps each RoI to
         the stride-8 grid and lost box precision (benchmarks/RESULTS.md, "Parameter evidence
         (moved from the docstrings)").
-    pretrain, batch_size, lr, ema_decay, weight_decay, balance_objects
-        As in :class:`FasterRCNN` (``pretrain``: the default :class:`Pretraining`).
+    pretrain, batch_size, lr, ema_decay, weight_decay, balance_objects, eval_every, val_metric
+        As in :class:`FasterRCNN` (``pretrain``: the default :class:`Pretraining`; with
+        ``fit(dataset, val_dataset)`` the validation images' proposals are computed once).
     train_seconds : float, default 780
         With selective search on the training images and 90 s of pretraining: under a
         15-minute budget on 2 cores for digits_in_clutter's 500 training images.
@@ -67,7 +68,7 @@ class FastRCNN(TwoStageEstimator):
     def __init__(self, *, backbone="vgg", proposal_mode="fast", train_proposals=1000, test_proposals=500,
                  roi_pool="align", pretrain=Pretraining(), train_seconds=780.0,
                  max_iter=8000, batch_size=2, lr=2e-3, ema_decay=None, weight_decay=1e-4, roi_batch_size_per_image=64,
-                 balance_objects=True,
+                 balance_objects=True, eval_every=None, val_metric="AP",
                  representation_size=256, box_score_thresh=0.05, box_nms_thresh=0.5, detections_per_img=100,
                  hflip=False, scale_jitter=None, augment="default", seed=0, checkpoint_dir=None, resume=True,
                  progress=True, num_threads=None, device="cpu"):
@@ -85,6 +86,8 @@ class FastRCNN(TwoStageEstimator):
         self.weight_decay = weight_decay
         self.roi_batch_size_per_image = roi_batch_size_per_image
         self.balance_objects = balance_objects
+        self.eval_every = eval_every
+        self.val_metric = val_metric
         self.representation_size = representation_size
         self.box_score_thresh = box_score_thresh
         self.box_nms_thresh = box_nms_thresh

@@ -94,6 +94,14 @@ class FasterRCNN(TwoStageEstimator):
     trainable_layers : int, default 3
         For a torchvision-layout backbone, how many of its stages train, from the top (ResNet:
         0..5, MobileNetV3: 0..6), as torchvision's detectors count them.
+    freeze_backbone_fraction : float in [0, 1), default 0.0
+        For a torchvision-layout backbone: the whole body (every stage; its batch norm is
+        frozen throughout) stays frozen for this share of the schedule (iterations, or time
+        once it leads: :func:`pydetect.engine.schedule_fraction`) while the pyramid, RPN and
+        box head train from the weights, then the stages ``trainable_layers`` selects train
+        too. The optimiser holds them from the start (their AdamW moments start at the switch)
+        and checkpoints record the switch, so a run resumed after it trains them
+        (``history_["unfrozen_at"]``: the iteration of the switch). 0: they train throughout.
     fpn : bool, default False
     image_scale : float, default 1.0
         Images are resized by this factor inside the model (training and inference; boxes are
@@ -144,6 +152,16 @@ class FasterRCNN(TwoStageEstimator):
     lr, weight_decay : float, default 2e-3, 1e-4
         AdamW; rates above the default erode the pretrained features
         (benchmarks/RESULTS.md, "Parameter evidence (moved from the docstrings)").
+    eval_every : int, optional
+        With ``fit(dataset, val_dataset)``: iterations between evaluations on ``val_dataset``
+        (COCO AP, :func:`pydetect.eval.coco_evaluate`); None evaluates once, when training
+        ends. Each evaluation also writes a checkpoint; its time counts towards
+        ``train_seconds``. Without a ``val_dataset``, nothing is evaluated.
+    val_metric : {"AP", "AP50"}, default "AP"
+        The validation score that picks the weights kept (the best, the earliest on a tie;
+        with ``ema_decay`` the averaged weights are scored and kept): COCO's AP at IoU
+        0.50:0.95 by default, the usual model selection of a fine-tuning run; "AP50" where
+        localisation matters less.
     ema_decay : float in (0, 1) or None, default None
         Keep an exponential moving average of the weights (and batch-norm statistics) and use it
         for inference (:class:`pydetect.engine.WeightAverage`); off by default because
@@ -188,6 +206,13 @@ class FasterRCNN(TwoStageEstimator):
         model moves to ``device`` at its first prediction, and ``FasterRCNN.load(path,
         device="cpu")`` overrides the saved device.
 
+    Methods
+    -------
+    fit(dataset, val_dataset=None)
+        ``val_dataset`` (same ``class_names``): scored during training (``eval_every``), the
+        best weights kept (``val_metric``); the checkpoint holds the scores and the best
+        weights, so a resumed run ends with the same model.
+
     Attributes
     ----------
     model_ : pydetect.models.GeneralizedRCNN
@@ -200,13 +225,16 @@ class FasterRCNN(TwoStageEstimator):
     pretrain_accuracy_ : float or None
         Held-out crop accuracy after pretraining.
     history_ : dict
-        Iterations, seconds, last losses.
+        Iterations, seconds, last losses, ``unfrozen_at``; with a ``val_dataset``, ``"val"``:
+        ``[{"iteration": i, "AP": ..., "AP50": ..., ...}]`` (the 12 COCO stats of each
+        evaluation) and ``"best"``: the entry whose weights ``model_`` holds.
     """
 
     def __init__(self, *, backbone="vgg", weights=None, trainable_layers=3, fpn=False, image_scale=1.0,
                  min_size=None, max_size=None, compat=None, anchor_sizes=None, aspect_ratios=None,
                  anchors=None, pretrain=Pretraining(), train_seconds=780.0, max_iter=7000,
                  batch_size=2, lr=2e-3, ema_decay=None,
+                 freeze_backbone_fraction=0.0, eval_every=None, val_metric="AP",
                  weight_decay=1e-4, rpn_batch_size_per_image=128, roi_batch_size_per_image=64, balance_objects=True,
                  rpn_pre_nms_top_n=(1000, 500), rpn_post_nms_top_n=(300, 150), rpn_nms_thresh=0.7,
                  rpn_score_thresh=0.0, representation_size=256,
@@ -230,6 +258,9 @@ class FasterRCNN(TwoStageEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.ema_decay = ema_decay
+        self.freeze_backbone_fraction = freeze_backbone_fraction
+        self.eval_every = eval_every
+        self.val_metric = val_metric
         self.weight_decay = weight_decay
         self.rpn_batch_size_per_image = rpn_batch_size_per_image
         self.roi_batch_size_per_image = roi_batch_size_per_image
@@ -349,6 +380,12 @@ class FasterRCNN(TwoStageEstimator):
         est.history_ = {"iterations": 0, "source": "torchvision"}
         return est
 
+    def _frozen_schedule(self, model):
+        if not self.freeze_backbone_fraction:
+            return (), 0.0
+        body = [p for p in model.backbone.body.parameters() if p.requires_grad]
+        return body, float(self.freeze_backbone_fraction)
+
     def _crop_pretrains(self) -> bool:
         # The torchvision-layout backbones start from weights (or train from scratch end to end).
         return super()._crop_pretrains() and not self._torchvision_layout()
@@ -438,6 +475,7 @@ class FasterRCNN(TwoStageEstimator):
         "backbone": OneOf(Choice("vgg", "resnet18", *models.TORCHVISION_BACKBONES), MODULE),
         "weights": Optional(Path()),
         "trainable_layers": Int(minimum=0, maximum=6),
+        "freeze_backbone_fraction": Real(0, 1, closed="left"),
         "fpn": Bool(),
         "image_scale": Real(0, MAX_SCALE, closed="right"),
         "min_size": Optional(OneOf(Int(minimum=1), Sequence(Int(minimum=1), min_length=1, of="integers >= 1"))),
@@ -477,6 +515,14 @@ class FasterRCNN(TwoStageEstimator):
                                  "give anchor_sizes (one per level) and aspect_ratios, or leave them None")
             if self.backbone != "mobilenet_v3_large_fpn" and self.trainable_layers > 5:
                 raise ValueError(f"trainable_layers must be in 0..5 for a ResNet, got {self.trainable_layers}")
+            if self.freeze_backbone_fraction > 0 and self.trainable_layers == 0:
+                raise ValueError(f"freeze_backbone_fraction={self.freeze_backbone_fraction} unfreezes the stages "
+                                 "trainable_layers selects, but trainable_layers=0 keeps the whole body frozen: "
+                                 "give trainable_layers >= 1 or freeze_backbone_fraction=0")
+        elif self.freeze_backbone_fraction > 0:
+            raise ValueError(f"freeze_backbone_fraction needs a torchvision-layout backbone (one of "
+                             f"{list(models.TORCHVISION_BACKBONES)}), whose frozen batch norm keeps the body "
+                             f"unchanged while frozen; backbone is {self.backbone!r}")
         if self.fpn and self.backbone == "vgg":
             raise ValueError("fpn=True needs backbone='resnet18' (the VGG-style backbone has one level)")
         anchors = _check_anchors(self.anchors, self.fpn)

@@ -16,6 +16,7 @@ from pydetect._params import Bool, Choice, Fraction, Group, Int, OneOf, Optional
 from pydetect._validation import check_int, check_scale_range
 from pydetect.detectors.cnn import END_TO_END_PARAMS, MODULE, CNNEstimator
 from pydetect.detectors.pretraining import Pretraining
+from pydetect.eval import COCO_STAT_NAMES, coco_evaluate
 from pydetect.models.backbones import build_backbone
 from pydetect.structures import Detections
 
@@ -37,7 +38,15 @@ def backbone_scale(backbone):
 class TwoStageEstimator(CNNEstimator):
     """Fit / predict shared by FastRCNN and FasterRCNN; subclasses give the hooks
     ``_prepare(targets)``, ``_build(backbone, num_classes)``, ``_training_proposals``,
-    ``_test_proposals`` and ``_checkpoint_name``."""
+    ``_test_proposals`` and ``_checkpoint_name``.
+
+    ``fit(dataset, val_dataset)`` scores the network on ``val_dataset`` with COCO AP
+    (:func:`pydetect.eval.coco_evaluate`, the 12 stats) every ``eval_every`` iterations and when
+    training ends, records the curve in ``history_["val"]`` and keeps the weights with the best
+    ``val_metric`` (``history_["best"]``), which the checkpoint holds too, so that a resumed run
+    ends with the same model (:func:`pydetect.engine.train_loop`'s ``evaluate``)."""
+
+    _EVALUATES_DURING_TRAINING = True
 
     _checkpoint_name = "rcnn.ckpt"
     #: 2: the crop-pretraining settings became one ``pretrain`` parameter (CNNEstimator._upgrade).
@@ -56,6 +65,8 @@ class TwoStageEstimator(CNNEstimator):
         "representation_size": Int(minimum=1, maximum=_MAX_REPRESENTATION),
         "box_score_thresh": Fraction(),
         "box_nms_thresh": Fraction(),
+        "eval_every": Optional(Int(minimum=1)),
+        "val_metric": Choice("AP", "AP50"),
     }
 
     def _uses_fpn(self) -> bool:
@@ -94,8 +105,30 @@ class TwoStageEstimator(CNNEstimator):
     def _test_proposals(self, images):
         return None
 
+    def _frozen_schedule(self, model):
+        """(parameters, fraction): parameters frozen until that fraction of the schedule
+        (FasterRCNN's ``freeze_backbone_fraction``); none by default."""
+        return (), 0.0
+
+    def _val_evaluation(self, val_dataset, device, batch_size=4):
+        """The ``evaluate`` callable of :func:`pydetect.engine.train_loop`: the COCO stats of a
+        network on ``val_dataset``, whose images are read ``batch_size`` at a time (a large
+        validation set is never held decoded); FastRCNN's proposals are computed once."""
+        proposals = {}
+
+        def evaluate(model):
+            dets = []
+            for s in range(0, len(val_dataset), batch_size):
+                images = [val_dataset[i][0] for i in range(s, min(s + batch_size, len(val_dataset)))]
+                if s not in proposals:
+                    proposals[s] = self._test_proposals(images)
+                dets += self._run_model(model, images, batch_size, device, proposals[s])
+            stats = coco_evaluate(val_dataset, dets)
+            return {k: stats[k] for k in COCO_STAT_NAMES}
+        return evaluate
+
     # ------------------------------------------------------------------------- training
-    def _fit(self, dataset, class_names, targets, device):
+    def _fit(self, dataset, class_names, targets, device, val_dataset=None):
         torch.manual_seed(self.seed)
         engine.distributed_info(device)  # under torchrun: joins the process group before any collective
         self._prepare(self._anchor_targets(dataset, targets))
@@ -144,10 +177,14 @@ class TwoStageEstimator(CNNEstimator):
             return (ims, ts) if proposals is None else (ims, ts, ps)
 
         ckpt = os.path.join(ckpt_dir, self._checkpoint_name) if ckpt_dir else None
+        evaluate = self._val_evaluation(val_dataset, device) if val_dataset is not None else None
+        frozen, frozen_until = self._frozen_schedule(model)
         self.history_ = engine.train_loop(model, sample_batch, max_iter=self.max_iter, seconds=self.train_seconds,
                                      lr=self.lr, weight_decay=self.weight_decay, seed=self.seed,
                                      checkpoint_path=ckpt, resume=self.resume, progress=self.progress,
-                                     ema_decay=self.ema_decay, desc=type(self).__name__)
+                                     ema_decay=self.ema_decay, desc=type(self).__name__, evaluate=evaluate,
+                                     eval_every=self.eval_every, best_metric=self.val_metric, frozen=frozen,
+                                     frozen_until=frozen_until)
         model.eval()
         self.model_ = model
         self.class_names_ = class_names
@@ -183,17 +220,22 @@ class TwoStageEstimator(CNNEstimator):
         self._check_fitted()
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         device = engine.resolve_device(self.device)
-        images = list(images)
+        return self._run_model(self.model_.to(device), list(images), batch_size, device)
+
+    def _run_model(self, model, images, batch_size, device, proposals=None):
+        """Detections of ``images`` by ``model`` (on ``device``), ``batch_size`` at a time, on
+        ``proposals`` (one tensor per image) or those of :meth:`_test_proposals`."""
         tensors = [engine.image_to_tensor(im) for im in images]
-        self.model_.to(device).eval()
+        model.eval()
         out = []
         with torch.no_grad():
             for s in range(0, len(tensors), batch_size):
                 chunk = [t.to(device) for t in tensors[s:s + batch_size]]
-                props = self._test_proposals(images[s:s + batch_size])
+                props = (self._test_proposals(images[s:s + batch_size]) if proposals is None
+                         else proposals[s:s + batch_size])
                 if props is not None:
                     props = [p.to(device) for p in props]
-                for d in self.model_(chunk, proposals=props):
+                for d in model(chunk, proposals=props):
                     out.append(Detections(d["boxes"].cpu().numpy(), d["scores"].cpu().numpy(),
                                           d["labels"].cpu().numpy()))
         return out
