@@ -605,7 +605,8 @@ void bind_integral_for(py::module_& m) {
       S* pt = tilted ? tl.mutable_data() : nullptr;
       {
         py::gil_scoped_release release;
-        pydetect::integral_image<In, S, double>(src, h, w, w, ps, psq, pt, w + 1);
+        // A caller's table has been written before: large int64 ones are streamed (integral.h).
+        pydetect::integral_image<In, S, double>(src, h, w, w, ps, psq, pt, w + 1, !out_sum.is_none());
       }
       return py::make_tuple(sum, squared ? py::object(sq) : py::object(py::none()),
                             tilted ? py::object(tl) : py::object(py::none()));

@@ -1,6 +1,7 @@
 #include "integral/integral.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -243,6 +244,51 @@ PD_TARGET_AVX2 void row_u32_avx2(const uint8_t* row, int64_t w, const uint32_t* 
   }
 }
 
+// int64 sum tables, rows narrower than kUint32Row (their running sum is exact in uint32): the
+// uint32 scan of row_u32_avx2, widened to uint64 and added to the row above. kStream: the row
+// above is `column` (kept in cache and updated in place) and the row goes to `out` with
+// non-temporal stores (see kStreamBytes); else the row above is `up` and `out` is stored as usual.
+template <bool kStream>
+PD_TARGET_AVX2 void row_u64_avx2(const uint8_t* row, int64_t w, const uint64_t* up, uint64_t* column,
+                                 uint64_t* out) {
+  uint64_t* dst = kStream ? column : out;
+  uint32_t carry0 = 0;
+  int64_t x = 0;
+  for (; x < w && (reinterpret_cast<uintptr_t>(out + x + 1) & 31) != 0; ++x) {
+    carry0 += row[x];
+    dst[x + 1] = up[x + 1] + carry0;
+    if (kStream) out[x + 1] = dst[x + 1];
+  }
+  const __m256i last = _mm256_set1_epi32(7);
+  __m256i c = _mm256_set1_epi32(static_cast<int32_t>(carry0));
+  for (; x + 16 <= w; x += 16) {
+    __m256i a0, a1;
+    scan16_avx2<false>(row + x, a0, a1);
+    const __m256i total = _mm256_permutevar8x32_epi32(a1, last);
+    const __m256i s0 = _mm256_add_epi32(a0, c), s1 = _mm256_add_epi32(a1, c);
+    const __m256i wide[4] = {_mm256_cvtepu32_epi64(_mm256_castsi256_si128(s0)),
+                             _mm256_cvtepu32_epi64(_mm256_extracti128_si256(s0, 1)),
+                             _mm256_cvtepu32_epi64(_mm256_castsi256_si128(s1)),
+                             _mm256_cvtepu32_epi64(_mm256_extracti128_si256(s1, 1))};
+    for (int k = 0; k < 4; ++k) {
+      const __m256i v = _mm256_add_epi64(wide[k], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(up + x + 1 + 4 * k)));
+      if (kStream) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(column + x + 1 + 4 * k), v);
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(out + x + 1 + 4 * k), v);
+      } else {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + x + 1 + 4 * k), v);
+      }
+    }
+    c = _mm256_add_epi32(c, total);
+  }
+  uint32_t carry = static_cast<uint32_t>(_mm256_cvtsi256_si32(c));
+  for (; x < w; ++x) {
+    carry += row[x];
+    dst[x + 1] = up[x + 1] + carry;
+    if (kStream) out[x + 1] = dst[x + 1];
+  }
+}
+
 template <bool kSquare>
 PD_TARGET_AVX2 void row_f64_avx2(const uint8_t* row, int64_t w, const double* up, double* out) {
   const __m256i last = _mm256_set1_epi32(7);
@@ -376,6 +422,38 @@ void table_row_i64(const uint8_t* row, int64_t w, const uint64_t* up, uint64_t* 
   for (int64_t x = 1; x <= w; ++x) out[x] = up[x] + uint64_t(prefix[x]);
 }
 
+// Large int64 sum tables in memory written before (`sum_resident`, a caller's table) are written
+// with non-temporal (streaming) stores: a plain store first
+// reads the line it writes into the cache (read for ownership), so a 134 MB table costs 134 MB of
+// reads on top of its writes, and the next row reads its row above back from memory. Instead the
+// column sums (the row above) stay in a cache-resident row, `column`, updated in place, and each
+// finished row is streamed out. Only past kStreamBytes: a table that fits the caches is read
+// back soonest from them (the caller's next step), which streaming would defeat. Never into
+// fresh pages: the kernel zeroes each on first touch, which leaves its lines in the cache, where
+// plain stores then hit and streaming ones must evict them (4096x4096: 21 ms plain, 40 ms
+// streamed into a new table; 15 ms plain, 7.5 ms streamed into a table written before).
+constexpr int64_t kStreamBytes = int64_t(32) << 20;
+
+void add_prefix_u64(uint64_t* column, const uint32_t* prefix, int64_t w) {
+  for (int64_t x = 1; x <= w; ++x) column[x] += uint64_t(prefix[x]);
+}
+
+template <SimdLevel kLevel>
+void stream_row_u64(const uint64_t* from, uint64_t* to, int64_t n) {
+#if defined(__SSE2__)
+  if constexpr (kLevel != SimdLevel::kScalar) {
+    int64_t x = 0;
+    for (; x < n && (reinterpret_cast<uintptr_t>(to + x) & 15) != 0; ++x) to[x] = from[x];
+    for (; x + 2 <= n; x += 2) {
+      _mm_stream_si128(reinterpret_cast<__m128i*>(to + x), _mm_loadu_si128(reinterpret_cast<const __m128i*>(from + x)));
+    }
+    for (; x < n; ++x) to[x] = from[x];
+    return;
+  }
+#endif
+  std::copy(from, from + n, to);
+}
+
 template <bool kSquare, SimdLevel kLevel>
 void table_row(const uint8_t* row, int64_t w, const double* up, double* out) {
 #if defined(PD_INTEGRAL_AVX2)
@@ -433,16 +511,19 @@ using tilted_acc_t = typename std::conditional<std::is_integral<S>::value, integ
 
 template <SimdLevel kLevel, class S, class Q>
 void integral_u8(const uint8_t* src, int64_t h, int64_t w, int64_t src_stride, S* sum, Q* sqsum,
-                 S* tilted, int64_t out_stride) {
+                 S* tilted, int64_t out_stride, bool sum_resident) {
   static_assert(!std::is_integral<S>::value || sizeof(S) == 4 || sizeof(S) == 8, "32-bit, 64-bit or float64 tables");
   constexpr bool kWide = std::is_integral<S>::value && sizeof(S) == 8;
   using TA = tilted_acc_t<S>;
   // int64 sums: a zero row and the row's running sum in uint32 (table_row_i64).
   std::vector<uint32_t> zeros, prefix;
+  std::vector<uint64_t> column;  // the row above of a streamed table (kStreamBytes)
+  const bool stream = kWide && sum && sum_resident && (h + 1) * (w + 1) * int64_t(sizeof(S)) >= kStreamBytes;
   if (kWide && sum) {
     zeros.assign(static_cast<size_t>(w + 1), 0u);
     prefix.assign(static_cast<size_t>(w + 1), 0u);
   }
+  if (stream) column.assign(static_cast<size_t>(w + 1), 0u);
   TA* tl = reinterpret_cast<TA*>(tilted);
   // One pass for both tables: int32 sum, float64 squares, rows short enough for int32 carries.
   constexpr bool kFusable = kLevel == SimdLevel::kAvx2 && std::is_same<S, int32_t>::value &&
@@ -470,7 +551,26 @@ void integral_u8(const uint8_t* src, int64_t h, int64_t w, int64_t src_stride, S
 #endif
     if (!done) {
       if constexpr (kWide) {
-        if (sum) {
+        bool wide_done = false;
+#if defined(PD_INTEGRAL_AVX2)
+        if constexpr (kLevel == SimdLevel::kAvx2) {
+          if (sum) {
+            uint64_t* out = reinterpret_cast<uint64_t*>(sum + o);
+            if (stream) {
+              row_u64_avx2<true>(row, w, column.data(), column.data(), out);
+            } else {
+              row_u64_avx2<false>(row, w, reinterpret_cast<const uint64_t*>(sum + o - out_stride), nullptr, out);
+            }
+            wide_done = true;
+          }
+        }
+#endif
+        if (wide_done) {
+        } else if (stream) {
+          table_row<false, kLevel>(row, w, zeros.data(), prefix.data());
+          add_prefix_u64(column.data(), prefix.data(), w);
+          stream_row_u64<kLevel>(column.data(), reinterpret_cast<uint64_t*>(sum + o), w + 1);
+        } else if (sum) {
           table_row_i64<false, kLevel>(row, w, reinterpret_cast<const uint64_t*>(sum + o - out_stride),
                                        reinterpret_cast<uint64_t*>(sum + o), zeros.data(), prefix.data());
         }
@@ -491,13 +591,16 @@ void integral_u8(const uint8_t* src, int64_t h, int64_t w, int64_t src_stride, S
       }
     }
   }
+#if defined(__SSE2__)
+  if (stream) _mm_sfence();  // the streamed rows are visible before the caller reads the table
+#endif
 }
 
 }  // namespace
 
 template <class In, class S, class Q>
 void integral_image(const In* src, int64_t h, int64_t w, int64_t src_stride, S* sum, Q* sqsum,
-                    S* tilted, int64_t out_stride) {
+                    S* tilted, int64_t out_stride, bool sum_resident) {
   // uint8 images take the row kernels (SIMD prefix sums). int64 tables (uint8 images whose
   // sum may pass 2^31, from 8.4M pixels on) do too while a row's running sum fits in uint32
   // (table_row_i64); wider rows (16.8M pixels and more) take the generic loops below.
@@ -506,15 +609,15 @@ void integral_image(const In* src, int64_t h, int64_t w, int64_t src_stride, S* 
       const SimdLevel level = simd_level();
 #if defined(PD_INTEGRAL_AVX2)
       if (level == SimdLevel::kAvx2) {
-        integral_u8<SimdLevel::kAvx2, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
+        integral_u8<SimdLevel::kAvx2, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride, sum_resident);
         return;
       }
 #endif
       if (level != SimdLevel::kScalar) {
-        integral_u8<SimdLevel::kSse2, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
+        integral_u8<SimdLevel::kSse2, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride, sum_resident);
         return;
       }
-      integral_u8<SimdLevel::kScalar, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride);
+      integral_u8<SimdLevel::kScalar, S, Q>(src, h, w, src_stride, sum, sqsum, tilted, out_stride, sum_resident);
       return;
     }
   }
@@ -577,19 +680,19 @@ void integral_image(const In* src, int64_t h, int64_t w, int64_t src_stride, S* 
 }
 
 template void integral_image<uint8_t, int32_t, double>(const uint8_t*, int64_t, int64_t, int64_t,
-                                                        int32_t*, double*, int32_t*, int64_t);
+                                                        int32_t*, double*, int32_t*, int64_t, bool);
 template void integral_image<uint8_t, int64_t, double>(const uint8_t*, int64_t, int64_t, int64_t,
-                                                        int64_t*, double*, int64_t*, int64_t);
+                                                        int64_t*, double*, int64_t*, int64_t, bool);
 template void integral_image<uint8_t, double, double>(const uint8_t*, int64_t, int64_t, int64_t,
-                                                       double*, double*, double*, int64_t);
+                                                       double*, double*, double*, int64_t, bool);
 template void integral_image<uint8_t, int32_t, int32_t>(const uint8_t*, int64_t, int64_t, int64_t,
-                                                         int32_t*, int32_t*, int32_t*, int64_t);
+                                                         int32_t*, int32_t*, int32_t*, int64_t, bool);
 template void integral_image<uint8_t, int32_t, uint32_t>(const uint8_t*, int64_t, int64_t,
                                                           int64_t, int32_t*, uint32_t*, int32_t*,
-                                                          int64_t);
+                                                          int64_t, bool);
 template void integral_image<float, double, double>(const float*, int64_t, int64_t, int64_t,
-                                                     double*, double*, double*, int64_t);
+                                                     double*, double*, double*, int64_t, bool);
 template void integral_image<double, double, double>(const double*, int64_t, int64_t, int64_t,
-                                                      double*, double*, double*, int64_t);
+                                                      double*, double*, double*, int64_t, bool);
 
 }  // namespace pydetect

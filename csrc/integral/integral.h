@@ -93,8 +93,12 @@ HOST_DEVICE T rect_sum(const T* table, const int32_t* o) {
 // pointer skips that table. Usable on any raw buffer (a window of a larger image, a pyramid
 // level). Supported types: In uint8_t with S int32_t / int64_t / double and Q double /
 // int32_t / uint32_t (S = int64_t: Q = double only); In float or double with S = Q = double.
+// `sum_resident`: the sum table's memory was written before (a caller's array used again), not
+// fresh pages: a large int64 sum table is then written with non-temporal stores (integral.cpp,
+// kStreamBytes), which halves the time into such memory but doubles it into fresh pages, whose
+// lines the kernel has just zeroed into the cache.
 template <class In, class S, class Q>
 void integral_image(const In* src, int64_t h, int64_t w, int64_t src_stride, S* sum, Q* sqsum,
-                    S* tilted, int64_t out_stride);
+                    S* tilted, int64_t out_stride, bool sum_resident = false);
 
 }  // namespace pydetect

@@ -103,3 +103,19 @@ def test_int64_default_past_int32():
     sf, tf = ops.integral_image(img, tilted=True, dtype=np.float64)
     np.testing.assert_array_equal(s, sf.astype(np.int64))
     np.testing.assert_array_equal(t, tf.astype(np.int64))
+
+
+@pytest.mark.parametrize("width", [2047, 2064, 2065, 2081])
+@pytest.mark.parametrize("offset", [0, 1, 3])
+def test_streamed_int64_tables_into_any_alignment(rng, width, offset):
+    # int64 tables of 32 MB and more are streamed out row by row (non-temporal stores from
+    # 32-byte aligned addresses, scalar steps before and after) from column sums kept in cache:
+    # the same table whatever the width's tail and wherever the caller's rows start (out= at
+    # 8 * offset bytes past an aligned buffer).
+    h = (32 << 20) // (8 * (width + 1)) + 3
+    img = rng.integers(0, 256, (h, width), dtype=np.uint8)
+    buf = np.empty((h + 1) * (width + 1) + offset, np.int64)
+    out = buf[offset:].reshape(h + 1, width + 1)
+    got = ops.integral_image(img, dtype=np.int64, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, _cumsum_tables(img)[0])
