@@ -105,6 +105,10 @@ namespace {
 
 constexpr float kThresholdEps = 1e-5f;  // OpenCV's THRESHOLD_EPS, subtracted in float
 
+// Haar trees with more nodes per tree are not batched (the four-window path evaluates every
+// node of a tree and selects among 2^nodes leaves).
+constexpr int kMaxBatchedNodes = 4;
+
 struct Stump {
   int32_t feature;
   float threshold;
@@ -148,6 +152,11 @@ struct Engine {
   std::vector<HaarStump> haar_stump;      // Haar cascades of stumps
   std::vector<LbpStump> lbp_stump;        // LBP cascades of stumps
   std::vector<HaarNode> haar_node;        // Haar cascades of trees, all nodes in order
+  // Haar trees, per tree in order: the leaf value reached for each combination of its nodes'
+  // outcomes (2^nodes entries, bit j set: node j sends left), so that four windows select
+  // their leaves with vector blends instead of walking the tree one window at a time.
+  std::vector<float> tree_outcome_leaf;
+  std::vector<int32_t> tree_outcome_begin;  // (trees + 1): each tree's first entry
   const Model* model = nullptr;
   bool stumps = false;
   std::vector<float> stage_threshold;
@@ -224,6 +233,22 @@ Engine make_engine(const Model& m, int64_t stride, int64_t tilted_offset, int64_
         h.child[0] = m.node_right[i];
         h.child[1] = m.node_left[i];
         e.haar_node.push_back(h);
+      }
+      // The outcome tables (only for trees the four-window path takes: 2^nodes entries).
+      if (m.max_nodes_per_tree() <= kMaxBatchedNodes) {
+        size_t node = 0, leaf = 0;
+        for (const int32_t n : m.weak_num_nodes) {
+          e.tree_outcome_begin.push_back(static_cast<int32_t>(e.tree_outcome_leaf.size()));
+          for (int32_t mask = 0; mask < (1 << n); ++mask) {
+            const int32_t reached = boosting::descend_tree([&](int32_t k) {
+              return (mask >> k) & 1 ? m.node_left[node + k] : m.node_right[node + k];
+            });
+            e.tree_outcome_leaf.push_back(m.leaves[leaf + reached]);
+          }
+          node += n;
+          leaf += n + 1;
+        }
+        e.tree_outcome_begin.push_back(static_cast<int32_t>(e.tree_outcome_leaf.size()));
       }
     }
     for (const Stump& st : e.stump) {
@@ -342,7 +367,6 @@ inline int run_lbp_stumps(const Engine& e, const int32_t* p, double* sum, int fi
 
 // The cascades the four-window path handles (others scan one window at a time).
 enum class Batch { kNone, kHaarStumps, kHaarTrees, kLbpStumps };
-constexpr int kMaxBatchedNodes = 4;  // Haar trees with more nodes per tree are not batched
 
 inline Batch batch_kind(const Engine& e) {
   const Model& m = *e.model;
@@ -444,18 +468,37 @@ inline v4f haar_value_x4(const int32_t (*ofs)[4], const float* weight, const int
   return v * scale;
 }
 
-// The leaves {right, left} of a stump chosen per lane by `left` (-1: leaf[1]), widened to
-// double and added to the running sums lo (lanes 0, 1) and hi (lanes 2, 3): each lane adds
-// its float leaf in double, in stump order, as the one-window loops do.
-inline void add_leaves_x4(v4i left, float right_leaf, float left_leaf, v2d* lo, v2d* hi) {
-  int32_t lb, rb;
-  std::memcpy(&lb, &left_leaf, sizeof(lb));
-  std::memcpy(&rb, &right_leaf, sizeof(rb));
-  const v4i bits = (left & lb) | (~left & rb);
-  v4f leaf;
-  std::memcpy(&leaf, &bits, sizeof(leaf));
+// Per lane, `if_true` where `mask` is -1 and `if_false` where it is 0 (bitwise: exact floats).
+inline v4f select_x4(v4i mask, v4f if_true, v4f if_false) {
+  v4i t, f;
+  std::memcpy(&t, &if_true, sizeof(t));
+  std::memcpy(&f, &if_false, sizeof(f));
+  const v4i bits = (mask & t) | (~mask & f);
+  v4f out;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+
+// Adds each lane's float leaf, widened to double, to the running sums lo (lanes 0, 1) and hi
+// (lanes 2, 3): each lane adds its leaf in double, in tree order, as the one-window loops do.
+inline void add_leaves_x4(v4f leaf, v2d* lo, v2d* hi) {
   *lo += __builtin_convertvector(__builtin_shufflevector(leaf, leaf, 0, 1), v2d);
   *hi += __builtin_convertvector(__builtin_shufflevector(leaf, leaf, 2, 3), v2d);
+}
+
+inline v4f splat_x4(float v) { return v4f{v, v, v, v}; }
+
+// The leaf each lane reaches in a tree of N nodes: left[j] is node j's outcome per lane (-1:
+// left), outcome_leaf[mask] the leaf reached when node j's outcome is bit j of mask (the
+// Engine's table, built with descend_tree). A binary tree of 2^N - 1 blends over the
+// outcome bits, highest node first, leaves the selected entry in v[0].
+template <int N>
+inline v4f tree_leaf_x4(const v4i* left, const float* outcome_leaf) {
+  v4f v[1 << N];
+  for (int mask = 0; mask < (1 << N); ++mask) v[mask] = splat_x4(outcome_leaf[mask]);
+  for (int j = N - 1; j >= 0; --j)
+    for (int mask = 0; mask < (1 << j); ++mask) v[mask] = select_x4(left[j], v[mask | (1 << j)], v[mask]);
+  return v[0];
 }
 
 // Stage si's sums of four windows: Haar stumps.
@@ -467,33 +510,45 @@ inline void haar_stump_stage_x4(const Engine& e, int si, const int32_t* p0, v4f 
   for (; st != end; ++st) {
     const v4i left = haar_value_x4<Step>(st->ofs, st->weight, p0, scale) < st->threshold;  // -1: leaf[1]
     // the leaves are floats (widened to double exactly): blend floats, widen after
-    add_leaves_x4(left, static_cast<float>(st->leaf[0]), static_cast<float>(st->leaf[1]), &lo, &hi);
+    add_leaves_x4(select_x4(left, splat_x4(static_cast<float>(st->leaf[1])), splat_x4(static_cast<float>(st->leaf[0]))),
+                  &lo, &hi);
   }
   sums[0] = lo[0], sums[1] = lo[1], sums[2] = hi[0], sums[3] = hi[1];
 }
 
-// Stage si's sums of four windows: Haar trees. Every node of a tree is evaluated for the
-// four windows at once (at most kMaxBatchedNodes); each window then walks its own path.
+// The leaf of one tree of N nodes for four windows: every node evaluated in the four lanes,
+// then each lane's leaf selected branch-free.
+template <int Step, int N>
+inline v4f haar_tree_leaf_x4(const HaarNode* nodes, const float* outcome_leaf, const int32_t* p0, v4f scale) {
+  v4i left[N];
+  for (int j = 0; j < N; ++j)
+    left[j] = haar_value_x4<Step>(nodes[j].ofs, nodes[j].weight, p0, scale) < nodes[j].threshold;
+  return tree_leaf_x4<N>(left, outcome_leaf);
+}
+
+// Stage si's sums of four windows: Haar trees (at most kMaxBatchedNodes nodes each; the switch
+// on the node count is predictable, a cascade's trees usually all having the same size).
 template <int Step>
 inline void haar_tree_stage_x4(const Engine& e, int si, const int32_t* p0, v4f scale, double* sums) {
-  const Model& m = *e.model;
+  const int32_t* n_nodes = e.model->weak_num_nodes.data();
   const int w0 = e.weak_begin[si], w1 = e.weak_begin[si + 1];
   const HaarNode* nodes = e.haar_node.data() + e.node_begin[si];
-  const float* leaves = m.leaves.data() + e.node_begin[si] + w0;
-  double acc[kLanes] = {0., 0., 0., 0.};
+  const float* outcome_leaf = e.tree_outcome_leaf.data() + e.tree_outcome_begin[w0];
+  v2d lo = {0., 0.}, hi = {0., 0.};
   for (int w = w0; w < w1; ++w) {
-    const int n_nodes = m.weak_num_nodes[w];
-    int32_t left[kMaxBatchedNodes][kLanes];
-    for (int j = 0; j < n_nodes; ++j) {
-      const v4i l = haar_value_x4<Step>(nodes[j].ofs, nodes[j].weight, p0, scale) < nodes[j].threshold;
-      std::memcpy(left[j], &l, sizeof(l));
+    const int n = n_nodes[w];
+    v4f leaf;
+    switch (n) {
+      case 1: leaf = haar_tree_leaf_x4<Step, 1>(nodes, outcome_leaf, p0, scale); break;
+      case 2: leaf = haar_tree_leaf_x4<Step, 2>(nodes, outcome_leaf, p0, scale); break;
+      case 3: leaf = haar_tree_leaf_x4<Step, 3>(nodes, outcome_leaf, p0, scale); break;
+      default: leaf = haar_tree_leaf_x4<Step, kMaxBatchedNodes>(nodes, outcome_leaf, p0, scale); break;
     }
-    for (int k = 0; k < kLanes; ++k)
-      acc[k] += leaves[boosting::descend_tree([&](int32_t j) { return nodes[j].child[left[j][k] != 0]; })];
-    nodes += n_nodes;
-    leaves += n_nodes + 1;
+    add_leaves_x4(leaf, &lo, &hi);
+    nodes += n;
+    outcome_leaf += 1 << n;
   }
-  for (int k = 0; k < kLanes; ++k) sums[k] = acc[k];
+  sums[0] = lo[0], sums[1] = lo[1], sums[2] = hi[0], sums[3] = hi[1];
 }
 
 // lbp_code of four windows.
@@ -535,6 +590,11 @@ inline void stage_sums_x4(const Engine& e, int si, const int32_t* p0, v4f scale,
   else lbp_stump_stage_x4<Step>(e, si, p0, sums);
 }
 
+// The four windows run their stages together while at least this many are alive; a window
+// still alive after that finishes alone.
+template <Batch K>
+constexpr int kMinAlive = K == Batch::kHaarTrees ? 1 : 2;
+
 // One row of windows, four at a time, with OpenCV's rules: a flat window is skipped (-1), a
 // window rejected by the first stage also skips the next position (0).
 template <int Step, Batch K, class Emit>
@@ -557,7 +617,7 @@ inline void scan_row_x4(const Engine& e, const int32_t* row, int work_w, const E
     }
     v4f scale;
     std::memcpy(&scale, vnf, sizeof(scale));
-    for (int si = 0; si < n_stages && n_alive >= 2; ++si) {
+    for (int si = 0; si < n_stages && n_alive >= kMinAlive<K>; ++si) {
       double s[kLanes];
       stage_sums_x4<Step, K>(e, si, p0, scale, s);
       for (int k = 0; k < kLanes; ++k) {
