@@ -354,7 +354,7 @@ inline int run_lbp_stumps(const Engine& e, const int32_t* p, double* sum, int fi
     const LbpStump* end = s + n_weak[si];
     for (; s != end; ++s) {
       const int c = lbp_code(s->feature, p);
-      tmp += s->leaf[(s->subset[c >> 5] >> (c & 31)) & 1];
+      tmp += s->leaf[lbp_subset_bit(s->subset[c >> 5], c)];
     }
     if (tmp < e.stage_threshold[si]) {
       *sum = tmp;
@@ -415,6 +415,7 @@ typedef int32_t v4i __attribute__((vector_size(16)));
 typedef float v4f __attribute__((vector_size(16)));
 typedef float v2f __attribute__((vector_size(8)));
 typedef double v2d __attribute__((vector_size(16)));
+typedef int64_t v2l __attribute__((vector_size(16)));
 constexpr int kLanes = 4;
 
 inline v4u load4(const int32_t* p) {
@@ -503,7 +504,7 @@ inline v4f tree_leaf_x4(const v4i* left, const float* outcome_leaf) {
 
 // Stage si's sums of four windows: Haar stumps.
 template <int Step>
-inline void haar_stump_stage_x4(const Engine& e, int si, const int32_t* p0, v4f scale, double* sums) {
+inline void haar_stump_stage_x4(const Engine& e, int si, const int32_t* p0, v4f scale, v2d* sums_lo, v2d* sums_hi) {
   v2d lo = {0., 0.}, hi = {0., 0.};
   const HaarStump* st = e.haar_stump.data() + e.weak_begin[si];
   const HaarStump* end = e.haar_stump.data() + e.weak_begin[si + 1];
@@ -513,7 +514,7 @@ inline void haar_stump_stage_x4(const Engine& e, int si, const int32_t* p0, v4f 
     add_leaves_x4(select_x4(left, splat_x4(static_cast<float>(st->leaf[1])), splat_x4(static_cast<float>(st->leaf[0]))),
                   &lo, &hi);
   }
-  sums[0] = lo[0], sums[1] = lo[1], sums[2] = hi[0], sums[3] = hi[1];
+  *sums_lo = lo, *sums_hi = hi;
 }
 
 // The leaf of one tree of N nodes for four windows: every node evaluated in the four lanes,
@@ -529,7 +530,7 @@ inline v4f haar_tree_leaf_x4(const HaarNode* nodes, const float* outcome_leaf, c
 // Stage si's sums of four windows: Haar trees (at most kMaxBatchedNodes nodes each; the switch
 // on the node count is predictable, a cascade's trees usually all having the same size).
 template <int Step>
-inline void haar_tree_stage_x4(const Engine& e, int si, const int32_t* p0, v4f scale, double* sums) {
+inline void haar_tree_stage_x4(const Engine& e, int si, const int32_t* p0, v4f scale, v2d* sums_lo, v2d* sums_hi) {
   const int32_t* n_nodes = e.model->weak_num_nodes.data();
   const int w0 = e.weak_begin[si], w1 = e.weak_begin[si + 1];
   const HaarNode* nodes = e.haar_node.data() + e.node_begin[si];
@@ -548,26 +549,25 @@ inline void haar_tree_stage_x4(const Engine& e, int si, const int32_t* p0, v4f s
     nodes += n;
     outcome_leaf += 1 << n;
   }
-  sums[0] = lo[0], sums[1] = lo[1], sums[2] = hi[0], sums[3] = hi[1];
+  *sums_lo = lo, *sums_hi = hi;
 }
 
 // lbp_code of four windows.
 template <int Step>
 inline v4i lbp_code_x4(const CompiledLbp& f, const int32_t* p0) {
-  auto block = [&](const int* b) {
-    const int32_t o[4] = {f.corner[b[0]], f.corner[b[1]], f.corner[b[2]], f.corner[b[3]]};
-    return as_signed(rect4<Step>(p0, o));
-  };
-  const v4i c = block(kLbpCentre);
+  v4u t[16], block[9];
+  for (int k = 0; k < 16; ++k) t[k] = lanes<Step>(p0 + f.corner[k]);
+  lbp_block_sums(t, block);
+  const v4i c = as_signed(block[0]);
   v4i code = {0, 0, 0, 0};
-  for (int i = 0; i < 8; ++i) code |= (block(kLbpOuter[i]) >= c) & (128 >> i);
+  for (int i = 0; i < 8; ++i) code |= (as_signed(block[1 + i]) >= c) & (128 >> i);
   return code;
 }
 
 // Stage si's sums of four windows: LBP stumps. The subset lookup and the leaf's addition stay
 // per lane (a vector blend of the looked-up bits measured slower: the lookup is a gather).
 template <int Step>
-inline void lbp_stump_stage_x4(const Engine& e, int si, const int32_t* p0, double* sums) {
+inline void lbp_stump_stage_x4(const Engine& e, int si, const int32_t* p0, v2d* sums_lo, v2d* sums_hi) {
   const LbpStump* st = e.lbp_stump.data() + e.weak_begin[si];
   const LbpStump* end = e.lbp_stump.data() + e.weak_begin[si + 1];
   double acc[kLanes] = {0., 0., 0., 0.};
@@ -577,17 +577,45 @@ inline void lbp_stump_stage_x4(const Engine& e, int si, const int32_t* p0, doubl
     std::memcpy(code, &cv, sizeof(code));
     for (int k = 0; k < kLanes; ++k) {
       const int c = code[k];
-      acc[k] += st->leaf[(st->subset[c >> 5] >> (c & 31)) & 1];
+      acc[k] += st->leaf[lbp_subset_bit(st->subset[c >> 5], c)];
     }
   }
-  for (int k = 0; k < kLanes; ++k) sums[k] = acc[k];
+  const v2d lo = {acc[0], acc[1]}, hi = {acc[2], acc[3]};
+  *sums_lo = lo, *sums_hi = hi;
 }
 
 template <int Step, Batch K>
-inline void stage_sums_x4(const Engine& e, int si, const int32_t* p0, v4f scale, double* sums) {
-  if (K == Batch::kHaarStumps) haar_stump_stage_x4<Step>(e, si, p0, scale, sums);
-  else if (K == Batch::kHaarTrees) haar_tree_stage_x4<Step>(e, si, p0, scale, sums);
-  else lbp_stump_stage_x4<Step>(e, si, p0, sums);
+inline void stage_sums_x4(const Engine& e, int si, const int32_t* p0, v4f scale, v2d* lo, v2d* hi) {
+  if (K == Batch::kHaarStumps) haar_stump_stage_x4<Step>(e, si, p0, scale, lo, hi);
+  else if (K == Batch::kHaarTrees) haar_tree_stage_x4<Step>(e, si, p0, scale, lo, hi);
+  else lbp_stump_stage_x4<Step>(e, si, p0, lo, hi);
+}
+
+// A lane mask (-1 / 0 per int32 lane) as masks of the double lanes 0, 1 and 2, 3, and back.
+inline void widen_mask_x4(v4i mask, v2l* lo, v2l* hi) {
+  const v4i l = __builtin_shufflevector(mask, mask, 0, 0, 1, 1), h = __builtin_shufflevector(mask, mask, 2, 2, 3, 3);
+  std::memcpy(lo, &l, sizeof(l));
+  std::memcpy(hi, &h, sizeof(h));
+}
+inline v4i narrow_mask_x4(v2l lo, v2l hi) {
+  v4i l, h;
+  std::memcpy(&l, &lo, sizeof(l));
+  std::memcpy(&h, &hi, sizeof(h));
+  return __builtin_shufflevector(l, h, 0, 2, 4, 6);
+}
+inline v2d select_x2(v2l mask, v2d if_true, v2d if_false) {
+  v2l t, f;
+  std::memcpy(&t, &if_true, sizeof(t));
+  std::memcpy(&f, &if_false, sizeof(f));
+  const v2l bits = (mask & t) | (~mask & f);
+  v2d out;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+// Number of lanes set in a lane mask.
+inline int count_x4(v4i mask) {
+  const v4i a = mask + __builtin_shufflevector(mask, mask, 2, 3, 0, 1);
+  return -(a[0] + a[1]);
 }
 
 // The four windows run their stages together while at least this many are alive; a window
@@ -606,31 +634,33 @@ inline void scan_row_x4(const Engine& e, const int32_t* row, int work_w, const E
     const int n = std::min(kLanes, (work_w - x + Step - 1) / Step);  // lanes inside the row
     float vnf[kLanes] = {1.f, 1.f, 1.f, 1.f};
     if (K != Batch::kLbpStumps) haar_norm_factor_x4<Step>(e, p0, vnf);
-    int passed[kLanes];  // stages passed so far; -1: flat
-    bool alive[kLanes];
-    double sum[kLanes] = {0., 0., 0., 0.};
-    int n_alive = 0;
+    // The stage bookkeeping of the four lanes is vector code, without a branch per lane (a
+    // lane's pass or fail is data: a branch on it is mispredicted often).
+    v4i passed_v, alive_v;  // stages passed so far (-1: flat); -1 while alive
     for (int k = 0; k < kLanes; ++k) {
-      passed[k] = vnf[k] == 0.f ? -1 : 0;
-      alive[k] = k < n && vnf[k] != 0.f;
-      n_alive += alive[k];
+      passed_v[k] = vnf[k] == 0.f ? -1 : 0;
+      alive_v[k] = k < n && vnf[k] != 0.f ? -1 : 0;
     }
+    int n_alive = count_x4(alive_v);
+    v2d sum_lo = {0., 0.}, sum_hi = {0., 0.};  // each lane's last stage sum
     v4f scale;
     std::memcpy(&scale, vnf, sizeof(scale));
     for (int si = 0; si < n_stages && n_alive >= kMinAlive<K>; ++si) {
-      double s[kLanes];
-      stage_sums_x4<Step, K>(e, si, p0, scale, s);
-      for (int k = 0; k < kLanes; ++k) {
-        if (!alive[k]) continue;
-        sum[k] = s[k];
-        if (s[k] < e.stage_threshold[si]) {
-          alive[k] = false;
-          --n_alive;
-        } else {
-          passed[k] = si + 1;
-        }
-      }
+      v2d lo, hi;
+      stage_sums_x4<Step, K>(e, si, p0, scale, &lo, &hi);
+      v2l alive_lo, alive_hi;
+      widen_mask_x4(alive_v, &alive_lo, &alive_hi);
+      sum_lo = select_x2(alive_lo, lo, sum_lo);
+      sum_hi = select_x2(alive_hi, hi, sum_hi);
+      const v2d threshold = {e.stage_threshold[si], e.stage_threshold[si]};
+      alive_v &= ~narrow_mask_x4(lo < threshold, hi < threshold);  // rejected: s < threshold
+      passed_v -= alive_v;  // passed stage si: si + 1
+      n_alive = count_x4(alive_v);
     }
+    int passed[kLanes];
+    bool alive[kLanes];
+    const double sum[kLanes] = {sum_lo[0], sum_lo[1], sum_hi[0], sum_hi[1]};
+    for (int k = 0; k < kLanes; ++k) passed[k] = passed_v[k], alive[k] = alive_v[k] != 0;
     int k = 0;
     while (k < n) {
       if (passed[k] < 0) {
@@ -706,7 +736,7 @@ inline int run_window(const Engine& e, const int32_t* p, double* sum) {
   const CompiledLbp* lbp = e.lbp.data();
   const int32_t* subsets = m.node_subset.data();
   auto in_subset = [&](int node, int c) {
-    return (subsets[node * 8 + (c >> 5)] & (1 << (c & 31))) != 0;
+    return lbp_subset_bit(subsets[node * 8 + (c >> 5)], c) != 0;
   };
   if (e.stumps) return run_lbp_stumps(e, p, sum);
   return run_trees(e, [&](int node) {
