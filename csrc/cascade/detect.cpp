@@ -139,7 +139,7 @@ struct HaarNode {
 struct LbpStump {
   CompiledLbp feature;
   int32_t subset[8];
-  float leaf[2];  // {right, left}: left when bit `code` of the subset is set
+  double leaf[2];  // {right, left}: left when bit `code` of the subset is set (widened once, exact)
 };
 
 // A Haar feature inline in a stump or node (int32 corner offsets of its three rectangles).
