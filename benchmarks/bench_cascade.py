@@ -1,5 +1,6 @@
 """Cascade detection benchmark: pydetect's CascadeDetector vs cv2.CascadeClassifier
-(Haar frontalface_default and skimage's LBP face cascade) and skimage.feature.Cascade (LBP).
+(Haar frontalface_default, the Haar tree cascades frontalface_alt2 and eye_tree_eyeglasses,
+skimage's LBP face cascade) and skimage.feature.Cascade (LBP).
 
     python benchmarks/bench_cascade.py [--record] [--threads 1 2] [--quick]
 
@@ -64,10 +65,10 @@ def main():
     for (w, h) in sizes:
         img = test_image(w, h)
         cases = [("haar frontalface_default", haar, haar), ("lbp frontalface", lbp_src, lbp_fixed)]
-        if w == 640:  # tree cascades (2- and 3-node trees, tilted features), smaller image only
-            for extra in ("haarcascade_frontalface_alt2.xml", "haarcascade_eye_tree_eyeglasses.xml"):
-                p = os.path.join(cv2.data.haarcascades, extra)
-                cases.append(("haar " + extra[len("haarcascade_"):-4] + " (trees)", p, p))
+        # tree cascades (2- and 3-node trees, tilted features)
+        for extra in ("haarcascade_frontalface_alt2.xml", "haarcascade_eye_tree_eyeglasses.xml"):
+            p = os.path.join(cv2.data.haarcascades, extra)
+            cases.append(("haar " + extra[len("haarcascade_"):-4] + " (trees)", p, p))
         for name, ours_path, cv_path in cases:
             det = CascadeDetector(ours_path)
             cc = cv2.CascadeClassifier(cv_path)
@@ -106,8 +107,11 @@ def main():
             "Where the speed comes from: features compiled inline into the stumps / nodes in "
             "evaluation order (int32 offsets into one packed buffer of every pyramid level), "
             "branch-free leaf selection, and four windows of a row evaluated together (vector "
-            "lanes, bit-identical to one window at a time) for as long as two of them are alive: "
-            "Haar stumps, Haar trees (every node of a tree in the four lanes) and LBP stumps.\n\n"
+            "lanes, bit-identical to one window at a time) with the stage bookkeeping (alive, "
+            "stages passed, last sum) in vector masks: Haar stumps and LBP stumps while two "
+            "windows are alive, Haar trees while one is (every node of a tree in the four lanes, "
+            "each lane's leaf selected by vector blends from a table of the 2^nodes outcomes, "
+            "no tree walk); LBP block sums from the 16 corners through row differences.\n\n"
             "scikit-image's Cascade is single-threaded and scans differently (window scaled, not "
             "the image): its 1-thread rows are the like-for-like ones."))
 

@@ -105,6 +105,10 @@ namespace {
 
 constexpr float kThresholdEps = 1e-5f;  // OpenCV's THRESHOLD_EPS, subtracted in float
 
+// Haar trees with more nodes per tree are not batched (the four-window path evaluates every
+// node of a tree and selects among 2^nodes leaves).
+constexpr int kMaxBatchedNodes = 4;
+
 struct Stump {
   int32_t feature;
   float threshold;
@@ -135,7 +139,7 @@ struct HaarNode {
 struct LbpStump {
   CompiledLbp feature;
   int32_t subset[8];
-  float leaf[2];  // {right, left}: left when bit `code` of the subset is set
+  double leaf[2];  // {right, left}: left when bit `code` of the subset is set (widened once, exact)
 };
 
 // A Haar feature inline in a stump or node (int32 corner offsets of its three rectangles).
@@ -148,6 +152,11 @@ struct Engine {
   std::vector<HaarStump> haar_stump;      // Haar cascades of stumps
   std::vector<LbpStump> lbp_stump;        // LBP cascades of stumps
   std::vector<HaarNode> haar_node;        // Haar cascades of trees, all nodes in order
+  // Haar trees, per tree in order: the leaf value reached for each combination of its nodes'
+  // outcomes (2^nodes entries, bit j set: node j sends left), so that four windows select
+  // their leaves with vector blends instead of walking the tree one window at a time.
+  std::vector<float> tree_outcome_leaf;
+  std::vector<int32_t> tree_outcome_begin;  // (trees + 1): each tree's first entry
   const Model* model = nullptr;
   bool stumps = false;
   std::vector<float> stage_threshold;
@@ -224,6 +233,22 @@ Engine make_engine(const Model& m, int64_t stride, int64_t tilted_offset, int64_
         h.child[0] = m.node_right[i];
         h.child[1] = m.node_left[i];
         e.haar_node.push_back(h);
+      }
+      // The outcome tables (only for trees the four-window path takes: 2^nodes entries).
+      if (m.max_nodes_per_tree() <= kMaxBatchedNodes) {
+        size_t node = 0, leaf = 0;
+        for (const int32_t n : m.weak_num_nodes) {
+          e.tree_outcome_begin.push_back(static_cast<int32_t>(e.tree_outcome_leaf.size()));
+          for (int32_t mask = 0; mask < (1 << n); ++mask) {
+            const int32_t reached = boosting::descend_tree([&](int32_t k) {
+              return (mask >> k) & 1 ? m.node_left[node + k] : m.node_right[node + k];
+            });
+            e.tree_outcome_leaf.push_back(m.leaves[leaf + reached]);
+          }
+          node += n;
+          leaf += n + 1;
+        }
+        e.tree_outcome_begin.push_back(static_cast<int32_t>(e.tree_outcome_leaf.size()));
       }
     }
     for (const Stump& st : e.stump) {
@@ -329,7 +354,7 @@ inline int run_lbp_stumps(const Engine& e, const int32_t* p, double* sum, int fi
     const LbpStump* end = s + n_weak[si];
     for (; s != end; ++s) {
       const int c = lbp_code(s->feature, p);
-      tmp += s->leaf[(s->subset[c >> 5] >> (c & 31)) & 1];
+      tmp += s->leaf[lbp_subset_bit(s->subset[c >> 5], c)];
     }
     if (tmp < e.stage_threshold[si]) {
       *sum = tmp;
@@ -342,7 +367,6 @@ inline int run_lbp_stumps(const Engine& e, const int32_t* p, double* sum, int fi
 
 // The cascades the four-window path handles (others scan one window at a time).
 enum class Batch { kNone, kHaarStumps, kHaarTrees, kLbpStumps };
-constexpr int kMaxBatchedNodes = 4;  // Haar trees with more nodes per tree are not batched
 
 inline Batch batch_kind(const Engine& e) {
   const Model& m = *e.model;
@@ -380,9 +404,9 @@ constexpr int64_t kBatchPad = 16;  // spare table elements read by the lanes pas
 #if PD_CASCADE_BATCHED
 // Lanes are the windows x, x + step, x + 2 step, x + 3 step of one row: for step 1 a
 // corner's four values are one unaligned load, for step 2 the even elements of two.
-// The stages of the four windows run together while at least two of them are alive (most
-// windows fall in the first stages, where the cost is); a window still alive then finishes
-// alone. Every lane does the one-window path's exact operations (int32 wrap-around sums,
+// The stages of the four windows run together while at least kMinAlive of them are alive
+// (most windows fall in the first stages, where the cost is); a window still alive then
+// finishes alone. Every lane does the one-window path's exact operations (int32 wrap-around sums,
 // float products and sums, the float comparison, double accumulation of the leaves in tree
 // order), so the results are bit-identical. Lanes past the row end read neighbouring buffer
 // elements (kBatchPad spare ones at the end) and are ignored.
@@ -391,6 +415,7 @@ typedef int32_t v4i __attribute__((vector_size(16)));
 typedef float v4f __attribute__((vector_size(16)));
 typedef float v2f __attribute__((vector_size(8)));
 typedef double v2d __attribute__((vector_size(16)));
+typedef int64_t v2l __attribute__((vector_size(16)));
 constexpr int kLanes = 4;
 
 inline v4u load4(const int32_t* p) {
@@ -444,75 +469,105 @@ inline v4f haar_value_x4(const int32_t (*ofs)[4], const float* weight, const int
   return v * scale;
 }
 
-// The leaves {right, left} of a stump chosen per lane by `left` (-1: leaf[1]), widened to
-// double and added to the running sums lo (lanes 0, 1) and hi (lanes 2, 3): each lane adds
-// its float leaf in double, in stump order, as the one-window loops do.
-inline void add_leaves_x4(v4i left, float right_leaf, float left_leaf, v2d* lo, v2d* hi) {
-  int32_t lb, rb;
-  std::memcpy(&lb, &left_leaf, sizeof(lb));
-  std::memcpy(&rb, &right_leaf, sizeof(rb));
-  const v4i bits = (left & lb) | (~left & rb);
-  v4f leaf;
-  std::memcpy(&leaf, &bits, sizeof(leaf));
+// Per lane, `if_true` where `mask` is -1 and `if_false` where it is 0 (bitwise: exact floats).
+inline v4f select_x4(v4i mask, v4f if_true, v4f if_false) {
+  v4i t, f;
+  std::memcpy(&t, &if_true, sizeof(t));
+  std::memcpy(&f, &if_false, sizeof(f));
+  const v4i bits = (mask & t) | (~mask & f);
+  v4f out;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+
+// Adds each lane's float leaf, widened to double, to the running sums lo (lanes 0, 1) and hi
+// (lanes 2, 3): each lane adds its leaf in double, in tree order, as the one-window loops do.
+inline void add_leaves_x4(v4f leaf, v2d* lo, v2d* hi) {
   *lo += __builtin_convertvector(__builtin_shufflevector(leaf, leaf, 0, 1), v2d);
   *hi += __builtin_convertvector(__builtin_shufflevector(leaf, leaf, 2, 3), v2d);
 }
 
+inline v4f splat_x4(float v) { return v4f{v, v, v, v}; }
+
+// The leaf each lane reaches in a tree of N nodes: left[j] is node j's outcome per lane (-1:
+// left), outcome_leaf[mask] the leaf reached when node j's outcome is bit j of mask (the
+// Engine's table, built with descend_tree). A binary tree of 2^N - 1 blends over the
+// outcome bits, highest node first, leaves the selected entry in v[0].
+template <int N>
+inline v4f tree_leaf_x4(const v4i* left, const float* outcome_leaf) {
+  v4f v[1 << N];
+  for (int mask = 0; mask < (1 << N); ++mask) v[mask] = splat_x4(outcome_leaf[mask]);
+  for (int j = N - 1; j >= 0; --j)
+    for (int mask = 0; mask < (1 << j); ++mask) v[mask] = select_x4(left[j], v[mask | (1 << j)], v[mask]);
+  return v[0];
+}
+
 // Stage si's sums of four windows: Haar stumps.
 template <int Step>
-inline void haar_stump_stage_x4(const Engine& e, int si, const int32_t* p0, v4f scale, double* sums) {
+inline void haar_stump_stage_x4(const Engine& e, int si, const int32_t* p0, v4f scale, v2d* sums_lo, v2d* sums_hi) {
   v2d lo = {0., 0.}, hi = {0., 0.};
   const HaarStump* st = e.haar_stump.data() + e.weak_begin[si];
   const HaarStump* end = e.haar_stump.data() + e.weak_begin[si + 1];
   for (; st != end; ++st) {
     const v4i left = haar_value_x4<Step>(st->ofs, st->weight, p0, scale) < st->threshold;  // -1: leaf[1]
     // the leaves are floats (widened to double exactly): blend floats, widen after
-    add_leaves_x4(left, static_cast<float>(st->leaf[0]), static_cast<float>(st->leaf[1]), &lo, &hi);
+    add_leaves_x4(select_x4(left, splat_x4(static_cast<float>(st->leaf[1])), splat_x4(static_cast<float>(st->leaf[0]))),
+                  &lo, &hi);
   }
-  sums[0] = lo[0], sums[1] = lo[1], sums[2] = hi[0], sums[3] = hi[1];
+  *sums_lo = lo, *sums_hi = hi;
 }
 
-// Stage si's sums of four windows: Haar trees. Every node of a tree is evaluated for the
-// four windows at once (at most kMaxBatchedNodes); each window then walks its own path.
+// The leaf of one tree of N nodes for four windows: every node evaluated in the four lanes,
+// then each lane's leaf selected branch-free.
+template <int Step, int N>
+inline v4f haar_tree_leaf_x4(const HaarNode* nodes, const float* outcome_leaf, const int32_t* p0, v4f scale) {
+  v4i left[N];
+  for (int j = 0; j < N; ++j)
+    left[j] = haar_value_x4<Step>(nodes[j].ofs, nodes[j].weight, p0, scale) < nodes[j].threshold;
+  return tree_leaf_x4<N>(left, outcome_leaf);
+}
+
+// Stage si's sums of four windows: Haar trees (at most kMaxBatchedNodes nodes each; the switch
+// on the node count is predictable, a cascade's trees usually all having the same size).
 template <int Step>
-inline void haar_tree_stage_x4(const Engine& e, int si, const int32_t* p0, v4f scale, double* sums) {
-  const Model& m = *e.model;
+inline void haar_tree_stage_x4(const Engine& e, int si, const int32_t* p0, v4f scale, v2d* sums_lo, v2d* sums_hi) {
+  const int32_t* n_nodes = e.model->weak_num_nodes.data();
   const int w0 = e.weak_begin[si], w1 = e.weak_begin[si + 1];
   const HaarNode* nodes = e.haar_node.data() + e.node_begin[si];
-  const float* leaves = m.leaves.data() + e.node_begin[si] + w0;
-  double acc[kLanes] = {0., 0., 0., 0.};
+  const float* outcome_leaf = e.tree_outcome_leaf.data() + e.tree_outcome_begin[w0];
+  v2d lo = {0., 0.}, hi = {0., 0.};
   for (int w = w0; w < w1; ++w) {
-    const int n_nodes = m.weak_num_nodes[w];
-    int32_t left[kMaxBatchedNodes][kLanes];
-    for (int j = 0; j < n_nodes; ++j) {
-      const v4i l = haar_value_x4<Step>(nodes[j].ofs, nodes[j].weight, p0, scale) < nodes[j].threshold;
-      std::memcpy(left[j], &l, sizeof(l));
+    const int n = n_nodes[w];
+    v4f leaf;
+    switch (n) {
+      case 1: leaf = haar_tree_leaf_x4<Step, 1>(nodes, outcome_leaf, p0, scale); break;
+      case 2: leaf = haar_tree_leaf_x4<Step, 2>(nodes, outcome_leaf, p0, scale); break;
+      case 3: leaf = haar_tree_leaf_x4<Step, 3>(nodes, outcome_leaf, p0, scale); break;
+      default: leaf = haar_tree_leaf_x4<Step, kMaxBatchedNodes>(nodes, outcome_leaf, p0, scale); break;
     }
-    for (int k = 0; k < kLanes; ++k)
-      acc[k] += leaves[boosting::descend_tree([&](int32_t j) { return nodes[j].child[left[j][k] != 0]; })];
-    nodes += n_nodes;
-    leaves += n_nodes + 1;
+    add_leaves_x4(leaf, &lo, &hi);
+    nodes += n;
+    outcome_leaf += 1 << n;
   }
-  for (int k = 0; k < kLanes; ++k) sums[k] = acc[k];
+  *sums_lo = lo, *sums_hi = hi;
 }
 
 // lbp_code of four windows.
 template <int Step>
 inline v4i lbp_code_x4(const CompiledLbp& f, const int32_t* p0) {
-  auto block = [&](const int* b) {
-    const int32_t o[4] = {f.corner[b[0]], f.corner[b[1]], f.corner[b[2]], f.corner[b[3]]};
-    return as_signed(rect4<Step>(p0, o));
-  };
-  const v4i c = block(kLbpCentre);
+  v4u t[16], block[9];
+  for (int k = 0; k < 16; ++k) t[k] = lanes<Step>(p0 + f.corner[k]);
+  lbp_block_sums(t, block);
+  const v4i c = as_signed(block[0]);
   v4i code = {0, 0, 0, 0};
-  for (int i = 0; i < 8; ++i) code |= (block(kLbpOuter[i]) >= c) & (128 >> i);
+  for (int i = 0; i < 8; ++i) code |= (as_signed(block[1 + i]) >= c) & (128 >> i);
   return code;
 }
 
 // Stage si's sums of four windows: LBP stumps. The subset lookup and the leaf's addition stay
 // per lane (a vector blend of the looked-up bits measured slower: the lookup is a gather).
 template <int Step>
-inline void lbp_stump_stage_x4(const Engine& e, int si, const int32_t* p0, double* sums) {
+inline void lbp_stump_stage_x4(const Engine& e, int si, const int32_t* p0, v2d* sums_lo, v2d* sums_hi) {
   const LbpStump* st = e.lbp_stump.data() + e.weak_begin[si];
   const LbpStump* end = e.lbp_stump.data() + e.weak_begin[si + 1];
   double acc[kLanes] = {0., 0., 0., 0.};
@@ -522,18 +577,53 @@ inline void lbp_stump_stage_x4(const Engine& e, int si, const int32_t* p0, doubl
     std::memcpy(code, &cv, sizeof(code));
     for (int k = 0; k < kLanes; ++k) {
       const int c = code[k];
-      acc[k] += st->leaf[(st->subset[c >> 5] >> (c & 31)) & 1];
+      acc[k] += st->leaf[lbp_subset_bit(st->subset[c >> 5], c)];
     }
   }
-  for (int k = 0; k < kLanes; ++k) sums[k] = acc[k];
+  const v2d lo = {acc[0], acc[1]}, hi = {acc[2], acc[3]};
+  *sums_lo = lo, *sums_hi = hi;
 }
 
 template <int Step, Batch K>
-inline void stage_sums_x4(const Engine& e, int si, const int32_t* p0, v4f scale, double* sums) {
-  if (K == Batch::kHaarStumps) haar_stump_stage_x4<Step>(e, si, p0, scale, sums);
-  else if (K == Batch::kHaarTrees) haar_tree_stage_x4<Step>(e, si, p0, scale, sums);
-  else lbp_stump_stage_x4<Step>(e, si, p0, sums);
+inline void stage_sums_x4(const Engine& e, int si, const int32_t* p0, v4f scale, v2d* lo, v2d* hi) {
+  if (K == Batch::kHaarStumps) haar_stump_stage_x4<Step>(e, si, p0, scale, lo, hi);
+  else if (K == Batch::kHaarTrees) haar_tree_stage_x4<Step>(e, si, p0, scale, lo, hi);
+  else lbp_stump_stage_x4<Step>(e, si, p0, lo, hi);
 }
+
+// A lane mask (-1 / 0 per int32 lane) as masks of the double lanes 0, 1 and 2, 3, and back.
+inline void widen_mask_x4(v4i mask, v2l* lo, v2l* hi) {
+  const v4i l = __builtin_shufflevector(mask, mask, 0, 0, 1, 1), h = __builtin_shufflevector(mask, mask, 2, 2, 3, 3);
+  std::memcpy(lo, &l, sizeof(l));
+  std::memcpy(hi, &h, sizeof(h));
+}
+inline v4i narrow_mask_x4(v2l lo, v2l hi) {
+  v4i l, h;
+  std::memcpy(&l, &lo, sizeof(l));
+  std::memcpy(&h, &hi, sizeof(h));
+  return __builtin_shufflevector(l, h, 0, 2, 4, 6);
+}
+inline v2d select_x2(v2l mask, v2d if_true, v2d if_false) {
+  v2l t, f;
+  std::memcpy(&t, &if_true, sizeof(t));
+  std::memcpy(&f, &if_false, sizeof(f));
+  const v2l bits = (mask & t) | (~mask & f);
+  v2d out;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+// Number of lanes set in a lane mask.
+inline int count_x4(v4i mask) {
+  const v4i a = mask + __builtin_shufflevector(mask, mask, 2, 3, 0, 1);
+  return -(a[0] + a[1]);
+}
+
+// The four windows run their stages together while at least this many are alive; a window
+// still alive after that finishes alone. Measured: 2 for stumps (one live lane in four costs
+// more than the one-window loop), 1 for trees (the one-window loop walks each tree with
+// data-dependent branches, the lanes select leaves branch-free).
+template <Batch K>
+constexpr int kMinAlive = K == Batch::kHaarTrees ? 1 : 2;
 
 // One row of windows, four at a time, with OpenCV's rules: a flat window is skipped (-1), a
 // window rejected by the first stage also skips the next position (0).
@@ -546,31 +636,33 @@ inline void scan_row_x4(const Engine& e, const int32_t* row, int work_w, const E
     const int n = std::min(kLanes, (work_w - x + Step - 1) / Step);  // lanes inside the row
     float vnf[kLanes] = {1.f, 1.f, 1.f, 1.f};
     if (K != Batch::kLbpStumps) haar_norm_factor_x4<Step>(e, p0, vnf);
-    int passed[kLanes];  // stages passed so far; -1: flat
-    bool alive[kLanes];
-    double sum[kLanes] = {0., 0., 0., 0.};
-    int n_alive = 0;
+    // The stage bookkeeping of the four lanes is vector code, without a branch per lane (a
+    // lane's pass or fail is data: a branch on it is mispredicted often).
+    v4i passed_v, alive_v;  // stages passed so far (-1: flat); -1 while alive
     for (int k = 0; k < kLanes; ++k) {
-      passed[k] = vnf[k] == 0.f ? -1 : 0;
-      alive[k] = k < n && vnf[k] != 0.f;
-      n_alive += alive[k];
+      passed_v[k] = vnf[k] == 0.f ? -1 : 0;
+      alive_v[k] = k < n && vnf[k] != 0.f ? -1 : 0;
     }
+    int n_alive = count_x4(alive_v);
+    v2d sum_lo = {0., 0.}, sum_hi = {0., 0.};  // each lane's last stage sum
     v4f scale;
     std::memcpy(&scale, vnf, sizeof(scale));
-    for (int si = 0; si < n_stages && n_alive >= 2; ++si) {
-      double s[kLanes];
-      stage_sums_x4<Step, K>(e, si, p0, scale, s);
-      for (int k = 0; k < kLanes; ++k) {
-        if (!alive[k]) continue;
-        sum[k] = s[k];
-        if (s[k] < e.stage_threshold[si]) {
-          alive[k] = false;
-          --n_alive;
-        } else {
-          passed[k] = si + 1;
-        }
-      }
+    for (int si = 0; si < n_stages && n_alive >= kMinAlive<K>; ++si) {
+      v2d lo, hi;
+      stage_sums_x4<Step, K>(e, si, p0, scale, &lo, &hi);
+      v2l alive_lo, alive_hi;
+      widen_mask_x4(alive_v, &alive_lo, &alive_hi);
+      sum_lo = select_x2(alive_lo, lo, sum_lo);
+      sum_hi = select_x2(alive_hi, hi, sum_hi);
+      const v2d threshold = {e.stage_threshold[si], e.stage_threshold[si]};
+      alive_v &= ~narrow_mask_x4(lo < threshold, hi < threshold);  // rejected: s < threshold
+      passed_v -= alive_v;  // passed stage si: si + 1
+      n_alive = count_x4(alive_v);
     }
+    int passed[kLanes];
+    bool alive[kLanes];
+    const double sum[kLanes] = {sum_lo[0], sum_lo[1], sum_hi[0], sum_hi[1]};
+    for (int k = 0; k < kLanes; ++k) passed[k] = passed_v[k], alive[k] = alive_v[k] != 0;
     int k = 0;
     while (k < n) {
       if (passed[k] < 0) {
@@ -646,7 +738,7 @@ inline int run_window(const Engine& e, const int32_t* p, double* sum) {
   const CompiledLbp* lbp = e.lbp.data();
   const int32_t* subsets = m.node_subset.data();
   auto in_subset = [&](int node, int c) {
-    return (subsets[node * 8 + (c >> 5)] & (1 << (c & 31))) != 0;
+    return lbp_subset_bit(subsets[node * 8 + (c >> 5)], c) != 0;
   };
   if (e.stumps) return run_lbp_stumps(e, p, sum);
   return run_trees(e, [&](int node) {
