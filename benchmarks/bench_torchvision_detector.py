@@ -3,10 +3,12 @@
 library's own ops.
 
 Both networks compute the same outputs (tests/models/test_torchvision_faster_rcnn.py); what
-differs is the code around the shared convolutions: pydetect's RPN filtering, C++ NMS and
-RoIAlign, box decoding and postprocessing against torchvision's. Rows: the whole forward pass
-(transform, backbone, RPN, RoI heads, postprocessing), then the part after the backbone alone
-(RPN + RoI heads on the same features), where the libraries' own code runs.
+differs is the code around the shared convolutions and matrix products: pydetect's RPN
+filtering, C++ NMS and RoIAlign, box decoding and postprocessing against torchvision's. Rows:
+the whole forward pass (transform, backbone, RPN, RoI heads, postprocessing), then each
+library's own stages on the same inputs: the RPN after its convolutions (given the same head
+outputs), the RoI pooling of the same proposals, and the detections from the same box-head
+outputs.
 
 ``fasterrcnn_resnet50_fpn`` and ``fasterrcnn_mobilenet_v3_large_fpn`` with random weights
 (nothing can be downloaded; batch-norm statistics estimated on random images, so that scores are
@@ -62,6 +64,25 @@ def calibrated(model, seed=5):
     return model.eval()
 
 
+class _CachedHead(torch.nn.Module):
+    """An RPN head that returns given outputs, so that the RPN's own code is what is timed."""
+
+    def __init__(self, outputs):
+        super().__init__()
+        self.outputs = outputs
+
+    def forward(self, features):
+        return self.outputs
+
+
+def _with_cached_head(rpn, outputs):
+    import copy
+
+    rpn = copy.copy(rpn)  # shallow: the same anchors and settings, another head
+    rpn._modules = dict(rpn._modules, head=_CachedHead(outputs))
+    return rpn
+
+
 def photos():
     from skimage import data as skdata
 
@@ -93,33 +114,37 @@ def main():
             batch, _ = peer.transform(images)
             features = peer.backbone(batch.tensors)
             shape, sizes = tuple(batch.tensors.shape[-2:]), batch.image_sizes
-
-            def peer_heads():
-                proposals, _ = peer.rpn(batch, features)
-                return peer.roi_heads(features, proposals, sizes)
-
-            def our_heads():
-                proposals, _ = ours.rpn(shape, sizes, list(features.values()))
-                return ours.roi_heads(features, proposals, sizes)
-
+            levels = list(features.values())
+            head_out = peer.rpn.head(levels)  # the same convolution outputs for both RPNs
+            peer_rpn, our_rpn = _with_cached_head(peer.rpn, head_out), _with_cached_head(ours.rpn, head_out)
+            proposals, _ = peer_rpn(batch, features)
+            pooled = peer.roi_heads.box_roi_pool(features, proposals, sizes)
+            logits, deltas = peer.roi_heads.box_predictor(peer.roi_heads.box_head(pooled))
+            cases = [
+                ("whole forward, 2 photos at 800 px", lambda: ours(images), lambda: peer(images), 1),
+                ("RPN after its convolutions: anchors, decoding, top-k, NMS per level",
+                 lambda: our_rpn(shape, sizes, levels), lambda: peer_rpn(batch, features), 3),
+                ("RoI pooling (MultiScaleRoIAlign, 7x7, sampling 2)",
+                 lambda: ours.roi_heads.box_roi_pool(features, proposals, sizes),
+                 lambda: peer.roi_heads.box_roi_pool(features, proposals, sizes), 3),
+                ("detections from the box head's outputs: decoding, softmax, NMS per class",
+                 lambda: ours.roi_heads.postprocess(logits, deltas, proposals, sizes),
+                 lambda: peer.roi_heads.postprocess_detections(logits, deltas, proposals, sizes), 3),
+            ]
             for threads in args.threads:
                 set_threads(threads)
-                times = time_alternating({"pydetect": lambda: ours(images), "torchvision": lambda: peer(images)},
-                                         repeats=args.repeats, warmup=args.warmup)
-                table.add(f"{arch}: whole forward, 2 photos at 800 px", threads, times["pydetect"],
-                          "torchvision", times["torchvision"])
-                times = time_alternating({"pydetect": our_heads, "torchvision": peer_heads},
-                                         repeats=args.repeats * 2, warmup=args.warmup)
-                table.add(f"{arch}: RPN + RoI heads on the same features", threads, times["pydetect"],
-                          "torchvision", times["torchvision"])
+                for name, mine, theirs, more in cases:
+                    times = time_alternating({"pydetect": mine, "torchvision": theirs},
+                                             repeats=args.repeats * more, warmup=args.warmup)
+                    table.add(f"{arch}: {name}", threads, times["pydetect"], "torchvision", times["torchvision"])
     if args.record:
         table.record(RESULTS, "Faster R-CNN converted from torchvision (issue 24)",
                      f"`benchmarks/bench_torchvision_detector.py`: torch {torch.__version__}, torchvision "
                      f"{torchvision.__version__}, load average {' '.join(load)} at the start, commit {commit}; "
-                     f"median of {args.repeats} calls (RPN + heads: {2 * args.repeats}) after {args.warmup} "
+                     f"median of {args.repeats} calls (stages: {3 * args.repeats}) after {args.warmup} "
                      f"warm-up, alternating. Same weights and outputs (the parity test); the backbone's "
                      f"convolutions are the same torch calls in both, so the whole-forward ratio is near 1 "
-                     f"by construction and the RPN + heads rows show what each library's own code costs.")
+                     f"by construction, and the stage rows show what each library's own code costs.")
 
 
 if __name__ == "__main__":

@@ -330,6 +330,24 @@ def test_multiscale_roi_align_levels():
         pooler({"0": feats["0"]}, boxes, [(128, 160)] * 2)
 
 
+def test_multiscale_levels_follow_torchvisions_rule_at_the_boundaries():
+    # k = floor(k0 + log2(sqrt(area) / s0) + 1e-6) in float32, the epsilon after the log: a RoI
+    # just under a level boundary (sqrt area 0.4999993 * 224: log2 = -1.000002) stays on the finer
+    # level, where adding the epsilon inside the log would have moved it up. NaN boxes go to the
+    # finest level; every RoI has a level (the result is written row by row).
+    pooler = ops.MultiScaleRoIAlign(["0", "1", "2"], 2, 2)
+    side = np.float32(224 * 0.4999993)
+    boxes = torch.tensor([[0, 0, side, side], [0, 0, 112, 112], [0, 0, 448, 448], [0, 0, 10, 10],
+                          [0, 0, 1000, 1000], [0, 0, 0, 0]], dtype=torch.float32)
+    scales = [0.25, 0.125, 0.0625]
+    got = pooler.levels(boxes, scales)
+    size = torch.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+    expected = (torch.floor(4 + torch.log2(size / 224) + torch.tensor(1e-6)).clamp(2, 4) - 2).to(torch.int64)
+    assert got.tolist() == expected.tolist() == [0, 1, 2, 0, 2, 0]
+    nan = pooler.levels(torch.tensor([[0.0, 0, float("nan"), 5]]), scales)
+    assert nan.tolist() == [0]
+
+
 # ----------------------------------------------------------------------------- torchvision
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("aligned", [False, True])
