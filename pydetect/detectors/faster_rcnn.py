@@ -55,6 +55,21 @@ def _check_anchor_form(value, name):
     return value
 
 
+_FLAT_SIZES = Sequence(Positive(), min_length=1, of="positive numbers")
+_LEVEL_SIZES = Sequence(Sequence(Positive(), min_length=1, of="positive numbers"), min_length=1,
+                        of="per-level sequences of positive numbers")
+
+
+def _check_anchor_sizes(value, name):
+    """Sizes, or per-level tuples of sizes: the form the first item shows is checked, so that the
+    error names the item at fault (``anchor_sizes[1] must be > 0``)."""
+    try:
+        nested = len(value) > 0 and not isinstance(value[0], numbers.Real) and not isinstance(value[0], str)
+    except TypeError:
+        nested = False
+    return (_LEVEL_SIZES if nested else _FLAT_SIZES).check(value, name)
+
+
 def _check_int_pair(value, name):
     """A (training, testing) pair of ints >= 1."""
     try:
@@ -481,9 +496,8 @@ class FasterRCNN(TwoStageEstimator):
         "min_size": Optional(OneOf(Int(minimum=1), Sequence(Int(minimum=1), min_length=1, of="integers >= 1"))),
         "max_size": Optional(Int(minimum=1)),
         "compat": Optional(Choice("torchvision")),
-        "anchor_sizes": Optional(OneOf(Sequence(Positive(), min_length=1, of="positive numbers"),
-                                       Sequence(Sequence(Positive(), min_length=1, of="positive numbers"),
-                                                min_length=1, of="per-level sequences of positive numbers"))),
+        "anchor_sizes": Optional(Check(_check_anchor_sizes, "a non-empty sequence of positive numbers, or of "
+                                                            "per-level sequences of them")),
         "aspect_ratios": Optional(Sequence(Positive(), min_length=1, of="positive numbers")),
         "anchors": Check(_check_anchor_form, "None, 'kmeans' or a (k, 2) sequence of positive (width, height) "
                                              "anchor shapes"),

@@ -25,6 +25,7 @@ CHECK_BAD = {
     "augment": ("strong", ValueError),     # the CNN detectors' photometric settings
     "device": ("tpu", ValueError),
     "anchors": ("auto", ValueError),       # FasterRCNN, YOLO, SSD
+    "anchor_sizes": (((32,), (0,)), ValueError),  # FasterRCNN: sizes, or per-level tuples of them
     "strides": ((8, 12), ValueError),      # YOLO
     "rpn_pre_nms_top_n": (5, ValueError), "rpn_post_nms_top_n": ((10, 0), ValueError),
 }
