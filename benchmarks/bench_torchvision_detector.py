@@ -33,35 +33,10 @@ import torch
 from pydetect import models
 from pydetect.bench.results import Table
 from pydetect.bench.timing import set_threads, time_alternating
+from pydetect.bench.torchvision_models import calibrated_detector
 from pydetect.engine import image_to_tensor
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-
-
-def calibrated(model, seed=5):
-    """Batch-norm statistics estimated on 4 random images, then frozen as a trained model's are."""
-    import torchvision
-
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    model.backbone.train()
-    with torch.no_grad():
-        batch, _ = model.transform([torch.rand(3, 400, 500, generator=g) for _ in range(4)])
-        model.backbone(batch.tensors)
-
-    def freeze(module):
-        for name, child in module.named_children():
-            if isinstance(child, torch.nn.BatchNorm2d):
-                frozen = torchvision.ops.FrozenBatchNorm2d(child.num_features, eps=child.eps)
-                frozen.load_state_dict({k: v for k, v in child.state_dict().items() if k != "num_batches_tracked"})
-                setattr(module, name, frozen)
-            else:
-                freeze(child)
-    freeze(model)
-    return model.eval()
 
 
 class _CachedHead(torch.nn.Module):
@@ -108,7 +83,8 @@ def main():
     for arch, build in (("resnet50_fpn", detection.fasterrcnn_resnet50_fpn),
                         ("mobilenet_v3_large_fpn", detection.fasterrcnn_mobilenet_v3_large_fpn)):
         torch.manual_seed(0)
-        peer = calibrated(build(weights=None, weights_backbone=None, box_score_thresh=0.001))
+        peer = calibrated_detector(build(weights=None, weights_backbone=None, box_score_thresh=0.001),
+                                   image_size=(400, 500))
         ours = models.from_torchvision(peer)
         with torch.no_grad():
             batch, _ = peer.transform(images)

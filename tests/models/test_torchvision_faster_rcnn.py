@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from pydetect import engine, models
+from pydetect.bench.torchvision_models import calibrated_detector
 from pydetect.detectors import FasterRCNN
 
 torchvision = pytest.importorskip("torchvision", reason="torchvision (a peer) is not installed")
@@ -23,34 +24,6 @@ BOX_ATOL = 1e-3   # pixels
 SCORE_ATOL = 1e-5
 
 
-def _frozen(module):
-    """Every BatchNorm2d replaced by torchvision's FrozenBatchNorm2d with its statistics, as
-    torchvision's detectors have when built with pretrained weights."""
-    for name, child in module.named_children():
-        if isinstance(child, torch.nn.BatchNorm2d):
-            frozen = torchvision.ops.FrozenBatchNorm2d(child.num_features, eps=child.eps)
-            frozen.load_state_dict({k: v for k, v in child.state_dict().items() if k != "num_batches_tracked"})
-            setattr(module, name, frozen)
-        else:
-            _frozen(child)
-    return module
-
-
-def _calibrated(model, seed=5):
-    """Batch-norm running statistics estimated (cumulative average) on 4 random images, then
-    frozen (:func:`_frozen`)."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    model.backbone.train()
-    with torch.no_grad():
-        batch, _ = model.transform([torch.rand(3, 200, 260, generator=g) for _ in range(4)])
-        model.backbone(batch.tensors)
-    return _frozen(model).eval()
-
-
 def _torchvision_detector(arch, **kwargs):
     torch.manual_seed(0)
     build = {"resnet50": detection.fasterrcnn_resnet50_fpn,
@@ -59,7 +32,7 @@ def _torchvision_detector(arch, **kwargs):
     settings = dict(weights=None, weights_backbone=None, num_classes=5, min_size=320, max_size=512,
                     box_score_thresh=0.001)
     settings.update(kwargs)
-    return _calibrated(build(**settings))
+    return calibrated_detector(build(**settings))
 
 
 def _images():
@@ -154,7 +127,7 @@ def test_resnet18_detector_assembled_by_hand_converts():
 
     torch.manual_seed(0)
     backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5)
-    tv = _calibrated(detection.FasterRCNN(backbone, num_classes=3, min_size=192, max_size=320,
+    tv = calibrated_detector(detection.FasterRCNN(backbone, num_classes=3, min_size=192, max_size=320,
                                           box_score_thresh=0.001))
     settings = models.torchvision_compat.torchvision_settings(tv)
     assert settings["backbone"] == "resnet18_fpn" and settings["num_classes"] == 2
