@@ -19,6 +19,9 @@ Every rendering is a deterministic function of (seed, image index); no model is 
         [--only faster_rcnn]
 
 (The ``test`` rendering is the bench run's own test split: its figures equal the run's table.)
+
+``--split val`` renders the val digits on the val photos instead (``ink`` and ``resampling``
+only), for choosing recipes on val; run the bench with ``--eval-split val`` then.
 """
 
 from __future__ import annotations
@@ -74,23 +77,32 @@ def _saturated_ink(rng, local):
     return rgb
 
 
-def shifted_digits(rendering: str, n_images: int = 200, seed: int = 0) -> DetectionDataset:
-    """The test split's digits, rendered with ``rendering`` (one of :data:`RENDERINGS`)."""
+def shifted_digits(rendering: str, n_images: int = 200, seed: int = 0, split: str = "test") -> DetectionDataset:
+    """``split``'s digits, rendered with ``rendering`` (one of :data:`RENDERINGS`).
+
+    ``split="val"`` renders the val digits on the val photos, for screening recipes
+    (``benchmarks/screen_augment.py``); it has no ``backgrounds`` or ``all`` rendering: the
+    unused photos are kept for the one measurement on ``test``.
+    """
     import cv2
 
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     if rendering == "test":
-        return builtin.digits_in_clutter("test", n_images=n_images, seed=seed)
+        return builtin.digits_in_clutter(split, n_images=n_images, seed=seed)
+    if split == "val" and rendering in ("backgrounds", "all"):
+        raise ValueError(f"rendering {rendering!r} is for the test split only")
     ink = rendering in ("ink", "all")
     resampling = rendering in ("resampling", "all")
     backgrounds = rendering in ("backgrounds", "all")
     photos = _unused_photos() if backgrounds else None
     digits, labels = builtin._digits()
-    pool = builtin.digit_indices("test")
+    pool = builtin.digit_indices(split)
     images, targets = [], []
     for i in range(n_images):
-        rng = np.random.default_rng([seed, 77, RENDERINGS.index(rendering), i])
+        rng = np.random.default_rng([seed, 77 if split == "test" else 78, RENDERINGS.index(rendering), i])
         h, w = (int(v) for v in rng.integers(builtin._IMAGE_SIZE[0], builtin._IMAGE_SIZE[1] + 1, size=2))
-        img = _crop(rng, photos, h, w) if backgrounds else builtin._background(rng, "test", h, w)
+        img = _crop(rng, photos, h, w) if backgrounds else builtin._background(rng, split, h, w)
         boxes, labs = [], []
         for _ in range(int(rng.integers(1, 7))):
             idx = int(pool[rng.integers(len(pool))])
@@ -140,11 +152,15 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bench", action="append", required=True, help="a bench detectors output directory")
     p.add_argument("--n-images", type=int, default=200)
-    p.add_argument("--renderings", default=",".join(RENDERINGS))
+    p.add_argument("--renderings", default=None,
+                   help="comma-separated (default: all; with --split val: test,ink,resampling)")
+    p.add_argument("--split", default="test", choices=("test", "val"),
+                   help="whose digits and photos (val: for choosing recipes; 'test' rendering = the split's own)")
     p.add_argument("--only", default=None, help="comma-separated detector keys (default: every row)")
     p.add_argument("--out", default="benchmarks/out/generalisation.jsonl")
     args = p.parse_args()
-    sets = {r: shifted_digits(r, args.n_images) for r in args.renderings.split(",")}
+    renderings = args.renderings or (",".join(RENDERINGS) if args.split == "test" else "test,ink,resampling")
+    sets = {r: shifted_digits(r, args.n_images, split=args.split) for r in renderings.split(",")}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     for bench in args.bench:
         with open(os.path.join(bench, "report.json")) as f:
@@ -153,7 +169,7 @@ def main():
             if args.only and row["key"] not in args.only.split(","):
                 continue
             detector = BaseDetector.load(row["model_path"])
-            result = {"bench": bench, "code": report.get("code"), "detector": row["name"],
+            result = {"bench": bench, "split": args.split, "code": report.get("code"), "detector": row["name"],
                       "augment": repr(detector.get_params().get("augment")),
                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
             for name, ds in sets.items():

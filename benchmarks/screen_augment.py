@@ -21,6 +21,11 @@ from pydetect import data
 from pydetect.detectors import FasterRCNN, Pretraining
 from pydetect.eval import coco_evaluate
 
+try:  # run as a script from the repository root
+    from generalisation import shifted_digits
+except ImportError:
+    from benchmarks.generalisation import shifted_digits
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,10 +52,17 @@ def main():
     det.fit(train)
     train_s = time.perf_counter() - t0
     stats = coco_evaluate(val, det.predict_batch([im for im, _ in val]))
+    shifted = {}
+    if args.dataset == "digits":  # the val digits rendered another way (generalisation.py)
+        for rendering in ("ink", "resampling"):
+            ds = shifted_digits(rendering, args.n_val, split="val")
+            s = coco_evaluate(ds, det.predict_batch([im for im, _ in ds]))
+            shifted[f"val_{rendering}"] = {"AP": round(s["AP"], 4), "AP50": round(s["AP50"], 4)}
     row = {"name": args.name, "dataset": args.dataset, "augment": args.augment, "scale_jitter": jitter,
            "pretrain_epochs": args.pretrain_epochs, "iters": args.iters, "n_train": args.n_train,
            "n_val": args.n_val, "crop_accuracy": det.pretrain_accuracy_, "train_seconds": round(train_s, 1),
            "AP": round(stats["AP"], 4), "AP50": round(stats["AP50"], 4), "AP75": round(stats["AP75"], 4),
+           **shifted,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     print(json.dumps(row), flush=True)
     with open(args.out, "a") as f:

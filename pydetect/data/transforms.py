@@ -18,7 +18,7 @@ import numpy as np
 from pydetect._validation import check_fraction, check_image_size, check_int, check_positive, check_size
 
 __all__ = ["Compose", "Resize", "RandomHorizontalFlip", "RandomCrop", "PhotometricJitter", "RandomInvert",
-           "RandomGrayscale", "RandomGaussianBlur", "RandomNoise", "RandomScale", "RandomShear",
+           "RandomColourRotation", "RandomGrayscale", "RandomGaussianBlur", "RandomNoise", "RandomScale", "RandomShear",
            "TransformedDataset", "detection_augmentation"]
 
 #: Target keys holding boxes that geometric transforms move with the pixels.
@@ -271,6 +271,50 @@ class RandomInvert(_RandomTransform):
         return f"RandomInvert(p={self.p})"
 
 
+class RandomColourRotation(_RandomTransform):
+    """Turns the image's colours about their mean by a random orthogonal 3x3 map (a rotation or
+    a reflection of the RGB cube, drawn uniformly) and scales their spread by a factor drawn
+    uniformly from ``contrast_range``, with probability ``p``.
+
+    Why: an object known by its shape (a digit, a letter, a sign) can differ from its
+    surroundings in any colour direction: dark or bright ink, red ink on grey paper, blue on
+    yellow. A global jitter of brightness, saturation and hue keeps each training object's
+    contrast along the colour direction the data happened to have; this map sends every
+    colour difference ``d`` to ``g * Q d``, so the contrast keeps its size (times ``g``) and
+    takes any direction, and a detector must learn the shape rather than its colour. The
+    reflections among the maps include the other ink polarity.
+
+    Parameters
+    ----------
+    p : float
+        Probability of the transform.
+    contrast_range : (float, float)
+        Range of the contrast factor ``g`` (``0 <= lo <= hi``); below 1 lowers the contrast.
+    """
+
+    def __init__(self, p: float = 0.5, contrast_range=(0.4, 1.0), seed=None):
+        super().__init__(p, seed)
+        self.contrast_range = _check_range(contrast_range, "contrast_range")
+
+    @staticmethod
+    def random_orthogonal(rng) -> np.ndarray:
+        """A 3x3 orthogonal matrix drawn from the uniform (Haar) distribution on O(3): the QR
+        factor of a Gaussian matrix, its columns' signs fixed by R's diagonal (without that
+        fix the draw is not uniform)."""
+        q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+        return q * np.where(np.diag(r) < 0, -1.0, 1.0)
+
+    def apply(self, image, target, rng):
+        m = self.random_orthogonal(rng) * rng.uniform(*self.contrast_range)
+        pixels = image.reshape(-1, 3).astype(np.float32)
+        mean = pixels.mean(axis=0)
+        out = (pixels - mean) @ m.T.astype(np.float32) + mean
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(image.shape), target
+
+    def __repr__(self):
+        return f"RandomColourRotation(p={self.p}, contrast_range={self.contrast_range})"
+
+
 class RandomGrayscale(_RandomTransform):
     """Replaces the colours by their luma (kept as 3 channels) with probability ``p``."""
 
@@ -390,12 +434,13 @@ def _check_range(value, name):
 
 def detection_augmentation(*, hflip: bool = False, invert: float = 0.0, colour: float = 0.3,
                            grey: float = 0.1, blur: float = 0.2, noise: float = 0.2,
-                           scale_range=(0.8, 1.25), shear: float = 0.0) -> Compose:
+                           scale_range=(0.8, 1.25), shear: float = 0.0, recolour: float = 0.0) -> Compose:
     """The training augmentation of pydetect's CNN detectors, as one :class:`Compose`.
 
     Photometric: brightness, contrast and saturation jitter of up to ``colour`` (and a hue
     shift of up to ``colour / 10`` of the circle), the other ink polarity with probability
-    ``invert``, grey with probability ``grey``, Gaussian blur and noise each with their
+    ``invert``, a random turn of the colour space (:class:`RandomColourRotation`, contrast
+    0.4-1.0) with probability ``recolour``, grey with probability ``grey``, Gaussian blur and noise each with their
     probability. Geometric: independent x/y scale jitter in ``scale_range`` (None: off),
     horizontal flips if ``hflip`` (only for classes that are mirror symmetric), a horizontal
     shear of up to ``shear``. Geometric steps come first so that blur and noise act on the
@@ -404,7 +449,7 @@ def detection_augmentation(*, hflip: bool = False, invert: float = 0.0, colour: 
     Parameters
     ----------
     hflip : bool
-    invert, grey, blur, noise : float in [0, 1]
+    invert, recolour, grey, blur, noise : float in [0, 1]
         Probabilities of each step.
     colour : float in [0, 1]
     scale_range : (float, float) or None
@@ -424,7 +469,8 @@ def detection_augmentation(*, hflip: bool = False, invert: float = 0.0, colour: 
         steps.append(RandomShear(shear, p=0.5))
     if check_fraction(colour, "colour") > 0:
         steps.append(PhotometricJitter(colour, colour, colour, colour / 10))
-    for name, value, make in (("invert", invert, RandomInvert), ("grey", grey, RandomGrayscale),
+    for name, value, make in (("invert", invert, RandomInvert), ("recolour", recolour, RandomColourRotation),
+                              ("grey", grey, RandomGrayscale),
                               ("blur", blur, RandomGaussianBlur), ("noise", noise, RandomNoise)):
         if check_fraction(value, name) > 0:
             steps.append(make(p=value))

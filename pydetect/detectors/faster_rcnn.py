@@ -200,7 +200,8 @@ class FasterRCNN(TwoStageEstimator):
         range (:class:`pydetect.data.transforms.RandomScale`; boxes stay exact).
     augment : "default", dict or None, default "default"
         Photometric augmentation of the training images and pretraining crops (colour
-        jitter, grey, blur, noise; optionally ink inversion and shear):
+        jitter, random turns of the colour space, grey, blur, noise; optionally ink inversion
+        and shear):
         :data:`pydetect.engine.DEFAULT_AUGMENT`, or a dict overriding some of its
         settings, or None for none (:func:`pydetect.data.transforms.detection_augmentation`).
     seed : int, default 0

@@ -158,13 +158,47 @@ def test_photometric_steps_against_their_definitions():
     assert abs(noisy.mean()) < 0.1 and noisy.std() == pytest.approx(5.0, rel=0.03)
 
 
+def test_colour_rotation_keeps_colour_distances_and_draws_uniform_turns():
+    from pydetect.data.transforms import RandomColourRotation
+
+    # Colours near mid-grey (nothing clips): every pair of pixels keeps its colour distance
+    # (times the contrast factor), while the colour of the difference changes.
+    rng = np.random.default_rng(3)
+    img = rng.integers(96, 160, (30, 40, 3), dtype=np.uint8)
+    _, target = _rect_image()
+    pix = img.reshape(-1, 3).astype(np.float64)
+    i, j = rng.integers(0, len(pix), (2, 500))
+    before = np.linalg.norm(pix[i] - pix[j], axis=1)
+    for g in (1.0, 0.5):
+        out, tt = RandomColourRotation(p=1.0, contrast_range=(g, g))(img, target, rng)
+        assert out.dtype == np.uint8 and out.shape == img.shape and tt is target
+        q = out.reshape(-1, 3).astype(np.float64)
+        after = np.linalg.norm(q[i] - q[j], axis=1)
+        assert np.abs(after - g * before).max() <= 1.8  # rounding of two pixels to integers
+        np.testing.assert_allclose(q.mean(axis=0), pix.mean(axis=0), atol=0.6)  # turned about the mean
+    assert RandomColourRotation(p=0.0)(img, target, rng)[0] is img
+    # Uniform on O(3): a fixed axis lands anywhere on the sphere (mean 0, second moment 1/3)
+    # and half the maps are reflections. QR without the sign fix fails the first check: its
+    # first column always points against the first axis.
+    draws = np.stack([RandomColourRotation.random_orthogonal(rng) for _ in range(4000)])
+    np.testing.assert_allclose(draws @ draws.transpose(0, 2, 1), np.broadcast_to(np.eye(3), draws.shape),
+                               atol=1e-12)
+    assert np.abs(draws.mean(axis=0)).max() < 0.04
+    assert np.abs((draws ** 2).mean(axis=0) - 1 / 3).max() < 0.03
+    assert abs((np.linalg.det(draws) < 0).mean() - 0.5) < 0.04
+    with pytest.raises(ValueError, match="contrast_range"):
+        RandomColourRotation(contrast_range=(1.0, 0.5))
+    with pytest.raises(TypeError, match="contrast_range"):
+        RandomColourRotation(contrast_range=0.5)
+
+
 def test_detection_augmentation_is_reproducible_and_keeps_boxes_valid():
     from pydetect.data.transforms import detection_augmentation
 
-    pipeline = detection_augmentation(hflip=True, invert=0.5, shear=0.2)
+    pipeline = detection_augmentation(hflip=True, invert=0.5, shear=0.2, recolour=0.5)
     names = [type(t).__name__ for t in pipeline.transforms]
     assert names == ["RandomScale", "RandomHorizontalFlip", "RandomShear", "PhotometricJitter", "RandomInvert",
-                     "RandomGrayscale", "RandomGaussianBlur", "RandomNoise"]
+                     "RandomColourRotation", "RandomGrayscale", "RandomGaussianBlur", "RandomNoise"]
     assert detection_augmentation(colour=0, grey=0, blur=0, noise=0, scale_range=None).transforms == []
     img, target = _rect_image()
     a = [pipeline(img, target, np.random.default_rng(7)) for _ in range(2)]

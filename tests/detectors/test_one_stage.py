@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("cv2")
 
+from _learning import CHECK_AUGMENT  # noqa: E402
 from pydetect import data  # noqa: E402
 from pydetect import eval as pdeval  # noqa: E402
 from pydetect.detectors import SSD, YOLO, BaseDetector, Pretraining  # noqa: E402
@@ -108,7 +109,7 @@ def test_predict_before_fit_raises():
 # ----------------------------------------------------------------------------- learning
 # Iteration- and epoch-bound (not time-bound), so each run is the same on any machine.
 LEARN = dict(pretrain=Pretraining(seconds=1e9, epochs=4), train_seconds=1e9, max_iter=150, batch_size=4,
-             progress=False, num_threads=2)
+             progress=False, num_threads=2, augment=CHECK_AUGMENT)
 
 
 def _ap50(det, n_train, n_val):
