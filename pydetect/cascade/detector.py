@@ -9,7 +9,7 @@ import numpy as np
 
 from pydetect._validation import check_int32, check_scale_factor, to_numpy
 from pydetect.cascade.model import Cascade
-from pydetect.cascade.pyramid import grey_image, pyramid_levels
+from pydetect.cascade.pyramid import grey_image, level_sizes, pyramid_levels, pyramid_scales
 from pydetect.ops import _cascade
 from pydetect.structures import Detections
 
@@ -81,9 +81,10 @@ class CascadeDetector:
         min_neighbors = check_int32(min_neighbors, "min_neighbors")
         img = grey_image(gray)
         h, w = img.shape
-        scales, levels = pyramid_levels(img, self.cascade.window_size, scale_factor, min_size,
-                                        max_size)
-        rects, counts, rej, wts = _cascade.cascade_detect(self.cascade._native_model(), levels, scales, w, h,
+        # The levels (pyramid_levels' pixels) are resized in the scan's parallel pass.
+        scales = pyramid_scales(self.cascade.window_size, (w, h), scale_factor, min_size, max_size)
+        rects, counts, rej, wts = _cascade.cascade_detect(self.cascade._native_model(), img,
+                                                          level_sizes((w, h), scales), scales, w, h,
                                                           min_neighbors, GROUP_EPS)
         boxes = rects.astype(np.float32)
         boxes[:, 2:] += boxes[:, :2]
