@@ -410,7 +410,7 @@ inline int run_from(const Engine& e, const int32_t* p, float vnf, double* sum, i
 #ifndef PD_CASCADE_BATCHED
 #define PD_CASCADE_BATCHED 0
 #endif
-constexpr int64_t kBatchPad = 32;  // spare table elements read by the lanes past a row end (8 lanes, step 2: 16)
+constexpr int64_t kBatchPad = 32;  // spare table elements read by the lanes past a row end (at most 16)
 
 #if PD_CASCADE_BATCHED
 // Lanes are the windows x, x + step, x + 2 step, x + 3 step of one row: for step 1 a

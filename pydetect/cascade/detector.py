@@ -21,8 +21,9 @@ GROUP_EPS = 0.2  # OpenCV's GROUP_EPS in detectMultiScale
 class CascadeDetector:
     """Runs a :class:`Cascade` over an image pyramid, exactly as OpenCV does.
 
-    The image is shrunk by ``1 / s`` for each scale ``s`` (``cv2.resize`` with
-    ``INTER_LINEAR_EXACT``, the bit-exact bilinear OpenCV 4 uses here), a
+    The image is shrunk by ``1 / s`` for each scale ``s`` (bit-identical to ``cv2.resize``
+    with ``INTER_LINEAR_EXACT``, the bit-exact bilinear OpenCV 4 uses here; the levels are
+    resized in the scan's parallel native pass), a
     window of the cascade's size slides over each level with a step of 2 pixels below
     scale 2 and 1 above (one more step after a window fails the first stage), Haar windows
     are normalised by the pixel standard deviation over the window less a 1-pixel border
