@@ -2,10 +2,10 @@
 
 Each level runs in a child interpreter (the variable is read once per process): the child
 reports ``ops.simd_level()`` and saves integral images, Haar feature values and cascade
-detections of a few images, which must be bit-identical across levels. They can be: the
-integral tables hold integers (exact in any order of addition), and the cascade's
-four-window path repeats the one-window path's float operations lane by lane, so its stage
-sums (float64) are equal too, not merely close.
+(Haar and LBP) detections of a few images, which must be bit-identical across levels. They
+can be: the integral tables hold integers (exact in any order of addition), and the
+cascade's four- and eight-window paths repeat the one-window path's float operations lane by
+lane, so its stage sums (float64) are equal too, not merely close.
 """
 
 import os
@@ -50,8 +50,13 @@ _CHILD = textwrap.dedent("""
     scenes = [rng.integers(0, 256, (120, 160), dtype=np.uint8)]
     scenes.append(cv2.GaussianBlur(rng.integers(0, 256, (150, 130), dtype=np.uint8), (5, 5), 2))
     scenes.append(cv2.resize(cv2.cvtColor(astronaut(), cv2.COLOR_RGB2GRAY), (200, 200), interpolation=cv2.INTER_AREA))
-    for name in ("haarcascade_frontalface_default.xml", "haarcascade_eye.xml"):
-        det = CascadeDetector(Cascade.load(cv2.data.haarcascades + name))
+    from skimage.data import lbp_frontal_face_cascade_filename
+    # the LBP cascade: four windows at a time (sse2), eight (avx2) or one (scalar)
+    cascades = {name: cv2.data.haarcascades + name
+                for name in ("haarcascade_frontalface_default.xml", "haarcascade_eye.xml")}
+    cascades["lbp"] = lbp_frontal_face_cascade_filename()
+    for name, path in cascades.items():
+        det = CascadeDetector(Cascade.load(path))
         for i, img in enumerate(scenes):
             for mn in (0, 3):
                 d = det.detect(img, scale_factor=1.1, min_neighbors=mn, return_levels=True)

@@ -23,6 +23,7 @@
 #include "boosting/boosting.h"
 #include "integral/integral.h"
 #include "cascade/cascade.h"
+#include "cascade/resize.h"
 #include "segmentation/felzenszwalb.h"
 #include "segmentation/filters.h"
 #include "selective_search/selective_search.h"
@@ -749,10 +750,54 @@ void bind_cascade(py::module_& m) {
   }, py::arg("model"), py::arg("windows"),
      "Whether each window (N, h, w) uint8 passes every stage, evaluated by the scan itself.");
 
-  m.def("cascade_detect", [to_levels](const Model& model, const std::vector<CArray<uint8_t>>& images,
-                                      const std::vector<float>& scales, int width, int height,
-                                      int min_neighbors, double eps) {
-    const auto levels = to_levels(images, scales);
+  // The image and each level's size: levels of another size than the image are resized
+  // (OpenCV's INTER_LINEAR_EXACT) inside the scan's parallel pass.
+  auto image_levels = [](const CArray<uint8_t>& image, const std::vector<std::pair<int, int>>& sizes,
+                         const std::vector<float>& scales) {
+    if (image.ndim() != 2) throw py::value_error("image must have shape (H, W), got " + shape_of(image));
+    if (sizes.size() != scales.size()) {
+      throw py::value_error("got " + std::to_string(sizes.size()) + " level sizes but " +
+                            std::to_string(scales.size()) + " scales");
+    }
+    const int w = static_cast<int>(image.shape(1)), h = static_cast<int>(image.shape(0));
+    std::vector<pydetect::cascade::Level> levels;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const auto [lw, lh] = sizes[i];
+      if (lw < 1 || lh < 1 || lw > w || lh > h) {
+        throw py::value_error("level size (" + std::to_string(lw) + ", " + std::to_string(lh) +
+                              ") must be within [1, image size (" + std::to_string(w) + ", " +
+                              std::to_string(h) + ")]");
+      }
+      pydetect::cascade::Level L{image.data(), lw, lh, image.shape(1), scales[i]};
+      if (lw != w || lh != h) L.source_width = w, L.source_height = h;
+      levels.push_back(L);
+    }
+    return levels;
+  };
+
+  m.def("resize_linear_exact", [](const CArray<uint8_t>& image, int width, int height) {
+    if (image.ndim() != 2) throw py::value_error("image must have shape (H, W), got " + shape_of(image));
+    if (image.shape(0) < 1 || image.shape(1) < 1 || width < 1 || height < 1) {
+      throw py::value_error("resize_linear_exact needs a non-empty image and a size >= 1");
+    }
+    py::array_t<uint8_t> out({int64_t(height), int64_t(width)});
+    uint8_t* dst = out.mutable_data();
+    {
+      py::gil_scoped_release release;
+      std::vector<uint16_t> row(static_cast<size_t>(image.shape(1)) + 1);
+      pydetect::cascade::resize_linear_exact(image.data(), static_cast<int>(image.shape(1)),
+                                             static_cast<int>(image.shape(0)), image.shape(1), dst, width, height,
+                                             width, row.data());
+    }
+    return out;
+  }, py::arg("image"), py::arg("width"), py::arg("height"),
+     "uint8 (H, W) image resized to (height, width) exactly as cv2.resize with INTER_LINEAR_EXACT.");
+
+  m.def("cascade_detect", [image_levels](const Model& model, const CArray<uint8_t>& image,
+                                         const std::vector<std::pair<int, int>>& sizes,
+                                         const std::vector<float>& scales, int width, int height,
+                                         int min_neighbors, double eps) {
+    const auto levels = image_levels(image, sizes, scales);
     std::vector<pydetect::cascade::Candidate> found;
     std::vector<int> neighbours;
     {
@@ -774,9 +819,10 @@ void bind_cascade(py::module_& m) {
       w.mutable_data()[i] = found[i].weight;
     }
     return py::make_tuple(rects, counts, rej, w);
-  }, py::arg("model"), py::arg("levels"), py::arg("scales"), py::arg("width"), py::arg("height"),
+  }, py::arg("model"), py::arg("image"), py::arg("sizes"), py::arg("scales"), py::arg("width"), py::arg("height"),
      py::arg("min_neighbors"), py::arg("eps"),
-     "Scans pyramid levels (uint8 (h, w), image shrunk by 1/scale), groups and clips: "
+     "Scans the pyramid levels of a uint8 (H, W) image (level k: the image resized to sizes[k] "
+     "= (w, h), shrunk by 1/scales[k], as cv2.resize INTER_LINEAR_EXACT), groups and clips: "
      "(rects (N, 4) int32 xywh, neighbours, reject levels, last stage sums).");
 
   m.def("cascade_group", [](const CArray<int32_t>& rects, const CArray<int32_t>& levels,

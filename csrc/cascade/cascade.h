@@ -31,6 +31,8 @@ struct Workspace {
   std::mutex mutex;
   std::unique_ptr<int32_t[]> data;
   size_t size = 0;
+  std::unique_ptr<uint8_t[]> pixels;  // the levels detect_candidates resizes itself
+  size_t pixels_size = 0;
 };
 
 // Everything the file holds, as flat arrays (the bindings copy them in).
@@ -58,12 +60,16 @@ struct Model {
   void validate() const;
 };
 
-// One pyramid level: a grey image shrunk by 1 / scale (the caller resizes).
+// One pyramid level: a grey image shrunk by 1 / scale. Either the caller resized it
+// (source_width == 0: `pixels` is the level), or `pixels` is the image it is shrunk from,
+// source_width x source_height with rows `stride` bytes apart, and detect_candidates
+// resizes it (resize_linear_exact, OpenCV's INTER_LINEAR_EXACT) in its parallel pass.
 struct Level {
   const uint8_t* pixels;
   int width, height;
   int64_t stride;
   float scale;
+  int source_width = 0, source_height = 0;
 };
 
 // A window that passed every stage, in original-image pixels, with OpenCV's reject level

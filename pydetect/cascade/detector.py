@@ -9,7 +9,7 @@ import numpy as np
 
 from pydetect._validation import check_int32, check_scale_factor, to_numpy
 from pydetect.cascade.model import Cascade
-from pydetect.cascade.pyramid import grey_image, pyramid_levels
+from pydetect.cascade.pyramid import grey_image, level_sizes, pyramid_levels, pyramid_scales
 from pydetect.ops import _cascade
 from pydetect.structures import Detections
 
@@ -21,8 +21,9 @@ GROUP_EPS = 0.2  # OpenCV's GROUP_EPS in detectMultiScale
 class CascadeDetector:
     """Runs a :class:`Cascade` over an image pyramid, exactly as OpenCV does.
 
-    The image is shrunk by ``1 / s`` for each scale ``s`` (``cv2.resize`` with
-    ``INTER_LINEAR_EXACT``, the bit-exact bilinear OpenCV 4 uses here), a
+    The image is shrunk by ``1 / s`` for each scale ``s`` (bit-identical to ``cv2.resize``
+    with ``INTER_LINEAR_EXACT``, the bit-exact bilinear OpenCV 4 uses here; the levels are
+    resized in the scan's parallel native pass), a
     window of the cascade's size slides over each level with a step of 2 pixels below
     scale 2 and 1 above (one more step after a window fails the first stage), Haar windows
     are normalised by the pixel standard deviation over the window less a 1-pixel border
@@ -81,9 +82,10 @@ class CascadeDetector:
         min_neighbors = check_int32(min_neighbors, "min_neighbors")
         img = grey_image(gray)
         h, w = img.shape
-        scales, levels = pyramid_levels(img, self.cascade.window_size, scale_factor, min_size,
-                                        max_size)
-        rects, counts, rej, wts = _cascade.cascade_detect(self.cascade._native_model(), levels, scales, w, h,
+        # The levels (pyramid_levels' pixels) are resized in the scan's parallel pass.
+        scales = pyramid_scales(self.cascade.window_size, (w, h), scale_factor, min_size, max_size)
+        rects, counts, rej, wts = _cascade.cascade_detect(self.cascade._native_model(), img,
+                                                          level_sizes((w, h), scales), scales, w, h,
                                                           min_neighbors, GROUP_EPS)
         boxes = rects.astype(np.float32)
         boxes[:, 2:] += boxes[:, :2]

@@ -14,7 +14,7 @@ import numpy as np
 
 from pydetect._validation import as_image, check_int, check_scale_factor
 
-__all__ = ["pyramid_scales", "pyramid_levels", "grey_image", "check_size_bound", "MAX_PYRAMID_LEVELS"]
+__all__ = ["pyramid_scales", "level_sizes", "pyramid_levels", "grey_image", "check_size_bound", "MAX_PYRAMID_LEVELS"]
 
 
 #: Most levels an image pyramid may have: cv2 loops for ever when ``scale_factor`` is within
@@ -109,6 +109,23 @@ def grey_image(image, name="gray"):
     return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
 
 
+def level_sizes(image_size, scales):
+    """The (width, height) of the level at each scale: OpenCV's
+    ``Size(cvRound(width / scale), cvRound(height / scale))`` in float32.
+
+    Parameters
+    ----------
+    image_size : (width, height) of ints
+    scales : sequence of float32, as :func:`pyramid_scales` returns them
+
+    Returns
+    -------
+    list of (int, int)
+    """
+    w, h = image_size
+    return [(int(np.rint(np.float32(w) / s)), int(np.rint(np.float32(h) / s))) for s in scales]
+
+
 def pyramid_levels(gray, window_size, scale_factor=1.1, min_size=None, max_size=None):
     """The levels OpenCV scans: the grey image shrunk by ``1 / s`` for each of
     :func:`pyramid_scales` (``cv2.resize`` with ``INTER_LINEAR_EXACT``, the bit-exact
@@ -128,9 +145,7 @@ def pyramid_levels(gray, window_size, scale_factor=1.1, min_size=None, max_size=
     h, w = gray.shape
     scales = pyramid_scales(window_size, (w, h), scale_factor, min_size, max_size)
     levels = []
-    for s in scales:
-        lw = int(np.rint(np.float32(w) / s))
-        lh = int(np.rint(np.float32(h) / s))
+    for s, (lw, lh) in zip(scales, level_sizes((w, h), scales)):
         if (lw, lh) == (w, h):
             levels.append(gray)
         else:

@@ -16,7 +16,7 @@ from pydetect import _C
 __all__ = ["HAAR_MODES", "SKIMAGE_TYPES", "BOOST_ALGORITHMS", "CASCADE_FEATURE_TYPES",
            "haar_enumerate_opencv", "haar_enumerate_skimage", "haar_check_features", "haar_compute",
            "booster", "boosted_decision", "cascade_model", "cascade_accepts", "cascade_flat_windows", "cascade_scan",
-           "cascade_detect", "cascade_group"]
+           "cascade_detect", "cascade_group", "resize_linear_exact"]
 
 #: opencv_traincascade's feature sets.
 HAAR_MODES = {"basic": _C.HaarMode.BASIC, "core": _C.HaarMode.CORE, "all": _C.HaarMode.ALL}
@@ -142,12 +142,20 @@ def cascade_scan(model, levels, scales):
     return _C.cascade_scan(model, *_pyramid(levels, scales))
 
 
-def cascade_detect(model, levels, scales, width: int, height: int, min_neighbors: int, eps: float):
-    """Scan, group (``cv2.groupRectangles``) and clip to the ``width`` x ``height`` image ->
-    (rects (K, 4) int32 xywh, neighbours (K,) int32, reject levels (K,) int32, stage sums
-    (K,) float64)."""
-    images, scales = _pyramid(levels, scales)
-    return _C.cascade_detect(model, images, scales, int(width), int(height), int(min_neighbors), float(eps))
+def cascade_detect(model, image, sizes, scales, width: int, height: int, min_neighbors: int, eps: float):
+    """Scan the pyramid of a uint8 (H, W) ``image`` (level k: the image resized to
+    ``sizes[k]`` = (w, h), as ``cv2.resize`` with ``INTER_LINEAR_EXACT``, shrunk by
+    ``1 / scales[k]``; the levels are resized in the scan's parallel pass), group
+    (``cv2.groupRectangles``) and clip to the ``width`` x ``height`` image -> (rects (K, 4)
+    int32 xywh, neighbours (K,) int32, reject levels (K,) int32, stage sums (K,) float64)."""
+    return _C.cascade_detect(model, _c(image, np.uint8), [(int(w), int(h)) for w, h in sizes],
+                             [float(s) for s in scales], int(width), int(height), int(min_neighbors), float(eps))
+
+
+def resize_linear_exact(image, width: int, height: int) -> np.ndarray:
+    """A uint8 (H, W) image resized to (height, width), bit-identical to ``cv2.resize`` with
+    ``INTER_LINEAR_EXACT`` (the kernel :func:`cascade_detect` builds its levels with)."""
+    return _C.resize_linear_exact(_c(image, np.uint8), int(width), int(height))
 
 
 def cascade_group(rects, levels, weights, min_neighbors: int, eps: float):

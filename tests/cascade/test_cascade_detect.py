@@ -264,6 +264,37 @@ def test_rgb_input_and_conversions():
     np.testing.assert_array_equal(det.detect(torch.from_numpy(gray)).boxes, det.detect(gray).boxes)
 
 
+def test_resize_linear_exact_matches_cv2():
+    """detect() builds its pyramid levels with its own resize: bit-identical to cv2.resize
+    with INTER_LINEAR_EXACT (the levels detectMultiScale scans and pyramid_levels returns) on
+    random and smooth images of many sizes, pyramid sizes and arbitrary ones, exact factor 2
+    (OpenCV's area shortcut) and 1-pixel sides included."""
+    from pydetect.cascade.pyramid import level_sizes, pyramid_levels
+    from pydetect.ops._cascade import resize_linear_exact
+
+    rng = np.random.default_rng(3)
+    cases = [((w, h), (dw, dh)) for w, h in [(1, 1), (1, 9), (9, 1), (2, 2), (3, 7), (640, 480)]
+             for dw, dh in [(1, 1), (max(1, w // 2), max(1, h // 2)), (w, h)]]
+    for _ in range(400):
+        w, h = (int(v) for v in rng.integers(1, 90, 2))
+        cases.append(((w, h), (int(rng.integers(1, w + 1)), int(rng.integers(1, h + 1)))))
+    for (w, h), (dw, dh) in cases:
+        img = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        if rng.random() < 0.5:
+            img = cv2.GaussianBlur(img, (5, 5), 2)
+        np.testing.assert_array_equal(resize_linear_exact(img, dw, dh),
+                                      cv2.resize(img, (dw, dh), interpolation=cv2.INTER_LINEAR_EXACT),
+                                      err_msg=f"{w}x{h} -> {dw}x{dh}")
+    img = load_gray("astronaut")
+    scales, levels = pyramid_levels(img, (24, 24), 1.1)
+    for (dw, dh), level in zip(level_sizes(img.shape[::-1], scales), levels):
+        np.testing.assert_array_equal(resize_linear_exact(img, dw, dh), level)
+    with pytest.raises(ValueError, match="shape"):
+        resize_linear_exact(np.zeros((2, 2, 2), np.uint8), 1, 1)
+    with pytest.raises(ValueError, match="size"):
+        resize_linear_exact(img, 0, 5)
+
+
 def test_bad_input_and_edge_cases():
     det = CascadeDetector(os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml"))
     img = load_gray("camera", 100)
