@@ -18,8 +18,8 @@ import numpy as np
 from pydetect._validation import check_fraction, check_image_size, check_int, check_positive, check_size
 
 __all__ = ["Compose", "Resize", "RandomHorizontalFlip", "RandomCrop", "PhotometricJitter", "RandomInvert",
-           "RandomColourRotation", "RandomGrayscale", "RandomGaussianBlur", "RandomNoise", "RandomScale", "RandomShear",
-           "TransformedDataset", "detection_augmentation"]
+           "RandomColourRotation", "RandomGrayscale", "RandomGaussianBlur", "RandomNoise", "RandomScale",
+           "RandomShear", "TransformedDataset", "detection_augmentation"]
 
 #: Target keys holding boxes that geometric transforms move with the pixels.
 _BOX_KEYS = ("boxes", "proposals")
@@ -440,11 +440,11 @@ def detection_augmentation(*, hflip: bool = False, invert: float = 0.0, colour: 
     Photometric: brightness, contrast and saturation jitter of up to ``colour`` (and a hue
     shift of up to ``colour / 10`` of the circle), the other ink polarity with probability
     ``invert``, a random turn of the colour space (:class:`RandomColourRotation`, contrast
-    0.4-1.0) with probability ``recolour``, grey with probability ``grey``, Gaussian blur and noise each with their
-    probability. Geometric: independent x/y scale jitter in ``scale_range`` (None: off),
-    horizontal flips if ``hflip`` (only for classes that are mirror symmetric), a horizontal
-    shear of up to ``shear``. Geometric steps come first so that blur and noise act on the
-    final pixels. Each argument of 0 (or None) leaves its step out.
+    0.4-1.0) with probability ``recolour``, grey with probability ``grey``, Gaussian blur
+    and noise each with their probability. Geometric: independent x/y scale jitter in
+    ``scale_range`` (None: off), horizontal flips if ``hflip`` (only for classes that are
+    mirror symmetric), a horizontal shear of up to ``shear``. Geometric steps come first so
+    that blur and noise act on the final pixels. Each argument of 0 (or None) leaves its step out.
 
     Parameters
     ----------
