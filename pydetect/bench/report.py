@@ -115,11 +115,9 @@ def _markdown(report: dict) -> str:
         format_table(report, markdown=True),
         "",
     ]
-    counted = [r for r in report["rows"] if r.get("train_iterations") is not None]
-    if counted:
-        # Wall-clock budgets: the iterations a run got are what makes two runs comparable.
-        lines += ["Detection-training iterations completed within the wall-clock budget: "
-                  + ", ".join(f"{r['name']} {r['train_iterations']}" for r in counted) + ".", ""]
+    reached = _training_reached(report)
+    if reached:
+        lines += [reached, ""]
     trade_off = _one_stage_trade_off(report)
     if trade_off:
         lines += [trade_off, ""]
@@ -130,6 +128,36 @@ def _markdown(report: dict) -> str:
               "![sample detections](samples.png)", "", "## Parameters", ""]
     lines += [f"- {r['name']}: `{r['detector']}`" for r in report["rows"]]
     return "\n".join(lines) + "\n"
+
+
+def _training_reached(report: dict) -> str:
+    """One sentence on how far each detector's training went, naming any stage a wall-clock
+    cap ended before its count (then the run is not comparable with one at the counts)."""
+    parts, cut = [], []
+    for r in report["rows"]:
+        done = []
+        if r.get("cascade_stages"):
+            stages = r["cascade_stages"]
+            done.append(f"{len(stages)} cascade{'s' if len(stages) > 1 else ''} of "
+                        + (f"{min(stages)}–{max(stages)}" if min(stages) < max(stages) else f"{stages[0]}")
+                        + " stages")
+        if r.get("pretrain_epochs") is not None:
+            epochs = r["pretrain_epochs"]
+            done.append(f"{epochs:.3g} pretraining epoch{'' if epochs == 1 else 's'}")
+        if r.get("train_iterations") is not None:
+            done.append(f"{r['train_iterations']:,} iteration{'' if r['train_iterations'] == 1 else 's'}")
+        if done:
+            parts.append(f"{r['name']} {' + '.join(done)}")
+        if r.get("cut_by_clock"):
+            cut.append(f"{r['name']} ({', '.join(r['cut_by_clock'])})")
+    if not parts:
+        return ""
+    text = "Training reached: " + "; ".join(parts) + "."
+    if cut:
+        text += (" **Stopped by its time budget before its count**: " + "; ".join(cut)
+                 + " (what a time budget buys depends on the machine's speed that day, so these rows are "
+                 "not comparable with a run on a faster or slower machine).")
+    return text
 
 
 def _json_ready(report: dict) -> dict:

@@ -55,7 +55,7 @@ class FastRCNN(TwoStageEstimator):
 
     Attributes
     ----------
-    model_, class_names_, pretrain_accuracy_, history_
+    model_, class_names_, pretrain_accuracy_, pretrain_epochs_, history_
         As in :class:`FasterRCNN`.
     proposal_recall_ : float
         Share of training objects with a proposal of IoU >= 0.5 (the ceiling of the detector).

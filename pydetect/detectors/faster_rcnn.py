@@ -238,8 +238,9 @@ class FasterRCNN(TwoStageEstimator):
     anchor_shapes_ : tuple of (float, float) or None
         The (width, height) anchor shapes from ``anchors``, in the input's pixels (None
         when ``anchors`` is None).
-    pretrain_accuracy_ : float or None
-        Held-out crop accuracy after pretraining.
+    pretrain_accuracy_, pretrain_epochs_ : float or None
+        Held-out crop accuracy after pretraining, and the epochs of it trained (fewer than
+        ``pretrain.epochs`` when ``pretrain.seconds`` ran out first).
     history_ : dict
         Iterations, seconds, last losses, ``unfrozen_at``; with a ``val_dataset``, ``"val"``:
         ``[{"iteration": i, "AP": ..., "AP50": ..., ...}]`` (the 12 COCO stats of each
@@ -392,7 +393,7 @@ class FasterRCNN(TwoStageEstimator):
         load_weights(model, state, ignore=())
         est.model_ = model.eval()
         est.class_names_ = class_names
-        est.pretrain_accuracy_ = None
+        est.pretrain_accuracy_ = est.pretrain_epochs_ = None
         est.history_ = {"iterations": 0, "source": "torchvision"}
         return est
 

@@ -103,6 +103,9 @@ class RCNN(CNNEstimator):
     feature_mean_, feature_scale_ : arrays (F,)
     class_names_ : list of str
     pretrain_accuracy_, proposal_recall_ : float
+    pretrain_epochs_ : float or None
+        Epochs of crop pretraining trained (fewer than ``pretrain.epochs`` when
+        ``pretrain.seconds`` ran out first; None without pretraining).
     """
 
     #: 2: the pretraining settings became one ``pretrain`` parameter (CNNEstimator._upgrade).
@@ -229,15 +232,17 @@ class RCNN(CNNEstimator):
                     crops.append(_warp(im, p[sel], self.crop_size))
                     labels.append(lab[iou[sel].argmax(1)] + 1)
         crops, labels = np.concatenate(crops), np.concatenate(labels)
-        self.pretrain_accuracy_ = None
+        self.pretrain_accuracy_, self.pretrain_epochs_ = None, None
         pre = self.pretrain
         if isinstance(self.backbone, str) and pre is not None and pre.seconds > 0:
+            reached = {}
             self.pretrain_accuracy_ = engine.pretrain_backbone(
                 self.backbone_, crops, labels, k + 1, seconds=pre.seconds, max_epochs=pre.epochs, hflip_aug=self.hflip,
                 augment=engine.build_augmentation(self.augment, geometric=False), seed=self.seed,
                 progress=self.progress, resume=self.resume,
                 checkpoint_path=os.path.join(self.checkpoint_dir, "backbone_pretraining.ckpt")
-                if self.checkpoint_dir else None, device=device)
+                if self.checkpoint_dir else None, device=device, stats=reached)
+            self.pretrain_epochs_ = reached["epochs"]
         # 2. Features of every proposal and ground truth.
         feats, owners = [], []
         for i, (im, p, (gt, lab)) in enumerate(zip(images, props, gts)):

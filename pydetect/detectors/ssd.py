@@ -70,7 +70,9 @@ class SSD(OneStageEstimator):
     box_shapes_ : list of lists of (w, h), the default boxes of each level
     scales_ : tuple of float or None
     anchor_mean_iou_ : float or None
-    pretrain_accuracy_ : float or None
+    pretrain_accuracy_, pretrain_epochs_ : float or None
+        Held-out crop accuracy after pretraining, and the epochs of it trained (fewer than
+        ``pretrain.epochs`` when ``pretrain.seconds`` ran out first).
     history_ : dict
     """
 

@@ -96,7 +96,9 @@ class YOLO(OneStageEstimator):
     size_norm_ : float
         YOLOv1's size normaliser (see :func:`pydetect.models.yolo.yolov1_loss`): the largest
         training box side.
-    pretrain_accuracy_ : float or None
+    pretrain_accuracy_, pretrain_epochs_ : float or None
+        Held-out crop accuracy after pretraining, and the epochs of it trained (fewer than
+        ``pretrain.epochs`` when ``pretrain.seconds`` ran out first).
     history_ : dict
     """
 

@@ -146,7 +146,8 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
     Returns
     -------
     history : dict
-        {"iterations", "seconds", "losses" (last 50 totals), "resumed_from", "unfrozen_at"
+        {"iterations", "max_iter" (fewer iterations than it: ``seconds`` ended the run), "seconds",
+        "losses" (last 50 totals), "resumed_from", "unfrozen_at"
         (the iteration ``frozen`` began training at, None if it never did or there was none)},
         and with ``evaluate``: "val" (a list of ``{"iteration": i, **scores}``) and "best"
         (the entry whose state ``model`` holds at the end).
@@ -305,8 +306,8 @@ def train_loop(model, sample_batch, *, max_iter, seconds, lr, weight_decay=1e-4,
         p.requires_grad_(True)
     if average is not None:
         average.copy_to(model)
-    history = {"iterations": it, "seconds": total, "losses": losses_hist[-50:], "resumed_from": resumed_from,
-               "unfrozen_at": unfrozen_at}
+    history = {"iterations": it, "max_iter": max_iter, "seconds": total, "losses": losses_hist[-50:],
+               "resumed_from": resumed_from, "unfrozen_at": unfrozen_at}
     if evaluate is not None:
         model.load_state_dict(best["state"])
         history.update(val=val_history, best=dict(best["entry"]))

@@ -29,7 +29,7 @@ __all__ = ["pretrain_backbone", "pretrain_detector_backbone"]
 
 def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, seconds=90.0, max_epochs=30,
                       batch_size=64, lr=3e-3, hflip_aug=False, augment=None, seed=0, progress=False,
-                      return_classifier=False, checkpoint_path=None, resume=True, device="cpu"):
+                      return_classifier=False, checkpoint_path=None, resume=True, device="cpu", stats=None):
     """Trains ``backbone`` as a crop classifier (AdamW, cosine schedule); returns crop accuracy
     (and the :class:`CropClassifier`, whose ``fc`` can initialise a detector's classifier, if
     ``return_classifier``).
@@ -50,6 +50,10 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
     The classifier (and so ``backbone``) is trained on ``device`` (a torch.device or its
     name) and left there; the crops stay on the CPU, where they are drawn, augmented and
     flipped exactly as on a CPU run, and each batch is copied to ``device``.
+
+    ``stats``, a dict, is filled with how far the training went: ``steps`` (optimiser steps),
+    ``epochs`` (steps over steps per epoch: below ``max_epochs`` when ``seconds`` ended it) and
+    ``seconds`` (wall time, a resumed run's earlier time included).
     """
     g = torch.Generator().manual_seed(seed)
     aug_rng = np.random.default_rng([seed, 1])
@@ -66,13 +70,14 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = max(len(xt) // batch_size, 1)
     total = steps_per_epoch * max_epochs
-    step, elapsed_before = 0, 0.0
+    step, elapsed_before, out_of_time = 0, 0.0, False
     if checkpoint_path is not None and resume and os.path.exists(checkpoint_path):
         state = load_checkpoint(checkpoint_path)
         with restoring(checkpoint_path):
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             step, elapsed_before = int(state["step"]), float(state["seconds"])
+            out_of_time = bool(state.get("out_of_time", False))
             g.set_state(state["generator"])
             aug_rng.bit_generator.state = state["augment_rng"]
             restore_cuda_rng(state, device)
@@ -80,7 +85,8 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
     def checkpoint(elapsed):
         if checkpoint_path is not None and distributed_info(device)[0] == 0:
             save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                               "step": step, "seconds": elapsed, "generator": g.get_state(),
+                                               "step": step, "seconds": elapsed, "out_of_time": out_of_time,
+                                               "generator": g.get_state(),
                                                "augment_rng": aug_rng.bit_generator.state,
                                                **cuda_rng_state(device)})
 
@@ -89,12 +95,12 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
     if bar is not None and step:
         bar.update(step)
     model.train()
-    while step < total:
+    while step < total and not out_of_time:
         order = torch.randperm(len(xt), generator=g)
         for j in range(steps_per_epoch):
             frac = schedule_fraction(step, total, elapsed_before + time.perf_counter() - start, seconds)
             if frac >= 1:
-                step = total
+                out_of_time = True
                 break
             for group in opt.param_groups:
                 group["lr"] = lr * lr_factor(frac, 0.05)
@@ -127,6 +133,8 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
         checkpoint(elapsed_before + time.perf_counter() - start)
     if bar is not None:
         bar.close()
+    if stats is not None:
+        stats.update(steps=step, epochs=step / steps_per_epoch, seconds=elapsed_before + time.perf_counter() - start)
     model.eval()
     with torch.no_grad():
         scores = model(xv.to(device), bv.to(device) if bv is not None else None)
@@ -138,7 +146,7 @@ def pretrain_backbone(backbone, crops, labels, num_classes, *, boxes=None, secon
 
 def pretrain_detector_backbone(body, dataset, num_classes, *, seconds, epochs, copies=8, stretch=None, shear=0.0,
                                scale=1.0, hflip=False, augment=None, seed=0, progress=False, resume=True,
-                               checkpoint_dir=None, device="cpu"):
+                               checkpoint_dir=None, device="cpu", stats=None):
     """A CNN detector's crop pretraining (the offline analogue of ImageNet pretraining),
     resumable: :func:`extract_crops` of ``dataset`` then :func:`pretrain_backbone` of ``body``
     as a ``num_classes + 1``-way classifier for ``seconds``.
@@ -147,7 +155,8 @@ def pretrain_detector_backbone(body, dataset, num_classes, *, seconds, epochs, c
     (``backbone_pretrained.pt``, written by rank 0) and, with ``resume``, loaded instead of
     pretraining again; the pretraining itself checkpoints to ``backbone_pretraining.ckpt``.
 
-    Returns (held-out crop accuracy, the classifier's ``torch.nn.Linear``).
+    Returns (held-out crop accuracy, the classifier's ``torch.nn.Linear``); ``stats`` as in
+    :func:`pretrain_backbone` (kept with the pretrained body, so a resumed fit reports them too).
     """
     path = os.path.join(checkpoint_dir, "backbone_pretrained.pt") if checkpoint_dir else None
     crop_fc = torch.nn.Linear(body.out_channels, num_classes + 1)
@@ -156,16 +165,20 @@ def pretrain_detector_backbone(body, dataset, num_classes, *, seconds, epochs, c
         with restoring(path):
             body.load_state_dict(saved["state"])
             crop_fc.load_state_dict(saved["fc"])
+            if stats is not None:
+                stats.update(saved.get("stats", {}))
             return float(saved["accuracy"]), crop_fc
     crops, labels, inner = extract_crops(dataset, copies=copies, stretch_range=stretch, shear_range=shear,
                                          scale=scale, seed=seed)
+    reached = stats if stats is not None else {}
     accuracy, clf = pretrain_backbone(
         body, crops, labels, num_classes + 1, boxes=inner, seconds=seconds, max_epochs=epochs, hflip_aug=hflip,
         augment=build_augmentation(augment, geometric=False), seed=seed, progress=progress,
         return_classifier=True, resume=resume,
         checkpoint_path=os.path.join(checkpoint_dir, "backbone_pretraining.ckpt") if checkpoint_dir else None,
-        device=device)
+        device=device, stats=reached)
     if path and distributed_info(device)[0] == 0:
         with atomic_write(path, "wb") as f:
-            torch.save({"state": body.state_dict(), "fc": clf.fc.state_dict(), "accuracy": accuracy}, f)
+            torch.save({"state": body.state_dict(), "fc": clf.fc.state_dict(), "accuracy": accuracy,
+                        "stats": reached}, f)
     return accuracy, clf.fc

@@ -71,16 +71,27 @@ def test_bench_detectors_writes_the_report(faces_run, capsys):
         assert np.mean(r["pr"]["precision"]) == pytest.approx(r["coco"]["AP50"], abs=1e-9)
     md = (out / "report.md").read_text()
     assert "quick budget" in md and "parameters overridden" in md
-    # Wall-clock budgets: the detectors with a detection-training loop say how far it got.
-    counted = {r["key"]: r["train_iterations"] for r in report["rows"]}
+    # How far each training went (iterations, pretraining epochs, cascade stages), and which
+    # stages their 2-second time budgets ended before their counts.
+    rows = {r["key"]: r for r in report["rows"]}
+    counted = {key: r["train_iterations"] for key, r in rows.items()}
     assert 1 <= counted["faster_rcnn"] <= 4 and 1 <= counted["fast_rcnn"] <= 4  # max_iter=4, 2 s
     assert 1 <= counted["yolo"] <= 4 and 1 <= counted["ssd"] <= 4
     assert 2 <= counted["overfeat"] <= 6  # two rounds share max_iter=6
     assert counted["viola_jones"] is None and counted["ism"] is None
-    assert f"Fast R-CNN {counted['fast_rcnn']}, Faster R-CNN {counted['faster_rcnn']}" in md
+    assert len(rows["viola_jones"]["cascade_stages"]) == 1 and 1 <= rows["viola_jones"]["cascade_stages"][0] <= 3
+    for key in ("yolo", "ssd", "rcnn", "fast_rcnn", "faster_rcnn"):
+        epochs, cut = rows[key]["pretrain_epochs"], rows[key]["cut_by_clock"]
+        assert 0 <= epochs <= 1 and ("pretraining" in cut) == (epochs < 1)
+    for key in ("yolo", "ssd", "fast_rcnn", "faster_rcnn"):
+        assert ("detection" in rows[key]["cut_by_clock"]) == (counted[key] < 4)
+    assert rows["ism"]["pretrain_epochs"] is None and rows["ism"]["cut_by_clock"] == []
+    faster = rows["faster_rcnn"]
+    assert (f"Faster R-CNN {faster['pretrain_epochs']:.3g} pretraining epoch" in md
+            and f"+ {faster['train_iterations']:,} iteration" in md)
+    assert ("Stopped by its time budget" in md) == any(r["cut_by_clock"] for r in rows.values())
     for r in report["rows"]:
         assert f"| {r['name']} | {r['coco']['AP']:.3f} | {r['coco']['AP50']:.3f} |" in md
-    rows = {r["key"]: r for r in report["rows"]}
     gap = rows["yolo"]["coco"]["AP50"] - rows["faster_rcnn"]["coco"]["AP50"]
     assert "Speed and accuracy, one stage against two" in md and f"with AP50 {gap:+.3f}" in md
     for plot in ("pr_curves.png", "speed_accuracy.png", "samples.png"):
@@ -225,9 +236,55 @@ def test_malformed_coco_json_is_a_one_line_error(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("pydetect: error:") and "bad.json" in err[0]
 
 
+def test_training_extent_names_the_stages_a_clock_ended():
+    """training_extent against hand-made fitted states: a stage is cut when it stopped short of its count."""
+    from types import SimpleNamespace as Fitted
+
+    from pydetect.detectors import Pretraining
+
+    done = Fitted(pretrain=Pretraining(epochs=10), pretrain_epochs_=10.0, history_={"iterations": 50, "max_iter": 50})
+    assert bench.training_extent(done) == {"iterations": 50, "pretrain_epochs": 10.0, "cascade_stages": None,
+                                           "cut_by_clock": []}
+    short = Fitted(pretrain=Pretraining(epochs=10), pretrain_epochs_=7.4, history_={"iterations": 40, "max_iter": 50})
+    assert bench.training_extent(short)["cut_by_clock"] == ["pretraining", "detection"]
+    rounds = [{"iterations": 6, "max_iter": 6}, {"iterations": 3, "max_iter": 4}]  # OverFeat's classifier rounds
+    overfeat = Fitted(history_={"iterations": 9, "rounds": rounds, "regression": {"iterations": 5, "max_iter": 5}})
+    assert bench.training_extent(overfeat)["cut_by_clock"] == ["detection"]
+    overfeat.history_ = {"iterations": 10, "rounds": rounds[:1] * 2, "regression": {"iterations": 2, "max_iter": 5}}
+    assert bench.training_extent(overfeat)["cut_by_clock"] == ["regression"]
+    cascades = Fitted(training_logs_=[[{}] * 3, [{}] * 2], stop_reasons_=["3 stages trained", "time limit of 84 s reached"])
+    assert bench.training_extent(cascades) == {"iterations": None, "pretrain_epochs": None, "cascade_stages": [3, 2],
+                                               "cut_by_clock": ["cascades"]}
+    old_file = Fitted(history_={"iterations": 5})  # written before the counts were recorded
+    assert bench.training_extent(old_file)["cut_by_clock"] == []
+
+
 def test_recipe_rejects_unknown_names():
     with pytest.raises(ValueError, match="detector must be one of"):
         bench.recipe("detr", "digits", quick=True)
     with pytest.raises(ValueError, match="dataset_kind"):
         bench.recipe("ism", "cats", quick=True)
     assert bench.recipe("viola_jones", "digits", quick=False)["window"] == (24, 16)
+
+
+def test_the_full_budget_on_digits_is_counted_and_its_clocks_are_caps():
+    """On digits the full budget is iterations / epochs / stages, and each time setting it
+    replaces is CLOCK_CAP times the wall-clock budget it was; elsewhere the budgets stay wall-clock."""
+    from pydetect import detectors
+
+    counted = {"viola_jones": ["num_stages"], "overfeat": ["max_iter", "regression_iter"], "rcnn": ["pretrain__epochs"],
+               **{k: ["pretrain__epochs", "max_iter"] for k in ("yolo", "ssd", "fast_rcnn", "faster_rcnn")}}
+    clocks = {"viola_jones": {"time_limit": 840.0}, "overfeat": {"train_seconds": 300.0, "regression_seconds": 45.0},
+              "rcnn": {"pretrain__seconds": 120.0},
+              **{k: {"pretrain__seconds": 90.0, "train_seconds": 780.0} for k in ("yolo", "ssd", "fast_rcnn",
+                                                                                   "faster_rcnn")}}
+    for key, names in counted.items():
+        full = bench.recipe(key, "digits", quick=False)
+        assert all(isinstance(full[name], int) and full[name] >= 1 for name in names), key
+        assert {name: full[name] for name in clocks[key]} == {n: bench.CLOCK_CAP * v for n, v in clocks[key].items()}
+        cls = getattr(detectors, bench._CLASS_NAMES[key])
+        defaults = cls().get_params(deep=True)
+        assert all(defaults[n] == v for n, v in clocks[key].items() if key != "viola_jones")  # the library's budget
+        cls().set_params(**full)  # every name is a parameter
+        assert not set(names) & set(bench.recipe(key, "faces", quick=False))
+        assert not set(names) & set(bench.recipe(key, "digits", quick=True)) - {"pretrain__epochs"}

@@ -226,5 +226,25 @@ def test_no_pretraining(tiny, pretrain, monkeypatch):
     monkeypatch.setattr(engine, "pretrain_detector_backbone", no_pretraining)
     det = YOLO(pretrain=pretrain, max_iter=1, train_seconds=1e9, batch_size=1, progress=False,
                num_threads=1).fit(tiny)
-    assert det.pretrain_accuracy_ is None and len(det.history_["losses"]) >= 1
+    assert det.pretrain_accuracy_ is None and det.pretrain_epochs_ is None and len(det.history_["losses"]) >= 1
+
+
+@pytest.mark.parametrize("cls, pretrain, extra", [
+    (YOLO, Pretraining(seconds=1e9, epochs=2, copies=1), dict(max_iter=1, train_seconds=1e9, batch_size=1)),
+    (FasterRCNN, Pretraining(seconds=1e9, epochs=2, copies=1), dict(max_iter=1, train_seconds=1e9, batch_size=1)),
+    (RCNN, WarpPretraining(seconds=1e9, epochs=2), dict(train_proposals=20, test_proposals=10,
+                                                        hard_negative_rounds=0)),
+])
+def test_the_pretraining_epochs_reached_are_recorded_saved_and_resumed(tiny, cls, pretrain, extra, tmp_path):
+    """``pretrain_epochs_``: the epochs of crop pretraining trained (here the count, which the
+    time never reaches), kept by save/load and, from a checkpoint directory, by a resumed fit."""
+    det = cls(pretrain=pretrain, progress=False, num_threads=1, checkpoint_dir=str(tmp_path / "ckpt"),
+              **extra).fit(tiny)
+    assert det.pretrain_epochs_ == 2.0
+    det.save(tmp_path / "m.model")
+    assert type(det).load(tmp_path / "m.model").pretrain_epochs_ == 2.0
+    if cls is not RCNN:  # the detection CNNs keep the pretrained body; a resumed fit loads it
+        again = cls(pretrain=pretrain, progress=False, num_threads=1, checkpoint_dir=str(tmp_path / "ckpt"),
+                    resume=True, **extra).fit(tiny)
+        assert again.pretrain_epochs_ == 2.0
 

@@ -173,10 +173,18 @@ def test_pretraining_time_budget_counts_across_resumes(tmp_path, monkeypatch):
     def pretrain(path, backbone):
         return engine.pretrain_backbone(backbone, crops, labels, 3, checkpoint_path=path, **params)
 
-    straight = CountingBackbone()
-    pretrain(tmp_path / "a.ckpt", straight)
+    straight, reached = CountingBackbone(), {}
+    engine.pretrain_backbone(straight, crops, labels, 3, checkpoint_path=tmp_path / "a.ckpt", stats=reached,
+                             **params)
     done = engine.load_checkpoint(tmp_path / "a.ckpt")
     assert 10 < straight.steps < 5 * 100 and 30 <= done["seconds"] <= 33
+    # How far it went: 40 training crops in batches of 8 are 5 steps an epoch.
+    assert reached["steps"] == straight.steps and reached["epochs"] == straight.steps / 5
+    assert reached["seconds"] == pytest.approx(done["seconds"], abs=1.5)
+    # A run its time ended is over: resuming from its last checkpoint trains no further step.
+    after = CountingBackbone()
+    pretrain(tmp_path / "a.ckpt", after)
+    assert after.steps == 0
 
     save, saves = pretraining.save_checkpoint, []
 
@@ -197,6 +205,18 @@ def test_pretraining_time_budget_counts_across_resumes(tmp_path, monkeypatch):
     resumed = engine.load_checkpoint(tmp_path / "b.ckpt")
     assert 30 <= resumed["seconds"] <= 33
     assert abs(first.steps + second.steps - straight.steps) <= 1
+
+
+def test_pretraining_reports_the_epochs_its_count_ended_at():
+    """A budget of epochs that the time never reaches: exactly that many epochs are trained,
+    and the stats say so."""
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (44, 16, 16, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, 44)
+    backbone, reached = CountingBackbone(), {}
+    engine.pretrain_backbone(backbone, crops, labels, 3, seconds=1e9, max_epochs=3, batch_size=8, seed=0,
+                             stats=reached)
+    assert backbone.steps == reached["steps"] == 3 * 5 and reached["epochs"] == 3.0
 
 
 # A GPU run's checkpoint also holds its device's CUDA generator ("cuda_rng", 16 bytes: seed and
