@@ -509,7 +509,8 @@ def run_detector_benchmark(dataset: str = "digits", *, images: str | None = None
     report = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": machine(), "cores": os.cpu_count(), "threads": threads,
               "load_average_start": load_average(), "pydetect": pydetect.__version__,
-              "budget": "quick" if quick else "full", "overrides": params, "dataset": splits.name, "data": splits.description,
+              "budget": "quick" if quick else "full", "budget_counted": not quick and splits.kind == "digits",
+              "overrides": params, "dataset": splits.name, "data": splits.description,
               "eval_split": splits.evaluation_split, "code": code_fingerprint()[:12],
               "class_names": [str(c) for c in splits.evaluation.class_names], "rows": []}
     t0 = time.perf_counter()

@@ -95,7 +95,9 @@ def _markdown(report: dict) -> str:
     load = ", ".join(f"{v:.1f}" for v in (report["load_average_start"], report["load_average_end"]) if v is not None)
     budget = ("**quick budget**: smaller splits and a minute or two of training per detector, so the "
               "models are weaker than at the full budget" if report["budget"] == "quick" else
-              "full budget: each detector's default training budget")
+              "full budget: each detector's default budget, counted in iterations, pretraining epochs and "
+              "cascade stages (the time settings are caps)" if report.get("budget_counted") else
+              "full budget: each detector's default wall-clock training budget")
     if report.get("overrides"):
         budget += f"; parameters overridden for {', '.join(report['overrides'])} (see Parameters)"
     split = report.get("eval_split", "test")

@@ -60,7 +60,8 @@ def test_bench_detectors_writes_the_report(faces_run, capsys):
     report = json.loads((out / "report.json").read_text())
     keys = [r["key"] for r in report["rows"]]
     assert keys == list(bench.DETECTORS) + ["opencv_frontalface"]  # faces adds the OpenCV reference
-    assert report["budget"] == "quick" and report["cores"] == os.cpu_count() and report["threads"] == 2
+    assert report["budget"] == "quick" and not report["budget_counted"]
+    assert report["cores"] == os.cpu_count() and report["threads"] == 2
     assert "4 test images" in report["data"] and report["class_names"] == ["face"]
     for r in report["rows"]:
         for name in ("AP", "AP50", "AP75"):
@@ -288,3 +289,23 @@ def test_the_full_budget_on_digits_is_counted_and_its_clocks_are_caps():
         cls().set_params(**full)  # every name is a parameter
         assert not set(names) & set(bench.recipe(key, "faces", quick=False))
         assert not set(names) & set(bench.recipe(key, "digits", quick=True)) - {"pretrain__epochs"}
+
+
+def test_the_report_says_whether_the_full_budget_was_counted():
+    """report.md names the budget the rows were trained at: counted on digits, wall-clock elsewhere,
+    and, from a run's rows, how far each training went."""
+    from pydetect.bench.report import _markdown
+
+    row = {"key": "yolo", "name": "YOLO", "detector": "YOLO()", "cached": False, "train_iterations": 3500,
+           "pretrain_epochs": 4.0, "cascade_stages": None, "cut_by_clock": [], "train_seconds": 900.0,
+           "infer_ms_per_image": 20.0, "model_bytes": 1000, "coco": {"AP": 0.4, "AP50": 0.7, "AP75": 0.4},
+           "voc": {"mAP": 0.7, "AP50": {}}}
+    report = {"load_average_start": 0.1, "load_average_end": 0.2, "budget": "full", "dataset": "digits",
+              "date": "d", "machine": "m", "threads": 2, "pydetect": "0", "wall_seconds": 60.0, "data": "x",
+              "class_names": [], "rows": [row]}
+    assert "wall-clock training budget" in _markdown(report)
+    md = _markdown({**report, "budget_counted": True})
+    assert "counted in iterations" in md and "YOLO 4 pretraining epochs + 3,500 iterations." in md
+    assert "Stopped by its time budget" not in md
+    cut = _markdown({**report, "rows": [{**row, "pretrain_epochs": 2.03, "cut_by_clock": ["pretraining"]}]})
+    assert "YOLO 2.03 pretraining epochs" in cut and "before its count**: YOLO (pretraining)" in cut
