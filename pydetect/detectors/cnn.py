@@ -69,6 +69,19 @@ class CNNEstimator(BaseDetector):
     #: Whether ``fit`` takes a ``val_dataset`` (then ``_fit`` takes it as a keyword).
     _EVALUATES_DURING_TRAINING = False
 
+    def _crop_pretrain(self, body, dataset, num_classes, device, **options):
+        """The detectors' crop pretraining of ``body`` with ``self.pretrain``
+        (:func:`pydetect.engine.pretrain_detector_backbone`, ``options`` passed on); sets
+        ``pretrain_accuracy_`` and ``pretrain_epochs_`` and returns the crop classifier's layer."""
+        pre, reached = self.pretrain, {}
+        self.pretrain_accuracy_, crop_fc = engine.pretrain_detector_backbone(
+            body, dataset, num_classes, seconds=pre.seconds, epochs=pre.epochs, copies=pre.copies,
+            stretch=pre.stretch, shear=pre.shear, hflip=self.hflip, augment=self.augment, seed=self.seed,
+            progress=self.progress, resume=self.resume, checkpoint_dir=self.checkpoint_dir, device=device,
+            stats=reached, **options)
+        self.pretrain_epochs_ = reached.get("epochs")
+        return crop_fc
+
     def fit(self, dataset, val_dataset=None):
         """Checks the dataset and the parameters, then trains (see the class docstring); returns self.
 

@@ -114,13 +114,7 @@ class OneStageEstimator(CNNEstimator):
         self.pretrain_accuracy_, self.pretrain_epochs_ = None, None
         pre = self.pretrain
         if pre is not None and pre.seconds > 0:
-            reached = {}
-            self.pretrain_accuracy_, _ = engine.pretrain_detector_backbone(
-                backbone, dataset, len(class_names), seconds=pre.seconds, epochs=pre.epochs,
-                copies=pre.copies, stretch=pre.stretch, shear=pre.shear, hflip=self.hflip, augment=self.augment,
-                seed=self.seed, progress=self.progress, resume=self.resume, checkpoint_dir=ckpt_dir, device=device,
-                stats=reached)
-            self.pretrain_epochs_ = reached.get("epochs")
+            self._crop_pretrain(backbone, dataset, len(class_names), device)
         model = self._build(backbone, len(class_names)).to(device)
         images = [dataset[i][0] for i in range(len(dataset))]
         tgts = [{"boxes": np.asarray(t["boxes"], np.float32).reshape(-1, 4),

@@ -139,15 +139,9 @@ class TwoStageEstimator(CNNEstimator):
         backbone = self._new_backbone(with_weights=True)
         self.pretrain_accuracy_, self.pretrain_epochs_ = None, None
         crop_fc = None
-        pre = self.pretrain
         if self._crop_pretrains():
-            reached = {}
-            self.pretrain_accuracy_, crop_fc = engine.pretrain_detector_backbone(
-                backbone.body if fpn else backbone, dataset, len(class_names), seconds=pre.seconds,
-                epochs=pre.epochs, copies=pre.copies, stretch=pre.stretch, shear=pre.shear,
-                scale=self._image_scale(), hflip=self.hflip, augment=self.augment, seed=self.seed,
-                progress=self.progress, resume=self.resume, checkpoint_dir=ckpt_dir, device=device, stats=reached)
-            self.pretrain_epochs_ = reached.get("epochs")
+            crop_fc = self._crop_pretrain(backbone.body if fpn else backbone, dataset, len(class_names), device,
+                                          scale=self._image_scale())
         model = self._build(backbone, len(class_names))
         self._load_head_weights(model)
         if self.pretrain_accuracy_ is not None and not fpn:
